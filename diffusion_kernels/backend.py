@@ -1,0 +1,69 @@
+"""Which implementation runs a call, decided per call from the tensors at hand.
+
+Triton is imported on first use, never at package import, so the reference
+path works on machines without Triton and ``TRITON_INTERPRET=1`` can still be
+set by a program before its first call.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+
+import torch
+
+BACKENDS = ("auto", "triton", "reference")
+KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+@functools.lru_cache(maxsize=None)
+def kernels_module():
+    """The jit kernels package, imported once (Triton reads TRITON_INTERPRET then)."""
+    importlib.import_module("diffusion_kernels.kernels.q_sample")
+    return importlib.import_module("diffusion_kernels.kernels")
+
+
+def triton_available() -> bool:
+    try:
+        importlib.import_module("triton")
+    except ImportError:
+        return False
+    return True
+
+
+def interpreter_active() -> bool:
+    """True when the kernels run under Triton's CPU interpreter (TRITON_INTERPRET=1)."""
+    if not triton_available():
+        return False
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return isinstance(kernels_module().q_sample.q_sample_fwd_kernel, InterpretedFunction)
+
+
+def select(backend: str, x: torch.Tensor) -> str:
+    """'triton' or 'reference' for a call on ``x``; raises for a backend that cannot run it."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "reference":
+        return "reference"
+    kernel_ok = x.dtype in KERNEL_DTYPES
+    if backend == "auto":
+        if not kernel_ok or not triton_available():
+            return "reference"
+        if x.device.type == "cuda" or (x.device.type == "cpu" and interpreter_active()):
+            return "triton"
+        return "reference"
+    if not triton_available():
+        raise RuntimeError("backend='triton' needs the triton package, which is not installed")
+    if not kernel_ok:
+        raise TypeError(
+            f"backend='triton' takes float32, float16 or bfloat16 tensors, got {x.dtype}; "
+            "float64 runs on backend='reference' (or 'auto')"
+        )
+    if x.device.type == "cpu" and not interpreter_active():
+        raise RuntimeError(
+            "backend='triton' on CPU tensors needs Triton's interpreter: set TRITON_INTERPRET=1 "
+            "before the first call, or use backend='auto'"
+        )
+    if x.device.type not in ("cpu", "cuda"):
+        raise RuntimeError(f"backend='triton' runs on CUDA tensors, got device {x.device}")
+    return "triton"

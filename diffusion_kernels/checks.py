@@ -1,0 +1,69 @@
+"""Argument checks shared by the public entry points: clear errors, named values."""
+from __future__ import annotations
+
+import torch
+
+from .schedules import NoiseSchedule
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_x0(x0, name: str = "x0") -> torch.Tensor:
+    if not isinstance(x0, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x0).__name__}")
+    if x0.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {x0.dtype}")
+    return x0
+
+
+def check_noise(noise, x0: torch.Tensor):
+    if noise is None:
+        return None
+    check_x0(noise, "noise")
+    if noise.shape != x0.shape:
+        raise ValueError(f"noise has shape {tuple(noise.shape)} but x0 has shape {tuple(x0.shape)}; they must match")
+    return noise
+
+
+def alpha_bars_of(schedule) -> torch.Tensor:
+    """The 1-D ᾱ tensor of a NoiseSchedule or of a user's (possibly learned) ᾱ tensor."""
+    if isinstance(schedule, NoiseSchedule):
+        return schedule._alpha_bars
+    if isinstance(schedule, torch.Tensor):
+        if not schedule.is_floating_point():
+            raise TypeError(f"an alpha_bars tensor must be floating point, got {schedule.dtype}")
+        if schedule.ndim != 1 or schedule.numel() == 0:
+            raise ValueError(f"an alpha_bars tensor must be 1-D and non-empty, got shape {tuple(schedule.shape)}")
+        return schedule
+    raise TypeError(f"schedule must be a NoiseSchedule or a 1-D alpha_bars tensor, got {type(schedule).__name__}")
+
+
+def check_devices(*tensors):
+    """Refuse tensors on two different CUDA devices (CPU tensors may join any of them)."""
+    cuda = {t.device for t in tensors if isinstance(t, torch.Tensor) and t.device.type == "cuda"}
+    if len(cuda) > 1:
+        raise ValueError(f"tensors are on different GPUs: {sorted(str(d) for d in cuda)}; move them to one device")
+
+
+def check_t(t, x0: torch.Tensor, T: int, *, check_range: bool = True) -> torch.Tensor:
+    """``t`` as an int64 tensor of shape () or a leading prefix of x0.shape, on its own device."""
+    if isinstance(t, bool):
+        raise TypeError("t must be an integer or an integer tensor, got bool")
+    if isinstance(t, int):
+        t = torch.tensor(t, dtype=torch.int64)
+    elif isinstance(t, torch.Tensor):
+        if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+            raise TypeError(f"t must have an integer dtype, got {t.dtype}")
+    else:
+        raise TypeError(f"t must be an int or an integer tensor, got {type(t).__name__}")
+    if t.ndim > x0.ndim or tuple(t.shape) != tuple(x0.shape[: t.ndim]):
+        raise ValueError(
+            f"t of shape {tuple(t.shape)} does not fit x0 of shape {tuple(x0.shape)}: t must be a scalar "
+            "or have a shape that is a leading prefix of x0's (e.g. (B,) or (B, F))"
+        )
+    if check_range and t.numel() > 0:
+        bad = (t < 0) | (t >= T)
+        if bool(bad.any()):
+            value = int(t[bad].flatten()[0])
+            raise ValueError(f"t contains {value}, outside [0, T) for a schedule of T={T} steps")
+    return t.to(torch.int64)

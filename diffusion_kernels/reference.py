@@ -1,0 +1,106 @@
+"""The textbook formulas in plain PyTorch, and the kernel's noise stream re-derived.
+
+``q_sample`` is the reference the tests and benchmarks compare against: gather
+ᾱ[t], take square roots, multiply, add. ``philox_normal`` recomputes the noise
+the Triton kernel draws, from the same (seed, stream, step, position) contract
+documented in ``kernels/philox_normal.py``: the Philox integers bit for bit,
+the normals to float32 math-library accuracy.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+_MASK32 = 0xFFFFFFFF
+_PHILOX_ROUND_A = 0xD2511F53
+_PHILOX_ROUND_B = 0xCD9E8D57
+_PHILOX_KEY_A = 0x9E3779B9
+_PHILOX_KEY_B = 0xBB67AE85
+
+
+def _mul_hi_lo(a: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """High and low 32 bits of a * x for a 32-bit constant a and uint32 values x (held in int64).
+
+    The full product needs 64 unsigned bits, more than int64 holds, so x is
+    split in 16-bit halves: a·x = a·x_hi·2^16 + a·x_lo with each part < 2^48.
+    """
+    x_hi, x_lo = x >> 16, x & 0xFFFF
+    p_hi, p_lo = a * x_hi, a * x_lo
+    hi = (p_hi + (p_lo >> 16)) >> 16
+    lo = ((p_hi << 16) + p_lo) & _MASK32
+    return hi & _MASK32, lo
+
+
+def philox4x32(c0, c1, c2, c3, k0: int, k1: int, rounds: int = 10):
+    """Philox4x32 (Salmon et al. 2011) on int64 tensors holding uint32 values."""
+    c0, c1, c2, c3 = (torch.as_tensor(c, dtype=torch.int64) & _MASK32 for c in (c0, c1, c2, c3))
+    c0, c1, c2, c3 = torch.broadcast_tensors(c0, c1, c2, c3)
+    k0, k1 = k0 & _MASK32, k1 & _MASK32
+    for _ in range(rounds):
+        hi_b, lo_b = _mul_hi_lo(_PHILOX_ROUND_B, c2)
+        hi_a, lo_a = _mul_hi_lo(_PHILOX_ROUND_A, c0)
+        c0, c1, c2, c3 = hi_b ^ c1 ^ k0, lo_b, hi_a ^ c3 ^ k1, lo_a
+        k0 = (k0 + _PHILOX_KEY_A) & _MASK32
+        k1 = (k1 + _PHILOX_KEY_B) & _MASK32
+    return c0, c1, c2, c3
+
+
+def _box_muller(ra: torch.Tensor, rb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # Same bit selection and constants as kernels/philox_normal.py::box_muller.
+    u1 = ((ra >> 9).to(torch.float32) + 0.5) * 2.0**-23
+    u2 = (rb >> 8).to(torch.float32) * 2.0**-24
+    radius = torch.sqrt(-2.0 * torch.log(u1))
+    theta = u2 * (2 * math.pi) - math.pi
+    return radius * torch.cos(theta), radius * torch.sin(theta)
+
+
+def philox_normal(seed: int, shape, *, stream: int = 0, step: int = 0, offset: int = 0,
+                  device=None, dtype=torch.float32) -> torch.Tensor:
+    """The ε the fused kernel draws for a tensor of ``shape`` with ``seed``.
+
+    Element i (row-major logical position, shifted by ``offset``) is lane i % 4
+    of Philox4x32-10 with key = (seed low 32 bits, seed high 32 bits) and
+    counter = (q low 32 bits, q high 32 bits, stream, step), q = i // 4; the
+    lanes are paired by Box–Muller as (0, 1) and (2, 3).
+    """
+    shape = torch.Size(shape)
+    n = shape.numel()
+    if n == 0:
+        return torch.empty(shape, device=device, dtype=dtype)
+    first_quad, last_quad = offset // 4, (offset + n - 1) // 4
+    quads = torch.arange(first_quad, last_quad + 1, dtype=torch.int64, device=device)
+    r0, r1, r2, r3 = philox4x32(quads & _MASK32, quads >> 32, torch.full_like(quads, stream),
+                                torch.full_like(quads, step), seed & _MASK32, seed >> 32)
+    n0, n1 = _box_muller(r0, r1)
+    n2, n3 = _box_muller(r2, r3)
+    lanes = torch.stack([n0, n1, n2, n3], dim=1).reshape(-1)
+    start = offset - first_quad * 4
+    return lanes[start:start + n].reshape(shape).to(dtype)
+
+
+def broadcast_t(t: torch.Tensor, ndim: int) -> torch.Tensor:
+    """View a per-row value of shape t.shape as t.shape + (1,) * (ndim - t.ndim)."""
+    return t.reshape(t.shape + (1,) * (ndim - t.ndim))
+
+
+def q_sample(x0: torch.Tensor, t, alpha_bars: torch.Tensor, noise: torch.Tensor | None = None,
+             seed: int | None = None, *, stream: int = 0) -> torch.Tensor:
+    """x_t = sqrt(ᾱ[t])·x0 + sqrt(1 − ᾱ[t])·ε, eagerly, in plain PyTorch.
+
+    ``t`` is an int or an integer tensor whose shape is empty or a leading
+    prefix of ``x0.shape``. Without ``noise``, ε is ``torch.randn_like(x0)``, or
+    the kernel's Philox stream when ``seed`` is given. The arithmetic runs in
+    ``x0``'s dtype promoted to at least float32 and the result has ``x0``'s dtype.
+    """
+    compute = torch.promote_types(x0.dtype, torch.float32)
+    t = torch.as_tensor(t, device=alpha_bars.device)
+    ab = broadcast_t(alpha_bars[t], x0.ndim)
+    sqrt_ab = ab.sqrt().to(device=x0.device, dtype=compute)
+    sqrt_1m_ab = (1.0 - ab).sqrt().to(device=x0.device, dtype=compute)
+    if noise is None:
+        if seed is None:
+            noise = torch.randn_like(x0, dtype=compute)
+        else:
+            noise = philox_normal(seed, x0.shape, stream=stream, device=x0.device, dtype=compute)
+    return (sqrt_ab * x0.to(compute) + sqrt_1m_ab * noise.to(compute)).to(x0.dtype)

@@ -1,0 +1,163 @@
+"""Noise schedules, computed in float64.
+
+A schedule is its table of ᾱ_t = Π_{s≤t} (1 − β_s) for t = 0 … T−1; every other
+table (β, α, ᾱ_prev, SNR) follows from it. The constructors reproduce the
+formulas of DDPM (linear), improved DDPM (cosine), Stable Diffusion
+(scaled_linear), diffusers' sigmoid betas and Lin et al.'s zero-terminal-SNR
+rescaling. Kernels read float32 square-root tables derived here in float64
+(``coefficient_tables``), so no precision is lost before the multiply.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+_F64 = torch.float64
+
+
+def _as_float64_vector(values, name: str) -> torch.Tensor:
+    tensor = torch.as_tensor(values)
+    if tensor.dtype == torch.bool or not (tensor.is_floating_point() or tensor.dtype in
+                                          (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
+        raise TypeError(f"{name} must be real numbers, got dtype {tensor.dtype}")
+    tensor = tensor.detach().to(device="cpu", dtype=_F64)
+    if tensor.ndim != 1 or tensor.numel() == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {tuple(tensor.shape)}")
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"{name} must be finite")
+    return tensor
+
+
+def _check_T(T: int) -> int:
+    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+        raise ValueError(f"T must be a positive int, got {T!r}")
+    return T
+
+
+class NoiseSchedule:
+    """A diffusion noise schedule: β_t, α_t = 1 − β_t, ᾱ_t = Π α_s, for t in [0, T).
+
+    Build one with a constructor (``linear``, ``cosine``, ``scaled_linear``,
+    ``sigmoid``, ``from_betas``, ``from_alpha_bars``). Every table is a float64
+    CPU tensor of length ``T``.
+    """
+
+    def __init__(self, alpha_bars: torch.Tensor, *, betas: torch.Tensor | None = None, name: str = "custom"):
+        alpha_bars = _as_float64_vector(alpha_bars, "alpha_bars")
+        if (alpha_bars < 0).any() or (alpha_bars > 1).any():
+            raise ValueError("alpha_bars must lie in [0, 1]")
+        if betas is None:
+            prev = torch.cat([alpha_bars.new_ones(1), alpha_bars[:-1]])
+            betas = 1.0 - alpha_bars / prev
+        self._alpha_bars = alpha_bars
+        self._betas = betas
+        self.name = name
+        self._tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # ---- constructors -------------------------------------------------------------
+    @classmethod
+    def from_betas(cls, betas, *, name: str = "custom") -> "NoiseSchedule":
+        betas = _as_float64_vector(betas, "betas")
+        if (betas < 0).any() or (betas > 1).any():
+            raise ValueError("betas must lie in [0, 1]")
+        return cls(torch.cumprod(1.0 - betas, dim=0), betas=betas, name=name)
+
+    @classmethod
+    def from_alpha_bars(cls, alpha_bars, *, name: str = "custom") -> "NoiseSchedule":
+        return cls(alpha_bars, name=name)
+
+    @classmethod
+    def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
+        """DDPM's linear betas (Ho et al. 2020)."""
+        T = _check_T(T)
+        return cls.from_betas(torch.linspace(beta_start, beta_end, T, dtype=_F64), name="linear")
+
+    @classmethod
+    def scaled_linear(cls, T: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> "NoiseSchedule":
+        """Stable Diffusion's betas: linear in sqrt(β)."""
+        T = _check_T(T)
+        sqrt_betas = torch.linspace(beta_start**0.5, beta_end**0.5, T, dtype=_F64)
+        return cls.from_betas(sqrt_betas**2, name="scaled_linear")
+
+    @classmethod
+    def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> "NoiseSchedule":
+        """Nichol & Dhariwal's cosine schedule, ᾱ(u) = cos²((u + s)/(1 + s) · π/2).
+
+        β_t = min(1 − ᾱ((t+1)/T) / ᾱ(t/T), max_beta), as in improved-diffusion and
+        diffusers' ``squaredcos_cap_v2``.
+        """
+        T = _check_T(T)
+        u = torch.arange(T + 1, dtype=_F64) / T
+        f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+        betas = torch.clamp(1.0 - f[1:] / f[:-1], max=max_beta)
+        return cls.from_betas(betas, name="cosine")
+
+    @classmethod
+    def sigmoid(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
+                start: float = -6.0, end: float = 6.0) -> "NoiseSchedule":
+        """diffusers' ``sigmoid`` betas: β = σ(linspace(start, end, T)) · (β_end − β_start) + β_start."""
+        T = _check_T(T)
+        x = torch.linspace(start, end, T, dtype=_F64)
+        return cls.from_betas(torch.sigmoid(x) * (beta_end - beta_start) + beta_start, name="sigmoid")
+
+    def rescale_zero_terminal_snr(self) -> "NoiseSchedule":
+        """Lin et al. 2023: shift and scale sqrt(ᾱ) so that ᾱ_{T−1} = 0 (zero terminal SNR)."""
+        sqrt_ab = self._alpha_bars.sqrt()
+        first, last = sqrt_ab[0], sqrt_ab[-1]
+        if first == last:
+            raise ValueError("cannot rescale a schedule whose ᾱ is constant")
+        sqrt_ab = (sqrt_ab - last) * first / (first - last)
+        alpha_bars = sqrt_ab**2
+        alphas = torch.cat([alpha_bars[:1], alpha_bars[1:] / alpha_bars[:-1]])
+        return NoiseSchedule(alpha_bars, betas=1.0 - alphas, name=f"{self.name}+zero_snr")
+
+    # ---- tables -------------------------------------------------------------------
+    @property
+    def T(self) -> int:
+        return self._alpha_bars.numel()
+
+    def __len__(self) -> int:
+        return self.T
+
+    @property
+    def betas(self) -> torch.Tensor:
+        return self._betas.clone()
+
+    @property
+    def alphas(self) -> torch.Tensor:
+        return 1.0 - self._betas
+
+    @property
+    def alpha_bars(self) -> torch.Tensor:
+        return self._alpha_bars.clone()
+
+    @property
+    def alpha_bars_prev(self) -> torch.Tensor:
+        """ᾱ_{t−1}, with ᾱ_{−1} = 1."""
+        return torch.cat([self._alpha_bars.new_ones(1), self._alpha_bars[:-1]])
+
+    @property
+    def snr(self) -> torch.Tensor:
+        """Signal-to-noise ratio ᾱ / (1 − ᾱ)."""
+        return self._alpha_bars / (1.0 - self._alpha_bars)
+
+    def coefficient_tables(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 (sqrt(ᾱ), sqrt(1 − ᾱ)) on ``device``, derived in float64, cached per device."""
+        device = torch.device(device)
+        tables = self._tables.get(device)
+        if tables is None:
+            tables = coefficient_tables(self._alpha_bars, device)
+            self._tables[device] = tables
+        return tables
+
+    def __repr__(self) -> str:
+        ab = self._alpha_bars
+        return f"NoiseSchedule({self.name}, T={self.T}, alpha_bar[0]={ab[0]:.6g}, alpha_bar[-1]={ab[-1]:.6g})"
+
+
+def coefficient_tables(alpha_bars: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 sqrt(ᾱ) and sqrt(1 − ᾱ) on ``device``; differentiable in ``alpha_bars``."""
+    ab64 = alpha_bars.to(_F64)
+    return (ab64.sqrt().to(device=device, dtype=torch.float32),
+            (1.0 - ab64).sqrt().to(device=device, dtype=torch.float32))

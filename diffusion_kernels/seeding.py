@@ -1,0 +1,55 @@
+"""Where a call's 64-bit Philox seed comes from.
+
+An explicit ``seed`` is used as is. Otherwise one 64-bit value is drawn from
+``generator`` or, when none is given, from torch's default CPU generator, so
+``torch.manual_seed`` makes a run reproducible and consecutive calls (which
+draw consecutive values) get independent streams.
+"""
+from __future__ import annotations
+
+import operator
+
+import torch
+
+SEED_BOUND = 2**64
+
+
+def check_seed(seed) -> int:
+    if isinstance(seed, bool):
+        raise TypeError("seed must be an int, got bool")
+    try:
+        value = operator.index(seed)
+    except TypeError:
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}") from None
+    if not 0 <= value < SEED_BOUND:
+        raise ValueError(f"seed must lie in [0, 2**64), got {value}")
+    return value
+
+
+def draw_seed(generator: torch.Generator | None = None) -> int:
+    """One uniformly random 64-bit seed from ``generator`` (default: torch's CPU generator)."""
+    device = generator.device if generator is not None else "cpu"
+    value = torch.randint(-(2**63), 2**63 - 1, (), generator=generator, device=device, dtype=torch.int64)
+    return int(value) % SEED_BOUND
+
+
+def resolve_seed(seed=None, generator: torch.Generator | None = None) -> int:
+    if seed is not None:
+        if generator is not None:
+            raise ValueError("pass either seed or generator, not both")
+        return check_seed(seed)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    return draw_seed(generator)
+
+
+def split_seed(seed: int) -> tuple[int, int]:
+    """The seed's low and high 32-bit halves as signed int32 values.
+
+    Triton types an int argument by its value (i32, i64 or u64); passing both
+    halves in the int32 range keeps one kernel signature for every seed.
+    """
+    def as_int32(word: int) -> int:
+        return word - 2**32 if word >= 2**31 else word
+
+    return as_int32(seed & 0xFFFFFFFF), as_int32(seed >> 32)

@@ -1,0 +1,67 @@
+"""Standard normals from Philox4x32-10, four per counter, in registers.
+
+The noise stream (the contract shared with ``diffusion_kernels.reference``):
+
+* key     = the 64-bit seed, split into (low 32 bits, high 32 bits);
+* counter = (q mod 2**32, q div 2**32, stream, step), where q = i // 4 is the
+  "quad" of the element at logical row-major position i;
+* the four 32-bit outputs (r0, r1, r2, r3) of that counter give four normals by
+  two Box–Muller transforms, (r0, r1) -> (n0, n1) and (r2, r3) -> (n2, n3);
+* element i takes lane i % 4: n0, n1, n2 or n3.
+
+Nothing here depends on a block size, a launch grid or a memory layout, so the
+value drawn for an element is a pure function of (seed, stream, step, i).
+"""
+import triton
+import triton.language as tl
+
+# Box–Muller in float32. The radius uses 23 bits of r0 placed at the centre of
+# their bucket, u1 = (k + 0.5) * 2**-23 for k = r0 >> 9, which lies in (0, 1)
+# and is exact in float32, so log(u1) is finite and the largest |z| drawn is
+# sqrt(-2 ln 2**-24) ~ 5.77. The angle uses 24 bits of r1, u2 = k * 2**-24 in
+# [0, 1), and is centred to [-pi, pi) where sin/cos are accurate without a
+# long argument reduction.
+TWO_POW_M23 = tl.constexpr(1.1920928955078125e-07)
+TWO_POW_M24 = tl.constexpr(5.9604644775390625e-08)
+TWO_PI = tl.constexpr(6.283185307179586)
+PI = tl.constexpr(3.141592653589793)
+
+
+@triton.jit
+def box_muller(ra, rb):
+    """Two independent N(0, 1) from two uint32 blocks."""
+    u1 = ((ra >> 9).to(tl.float32) + 0.5) * TWO_POW_M23
+    u2 = (rb >> 8).to(tl.float32) * TWO_POW_M24
+    radius = tl.sqrt(-2.0 * tl.log(u1))
+    theta = u2 * TWO_PI - PI
+    return radius * tl.cos(theta), radius * tl.sin(theta)
+
+
+@triton.jit
+def quad_normals(seed_lo, seed_hi, quad, stream, step):
+    """The four normals of each quad in ``quad`` (an int64 block).
+
+    ``seed_lo``/``seed_hi`` are the seed's 32-bit halves passed as int32 so the
+    kernel signature never changes with the seed's value.
+    """
+    seed = (seed_hi.to(tl.uint32, bitcast=True).to(tl.uint64) << 32) | seed_lo.to(
+        tl.uint32, bitcast=True
+    ).to(tl.uint64)
+    c0 = (quad & 0xFFFFFFFF).to(tl.uint32)
+    c1 = (quad >> 32).to(tl.uint32)
+    c2 = tl.zeros_like(c0) + stream.to(tl.uint32, bitcast=True)
+    c3 = tl.zeros_like(c0) + step.to(tl.uint32, bitcast=True)
+    r0, r1, r2, r3 = tl.philox(seed, c0, c1, c2, c3)
+    n0, n1 = box_muller(r0, r1)
+    n2, n3 = box_muller(r2, r3)
+    return n0, n1, n2, n3
+
+
+@triton.jit
+def lane_select(n0, n1, n2, n3, lane):
+    """Spread per-quad normals over a (quads, 4) tile: column k takes n_k."""
+    return tl.where(
+        lane == 0,
+        n0[:, None],
+        tl.where(lane == 1, n1[:, None], tl.where(lane == 2, n2[:, None], n3[:, None])),
+    )
