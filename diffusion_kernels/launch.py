@@ -13,7 +13,7 @@ import contextlib
 import torch
 
 from . import seeding
-from .backend import kernels_module
+from .backend import interpreter_active, kernels_module
 
 MAX_DIMS = 5
 
@@ -122,7 +122,7 @@ def q_sample_forward(x0, t_rows, sqrt_ab, sqrt_1m_ab, noise=None, *, seed: int =
             seed_lo, seed_hi, stream, step,
             *z, *_flat(strides),
             NDIM=ndim, HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None,
-            BLOCK=block, num_warps=km.q_sample.NUM_WARPS,
+            BLOCK=block, SOFT_BF16=interpreter_active(), num_warps=km.q_sample.NUM_WARPS,
         )
     if out_ is not out:
         out.copy_(out_)
@@ -168,7 +168,7 @@ def q_sample_backward(grad, t_rows, sqrt_ab, sqrt_1m_ab, x0=None, noise=None, *,
             *z, *_flat(strides),
             NDIM=ndim, HAS_NOISE=noise is not None,
             NEED_GX=gx is not None, NEED_GN=gn is not None, NEED_PARTIALS=need_tables,
-            BLOCK=block, num_warps=km.q_sample.NUM_WARPS,
+            BLOCK=block, SOFT_BF16=interpreter_active(), num_warps=km.q_sample.NUM_WARPS,
         )
     if gx is not None and gx_ is not gx:
         gx.copy_(gx_)

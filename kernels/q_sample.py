@@ -6,6 +6,7 @@ stores rounded once, at the end.
 import triton
 import triton.language as tl
 
+from .convert import to_output
 from .philox_normal import lane_select, quad_normals
 from .tiles import row_coefficients, row_tile, strided_offset
 
@@ -31,7 +32,7 @@ def q_sample_fwd_kernel(
     os0, os1, os2, os3, os4,
     es0, es1, es2, es3, es4,
     NDIM: tl.constexpr, HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr,
-    BLOCK: tl.constexpr,
+    BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr,
 ):
     pid, row, quad, lane, idx, mask = row_tile(chunks_per_row, row_len, elem_offset, BLOCK)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
@@ -52,12 +53,12 @@ def q_sample_fwd_kernel(
     out = a * x0 + b * eps
     tl.store(
         out_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, os0, os1, os2, os3, os4),
-        out.to(out_ptr.dtype.element_ty), mask=mask,
+        to_output(out, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
     )
     if WRITE_NOISE:
         tl.store(
             eps_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, es0, es1, es2, es3, es4),
-            eps.to(eps_ptr.dtype.element_ty), mask=mask,
+            to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
         )
 
 
@@ -75,7 +76,7 @@ def q_sample_bwd_kernel(
     gns0, gns1, gns2, gns3, gns4,
     NDIM: tl.constexpr, HAS_NOISE: tl.constexpr,
     NEED_GX: tl.constexpr, NEED_GN: tl.constexpr, NEED_PARTIALS: tl.constexpr,
-    BLOCK: tl.constexpr,
+    BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr,
 ):
     """d x_t/d x0 = sqrt(ᾱ[t]), d x_t/d ε = sqrt(1 − ᾱ[t]).
 
@@ -95,12 +96,12 @@ def q_sample_bwd_kernel(
     if NEED_GX:
         tl.store(
             gx_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, gxs0, gxs1, gxs2, gxs3, gxs4),
-            (a * g).to(gx_ptr.dtype.element_ty), mask=mask,
+            to_output(a * g, gx_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
         )
     if NEED_GN:
         tl.store(
             gn_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, gns0, gns1, gns2, gns3, gns4),
-            (b * g).to(gn_ptr.dtype.element_ty), mask=mask,
+            to_output(b * g, gn_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
         )
     if NEED_PARTIALS:
         x0 = tl.load(
