@@ -40,7 +40,11 @@ def alpha_bars_of(schedule) -> torch.Tensor:
 
 def check_devices(*tensors):
     """Refuse tensors on two different CUDA devices (CPU tensors may join any of them)."""
-    cuda = {t.device for t in tensors if isinstance(t, torch.Tensor) and t.device.type == "cuda"}
+    check_device_set([t.device for t in tensors if isinstance(t, torch.Tensor)])
+
+
+def check_device_set(devices):
+    cuda = {d for d in devices if d.type == "cuda"}
     if len(cuda) > 1:
         raise ValueError(f"tensors are on different GPUs: {sorted(str(d) for d in cuda)}; move them to one device")
 

@@ -1,0 +1,85 @@
+"""Bad input gets a clear error naming what was wrong."""
+import pytest
+import torch
+
+import diffusion_kernels as dk
+
+
+@pytest.fixture(params=["triton", "reference"])
+def backend(request, device):
+    return request.param
+
+
+def call(backend, x0, t, schedule, noise=None, **kw):
+    return dk.q_sample(x0, t, schedule, noise, backend=backend, **kw)
+
+
+@pytest.mark.parametrize("t", [1000, -1, torch.tensor([0, 1000]), torch.tensor([[5, -3], [1, 2]])])
+def test_t_out_of_range(device, backend, schedule, t):
+    x0 = torch.randn(2, 2, 4, device=device)
+    with pytest.raises(ValueError, match=r"outside \[0, T\).*T=1000"):
+        call(backend, x0, t, schedule)
+
+
+def test_t_out_of_range_names_the_value(device, backend, schedule):
+    with pytest.raises(ValueError, match="contains 1234"):
+        call(backend, torch.randn(2, 3, device=device), torch.tensor([5, 1234]), schedule)
+
+
+@pytest.mark.parametrize("t", [torch.tensor([0.0, 1.0]), torch.tensor(3.0), 2.5, torch.tensor([True, False])])
+def test_t_of_float_or_bool_dtype(device, backend, schedule, t):
+    with pytest.raises(TypeError, match="t must"):
+        call(backend, torch.randn(2, 3, device=device), t, schedule)
+
+
+@pytest.mark.parametrize("t_shape", [(3,), (2, 4), (1,), (2, 3, 5, 1)])
+def test_t_shape_fits_neither_form(device, backend, schedule, t_shape):
+    x0 = torch.randn(2, 3, 5, device=device)
+    with pytest.raises(ValueError, match=r"t of shape \(.*\) does not fit x0 of shape \(2, 3, 5\)"):
+        call(backend, x0, torch.zeros(t_shape, dtype=torch.long), schedule)
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64, torch.uint8, torch.bool])
+def test_integer_or_bool_x0(device, backend, schedule, dtype):
+    with pytest.raises(TypeError, match="x0 must be float16, bfloat16, float32 or float64"):
+        call(backend, torch.zeros(2, 3, dtype=dtype, device=device), 0, schedule)
+
+
+def test_noise_shape_mismatch(device, backend, schedule):
+    with pytest.raises(ValueError, match=r"noise has shape \(2, 4\) but x0 has shape \(2, 3\)"):
+        call(backend, torch.randn(2, 3, device=device), 0, schedule, torch.randn(2, 4, device=device))
+
+
+def test_schedule_of_wrong_type(device, backend):
+    with pytest.raises(TypeError, match="schedule must be a NoiseSchedule or a 1-D alpha_bars tensor"):
+        call(backend, torch.randn(2, 3, device=device), 0, [0.9, 0.8])
+
+
+def test_seed_out_of_range(device, backend, schedule):
+    with pytest.raises(ValueError, match=r"seed must lie in \[0, 2\*\*64\)"):
+        call(backend, torch.randn(2, 3, device=device), 0, schedule, seed=-1)
+
+
+def test_unknown_backend(schedule):
+    with pytest.raises(ValueError, match="backend must be one of"):
+        dk.q_sample(torch.randn(2), 0, schedule, backend="cuda")
+
+
+def test_triton_backend_refuses_float64(device, schedule):
+    with pytest.raises(TypeError, match="float64 runs on backend='reference'"):
+        dk.q_sample(torch.randn(2, dtype=torch.float64, device=device), 0, schedule, backend="triton")
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_tensors_on_two_gpus(schedule):
+    with pytest.raises(ValueError, match="different GPUs"):
+        dk.q_sample(torch.randn(2, 3, device="cuda:0"), 0, schedule, torch.randn(2, 3, device="cuda:1"))
+
+
+def test_two_gpu_check_on_device_objects():
+    """The device check itself, on device objects (runs without any GPU)."""
+    from diffusion_kernels.checks import check_device_set
+
+    with pytest.raises(ValueError, match=r"different GPUs: \['cuda:0', 'cuda:1'\]"):
+        check_device_set([torch.device("cuda:1"), torch.device("cpu"), torch.device("cuda:0")])
+    check_device_set([torch.device("cuda:0"), torch.device("cuda:0"), torch.device("cpu")])

@@ -1,0 +1,60 @@
+"""NaN/Inf propagation, bf16 at small t, zero-size tensors, and the t-range switch."""
+import pytest
+import torch
+from cases import KERNEL_DTYPES
+
+import diffusion_kernels as dk
+from diffusion_kernels import launch
+
+
+@pytest.mark.parametrize("dtype", KERNEL_DTYPES, ids=str)
+def test_nan_and_inf_stay_in_their_elements(device, schedule, dtype):
+    x0 = torch.randn(3, 40, device=device, dtype=dtype)
+    x0[0, 3] = float("nan")
+    x0[1, 7] = float("inf")
+    x0[2, 39] = -float("inf")
+    x_t = dk.q_sample(x0, torch.tensor([5, 500, 999]), schedule, seed=4, backend="triton")
+    bad = ~torch.isfinite(x_t)
+    assert bad.sum() == 3
+    assert torch.isnan(x_t[0, 3]) and x_t[1, 7] == float("inf") and x_t[2, 39] == -float("inf")
+
+
+def test_bf16_at_t0_still_carries_noise(device, schedule):
+    """sqrt(1 − ᾱ_0) = 0.01 survives: the sum is formed in float32 and rounded once."""
+    x0 = torch.linspace(-1, 1, 4096, device=device).to(torch.bfloat16)
+    x_t = dk.q_sample(x0, 0, schedule, seed=0, backend="triton")
+    changed = (x_t != x0).float().mean()
+    # noise of std 0.01 against a bf16 spacing of at most 2**-7 moves most elements
+    assert changed > 0.5
+    diffusers_style = (schedule.alpha_bars[0].to(torch.bfloat16) ** 0.5) * x0  # bf16 ᾱ_0 rounds to 1: no noise
+    assert torch.equal(diffusers_style, x0)
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 3, 4), (4, 0), (2, 3, 0, 5)])
+def test_zero_size(device, schedule, shape):
+    x0 = torch.randn(shape, device=device)
+    t = torch.zeros(shape[:1], dtype=torch.long)
+    x_t, eps = dk.q_sample(x0, t, schedule, seed=1, return_noise=True, backend="triton")
+    assert x_t.shape == x0.shape and eps.shape == x0.shape
+
+
+def test_unchecked_t_is_clamped_never_read_out_of_bounds(device):
+    ab = torch.tensor([0.9, 0.5, 0.1], dtype=torch.float64)
+    sched = dk.NoiseSchedule.from_alpha_bars(ab)
+    x0 = torch.ones(4, 8, device=device)
+    noise = torch.zeros_like(x0)
+    x_t = dk.q_sample(x0, torch.tensor([-5, 0, 2, 77]), sched, noise, check_t=False, backend="triton")
+    expected = ab[[0, 0, 2, 2]].sqrt().float()[:, None].expand(4, 8)
+    torch.testing.assert_close(x_t.cpu(), expected)
+
+
+def test_guard_tables_sit_outside_the_read_range(device):
+    """Surround the coefficient tables with sentinels; an out-of-range t must never reach them."""
+    big = torch.full((9,), 1e6, device=device)
+    a, b = big[3:6], big[3:6].clone()
+    a.fill_(0.5)
+    b.fill_(0.0)
+    x0 = torch.ones(3, 5, device=device)
+    t_rows = torch.tensor([-1, 3, 2**40], device=device)
+    out, _ = launch.q_sample_forward(x0, t_rows, a, b, torch.zeros_like(x0))
+    torch.testing.assert_close(out, torch.full_like(x0, 0.5))
