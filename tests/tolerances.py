@@ -1,24 +1,9 @@
-"""The suite's one tolerance table: results are compared, cast to float64,
-against a float64 reference computed from the same (rounded) inputs.
-
-float32: the kernel computes a·x0 + b·ε in float32 from float32 coefficient
-tables, a few ulps of |a·x0| + |b·ε|. float16 / bfloat16: the float32 result
-is rounded once to the output dtype, half an ulp (2^-11, 2^-8 relative).
-The absolute term covers cancellation of the two products near zero.
-"""
+"""Test-side use of the package's one tolerance table (diffusion_kernels.tolerances)."""
 import torch
 
-TOLERANCE = {
-    torch.float64: dict(rtol=1e-12, atol=1e-12),
-    torch.float32: dict(rtol=1.3e-6, atol=1e-5),
-    torch.float16: dict(rtol=1e-3, atol=1e-5),
-    torch.bfloat16: dict(rtol=8e-3, atol=1e-5),
-}
+from diffusion_kernels.tolerances import TOLERANCE, to_reference
 
-
-def to_reference(x: torch.Tensor) -> torch.Tensor:
-    """Upcast to float64 on the CPU, the reference's precision."""
-    return x.detach().to(device="cpu", dtype=torch.float64)
+__all__ = ["TOLERANCE", "assert_close", "to_reference"]
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | None = None):

@@ -1,0 +1,30 @@
+# Two entry points, each doing its own set-up on a fresh machine:
+#   make run    validate the fused kernel on the device at hand and print a report
+#   make test   run the test suite (CUDA when present, else Triton's interpreter on CPU)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test bench figures clean
+
+$(BIN)/.ready: pyproject.toml setup.py requirements-cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q -r requirements-cpu.txt
+	$(BIN)/pip install -q -e ".[test,figures]"
+	touch $@
+
+run: $(BIN)/.ready
+	$(BIN)/diffusion-kernels validate
+
+test: $(BIN)/.ready
+	$(BIN)/python -m pytest -q tests
+
+bench: $(BIN)/.ready
+	$(BIN)/diffusion-kernels bench
+
+figures: $(BIN)/.ready
+	$(BIN)/diffusion-kernels figures --out docs/figures
+
+clean:
+	rm -rf $(VENV) .pytest_cache .benchmarks

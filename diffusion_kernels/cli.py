@@ -1,0 +1,96 @@
+"""The ``diffusion-kernels`` command line (also ``python -m diffusion_kernels``)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+          "float16": "float16", "fp16": "float16"}
+
+
+class UserError(Exception):
+    """A mistake in the command line: printed as one line, exit status 2."""
+
+
+def _resolve_device(name: str | None):
+    import torch
+
+    if name is None:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(f"unknown device {name!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but torch sees no CUDA device")
+    if device.type == "cpu":
+        # The kernels run on CPU tensors through Triton's interpreter, which must be
+        # chosen before Triton is first imported.
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    return device
+
+
+def _dtypes(names):
+    import torch
+
+    out = []
+    for name in names:
+        if name not in DTYPES:
+            raise UserError(f"unknown dtype {name!r}; choose from {', '.join(sorted(set(DTYPES.values())))}")
+        out.append(getattr(torch, DTYPES[name]))
+    return out
+
+
+def cmd_validate(args) -> int:
+    from . import validate
+
+    device = _resolve_device(args.device)
+    dtypes = _dtypes(args.dtype or ["float32", "bfloat16", "float16"])
+    report = validate.run(device, dtypes=dtypes, numel=args.numel, seed=args.seed, backend=args.backend,
+                          progress=not args.quiet)
+    print(report.format())
+    return 0 if report.passed else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diffusion-kernels",
+        description="Fused q_sample for diffusion training. With no subcommand, runs 'validate'.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(p):
+        p.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda if present, else cpu through "
+                                        "Triton's interpreter)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the noise stream (default 0)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    v = sub.add_parser("validate", help="check the fused path against the float64 reference and test the "
+                                        "drawn noise's statistics; exit 0 on pass, 1 on fail")
+    common(v)
+    v.add_argument("--dtype", action="append", help="I/O dtype to check (repeatable; default float32, "
+                                                     "bfloat16 and float16)")
+    v.add_argument("--numel", type=int, default=1 << 16, help="elements per check (default 65536)")
+    v.add_argument("--backend", default="auto", choices=["auto", "triton", "reference"])
+    v.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["validate", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"diffusion-kernels: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"diffusion-kernels: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
