@@ -19,6 +19,7 @@ KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 def kernels_module():
     """The jit kernels package, imported once (Triton reads TRITON_INTERPRET then)."""
     importlib.import_module("diffusion_kernels.kernels.q_sample")
+    importlib.import_module("diffusion_kernels.kernels.trajectory")
     return importlib.import_module("diffusion_kernels.kernels")
 
 

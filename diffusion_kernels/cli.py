@@ -79,9 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = parser._subparsers._group_actions[0].choices
+    if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help")):
+        argv = ["validate", *argv]
     args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["validate", *(argv if argv is not None else sys.argv[1:])])
     try:
         return args.func(args)
     except UserError as exc:

@@ -92,7 +92,15 @@ def _flat(items):
     return [v for item in items for v in item]
 
 
-def q_sample_forward(x0, t_rows, sqrt_ab, sqrt_1m_ab, noise=None, *, seed: int = 0, stream: int = 0,
+def seed_args(seed):
+    """(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR) for an int seed or a 1-element int64 device tensor."""
+    if isinstance(seed, torch.Tensor):
+        return 0, 0, seed, True
+    lo, hi = seeding.split_seed(seed)
+    return lo, hi, None, False
+
+
+def q_sample_forward(x0, t_rows, sqrt_ab, sqrt_1m_ab, noise=None, *, seed=0, stream: int = 0,
                      step: int = 0, write_noise: bool = False, elem_offset: int = 0):
     """x_t (and ε when ``write_noise``) by the fused kernel.
 
@@ -112,17 +120,18 @@ def q_sample_forward(x0, t_rows, sqrt_ab, sqrt_1m_ab, noise=None, *, seed: int =
     row_len = n // rows
     block = km.q_sample.BLOCK_QUADS
     cpr = _chunks_per_row(row_len, elem_offset, block)
-    seed_lo, seed_hi = seeding.split_seed(seed)
+    seed_lo, seed_hi, seed_ptr, seed_from_ptr = seed_args(seed)
     grid = (rows * cpr,)
     with _device_guard(x0):
         km.q_sample.q_sample_fwd_kernel[grid](
             x0_, noise_ if noise_ is not None else x0_, out_, eps_ if eps_ is not None else out_,
             t_rows, sqrt_ab, sqrt_1m_ab, sqrt_ab.numel(),
             row_len, cpr, elem_offset,
-            seed_lo, seed_hi, stream, step,
+            seed_lo, seed_hi, seed_ptr if seed_from_ptr else t_rows, stream, step,
             *z, *_flat(strides),
             NDIM=ndim, HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None,
-            BLOCK=block, SOFT_BF16=interpreter_active(), num_warps=km.q_sample.NUM_WARPS,
+            SEED_FROM_PTR=seed_from_ptr, BLOCK=block, SOFT_BF16=interpreter_active(),
+            num_warps=km.q_sample.NUM_WARPS,
         )
     if out_ is not out:
         out.copy_(out_)
@@ -131,7 +140,7 @@ def q_sample_forward(x0, t_rows, sqrt_ab, sqrt_1m_ab, noise=None, *, seed: int =
     return out, eps
 
 
-def q_sample_backward(grad, t_rows, sqrt_ab, sqrt_1m_ab, x0=None, noise=None, *, seed: int = 0,
+def q_sample_backward(grad, t_rows, sqrt_ab, sqrt_1m_ab, x0=None, noise=None, *, seed=0,
                       stream: int = 0, step: int = 0, x0_dtype=None, noise_dtype=None,
                       need_tables: bool = False, elem_offset: int = 0):
     """Gradients of x_t to x0, to a given ε, and to the two coefficient tables.
@@ -156,7 +165,7 @@ def q_sample_backward(grad, t_rows, sqrt_ab, sqrt_1m_ab, x0=None, noise=None, *,
     block = km.q_sample.BLOCK_QUADS
     cpr = _chunks_per_row(row_len, elem_offset, block)
     partials = torch.empty((rows * cpr, 2), dtype=torch.float32, device=grad.device) if need_tables else None
-    seed_lo, seed_hi = seeding.split_seed(seed)
+    seed_lo, seed_hi, seed_ptr, seed_from_ptr = seed_args(seed)
     with _device_guard(grad):
         km.q_sample.q_sample_bwd_kernel[(rows * cpr,)](
             g_, x0_ if x0_ is not None else g_, noise_ if noise_ is not None else g_,
@@ -164,11 +173,12 @@ def q_sample_backward(grad, t_rows, sqrt_ab, sqrt_1m_ab, x0=None, noise=None, *,
             partials if partials is not None else sqrt_ab,
             t_rows, sqrt_ab, sqrt_1m_ab, T,
             row_len, cpr, elem_offset,
-            seed_lo, seed_hi, stream, step,
+            seed_lo, seed_hi, seed_ptr if seed_from_ptr else t_rows, stream, step,
             *z, *_flat(strides),
             NDIM=ndim, HAS_NOISE=noise is not None,
             NEED_GX=gx is not None, NEED_GN=gn is not None, NEED_PARTIALS=need_tables,
-            BLOCK=block, SOFT_BF16=interpreter_active(), num_warps=km.q_sample.NUM_WARPS,
+            SEED_FROM_PTR=seed_from_ptr, BLOCK=block, SOFT_BF16=interpreter_active(),
+            num_warps=km.q_sample.NUM_WARPS,
         )
     if gx is not None and gx_ is not gx:
         gx.copy_(gx_)
@@ -180,3 +190,33 @@ def q_sample_backward(grad, t_rows, sqrt_ab, sqrt_1m_ab, x0=None, noise=None, *,
     grad_a = torch.zeros(T, dtype=torch.float32, device=grad.device).index_add_(0, t_rows, per_row[:, 0])
     grad_b = torch.zeros(T, dtype=torch.float32, device=grad.device).index_add_(0, t_rows, per_row[:, 1])
     return gx, gn, grad_a, grad_b
+
+
+def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream: int = 0, snapshot_steps=()):
+    """x_{t_end} after the steps 0 … t_end, and the snapshots at ``snapshot_steps`` (sorted, unique).
+
+    Returns (x_t_end, snapshots) where snapshots has shape (len(snapshot_steps), *x0.shape).
+    """
+    km = kernels_module()
+    src = x0.contiguous()
+    out = torch.empty_like(src)
+    snaps = torch.empty((len(snapshot_steps), *x0.shape), dtype=x0.dtype, device=x0.device)
+    n = src.numel()
+    if n == 0:
+        return out, snaps
+    snap_index = torch.full((t_end + 1,), -1, dtype=torch.int32)
+    for k, s in enumerate(snapshot_steps):
+        snap_index[s] = k
+    snap_index = snap_index.to(x0.device)
+    block = km.trajectory.BLOCK_QUADS
+    chunks = _chunks_per_row(n, 0, block)
+    seed_lo, seed_hi, seed_ptr, seed_from_ptr = seed_args(seed)
+    with _device_guard(x0):
+        km.trajectory.forward_trajectory_kernel[(chunks,)](
+            src, out, snaps if len(snapshot_steps) else out, snap_index,
+            sqrt_alpha, sqrt_beta, t_end, n, chunks,
+            seed_lo, seed_hi, seed_ptr if seed_from_ptr else snap_index, stream,
+            HAS_SNAPSHOTS=len(snapshot_steps) > 0, SEED_FROM_PTR=seed_from_ptr, BLOCK=block,
+            SOFT_BF16=interpreter_active(), num_warps=km.trajectory.NUM_WARPS,
+        )
+    return (out if x0.is_contiguous() else torch.empty_like(x0).copy_(out)), snaps

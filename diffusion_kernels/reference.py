@@ -104,3 +104,29 @@ def q_sample(x0: torch.Tensor, t, alpha_bars: torch.Tensor, noise: torch.Tensor 
         else:
             noise = philox_normal(seed, x0.shape, stream=stream, device=x0.device, dtype=compute)
     return (sqrt_ab * x0.to(compute) + sqrt_1m_ab * noise.to(compute)).to(x0.dtype)
+
+
+def forward_step(x_prev: torch.Tensor, t, alphas: torch.Tensor, noise: torch.Tensor | None = None,
+                 seed: int | None = None, *, stream: int = 0, step: int = 0) -> torch.Tensor:
+    """One forward step, x_t = sqrt(α[t])·x_{t−1} + sqrt(1 − α[t])·ε: q_sample's formula on the α table."""
+    if noise is None and seed is not None:
+        noise = philox_normal(seed, x_prev.shape, stream=stream, step=step, device=x_prev.device,
+                              dtype=torch.promote_types(x_prev.dtype, torch.float32))
+    return q_sample(x_prev, t, alphas, noise)
+
+
+def forward_trajectory(x0: torch.Tensor, alphas: torch.Tensor, t_end: int, *, seed: int, stream: int = 0,
+                       snapshots=()):
+    """The forward steps 0 … t_end one at a time, step s using the stream's step word s.
+
+    Computes in float32 (float64 for float64 input) and returns
+    (x_{t_end}, {step: x_step for step in snapshots}) in x0's dtype.
+    """
+    compute = torch.promote_types(x0.dtype, torch.float32)
+    x = x0.to(compute)
+    kept = {}
+    for s in range(t_end + 1):
+        x = forward_step(x, s, alphas, seed=seed, stream=stream, step=s)
+        if s in snapshots:
+            kept[s] = x.to(x0.dtype)
+    return x.to(x0.dtype), kept

@@ -53,7 +53,7 @@ class NoiseSchedule:
         self._alpha_bars = alpha_bars
         self._betas = betas
         self.name = name
-        self._tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._tables: dict[tuple[str, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ---- constructors -------------------------------------------------------------
     @classmethod
@@ -142,14 +142,20 @@ class NoiseSchedule:
         """Signal-to-noise ratio ᾱ / (1 − ᾱ)."""
         return self._alpha_bars / (1.0 - self._alpha_bars)
 
+    def _cached(self, kind: str, table: torch.Tensor, device):
+        key = (kind, torch.device(device))
+        tables = self._tables.get(key)
+        if tables is None:
+            tables = self._tables[key] = coefficient_tables(table, key[1])
+        return tables
+
     def coefficient_tables(self, device) -> tuple[torch.Tensor, torch.Tensor]:
         """float32 (sqrt(ᾱ), sqrt(1 − ᾱ)) on ``device``, derived in float64, cached per device."""
-        device = torch.device(device)
-        tables = self._tables.get(device)
-        if tables is None:
-            tables = coefficient_tables(self._alpha_bars, device)
-            self._tables[device] = tables
-        return tables
+        return self._cached("closed_form", self._alpha_bars, device)
+
+    def step_tables(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 (sqrt(α), sqrt(β)) of the single steps on ``device``, cached per device."""
+        return self._cached("step", 1.0 - self._betas, device)
 
     def __repr__(self) -> str:
         ab = self._alpha_bars

@@ -53,3 +53,59 @@ def split_seed(seed: int) -> tuple[int, int]:
         return word - 2**32 if word >= 2**31 else word
 
     return as_int32(seed & 0xFFFFFFFF), as_int32(seed >> 32)
+
+
+def default_stream() -> int:
+    """The Philox stream word of a call that names none: the process's rank in an
+    initialised ``torch.distributed`` group, else 0.
+
+    Ranks of one job usually share a seed (``torch.manual_seed(S)`` on every
+    rank); putting the rank in the counter gives each rank its own stream of
+    that seed, so no two ranks ever draw the same noise.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return 0
+
+
+def check_stream(stream) -> int:
+    value = check_seed(stream) if stream is not None else default_stream()
+    if value >= 2**32:
+        raise ValueError(f"stream must lie in [0, 2**32), got {value}")
+    return value
+
+
+class DeviceSeed:
+    """A 64-bit seed kept in device memory and advanced by one on every call that uses it.
+
+    The kernels read it at run time instead of taking it as a launch
+    argument, so a q_sample captured in a CUDA graph draws fresh noise on each
+    replay: call k of a ``DeviceSeed(S)`` uses seed S + k (mod 2**64).
+    """
+
+    def __init__(self, seed: int | None = None, device="cuda", generator: torch.Generator | None = None):
+        value = resolve_seed(seed, generator)
+        signed = value - SEED_BOUND if value >= 2**63 else value
+        self.tensor = torch.tensor([signed], dtype=torch.int64, device=device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.tensor.device
+
+    def take(self) -> torch.Tensor:
+        """The seed for this call (a 1-element device tensor), advancing the stored one.
+
+        Both steps are device ops, recorded by graph capture like any other.
+        """
+        current = self.tensor.clone()
+        self.tensor.add_(1)
+        return current
+
+    def peek(self) -> int:
+        """The seed the next call will use, as a Python int (a host sync)."""
+        return int(self.tensor.item()) % SEED_BOUND
+
+    def __repr__(self) -> str:
+        return f"DeviceSeed(next={self.peek()}, device={self.device})"

@@ -38,15 +38,25 @@ def box_muller(ra, rb):
 
 
 @triton.jit
-def quad_normals(seed_lo, seed_hi, quad, stream, step):
-    """The four normals of each quad in ``quad`` (an int64 block).
+def load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR: tl.constexpr):
+    """The 64-bit Philox key as a uint64 scalar.
 
-    ``seed_lo``/``seed_hi`` are the seed's 32-bit halves passed as int32 so the
-    kernel signature never changes with the seed's value.
+    From the two int32 arguments (the seed's halves: one kernel signature for
+    every seed value), or, with SEED_FROM_PTR, from an int64 in device memory,
+    so a captured CUDA graph reads a seed that changes between replays.
     """
-    seed = (seed_hi.to(tl.uint32, bitcast=True).to(tl.uint64) << 32) | seed_lo.to(
-        tl.uint32, bitcast=True
-    ).to(tl.uint64)
+    if SEED_FROM_PTR:
+        seed = tl.load(seed_ptr).to(tl.uint64, bitcast=True)
+    else:
+        seed = (seed_hi.to(tl.uint32, bitcast=True).to(tl.uint64) << 32) | seed_lo.to(
+            tl.uint32, bitcast=True
+        ).to(tl.uint64)
+    return seed
+
+
+@triton.jit
+def quad_normals(seed, quad, stream, step):
+    """The four normals of each quad in ``quad`` (an int64 block) for a uint64 ``seed``."""
     c0 = (quad & 0xFFFFFFFF).to(tl.uint32)
     c1 = (quad >> 32).to(tl.uint32)
     c2 = tl.zeros_like(c0) + stream.to(tl.uint32, bitcast=True)

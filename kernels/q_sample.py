@@ -7,7 +7,7 @@ import triton
 import triton.language as tl
 
 from .convert import to_output
-from .philox_normal import lane_select, quad_normals
+from .philox_normal import lane_select, load_seed, quad_normals
 from .tiles import row_coefficients, row_tile, strided_offset
 
 # Quads (4 elements) per program and warps per program. 256 quads = 1024
@@ -25,14 +25,14 @@ def q_sample_fwd_kernel(
     x0_ptr, noise_ptr, out_ptr, eps_ptr,
     t_ptr, a_ptr, b_ptr, T,
     row_len, chunks_per_row, elem_offset,
-    seed_lo, seed_hi, stream, step,
+    seed_lo, seed_hi, seed_ptr, stream, step,
     z1, z2, z3, z4,
     xs0, xs1, xs2, xs3, xs4,
     ns0, ns1, ns2, ns3, ns4,
     os0, os1, os2, os3, os4,
     es0, es1, es2, es3, es4,
     NDIM: tl.constexpr, HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr,
-    BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr,
+    SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr,
 ):
     pid, row, quad, lane, idx, mask = row_tile(chunks_per_row, row_len, elem_offset, BLOCK)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
@@ -47,7 +47,7 @@ def q_sample_fwd_kernel(
             mask=mask, other=0.0, eviction_policy="evict_first",
         ).to(tl.float32)
     else:
-        n0, n1, n2, n3 = quad_normals(seed_lo, seed_hi, quad, stream, step)
+        n0, n1, n2, n3 = quad_normals(load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR), quad, stream, step)
         eps = lane_select(n0, n1, n2, n3, lane)
 
     out = a * x0 + b * eps
@@ -67,7 +67,7 @@ def q_sample_bwd_kernel(
     g_ptr, x0_ptr, noise_ptr, gx_ptr, gn_ptr, partial_ptr,
     t_ptr, a_ptr, b_ptr, T,
     row_len, chunks_per_row, elem_offset,
-    seed_lo, seed_hi, stream, step,
+    seed_lo, seed_hi, seed_ptr, stream, step,
     z1, z2, z3, z4,
     gs0, gs1, gs2, gs3, gs4,
     xs0, xs1, xs2, xs3, xs4,
@@ -76,7 +76,7 @@ def q_sample_bwd_kernel(
     gns0, gns1, gns2, gns3, gns4,
     NDIM: tl.constexpr, HAS_NOISE: tl.constexpr,
     NEED_GX: tl.constexpr, NEED_GN: tl.constexpr, NEED_PARTIALS: tl.constexpr,
-    BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr,
+    SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr,
 ):
     """d x_t/d x0 = sqrt(ᾱ[t]), d x_t/d ε = sqrt(1 − ᾱ[t]).
 
@@ -114,7 +114,7 @@ def q_sample_bwd_kernel(
                 mask=mask, other=0.0,
             ).to(tl.float32)
         else:
-            n0, n1, n2, n3 = quad_normals(seed_lo, seed_hi, quad, stream, step)
+            n0, n1, n2, n3 = quad_normals(load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR), quad, stream, step)
             eps = tl.where(mask, lane_select(n0, n1, n2, n3, lane), 0.0)
         tl.store(partial_ptr + pid * 2, tl.sum(tl.sum(g * x0, axis=1), axis=0))
         tl.store(partial_ptr + pid * 2 + 1, tl.sum(tl.sum(g * eps, axis=1), axis=0))

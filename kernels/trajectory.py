@@ -1,0 +1,49 @@
+"""The step-by-step forward process, fused: x_s = sqrt(α_s)·x_{s−1} + sqrt(β_s)·ε_s for s = 0 … t_end.
+
+The sample stays in registers across all steps; only x0 is read and only
+x_{t_end} (plus any requested snapshots) is written. Step s draws its noise
+from the same stream layout as q_sample with the counter's step word set to
+s, so every step's ε is independent and ``reference.philox_normal(...,
+step=s)`` recomputes it.
+"""
+import triton
+import triton.language as tl
+
+from .convert import to_output
+from .philox_normal import lane_select, load_seed, quad_normals
+from .tiles import row_tile
+
+# Quads per program. The loop body is Philox + Box–Muller + one FMA per
+# element per step, compute-bound: a smaller tile than q_sample's keeps more
+# programs resident to hide the loop's latency.
+BLOCK_QUADS = 128
+NUM_WARPS = 4
+
+
+@triton.jit(do_not_specialize=["seed_lo", "seed_hi", "stream", "t_end"])
+def forward_trajectory_kernel(
+    x0_ptr, out_ptr, snap_ptr, snap_index_ptr,
+    sqrt_alpha_ptr, sqrt_beta_ptr, t_end, numel, chunks,
+    seed_lo, seed_hi, seed_ptr, stream,
+    HAS_SNAPSHOTS: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
+    BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr,
+):
+    # One row (the whole contiguous tensor): t_end is shared by every element.
+    pid, row, quad, lane, idx, mask = row_tile(chunks, numel, 0, BLOCK)
+    seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
+    x = tl.load(x0_ptr + idx, mask=mask, other=0.0).to(tl.float32)
+    # A while loop rather than range(t_end + 1): the interpreter cannot take a
+    # runtime bound in range(); on the GPU both lower to one scf loop.
+    s = 0
+    while s <= t_end:
+        a = tl.load(sqrt_alpha_ptr + s)
+        b = tl.load(sqrt_beta_ptr + s)
+        n0, n1, n2, n3 = quad_normals(seed, quad, stream, s)
+        x = a * x + b * lane_select(n0, n1, n2, n3, lane)
+        if HAS_SNAPSHOTS:
+            # k = the snapshot slot of step s, or -1: a predicated store, no branch.
+            k = tl.load(snap_index_ptr + s).to(tl.int64)
+            tl.store(snap_ptr + k * numel + idx, to_output(x, snap_ptr.dtype.element_ty, SOFT_BF16),
+                     mask=mask & (k >= 0))
+        s += 1
+    tl.store(out_ptr + idx, to_output(x, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask)
