@@ -11,7 +11,7 @@ $(BIN)/.ready: pyproject.toml setup.py requirements-cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q -r requirements-cpu.txt
-	$(BIN)/pip install -q -e ".[test,figures]"
+	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 
 run: $(BIN)/.ready

@@ -42,13 +42,26 @@ def _dtypes(names):
     return out
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def cmd_validate(args) -> int:
     from . import validate
 
     device = _resolve_device(args.device)
     dtypes = _dtypes(args.dtype or ["float32", "bfloat16", "float16"])
-    report = validate.run(device, dtypes=dtypes, numel=args.numel, seed=args.seed, backend=args.backend,
-                          progress=not args.quiet)
+    if args.stats:
+        steps = _int_list(args.steps) if args.steps else (
+            [10, 100, 500, 999] if device.type == "cuda" else [10, 100])
+    else:
+        steps = []
+    numel = args.numel or ((1 << 22 if device.type == "cuda" else 1 << 18) if args.stats else 1 << 16)
+    report = validate.run(device, dtypes=dtypes, numel=numel, seed=args.seed, backend=args.backend,
+                          progress=not args.quiet, trajectory_steps=steps, trajectory_copies=args.copies)
     print(report.format())
     return 0 if report.passed else 1
 
@@ -71,7 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     common(v)
     v.add_argument("--dtype", action="append", help="I/O dtype to check (repeatable; default float32, "
                                                      "bfloat16 and float16)")
-    v.add_argument("--numel", type=int, default=1 << 16, help="elements per check (default 65536)")
+    v.add_argument("--numel", type=int, help="elements per check (default 65536; with --stats 4M on a GPU, "
+                                              "256K on CPU)")
+    v.add_argument("--stats", action="store_true",
+                   help="the full statistical suite: also test that the closed form and the fused step-by-step "
+                        "process agree in distribution on a real image, at the --steps timesteps")
+    v.add_argument("--steps", help="timesteps for --stats, comma-separated (default 10,100,500,999 on a GPU; "
+                                   "10,100 on CPU, where the interpreter runs ~8 ms per step)")
+    v.add_argument("--copies", type=int, default=64, help="noisings of the image per timestep for --stats "
+                                                          "(default 64)")
     v.add_argument("--backend", default="auto", choices=["auto", "triton", "reference"])
     v.set_defaults(func=cmd_validate)
     return parser

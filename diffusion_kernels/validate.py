@@ -97,9 +97,40 @@ def accuracy_check(x0: torch.Tensor, t, schedule: NoiseSchedule, *, backend: str
                  excess <= 1.0)
 
 
+def closed_form_vs_steps(device: torch.device, schedule: NoiseSchedule, steps, *, copies: int, seed: int,
+                         backend: str, image: torch.Tensor | None = None) -> list[Check]:
+    """Two-sample KS test, at each t in ``steps``, of q_sample against the fused step-by-step trajectory.
+
+    ``copies`` noisings of one real image (a scikit-learn digit by default)
+    each way; every pixel is standardised by its exact mean sqrt(ᾱ_t)·x0 and
+    std sqrt(1 − ᾱ_t), so both samples should be the same N(0, 1) sample.
+    """
+    from . import images
+    from .api import forward_trajectory
+
+    image = (images.digits(1)[0] if image is None else image).to(device)
+    batch = image.expand(copies, *image.shape).contiguous()
+    steps = sorted(steps)
+    _, stepped = forward_trajectory(batch, schedule, steps[-1], seed=seed, snapshots=steps, backend=backend)
+    checks = []
+    for k, t in enumerate(steps):
+        closed = q_sample(batch, t, schedule, seed=seed + 1 + k, backend=backend)
+        ab = float(schedule.alpha_bars[t])
+        mean, std = ab**0.5 * to_reference(image), (1 - ab) ** 0.5
+        z = [((to_reference(x) - mean) / std).flatten().numpy() for x in (closed, stepped[t])]
+        ks = scipy.stats.ks_2samp(z[0], z[1])
+        checks.append(_p_check(f"closed form vs steps, t={t}", f"D = {ks.statistic:.4f}", ks.pvalue))
+    return checks
+
+
 def run(device: torch.device, *, dtypes=(torch.float32, torch.bfloat16, torch.float16), numel: int = 1 << 16,
-        seed: int = 0, backend: str = "auto", progress: bool = True) -> Report:
-    """Validate q_sample on ``device``: accuracy per dtype and the statistics of the drawn noise."""
+        seed: int = 0, backend: str = "auto", progress: bool = True, trajectory_steps=(),
+        trajectory_copies: int = 64) -> Report:
+    """Validate q_sample on ``device``: accuracy per dtype and the statistics of the drawn noise.
+
+    With ``trajectory_steps`` it also tests, at each of those t, that the
+    closed form and the fused step-by-step process agree in distribution.
+    """
     from tqdm.auto import tqdm
 
     from . import backend as backends
@@ -110,10 +141,15 @@ def run(device: torch.device, *, dtypes=(torch.float32, torch.bfloat16, torch.fl
     t = torch.linspace(0, schedule.T - 1, batch).long()
     gen = torch.Generator().manual_seed(seed)
     steps = [("accuracy", d) for d in dtypes] + [("noise", None), ("independence", None)]
+    if trajectory_steps:
+        steps.append(("trajectory", None))
     chosen = backends.select(backend, torch.empty(0, device=device))
     checks: list[Check] = []
     for kind, dtype in tqdm(steps, desc="validating", disable=not progress, leave=False):
-        if kind == "accuracy":
+        if kind == "trajectory":
+            checks.extend(closed_form_vs_steps(device, schedule, trajectory_steps, copies=trajectory_copies,
+                                               seed=seed, backend=backend))
+        elif kind == "accuracy":
             x0 = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
             checks.append(accuracy_check(x0, t, schedule, backend=backend))
         elif kind == "noise":
