@@ -66,6 +66,18 @@ def cmd_validate(args) -> int:
     return 0 if report.passed else 1
 
 
+def cmd_figures(args) -> int:
+    from . import figures
+
+    device = _resolve_device(args.device)
+    (dtype,) = _dtypes([args.dtype])
+    paths = figures.make_all(args.out, device=device, dtype=dtype, seed=args.seed, images_path=args.images,
+                             progress=not args.quiet)
+    for path in paths:
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="diffusion-kernels",
@@ -95,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "(default 64)")
     v.add_argument("--backend", default="auto", choices=["auto", "triton", "reference"])
     v.set_defaults(func=cmd_validate)
+
+    f = sub.add_parser("figures", help="draw the forward-diffusion figures (schedules, noising strips, batch "
+                                       "grid, 1-D sine, closed form vs step by step, x_T statistics) as PNGs")
+    common(f)
+    f.add_argument("--out", default="figures", help="output folder (default ./figures)")
+    f.add_argument("--images", help="an image file or a folder of images to use instead of the bundled "
+                                    "sample photographs")
+    f.add_argument("--dtype", default="float32", help="I/O dtype of the noised tensors (default float32)")
+    f.set_defaults(func=cmd_figures)
     return parser
 
 

@@ -63,6 +63,22 @@ def _layout(shape, tensors):
     return ndim, tuple(z), per_tensor
 
 
+def block_quads(kernel_module, row_len: int) -> int:
+    """Quads per program: the kernel's tuned constant on a GPU; under the
+    interpreter, large tiles (fewer, bigger numpy operations) cut to the row.
+
+    The noise stream does not depend on this choice.
+    """
+    if not interpreter_active():
+        return kernel_module.BLOCK_QUADS
+    needed = triton_next_power_of_2((row_len + 6) // 4)
+    return max(16, min(kernel_module.INTERPRETER_BLOCK_QUADS, needed))
+
+
+def triton_next_power_of_2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
 def _chunks_per_row(row_len: int, elem_offset: int, block: int) -> int:
     if row_len % 4 == 0 and elem_offset % 4 == 0:
         quads = row_len // 4
@@ -118,7 +134,7 @@ def q_sample_forward(x0, t_rows, sqrt_ab, sqrt_1m_ab, noise=None, *, seed=0, str
     (x0_, noise_), (out_, eps_), (ndim, z, strides) = _prepare(shape, [x0, noise], [out, eps])
     rows = t_rows.numel()
     row_len = n // rows
-    block = km.q_sample.BLOCK_QUADS
+    block = block_quads(km.q_sample, row_len)
     cpr = _chunks_per_row(row_len, elem_offset, block)
     seed_lo, seed_hi, seed_ptr, seed_from_ptr = seed_args(seed)
     grid = (rows * cpr,)
@@ -162,7 +178,7 @@ def q_sample_backward(grad, t_rows, sqrt_ab, sqrt_1m_ab, x0=None, noise=None, *,
     (g_, x0_, noise_), (gx_, gn_), (ndim, z, strides) = _prepare(shape, [grad, x0, noise], [gx, gn])
     rows = t_rows.numel()
     row_len = n // rows
-    block = km.q_sample.BLOCK_QUADS
+    block = block_quads(km.q_sample, row_len)
     cpr = _chunks_per_row(row_len, elem_offset, block)
     partials = torch.empty((rows * cpr, 2), dtype=torch.float32, device=grad.device) if need_tables else None
     seed_lo, seed_hi, seed_ptr, seed_from_ptr = seed_args(seed)
@@ -208,7 +224,7 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
     for k, s in enumerate(snapshot_steps):
         snap_index[s] = k
     snap_index = snap_index.to(x0.device)
-    block = km.trajectory.BLOCK_QUADS
+    block = block_quads(km.trajectory, n)
     chunks = _chunks_per_row(n, 0, block)
     seed_lo, seed_hi, seed_ptr, seed_from_ptr = seed_args(seed)
     with _device_guard(x0):

@@ -16,6 +16,9 @@ from .tiles import row_coefficients, row_tile, strided_offset
 # the noise stream (see philox_normal.py).
 BLOCK_QUADS = 256
 NUM_WARPS = 4
+# Triton's CPU interpreter pays per operation, not per element: there one
+# program takes up to this many quads (shrunk to what a row needs).
+INTERPRETER_BLOCK_QUADS = 4096
 
 _RNG_ARGS = ["seed_lo", "seed_hi", "stream", "step"]
 

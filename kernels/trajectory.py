@@ -18,6 +18,8 @@ from .tiles import row_tile
 # programs resident to hide the loop's latency.
 BLOCK_QUADS = 128
 NUM_WARPS = 4
+# See q_sample.py: the interpreter wants few, large programs.
+INTERPRETER_BLOCK_QUADS = 4096
 
 
 @triton.jit(do_not_specialize=["seed_lo", "seed_hi", "stream", "t_end"])

@@ -72,6 +72,7 @@ def test_kernel_normals_invert_to_the_reference_philox_integers(device):
 def test_noise_does_not_depend_on_block_size(device, monkeypatch, block):
     baseline = _kernel_noise(device, (3, 5, 29), 77)
     monkeypatch.setattr(kernels_module().q_sample, "BLOCK_QUADS", block)
+    monkeypatch.setattr(kernels_module().q_sample, "INTERPRETER_BLOCK_QUADS", block)
     torch.testing.assert_close(_kernel_noise(device, (3, 5, 29), 77), baseline, rtol=0, atol=0)
 
 
