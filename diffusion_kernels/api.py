@@ -1,6 +1,8 @@
 """Public entry points: validate arguments, then route to the fused kernels or the reference."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from . import backend as backends
@@ -9,57 +11,121 @@ from .autograd import QSample
 from .schedules import NoiseSchedule, coefficient_tables
 
 
+@dataclasses.dataclass(frozen=True)
+class NoiseHandle:
+    """The ε of a call kept as its seed instead of a tensor (``return_noise="seed"``).
+
+    ``noise_mse`` regenerates ε from it inside its kernel; ``materialize()``
+    gives the tensor when one is wanted after all.
+    """
+
+    seed: object  # int, or a 1-element int64 device tensor
+    stream: int
+    shape: torch.Size
+    rows_shape: torch.Size
+    offset_strength: float
+    dtype: torch.dtype
+    device: torch.device
+
+    def materialize(self) -> torch.Tensor:
+        return reference.drawn_noise(self.seed, self.shape, self.rows_shape, stream=self.stream,
+                                     offset_strength=self.offset_strength, device=self.device).to(self.dtype)
+
+
+def _compiling() -> bool:
+    return torch.compiler.is_compiling()
+
+
 def _resolve_seed(seed, generator, device: torch.device, chosen: str):
-    """An int, or (for a DeviceSeed on the kernel path) this call's seed as a device tensor."""
+    """An int, or a 1-element int64 tensor read at run time (a DeviceSeed, or any seed under torch.compile)."""
     if isinstance(seed, seeding.DeviceSeed):
         if generator is not None:
             raise ValueError("pass either seed or generator, not both")
         if seed.device != device:
             raise ValueError(f"DeviceSeed lives on {seed.device} but x0 is on {device}")
         return seed.take() if chosen == "triton" else int(seed.take().item()) % seeding.SEED_BOUND
+    if _compiling() and seed is None:
+        # No host sync inside a compiled graph: the seed stays a tensor and the kernel reads it.
+        drawn = torch.randint(-(2**63), 2**63 - 1, (1,), generator=generator, dtype=torch.int64)
+        return drawn.to(device) if chosen == "triton" else drawn
     return seeding.resolve_seed(seed, generator)
 
 
-def _noised(x, t, signal, tables, noise, *, seed, generator, return_noise, backend, check_t, stream):
-    """x·sqrt(v[t]) + sqrt(1 − v[t])·ε for a table v of ᾱ (q_sample) or α (one forward step).
+@dataclasses.dataclass
+class _Form:
+    """One noising form: per-row coefficient tables for the kernel and the textbook formula for the reference."""
 
-    ``signal`` is the float64 (or learnable) table v; ``tables`` returns the
-    kernel's float32 (sqrt(v), sqrt(1 − v)) on a device.
-    """
-    x = checks.check_x0(x)
-    noise = checks.check_noise(noise, x)
-    checks.check_devices(x, noise, signal, t)
-    t = checks.check_t(t, x, signal.numel(), check_range=check_t)
+    index: torch.Tensor  # int64, shape () or a leading prefix of x's shape: which table row each slice uses
+    tables: object  # device -> (a, b): out = a·x + b·ε
+    velocity_tables: object  # device -> (c, d): v = c·x + d·ε, or None when the form has no v-target
+    reference: object  # (x, ε) -> out
+    reference_velocity: object  # (x, ε) -> v
+
+
+def _run(x, noise, form: _Form, *, seed, generator, return_noise, return_v, backend, stream,
+         offset_strength: float = 0.0):
+    if return_noise not in (False, True, "seed"):
+        raise ValueError(f"return_noise must be True, False or 'seed', got {return_noise!r}")
+    if return_v and form.velocity_tables is None:
+        raise ValueError("this noising form has no v-target (return_v)")
+    if return_noise == "seed" and noise is not None:
+        raise ValueError("return_noise='seed' keeps a drawn ε as its seed; it cannot be used with a given noise")
+    offset_strength = float(offset_strength)
     stream = seeding.check_stream(stream)
     chosen = backends.select(backend, x)
     call_seed = _resolve_seed(seed, generator, x.device, chosen) if noise is None else 0
 
     if chosen == "reference":
-        if noise is None:
-            noise = reference.philox_normal(call_seed, x.shape, stream=stream, device=x.device,
-                                            dtype=torch.promote_types(x.dtype, torch.float32))
-        x_t = reference.q_sample(x, t, signal, noise)
-        return (x_t, noise.to(x.dtype)) if return_noise else x_t
+        eps = noise
+        if eps is None:
+            eps = reference.drawn_noise(call_seed, x.shape, form.index.shape, stream=stream,
+                                        offset_strength=offset_strength, device=x.device,
+                                        dtype=torch.promote_types(x.dtype, torch.float32))
+        out = form.reference(x, eps)
+        v = form.reference_velocity(x, eps) if return_v else None
+        eps = eps.to(x.dtype)
+    else:
+        a, b = form.tables(x.device)
+        c, d = form.velocity_tables(x.device) if return_v else (None, None)
+        t_rows = form.index.to(device=x.device).reshape(-1)
+        if t_rows.numel() == 0:
+            t_rows = t_rows.new_zeros(1)
+        out, eps, v = QSample.apply(x, t_rows, a, b, c, d, noise, call_seed, stream, offset_strength,
+                                    return_noise is True and noise is None, bool(return_v))
+        if noise is not None:
+            eps = noise
 
-    a, b = tables(x.device)
-    t_rows = t.to(device=x.device).reshape(-1)
-    if t_rows.numel() == 0:
-        t_rows = t_rows.new_zeros(1)
-    x_t, eps = QSample.apply(x, t_rows, a, b, noise, call_seed, stream, return_noise and noise is None)
-    if return_noise:
-        return x_t, (noise if noise is not None else eps)
-    return x_t
+    result = [out]
+    if return_noise == "seed":
+        result.append(NoiseHandle(call_seed, stream, x.shape, form.index.shape, offset_strength, x.dtype, x.device))
+    elif return_noise:
+        result.append(eps)
+    if return_v:
+        result.append(v)
+    return result[0] if len(result) == 1 else tuple(result)
 
 
-def _closed_form_tables(schedule, alpha_bars):
+def _ddpm_form(x, t, schedule, *, check_t: bool) -> _Form:
+    alpha_bars = checks.alpha_bars_of(schedule)
+    checks.check_devices(x, alpha_bars, t)
+    index = checks.check_t(t, x, alpha_bars.numel(), check_range=check_t and not _compiling())
     if isinstance(schedule, NoiseSchedule):
-        return schedule.coefficient_tables
-    return lambda device: coefficient_tables(alpha_bars, device)
+        tables, velocity_tables = schedule.coefficient_tables, schedule.velocity_tables
+    else:
+        def tables(device):
+            return coefficient_tables(alpha_bars, device)
+
+        def velocity_tables(device):
+            a, b = coefficient_tables(alpha_bars, device)
+            return -b, a
+    return _Form(index, tables, velocity_tables,
+                 lambda x0, eps: reference.q_sample(x0, index, alpha_bars, eps),
+                 lambda x0, eps: reference.velocity(x0, index, alpha_bars, eps))
 
 
 def q_sample(x0: torch.Tensor, t, schedule, noise: torch.Tensor | None = None, *, seed=None,
-             generator: torch.Generator | None = None, return_noise: bool = False, backend: str = "auto",
-             check_t: bool = True, stream: int | None = None):
+             generator: torch.Generator | None = None, return_noise=False, return_v: bool = False,
+             offset_noise: float = 0.0, backend: str = "auto", check_t: bool = True, stream: int | None = None):
     """Noise ``x0`` to step ``t``: x_t = sqrt(ᾱ[t])·x0 + sqrt(1 − ᾱ[t])·ε.
 
     Args:
@@ -74,17 +140,105 @@ def q_sample(x0: torch.Tensor, t, schedule, noise: torch.Tensor | None = None, *
         seed: an int in [0, 2**64) fixing the stream, or a :class:`DeviceSeed`
             (read on the device at run time: CUDA-graph safe). Without it one is
             drawn from ``generator`` or torch's default CPU generator.
-        return_noise: also return ε, as ``(x_t, ε)``.
+        return_noise: also return ε. ``"seed"`` returns a :class:`NoiseHandle`
+            instead of a tensor, for :func:`noise_mse`.
+        return_v: also return the v-target sqrt(ᾱ)·ε − sqrt(1 − ᾱ)·x0, written in the same pass.
+            The result is ``x_t``, ``(x_t, ε)``, ``(x_t, v)`` or ``(x_t, ε, v)``.
+        offset_noise: with drawn noise, add this times one normal per entry of
+            ``t`` (pass t of shape (B, C) for per-channel offset noise).
         backend: ``"auto"`` (kernel on CUDA, and on CPU under TRITON_INTERPRET=1;
             reference otherwise), ``"triton"`` or ``"reference"``.
-        check_t: check that every t lies in [0, T) (a host sync for GPU tensors).
-            Unchecked values are clamped inside the kernel, never read out of bounds.
+        check_t: check that every t lies in [0, T) (a host sync for GPU tensors;
+            skipped under torch.compile). Unchecked values are clamped inside the
+            kernel, never read out of bounds.
         stream: the Philox stream word in [0, 2**32); default the rank of an
             initialised torch.distributed group, else 0.
     """
-    alpha_bars = checks.alpha_bars_of(schedule)
-    return _noised(x0, t, alpha_bars, _closed_form_tables(schedule, alpha_bars), noise, seed=seed,
-                   generator=generator, return_noise=return_noise, backend=backend, check_t=check_t, stream=stream)
+    x0 = checks.check_x0(x0)
+    noise = checks.check_noise(noise, x0)
+    checks.check_devices(x0, noise)
+    form = _ddpm_form(x0, t, schedule, check_t=check_t)
+    return _run(x0, noise, form, seed=seed, generator=generator, return_noise=return_noise, return_v=return_v,
+                backend=backend, stream=stream, offset_strength=offset_noise)
+
+
+def get_velocity(x0: torch.Tensor, noise: torch.Tensor, t, schedule, *, backend: str = "auto",
+                 check_t: bool = True) -> torch.Tensor:
+    """The v-target v = sqrt(ᾱ[t])·ε − sqrt(1 − ᾱ[t])·x0 for a given ε, in one fused pass."""
+    x0 = checks.check_x0(x0)
+    if noise is None:
+        raise ValueError("get_velocity needs the noise ε")
+    noise = checks.check_noise(noise, x0)
+    checks.check_devices(x0, noise)
+    form = _ddpm_form(x0, t, schedule, check_t=check_t)
+    form = dataclasses.replace(form, tables=form.velocity_tables, reference=form.reference_velocity)
+    return _run(x0, noise, form, seed=None, generator=None, return_noise=False, return_v=False, backend=backend,
+                stream=None)
+
+
+def _sigma_form(x, sigma, *, lo: float, hi: float | None, name: str, check: bool, signal, velocity):
+    """Per-row coefficient tables from a continuous noise level σ (flow matching, EDM)."""
+    if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
+        sigma = torch.tensor(float(sigma), dtype=torch.float64)
+    if not isinstance(sigma, torch.Tensor) or not sigma.is_floating_point():
+        raise TypeError(f"sigma must be a float or a floating-point tensor, got "
+                        f"{sigma.dtype if isinstance(sigma, torch.Tensor) else type(sigma).__name__}")
+    if sigma.ndim > x.ndim or tuple(sigma.shape) != tuple(x.shape[: sigma.ndim]):
+        raise ValueError(f"sigma of shape {tuple(sigma.shape)} does not fit x0 of shape {tuple(x.shape)}: it must "
+                         "be a scalar or have a shape that is a leading prefix of x0's")
+    checks.check_devices(x, sigma)
+    if check and not _compiling() and sigma.numel() > 0:
+        bad = ~torch.isfinite(sigma) | (sigma < lo)
+        if hi is not None:
+            bad |= sigma > hi
+        if bool(bad.any()):
+            bound = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+            raise ValueError(f"sigma contains {float(sigma[bad].flatten()[0])}; {name} needs sigma {bound}")
+    rows = max(sigma.numel(), 1)
+    index = torch.arange(rows).reshape(sigma.shape) if sigma.numel() else torch.zeros(sigma.shape, dtype=torch.long)
+
+    def tables(device):
+        s = sigma.to(device=device, dtype=torch.float64).reshape(-1)
+        return signal(s).to(torch.float32), s.to(torch.float32)
+
+    def velocity_tables(device):
+        s = sigma.to(device=device).reshape(-1)
+        return torch.full_like(s, -1.0, dtype=torch.float32), torch.ones_like(s, dtype=torch.float32)
+
+    return index, tables, (velocity_tables if velocity else None)
+
+
+def flow_match_sample(x0: torch.Tensor, sigma, noise: torch.Tensor | None = None, *, seed=None,
+                      generator: torch.Generator | None = None, return_noise=False, return_v: bool = False,
+                      backend: str = "auto", check_sigma: bool = True, stream: int | None = None):
+    """Flow matching / rectified flow: x_σ = (1 − σ)·x0 + σ·ε (diffusers' ``scale_noise``).
+
+    ``sigma`` in [0, 1] is a float or a tensor of shape () or a leading prefix
+    of x0's. ``return_v`` also returns the velocity target ε − x0. Other
+    arguments as in :func:`q_sample`.
+    """
+    x0 = checks.check_x0(x0)
+    noise = checks.check_noise(noise, x0)
+    index, tables, velocity_tables = _sigma_form(x0, sigma, lo=0.0, hi=1.0, name="flow matching",
+                                                 check=check_sigma, signal=lambda s: 1.0 - s, velocity=True)
+    form = _Form(index, tables, velocity_tables, lambda x, eps: reference.flow_match_sample(x, sigma, eps),
+                 lambda x, eps: (eps.to(torch.promote_types(x.dtype, torch.float32))
+                                 - x.to(torch.promote_types(x.dtype, torch.float32))).to(x.dtype))
+    return _run(x0, noise, form, seed=seed, generator=generator, return_noise=return_noise, return_v=return_v,
+                backend=backend, stream=stream)
+
+
+def edm_sample(x0: torch.Tensor, sigma, noise: torch.Tensor | None = None, *, seed=None,
+               generator: torch.Generator | None = None, return_noise=False, backend: str = "auto",
+               check_sigma: bool = True, stream: int | None = None):
+    """EDM / k-diffusion noising: x_σ = x0 + σ·ε, with ``sigma`` ≥ 0 per sample (or any leading prefix)."""
+    x0 = checks.check_x0(x0)
+    noise = checks.check_noise(noise, x0)
+    index, tables, _ = _sigma_form(x0, sigma, lo=0.0, hi=None, name="EDM", check=check_sigma,
+                                   signal=torch.ones_like, velocity=False)
+    form = _Form(index, tables, None, lambda x, eps: reference.edm_sample(x, sigma, eps), None)
+    return _run(x0, noise, form, seed=seed, generator=generator, return_noise=return_noise, return_v=False,
+                backend=backend, stream=stream)
 
 
 def _alphas_of(schedule) -> torch.Tensor:
@@ -95,7 +249,7 @@ def _alphas_of(schedule) -> torch.Tensor:
 
 
 def forward_step(x_prev: torch.Tensor, t, schedule, noise: torch.Tensor | None = None, *, seed=None,
-                 generator: torch.Generator | None = None, return_noise: bool = False, backend: str = "auto",
+                 generator: torch.Generator | None = None, return_noise=False, backend: str = "auto",
                  check_t: bool = True, stream: int | None = None):
     """One step of the forward process, x_t ~ q(x_t | x_{t−1}) = N(sqrt(α_t)·x_{t−1}, β_t·I).
 
@@ -103,13 +257,19 @@ def forward_step(x_prev: torch.Tensor, t, schedule, noise: torch.Tensor | None =
     x0 gives x_k, distributed as ``q_sample(x0, k, schedule)``. Arguments as in
     :func:`q_sample`; the same fused kernel runs with the (sqrt(α), sqrt(β)) tables.
     """
+    x_prev = checks.check_x0(x_prev, "x_prev")
+    noise = checks.check_noise(noise, x_prev)
     alphas = _alphas_of(schedule)
+    checks.check_devices(x_prev, noise, alphas, t)
+    index = checks.check_t(t, x_prev, alphas.numel(), check_range=check_t and not _compiling())
     if isinstance(schedule, NoiseSchedule):
         tables = schedule.step_tables
     else:
-        tables = lambda device: coefficient_tables(alphas, device)  # noqa: E731
-    return _noised(x_prev, t, alphas, tables, noise, seed=seed, generator=generator, return_noise=return_noise,
-                   backend=backend, check_t=check_t, stream=stream)
+        def tables(device):
+            return coefficient_tables(alphas, device)
+    form = _Form(index, tables, None, lambda x, eps: reference.forward_step(x, index, alphas, eps), None)
+    return _run(x_prev, noise, form, seed=seed, generator=generator, return_noise=return_noise, return_v=False,
+                backend=backend, stream=stream)
 
 
 def forward_trajectory(x0: torch.Tensor, schedule, t_end: int, *, seed=None,

@@ -1,41 +1,79 @@
-"""QSample: the fused kernel as a torch.autograd.Function."""
+"""QSample: the fused noising kernels as a torch.autograd.Function."""
 from __future__ import annotations
 
 import torch
 
-from . import launch
+from . import launch, seeding
+
+
+def _seed_parts(seed):
+    """(seed_tensor or None, lo, hi) for an int seed or a 1-element int64 device tensor."""
+    if isinstance(seed, torch.Tensor):
+        return seed, 0, 0
+    return (None, *seeding.split_seed(seed))
+
+
+def _fwd(*args):
+    if torch.compiler.is_compiling():
+        return torch.ops.diffusion_kernels.noise_affine(*args)
+    return launch.noise_affine(*args)
+
+
+def _bwd(*args):
+    if torch.compiler.is_compiling():
+        return torch.ops.diffusion_kernels.noise_affine_backward(*args)
+    return launch.noise_affine_backward(*args)
+
+
+def _table_grad(table, t_rows, row_sums):
+    if table is None or not table.requires_grad:
+        return None
+    return torch.zeros(table.numel(), dtype=torch.float32, device=row_sums.device).index_add_(0, t_rows, row_sums)
 
 
 class QSample(torch.autograd.Function):
-    """x_t = a[t]·x0 + b[t]·ε with a = sqrt(ᾱ), b = sqrt(1 − ᾱ) as float32 tables.
+    """out = a[t]·x0 + b[t]·ε and, on request, v = c[t]·x0 + d[t]·ε (float32 tables, one row per t entry).
 
-    Inputs: x0, t_rows (int64, one timestep per row), a, b, noise (or None),
-    seed, stream, return_noise. Returns (x_t, ε or None). ε drawn in the kernel
-    is not differentiable and is never saved: the backward regenerates it from
-    the seed when the tables need a gradient.
+    Inputs: x0, t_rows (int64), a, b, c, d (c, d may be None), noise (or None),
+    seed (int or 1-element int64 device tensor), stream, offset_strength,
+    return_noise, return_v. Returns (out, ε or None, v or None). ε drawn in the
+    kernel is not differentiable and is never saved: the backward regenerates
+    it from the seed when the tables need a gradient.
     """
 
     @staticmethod
-    def forward(ctx, x0, t_rows, sqrt_ab, sqrt_1m_ab, noise, seed, stream, return_noise):
-        x_t, eps = launch.q_sample_forward(x0, t_rows, sqrt_ab, sqrt_1m_ab, noise, seed=seed, stream=stream,
-                                           write_noise=return_noise)
-        tables_need_grad = ctx.needs_input_grad[2] or ctx.needs_input_grad[3]
-        ctx.save_for_backward(t_rows, sqrt_ab, sqrt_1m_ab, x0 if tables_need_grad else None,
-                              noise if tables_need_grad else None)
-        ctx.seed, ctx.stream = seed, stream
+    def forward(ctx, x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v):
+        seed_tensor, lo, hi = _seed_parts(seed)
+        out, eps, v = _fwd(x0, t_rows, a, b, c, d, noise, seed_tensor, lo, hi, stream, 0, offset_strength,
+                           return_noise and noise is None, return_v, 0)
+        tables_need_grad = any(ctx.needs_input_grad[i] for i in (2, 3, 4, 5))
+        ctx.save_for_backward(t_rows, a, b, c, d, x0 if tables_need_grad else None,
+                              noise if tables_need_grad else None, seed_tensor)
+        ctx.seed_lo, ctx.seed_hi, ctx.stream, ctx.offset_strength = lo, hi, stream, offset_strength
         ctx.x0_dtype = x0.dtype
         ctx.noise_dtype = noise.dtype if noise is not None else None
+        eps = eps if return_noise and noise is None else None
         if eps is not None:
             ctx.mark_non_differentiable(eps)
-        return x_t, eps
+        return out, eps, (v if return_v else None)
 
     @staticmethod
-    def backward(ctx, grad_xt, _grad_eps):
-        t_rows, sqrt_ab, sqrt_1m_ab, x0, noise = ctx.saved_tensors
-        gx, gn, ga, gb = launch.q_sample_backward(
-            grad_xt, t_rows, sqrt_ab, sqrt_1m_ab, x0, noise, seed=ctx.seed, stream=ctx.stream,
-            x0_dtype=ctx.x0_dtype if ctx.needs_input_grad[0] else None,
-            noise_dtype=ctx.noise_dtype if ctx.needs_input_grad[4] else None,
-            need_tables=ctx.needs_input_grad[2] or ctx.needs_input_grad[3],
-        )
-        return gx, None, ga, gb, gn, None, None, None
+    def backward(ctx, g, _g_eps, g_v):
+        t_rows, a, b, c, d, x0, noise, seed_tensor = ctx.saved_tensors
+        if g is None and g_v is None:
+            return (None,) * 12
+        need_tables = any(ctx.needs_input_grad[i] for i in (2, 3, 4, 5))
+        # Only v was used: the same kernel with (c, d) in the roles of (a, b).
+        swap = g is None
+        first, second = (g_v, None) if swap else (g, g_v)
+        ta, tb, tc, td = (c, d, a, b) if swap else (a, b, c, d)
+        gx, gn, sums = _bwd(first, second, t_rows, ta, tb, tc, td, x0, noise, seed_tensor, ctx.seed_lo,
+                            ctx.seed_hi, ctx.stream, 0, ctx.offset_strength,
+                            ctx.x0_dtype if ctx.needs_input_grad[0] else None,
+                            ctx.noise_dtype if ctx.needs_input_grad[6] else None, need_tables, 0)
+        grads = [None] * 4
+        if need_tables:
+            cols = (2, 3, 0, 1) if swap else (0, 1, 2, 3)
+            grads = [_table_grad(tab, t_rows, sums[:, col]) for tab, col in zip((a, b, c, d), cols)]
+        return (gx if ctx.needs_input_grad[0] else None, None, *grads,
+                gn if ctx.needs_input_grad[6] else None, None, None, None, None, None)

@@ -37,7 +37,7 @@ def interpreter_active() -> bool:
         return False
     from triton.runtime.interpreter import InterpretedFunction
 
-    return isinstance(kernels_module().q_sample.q_sample_fwd_kernel, InterpretedFunction)
+    return isinstance(kernels_module().q_sample.noise_affine_fwd_kernel, InterpretedFunction)
 
 
 def select(backend: str, x: torch.Tensor) -> str:

@@ -1,21 +1,28 @@
-"""Host launchers for the fused q_sample kernels: layout, allocation, grid.
+"""Host launchers for the fused kernels: layout, allocation, grid.
 
-The kernels see a tensor as R rows of ``row_len`` elements in logical
+The noising kernels see a tensor as R rows of ``row_len`` elements in logical
 row-major order (row r is the r-th entry of ``t``). Memory layouts are handled
 by collapsing the dims that are contiguous with each other in every tensor
 involved and passing up to five (size, stride) pairs; a plain contiguous
 tensor becomes one dim of stride 1 and indexes with no division at all.
+
+The two noising launchers are registered as ``torch.library.triton_op``s
+(``diffusion_kernels::noise_affine`` and ``::noise_affine_backward``) so that
+``torch.compile`` sees the Triton kernels directly; eager calls go straight to
+the Python bodies and skip the dispatcher.
 """
 from __future__ import annotations
 
 import contextlib
+from typing import Optional
 
 import torch
 
 from . import seeding
-from .backend import interpreter_active, kernels_module
+from .backend import interpreter_active, kernels_module, triton_available
 
 MAX_DIMS = 5
+_EMPTY = ()
 
 
 def collapse_dims(shape, *strides):
@@ -23,10 +30,11 @@ def collapse_dims(shape, *strides):
 
     Returns (sizes, [strides per tensor]) with at least one dim.
     """
-    dims = [d for d in range(len(shape)) if shape[d] != 1]
     sizes: list[int] = []
     merged = [[] for _ in strides]
-    for d in dims:
+    for d in range(len(shape)):
+        if shape[d] == 1:
+            continue
         if sizes and all(m[-1] == s[d] * shape[d] for m, s in zip(merged, strides)):
             sizes[-1] *= shape[d]
             for m, s in zip(merged, strides):
@@ -41,7 +49,7 @@ def collapse_dims(shape, *strides):
 
 
 def _layout(shape, tensors):
-    """(NDIM, (z1..z4), [(s0..s4) per tensor]) for the kernels' strided_offset.
+    """(NDIM, (z1..z4), [(s0..s4) per tensor]) for the kernels' strided_offset, or None past MAX_DIMS.
 
     ``None`` entries in ``tensors`` get zero strides (their pointer is unused).
     """
@@ -58,9 +66,28 @@ def _layout(shape, tensors):
             per_tensor.append((0,) * MAX_DIMS)
             continue
         s = next(it)
-        padded = [s[0]] + [0] * (MAX_DIMS - ndim) + s[1:]
-        per_tensor.append(tuple(padded))
+        per_tensor.append((s[0], *([0] * (MAX_DIMS - ndim)), *s[1:]))
     return ndim, tuple(z), per_tensor
+
+
+def _prepare(shape, tensors, outputs):
+    """Layout for ``tensors + outputs``; too many dims falls back to contiguous copies."""
+    layout = _layout(shape, tensors + outputs)
+    if layout is not None:
+        return tensors, outputs, layout
+    tensors = [t.contiguous() if t is not None else None for t in tensors]
+    outputs = [torch.empty(shape, dtype=o.dtype, device=o.device) if o is not None else None for o in outputs]
+    return tensors, outputs, _layout(shape, tensors + outputs)
+
+
+def _copy_back(pairs):
+    for final, used in pairs:
+        if final is not None and used is not final:
+            final.copy_(used)
+
+
+def next_power_of_2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
 
 
 def block_quads(kernel_module, row_len: int) -> int:
@@ -71,15 +98,11 @@ def block_quads(kernel_module, row_len: int) -> int:
     """
     if not interpreter_active():
         return kernel_module.BLOCK_QUADS
-    needed = triton_next_power_of_2((row_len + 6) // 4)
+    needed = next_power_of_2((row_len + 6) // 4)
     return max(16, min(kernel_module.INTERPRETER_BLOCK_QUADS, needed))
 
 
-def triton_next_power_of_2(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
-
-
-def _chunks_per_row(row_len: int, elem_offset: int, block: int) -> int:
+def chunks_per_row(row_len: int, elem_offset: int, block: int) -> int:
     if row_len % 4 == 0 and elem_offset % 4 == 0:
         quads = row_len // 4
     else:
@@ -94,118 +117,130 @@ def _device_guard(tensor: torch.Tensor):
     return contextlib.nullcontext()
 
 
-def _prepare(shape, tensors, outputs):
-    """Layout for ``tensors + outputs``; too many dims falls back to contiguous copies."""
-    layout = _layout(shape, tensors + outputs)
-    if layout is not None:
-        return tensors, outputs, layout
-    tensors = [t.contiguous() if t is not None else None for t in tensors]
-    outputs = [torch.empty(shape, dtype=o.dtype, device=o.device) if o is not None else None for o in outputs]
-    return tensors, outputs, _layout(shape, tensors + outputs)
+def _launcher(kernel):
+    """The kernel as torch.compile must see it (wrap_triton), or as is under the interpreter."""
+    if interpreter_active():
+        return kernel
+    return torch.library.wrap_triton(kernel)
+
+
+def _seed_args(seed_tensor, seed_lo, seed_hi, placeholder):
+    if seed_tensor is not None:
+        return 0, 0, seed_tensor, True
+    return seed_lo, seed_hi, placeholder, False
 
 
 def _flat(items):
     return [v for item in items for v in item]
 
 
-def seed_args(seed):
-    """(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR) for an int seed or a 1-element int64 device tensor."""
-    if isinstance(seed, torch.Tensor):
-        return 0, 0, seed, True
-    lo, hi = seeding.split_seed(seed)
-    return lo, hi, None, False
+def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                 c: Optional[torch.Tensor], d: Optional[torch.Tensor], noise: Optional[torch.Tensor],
+                 seed_tensor: Optional[torch.Tensor], seed_lo: int, seed_hi: int, stream: int, step: int,
+                 offset_strength: float, write_noise: bool, write_v: bool,
+                 elem_offset: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(out, ε, v): out = a[t]·x0 + b[t]·ε and, with ``write_v``, v = c[t]·x0 + d[t]·ε.
 
-
-def q_sample_forward(x0, t_rows, sqrt_ab, sqrt_1m_ab, noise=None, *, seed=0, stream: int = 0,
-                     step: int = 0, write_noise: bool = False, elem_offset: int = 0):
-    """x_t (and ε when ``write_noise``) by the fused kernel.
-
-    ``t_rows`` is an int64 tensor of R timesteps on x0's device, R dividing
-    x0.numel(); ``sqrt_ab``/``sqrt_1m_ab`` are float32 tables on that device.
-    The outputs keep x0's memory format (channels_last in, channels_last out).
+    ``t_rows`` is an int64 tensor of R row indices into the float32 tables,
+    R dividing x0.numel(). ε is ``noise`` or, when None, drawn from the seed
+    (``seed_tensor`` on the device, else the int32 halves). Outputs not asked
+    for come back empty. Outputs keep x0's memory format.
     """
     km = kernels_module()
     out = torch.empty_like(x0)
     eps = torch.empty_like(x0) if write_noise and noise is None else None
+    v = torch.empty_like(x0) if write_v else None
     n = x0.numel()
-    if n == 0:
-        return out, eps
-    shape = x0.shape
-    (x0_, noise_), (out_, eps_), (ndim, z, strides) = _prepare(shape, [x0, noise], [out, eps])
-    rows = t_rows.numel()
-    row_len = n // rows
-    block = block_quads(km.q_sample, row_len)
-    cpr = _chunks_per_row(row_len, elem_offset, block)
-    seed_lo, seed_hi, seed_ptr, seed_from_ptr = seed_args(seed)
-    grid = (rows * cpr,)
-    with _device_guard(x0):
-        km.q_sample.q_sample_fwd_kernel[grid](
-            x0_, noise_ if noise_ is not None else x0_, out_, eps_ if eps_ is not None else out_,
-            t_rows, sqrt_ab, sqrt_1m_ab, sqrt_ab.numel(),
-            row_len, cpr, elem_offset,
-            seed_lo, seed_hi, seed_ptr if seed_from_ptr else t_rows, stream, step,
-            *z, *_flat(strides),
-            NDIM=ndim, HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None,
-            SEED_FROM_PTR=seed_from_ptr, BLOCK=block, SOFT_BF16=interpreter_active(),
-            num_warps=km.q_sample.NUM_WARPS,
-        )
-    if out_ is not out:
-        out.copy_(out_)
-    if eps is not None and eps_ is not eps:
-        eps.copy_(eps_)
-    return out, eps
+    if n > 0:
+        (x0_, noise_), (out_, eps_, v_), (ndim, z, strides) = _prepare(x0.shape, [x0, noise], [out, eps, v])
+        rows = t_rows.numel()
+        row_len = n // rows
+        block = block_quads(km.q_sample, row_len)
+        cpr = chunks_per_row(row_len, elem_offset, block)
+        s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
+        with _device_guard(x0):
+            _launcher(km.q_sample.noise_affine_fwd_kernel)[(rows * cpr,)](
+                x0_, noise_ if noise_ is not None else x0_, out_, eps_ if eps_ is not None else out_,
+                v_ if v_ is not None else out_,
+                t_rows, a, b, c if c is not None else a, d if d is not None else b, a.numel(),
+                row_len, cpr, elem_offset,
+                s_lo, s_hi, s_ptr, stream, step, offset_strength,
+                *z, *_flat(strides),
+                NDIM=ndim, HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
+                HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=block,
+                SOFT_BF16=interpreter_active(), num_warps=km.q_sample.NUM_WARPS,
+            )
+        _copy_back([(out, out_), (eps, eps_), (v, v_)])
+    return out, (eps if eps is not None else x0.new_empty(0)), (v if v is not None else x0.new_empty(0))
 
 
-def q_sample_backward(grad, t_rows, sqrt_ab, sqrt_1m_ab, x0=None, noise=None, *, seed=0,
-                      stream: int = 0, step: int = 0, x0_dtype=None, noise_dtype=None,
-                      need_tables: bool = False, elem_offset: int = 0):
-    """Gradients of x_t to x0, to a given ε, and to the two coefficient tables.
+def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: torch.Tensor, a: torch.Tensor,
+                          b: torch.Tensor, c: Optional[torch.Tensor], d: Optional[torch.Tensor],
+                          x0: Optional[torch.Tensor], noise: Optional[torch.Tensor],
+                          seed_tensor: Optional[torch.Tensor], seed_lo: int, seed_hi: int, stream: int, step: int,
+                          offset_strength: float, x0_dtype: Optional[torch.dtype],
+                          noise_dtype: Optional[torch.dtype], need_tables: bool,
+                          elem_offset: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(grad_x0, grad_noise, per-row sums) of out = a·x0 + b·ε and v = c·x0 + d·ε with upstream (g, gv).
 
-    Returns (grad_x0, grad_noise, grad_sqrt_ab, grad_sqrt_1m_ab). grad_x0 is
-    made when ``x0_dtype`` is given, grad_noise when ``noise_dtype`` is, the
-    table gradients when ``need_tables``; those read ``x0`` and, when it was
-    given in the forward, ``noise`` (otherwise ε is regenerated from the seed).
+    grad_x0 is made when ``x0_dtype`` is given, grad_noise when ``noise_dtype``
+    is. With ``need_tables`` the (R, 4) per-row sums Σ g·x0, Σ g·ε, Σ gv·x0,
+    Σ gv·ε come back (they read ``x0`` and ``noise``, or regenerate ε from the
+    seed). What was not asked for comes back empty.
     """
     km = kernels_module()
-    gx = torch.empty_like(grad, dtype=x0_dtype) if x0_dtype is not None else None
-    gn = torch.empty_like(grad, dtype=noise_dtype) if noise_dtype is not None else None
-    n = grad.numel()
-    T = sqrt_ab.numel()
-    if n == 0:
-        zeros = (torch.zeros_like(sqrt_ab), torch.zeros_like(sqrt_1m_ab)) if need_tables else (None, None)
-        return (gx, gn, *zeros)
-    shape = grad.shape
-    (g_, x0_, noise_), (gx_, gn_), (ndim, z, strides) = _prepare(shape, [grad, x0, noise], [gx, gn])
+    gx = torch.empty_like(g, dtype=x0_dtype) if x0_dtype is not None else None
+    gn = torch.empty_like(g, dtype=noise_dtype) if noise_dtype is not None else None
     rows = t_rows.numel()
-    row_len = n // rows
-    block = block_quads(km.q_sample, row_len)
-    cpr = _chunks_per_row(row_len, elem_offset, block)
-    partials = torch.empty((rows * cpr, 2), dtype=torch.float32, device=grad.device) if need_tables else None
-    seed_lo, seed_hi, seed_ptr, seed_from_ptr = seed_args(seed)
-    with _device_guard(grad):
-        km.q_sample.q_sample_bwd_kernel[(rows * cpr,)](
-            g_, x0_ if x0_ is not None else g_, noise_ if noise_ is not None else g_,
-            gx_ if gx_ is not None else g_, gn_ if gn_ is not None else g_,
-            partials if partials is not None else sqrt_ab,
-            t_rows, sqrt_ab, sqrt_1m_ab, T,
-            row_len, cpr, elem_offset,
-            seed_lo, seed_hi, seed_ptr if seed_from_ptr else t_rows, stream, step,
-            *z, *_flat(strides),
-            NDIM=ndim, HAS_NOISE=noise is not None,
-            NEED_GX=gx is not None, NEED_GN=gn is not None, NEED_PARTIALS=need_tables,
-            SEED_FROM_PTR=seed_from_ptr, BLOCK=block, SOFT_BF16=interpreter_active(),
-            num_warps=km.q_sample.NUM_WARPS,
-        )
-    if gx is not None and gx_ is not gx:
-        gx.copy_(gx_)
-    if gn is not None and gn_ is not gn:
-        gn.copy_(gn_)
-    if not need_tables:
-        return gx, gn, None, None
-    per_row = partials.view(rows, cpr, 2).sum(dim=1)
-    grad_a = torch.zeros(T, dtype=torch.float32, device=grad.device).index_add_(0, t_rows, per_row[:, 0])
-    grad_b = torch.zeros(T, dtype=torch.float32, device=grad.device).index_add_(0, t_rows, per_row[:, 1])
-    return gx, gn, grad_a, grad_b
+    n = g.numel()
+    sums = torch.zeros((rows, 4), dtype=torch.float32, device=g.device) if need_tables else None
+    if n > 0:
+        x0_in = x0 if need_tables else None
+        noise_in = noise if need_tables else None
+        (g_, gv_, x0_, noise_), (gx_, gn_), (ndim, z, strides) = _prepare(g.shape, [g, gv, x0_in, noise_in],
+                                                                          [gx, gn])
+        row_len = n // rows
+        block = block_quads(km.q_sample, row_len)
+        cpr = chunks_per_row(row_len, elem_offset, block)
+        partials = torch.empty((rows * cpr, 4), dtype=torch.float32, device=g.device) if need_tables else None
+        s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
+        with _device_guard(g):
+            _launcher(km.q_sample.noise_affine_bwd_kernel)[(rows * cpr,)](
+                g_, gv_ if gv_ is not None else g_, x0_ if x0_ is not None else g_,
+                noise_ if noise_ is not None else g_, gx_ if gx_ is not None else g_, gn_ if gn_ is not None else g_,
+                partials if partials is not None else a,
+                t_rows, a, b, c if c is not None else a, d if d is not None else b, a.numel(),
+                row_len, cpr, elem_offset,
+                s_lo, s_hi, s_ptr, stream, step, offset_strength,
+                *z, *_flat(strides),
+                NDIM=ndim, HAS_NOISE=noise is not None, HAS_GV=gv is not None,
+                NEED_GX=gx is not None, NEED_GN=gn is not None, NEED_PARTIALS=need_tables,
+                HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=block,
+                SOFT_BF16=interpreter_active(), num_warps=km.q_sample.NUM_WARPS,
+            )
+        _copy_back([(gx, gx_), (gn, gn_)])
+        if need_tables:
+            sums = partials.view(rows, cpr, 4).sum(dim=1)
+    def empty():
+        return g.new_empty(0, dtype=torch.float32)
+
+    return (gx if gx is not None else empty(), gn if gn is not None else empty(),
+            sums if sums is not None else empty())
+
+
+if triton_available():
+    noise_affine_op = torch.library.triton_op("diffusion_kernels::noise_affine", noise_affine, mutates_args=_EMPTY)
+    noise_affine_backward_op = torch.library.triton_op("diffusion_kernels::noise_affine_backward",
+                                                       noise_affine_backward, mutates_args=_EMPTY)
+
+
+def q_sample_forward(x0, t_rows, sqrt_ab, sqrt_1m_ab, noise=None, *, seed=0, stream: int = 0, step: int = 0,
+                     write_noise: bool = False, elem_offset: int = 0):
+    """(x_t, ε or None) for an int seed or a 1-element int64 device tensor: the common direct call."""
+    seed_tensor, lo, hi = (seed, 0, 0) if isinstance(seed, torch.Tensor) else (None, *seeding.split_seed(seed))
+    out, eps, _ = noise_affine(x0, t_rows, sqrt_ab, sqrt_1m_ab, None, None, noise, seed_tensor, lo, hi, stream,
+                               step, 0.0, write_noise, False, elem_offset)
+    return out, (eps if write_noise and noise is None else None)
 
 
 def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream: int = 0, snapshot_steps=()):
@@ -225,14 +260,15 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
         snap_index[s] = k
     snap_index = snap_index.to(x0.device)
     block = block_quads(km.trajectory, n)
-    chunks = _chunks_per_row(n, 0, block)
-    seed_lo, seed_hi, seed_ptr, seed_from_ptr = seed_args(seed)
+    chunks = chunks_per_row(n, 0, block)
+    seed_tensor, lo, hi = (seed, 0, 0) if isinstance(seed, torch.Tensor) else (None, *seeding.split_seed(seed))
+    s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, snap_index)
     with _device_guard(x0):
         km.trajectory.forward_trajectory_kernel[(chunks,)](
             src, out, snaps if len(snapshot_steps) else out, snap_index,
             sqrt_alpha, sqrt_beta, t_end, n, chunks,
-            seed_lo, seed_hi, seed_ptr if seed_from_ptr else snap_index, stream,
-            HAS_SNAPSHOTS=len(snapshot_steps) > 0, SEED_FROM_PTR=seed_from_ptr, BLOCK=block,
+            s_lo, s_hi, s_ptr, stream,
+            HAS_SNAPSHOTS=len(snapshot_steps) > 0, SEED_FROM_PTR=from_ptr, BLOCK=block,
             SOFT_BF16=interpreter_active(), num_warps=km.trajectory.NUM_WARPS,
         )
     return (out if x0.is_contiguous() else torch.empty_like(x0).copy_(out)), snaps

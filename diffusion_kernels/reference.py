@@ -32,8 +32,11 @@ def _mul_hi_lo(a: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return hi & _MASK32, lo
 
 
-def philox4x32(c0, c1, c2, c3, k0: int, k1: int, rounds: int = 10):
-    """Philox4x32 (Salmon et al. 2011) on int64 tensors holding uint32 values."""
+def philox4x32(c0, c1, c2, c3, k0, k1, rounds: int = 10):
+    """Philox4x32 (Salmon et al. 2011) on int64 tensors holding uint32 values.
+
+    The key words may be ints or int64 tensors (a seed read on the device).
+    """
     c0, c1, c2, c3 = (torch.as_tensor(c, dtype=torch.int64) & _MASK32 for c in (c0, c1, c2, c3))
     c0, c1, c2, c3 = torch.broadcast_tensors(c0, c1, c2, c3)
     k0, k1 = k0 & _MASK32, k1 & _MASK32
@@ -55,14 +58,18 @@ def _box_muller(ra: torch.Tensor, rb: torch.Tensor) -> tuple[torch.Tensor, torch
     return radius * torch.cos(theta), radius * torch.sin(theta)
 
 
-def philox_normal(seed: int, shape, *, stream: int = 0, step: int = 0, offset: int = 0,
+OFFSET_STEP = 0xFFFFFFFF  # the step word of offset noise (kernels/philox_normal.py::OFFSET_STEP)
+
+
+def philox_normal(seed, shape, *, stream: int = 0, step: int = 0, offset: int = 0,
                   device=None, dtype=torch.float32) -> torch.Tensor:
     """The ε the fused kernel draws for a tensor of ``shape`` with ``seed``.
 
     Element i (row-major logical position, shifted by ``offset``) is lane i % 4
     of Philox4x32-10 with key = (seed low 32 bits, seed high 32 bits) and
     counter = (q low 32 bits, q high 32 bits, stream, step), q = i // 4; the
-    lanes are paired by Box–Muller as (0, 1) and (2, 3).
+    lanes are paired by Box–Muller as (0, 1) and (2, 3). ``seed`` is an int in
+    [0, 2**64) or an int64 tensor holding its bits.
     """
     shape = torch.Size(shape)
     n = shape.numel()
@@ -70,13 +77,30 @@ def philox_normal(seed: int, shape, *, stream: int = 0, step: int = 0, offset: i
         return torch.empty(shape, device=device, dtype=dtype)
     first_quad, last_quad = offset // 4, (offset + n - 1) // 4
     quads = torch.arange(first_quad, last_quad + 1, dtype=torch.int64, device=device)
+    if isinstance(seed, torch.Tensor):
+        seed = seed.to(device=quads.device, dtype=torch.int64).reshape(())
     r0, r1, r2, r3 = philox4x32(quads & _MASK32, quads >> 32, torch.full_like(quads, stream),
-                                torch.full_like(quads, step), seed & _MASK32, seed >> 32)
+                                torch.full_like(quads, step & _MASK32), seed & _MASK32, seed >> 32)
     n0, n1 = _box_muller(r0, r1)
     n2, n3 = _box_muller(r2, r3)
     lanes = torch.stack([n0, n1, n2, n3], dim=1).reshape(-1)
     start = offset - first_quad * 4
     return lanes[start:start + n].reshape(shape).to(dtype)
+
+
+def drawn_noise(seed, shape, rows_shape=(), *, stream: int = 0, offset_strength: float = 0.0, device=None,
+                dtype=torch.float32) -> torch.Tensor:
+    """The kernel's ε for ``shape``, plus ``offset_strength`` × one normal per row of ``rows_shape``.
+
+    ``rows_shape`` is the shape of ``t`` (a leading prefix of ``shape``); row r's
+    offset normal is element r of the stream's OFFSET_STEP subsequence.
+    """
+    eps = philox_normal(seed, shape, stream=stream, device=device, dtype=dtype)
+    if offset_strength:
+        rows_shape = torch.Size(rows_shape)
+        offsets = philox_normal(seed, rows_shape, stream=stream, step=OFFSET_STEP, device=device, dtype=dtype)
+        eps = eps + offset_strength * broadcast_t(offsets, len(shape))
+    return eps
 
 
 def broadcast_t(t: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -130,3 +154,32 @@ def forward_trajectory(x0: torch.Tensor, alphas: torch.Tensor, t_end: int, *, se
         if s in snapshots:
             kept[s] = x.to(x0.dtype)
     return x.to(x0.dtype), kept
+
+
+def velocity(x0: torch.Tensor, t, alpha_bars: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The v-target v = sqrt(ᾱ[t])·ε − sqrt(1 − ᾱ[t])·x0 (Salimans & Ho 2022), eagerly."""
+    compute = torch.promote_types(x0.dtype, torch.float32)
+    t = torch.as_tensor(t, device=alpha_bars.device)
+    ab = broadcast_t(alpha_bars[t], x0.ndim)
+    sqrt_ab = ab.sqrt().to(device=x0.device, dtype=compute)
+    sqrt_1m_ab = (1.0 - ab).sqrt().to(device=x0.device, dtype=compute)
+    return (sqrt_ab * noise.to(compute) - sqrt_1m_ab * x0.to(compute)).to(x0.dtype)
+
+
+def _sigma_like(sigma, x0: torch.Tensor, compute) -> torch.Tensor:
+    sigma = torch.as_tensor(sigma, dtype=torch.float64)
+    return broadcast_t(sigma, x0.ndim).to(device=x0.device, dtype=compute)
+
+
+def flow_match_sample(x0: torch.Tensor, sigma, noise: torch.Tensor) -> torch.Tensor:
+    """Rectified-flow / flow-matching interpolation x_σ = (1 − σ)·x0 + σ·ε, eagerly."""
+    compute = torch.promote_types(x0.dtype, torch.float32)
+    s = _sigma_like(sigma, x0, compute)
+    return ((1.0 - s) * x0.to(compute) + s * noise.to(compute)).to(x0.dtype)
+
+
+def edm_sample(x0: torch.Tensor, sigma, noise: torch.Tensor) -> torch.Tensor:
+    """EDM / k-diffusion noising x_σ = x0 + σ·ε, eagerly."""
+    compute = torch.promote_types(x0.dtype, torch.float32)
+    s = _sigma_like(sigma, x0, compute)
+    return (x0.to(compute) + s * noise.to(compute)).to(x0.dtype)

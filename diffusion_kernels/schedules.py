@@ -153,6 +153,14 @@ class NoiseSchedule:
         """float32 (sqrt(ᾱ), sqrt(1 − ᾱ)) on ``device``, derived in float64, cached per device."""
         return self._cached("closed_form", self._alpha_bars, device)
 
+    def velocity_tables(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 (−sqrt(1 − ᾱ), sqrt(ᾱ)): v = sqrt(ᾱ)·ε − sqrt(1 − ᾱ)·x0 as c·x0 + d·ε."""
+        key = ("velocity", torch.device(device))
+        if key not in self._tables:
+            a, b = self.coefficient_tables(device)
+            self._tables[key] = (-b, a)
+        return self._tables[key]
+
     def step_tables(self, device) -> tuple[torch.Tensor, torch.Tensor]:
         """float32 (sqrt(α), sqrt(β)) of the single steps on ``device``, cached per device."""
         return self._cached("step", 1.0 - self._betas, device)

@@ -75,3 +75,26 @@ def lane_select(n0, n1, n2, n3, lane):
         n0[:, None],
         tl.where(lane == 1, n1[:, None], tl.where(lane == 2, n2[:, None], n3[:, None])),
     )
+
+
+# The counter's step word of offset noise: q_sample draws with step 0 and a
+# trajectory with steps 0 … T−1, so the all-ones word never collides.
+OFFSET_STEP = tl.constexpr(-1)
+
+
+@triton.jit
+def draw_noise(seed, quad, lane, stream, step, row, offset_strength, HAS_OFFSET: tl.constexpr):
+    """ε of a (quads, 4) tile; with HAS_OFFSET plus offset_strength × one normal per row.
+
+    The row's offset normal is element ``row`` of the stream's OFFSET_STEP
+    subsequence: lane row % 4 of quad row // 4.
+    """
+    n0, n1, n2, n3 = quad_normals(seed, quad, stream, step)
+    eps = lane_select(n0, n1, n2, n3, lane)
+    if HAS_OFFSET:
+        rq = row // 4 + tl.zeros([1], dtype=tl.int64)
+        o0, o1, o2, o3 = quad_normals(seed, rq, stream, OFFSET_STEP)
+        r = row % 4
+        off = tl.where(r == 0, o0, tl.where(r == 1, o1, tl.where(r == 2, o2, o3)))
+        eps = eps + offset_strength * tl.sum(off, axis=0)
+    return eps

@@ -1,4 +1,10 @@
-"""Fused q_sample: x_t = sqrt(ᾱ[t])·x0 + sqrt(1 − ᾱ[t])·ε, forward and backward.
+"""The fused noising kernels: out = a[t]·x0 + b[t]·ε, and optionally v = c[t]·x0 + d[t]·ε.
+
+One family serves every noising form: DDPM's q_sample (a, b = sqrt(ᾱ),
+sqrt(1 − ᾱ)), one forward step (sqrt(α), sqrt(β)), flow matching (1 − σ, σ),
+EDM (1, σ), the v-target (c, d = −sqrt(1 − ᾱ), sqrt(ᾱ)) and the posterior
+mean of guided-diffusion (ε replaced by x_t). The coefficients are per row
+(per entry of ``t``), gathered once per program.
 
 Arithmetic is float32 whatever the I/O dtype; loads are converted up and
 stores rounded once, at the end.
@@ -7,7 +13,7 @@ import triton
 import triton.language as tl
 
 from .convert import to_output
-from .philox_normal import lane_select, load_seed, quad_normals
+from .philox_normal import draw_noise, load_seed
 from .tiles import row_coefficients, row_tile, strided_offset
 
 # Quads (4 elements) per program and warps per program. 256 quads = 1024
@@ -20,22 +26,23 @@ NUM_WARPS = 4
 # program takes up to this many quads (shrunk to what a row needs).
 INTERPRETER_BLOCK_QUADS = 4096
 
-_RNG_ARGS = ["seed_lo", "seed_hi", "stream", "step"]
+_RNG_ARGS = ["seed_lo", "seed_hi", "stream", "step", "offset_strength"]
 
 
 @triton.jit(do_not_specialize=_RNG_ARGS)
-def q_sample_fwd_kernel(
-    x0_ptr, noise_ptr, out_ptr, eps_ptr,
-    t_ptr, a_ptr, b_ptr, T,
+def noise_affine_fwd_kernel(
+    x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr,
+    t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
     row_len, chunks_per_row, elem_offset,
-    seed_lo, seed_hi, seed_ptr, stream, step,
+    seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
     z1, z2, z3, z4,
     xs0, xs1, xs2, xs3, xs4,
     ns0, ns1, ns2, ns3, ns4,
     os0, os1, os2, os3, os4,
     es0, es1, es2, es3, es4,
-    NDIM: tl.constexpr, HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr,
-    SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr,
+    vs0, vs1, vs2, vs3, vs4,
+    NDIM: tl.constexpr, HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr, WRITE_V: tl.constexpr,
+    HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr,
 ):
     pid, row, quad, lane, idx, mask = row_tile(chunks_per_row, row_len, elem_offset, BLOCK)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
@@ -50,44 +57,50 @@ def q_sample_fwd_kernel(
             mask=mask, other=0.0, eviction_policy="evict_first",
         ).to(tl.float32)
     else:
-        n0, n1, n2, n3 = quad_normals(load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR), quad, stream, step)
-        eps = lane_select(n0, n1, n2, n3, lane)
+        seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
+        eps = draw_noise(seed, quad, lane, stream, step, row, offset_strength, HAS_OFFSET)
 
-    out = a * x0 + b * eps
     tl.store(
         out_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, os0, os1, os2, os3, os4),
-        to_output(out, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
+        to_output(a * x0 + b * eps, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
     )
     if WRITE_NOISE:
         tl.store(
             eps_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, es0, es1, es2, es3, es4),
             to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
         )
+    if WRITE_V:
+        c, d = row_coefficients(t_ptr, c_ptr, d_ptr, row, T)
+        tl.store(
+            v_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, vs0, vs1, vs2, vs3, vs4),
+            to_output(c * x0 + d * eps, v_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
+        )
 
 
 @triton.jit(do_not_specialize=_RNG_ARGS)
-def q_sample_bwd_kernel(
-    g_ptr, x0_ptr, noise_ptr, gx_ptr, gn_ptr, partial_ptr,
-    t_ptr, a_ptr, b_ptr, T,
+def noise_affine_bwd_kernel(
+    g_ptr, gv_ptr, x0_ptr, noise_ptr, gx_ptr, gn_ptr, partial_ptr,
+    t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
     row_len, chunks_per_row, elem_offset,
-    seed_lo, seed_hi, seed_ptr, stream, step,
+    seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
     z1, z2, z3, z4,
     gs0, gs1, gs2, gs3, gs4,
+    gvs0, gvs1, gvs2, gvs3, gvs4,
     xs0, xs1, xs2, xs3, xs4,
     ns0, ns1, ns2, ns3, ns4,
     gxs0, gxs1, gxs2, gxs3, gxs4,
     gns0, gns1, gns2, gns3, gns4,
-    NDIM: tl.constexpr, HAS_NOISE: tl.constexpr,
+    NDIM: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_GV: tl.constexpr,
     NEED_GX: tl.constexpr, NEED_GN: tl.constexpr, NEED_PARTIALS: tl.constexpr,
-    SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr,
+    HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr,
 ):
-    """d x_t/d x0 = sqrt(ᾱ[t]), d x_t/d ε = sqrt(1 − ᾱ[t]).
+    """Gradients of (out, v) with upstream (g, gv).
 
-    For a differentiable ᾱ table the gradient of row r's coefficients is
-    Σ g·x0 and Σ g·ε over the row; each program writes its two partial sums to
-    ``partial_ptr[pid]`` and the host adds them per timestep (deterministic,
-    no atomics). ε is regenerated from the seed when it was not given, so the
-    forward never has to keep it.
+    d/dx0 = a·g + c·gv and d/dε = b·g + d·gv. For differentiable tables the
+    row's coefficient gradients are Σ g·x0, Σ g·ε, Σ gv·x0, Σ gv·ε; each
+    program writes its four partial sums to ``partial_ptr[pid]`` and the host
+    adds them per row (deterministic, no atomics). ε is regenerated from the
+    seed when it was not given, so the forward never has to keep it.
     """
     pid, row, quad, lane, idx, mask = row_tile(chunks_per_row, row_len, elem_offset, BLOCK)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
@@ -96,15 +109,25 @@ def q_sample_bwd_kernel(
         g_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, gs0, gs1, gs2, gs3, gs4),
         mask=mask, other=0.0, eviction_policy="evict_first",
     ).to(tl.float32)
+    gx = a * g
+    gn = b * g
+    if HAS_GV:
+        c, d = row_coefficients(t_ptr, c_ptr, d_ptr, row, T)
+        gv = tl.load(
+            gv_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, gvs0, gvs1, gvs2, gvs3, gvs4),
+            mask=mask, other=0.0, eviction_policy="evict_first",
+        ).to(tl.float32)
+        gx += c * gv
+        gn += d * gv
     if NEED_GX:
         tl.store(
             gx_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, gxs0, gxs1, gxs2, gxs3, gxs4),
-            to_output(a * g, gx_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
+            to_output(gx, gx_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
         )
     if NEED_GN:
         tl.store(
             gn_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, gns0, gns1, gns2, gns3, gns4),
-            to_output(b * g, gn_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
+            to_output(gn, gn_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
         )
     if NEED_PARTIALS:
         x0 = tl.load(
@@ -117,7 +140,13 @@ def q_sample_bwd_kernel(
                 mask=mask, other=0.0,
             ).to(tl.float32)
         else:
-            n0, n1, n2, n3 = quad_normals(load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR), quad, stream, step)
-            eps = tl.where(mask, lane_select(n0, n1, n2, n3, lane), 0.0)
-        tl.store(partial_ptr + pid * 2, tl.sum(tl.sum(g * x0, axis=1), axis=0))
-        tl.store(partial_ptr + pid * 2 + 1, tl.sum(tl.sum(g * eps, axis=1), axis=0))
+            seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
+            eps = tl.where(mask, draw_noise(seed, quad, lane, stream, step, row, offset_strength, HAS_OFFSET), 0.0)
+        tl.store(partial_ptr + pid * 4, tl.sum(tl.sum(g * x0, axis=1), axis=0))
+        tl.store(partial_ptr + pid * 4 + 1, tl.sum(tl.sum(g * eps, axis=1), axis=0))
+        if HAS_GV:
+            tl.store(partial_ptr + pid * 4 + 2, tl.sum(tl.sum(gv * x0, axis=1), axis=0))
+            tl.store(partial_ptr + pid * 4 + 3, tl.sum(tl.sum(gv * eps, axis=1), axis=0))
+        else:
+            tl.store(partial_ptr + pid * 4 + 2, 0.0)
+            tl.store(partial_ptr + pid * 4 + 3, 0.0)
