@@ -27,9 +27,10 @@ class NoiseHandle:
     dtype: torch.dtype
     device: torch.device
 
-    def materialize(self) -> torch.Tensor:
+    def materialize(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """ε as a tensor, in ``dtype`` (default: the noised tensor's dtype)."""
         return reference.drawn_noise(self.seed, self.shape, self.rows_shape, stream=self.stream,
-                                     offset_strength=self.offset_strength, device=self.device).to(self.dtype)
+                                     offset_strength=self.offset_strength, device=self.device).to(dtype or self.dtype)
 
 
 def _compiling() -> bool:

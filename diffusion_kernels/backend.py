@@ -20,6 +20,7 @@ def kernels_module():
     """The jit kernels package, imported once (Triton reads TRITON_INTERPRET then)."""
     importlib.import_module("diffusion_kernels.kernels.q_sample")
     importlib.import_module("diffusion_kernels.kernels.trajectory")
+    importlib.import_module("diffusion_kernels.kernels.noise_mse")
     return importlib.import_module("diffusion_kernels.kernels")
 
 
@@ -47,6 +48,9 @@ def select(backend: str, x: torch.Tensor) -> str:
     if backend == "reference":
         return "reference"
     kernel_ok = x.dtype in KERNEL_DTYPES
+    if backend == "auto" and x.device.type != "cuda" and torch.compiler.is_compiling():
+        # A compiled graph on CPU runs the reference: the interpreter cannot be traced.
+        return "reference"
     if backend == "auto":
         if not kernel_ok or not triton_available():
             return "reference"

@@ -164,7 +164,7 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
                 v_ if v_ is not None else out_,
                 t_rows, a, b, c if c is not None else a, d if d is not None else b, a.numel(),
                 row_len, cpr, elem_offset,
-                s_lo, s_hi, s_ptr, stream, step, offset_strength,
+                s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength,
                 *z, *_flat(strides),
                 NDIM=ndim, HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=block,
@@ -211,7 +211,7 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
                 partials if partials is not None else a,
                 t_rows, a, b, c if c is not None else a, d if d is not None else b, a.numel(),
                 row_len, cpr, elem_offset,
-                s_lo, s_hi, s_ptr, stream, step, offset_strength,
+                s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength,
                 *z, *_flat(strides),
                 NDIM=ndim, HAS_NOISE=noise is not None, HAS_GV=gv is not None,
                 NEED_GX=gx is not None, NEED_GN=gn is not None, NEED_PARTIALS=need_tables,
@@ -267,8 +267,55 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
         km.trajectory.forward_trajectory_kernel[(chunks,)](
             src, out, snaps if len(snapshot_steps) else out, snap_index,
             sqrt_alpha, sqrt_beta, t_end, n, chunks,
-            s_lo, s_hi, s_ptr, stream,
+            s_lo, s_hi, s_ptr, seeding.as_int32(stream),
             HAS_SNAPSHOTS=len(snapshot_steps) > 0, SEED_FROM_PTR=from_ptr, BLOCK=block,
             SOFT_BF16=interpreter_active(), num_warps=km.trajectory.NUM_WARPS,
         )
     return (out if x0.is_contiguous() else torch.empty_like(x0).copy_(out)), snaps
+
+
+def _mse_common(pred, handle_rows: int, seed):
+    km = kernels_module()
+    n = pred.numel()
+    row_len = n // handle_rows
+    block = block_quads(km.noise_mse, row_len)
+    cpr = chunks_per_row(row_len, 0, block)
+    seed_tensor, lo, hi = (seed, 0, 0) if isinstance(seed, torch.Tensor) else (None, *seeding.split_seed(seed))
+    return km, row_len, block, cpr, seed_tensor, lo, hi
+
+
+def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_strength: float) -> torch.Tensor:
+    """Σ (pred − ε)² as a float32 0-d tensor, ε regenerated from (seed, stream) with ``rows`` offset rows."""
+    if pred.numel() == 0:
+        return pred.new_zeros((), dtype=torch.float32)
+    km, row_len, block, cpr, seed_tensor, lo, hi = _mse_common(pred, rows, seed)
+    (pred_,), _, (ndim, z, strides) = _prepare(pred.shape, [pred], [])
+    partials = torch.empty(rows * cpr, dtype=torch.float32, device=pred.device)
+    s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, partials)
+    with _device_guard(pred):
+        km.noise_mse.noise_mse_fwd_kernel[(rows * cpr,)](
+            pred_, partials, row_len, cpr, s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *z, *strides[0],
+            NDIM=ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=block,
+            num_warps=km.noise_mse.NUM_WARPS,
+        )
+    return partials.sum()
+
+
+def noise_mse_backward(pred: torch.Tensor, upstream: torch.Tensor, scale: float, rows: int, seed, stream: int,
+                       offset_strength: float) -> torch.Tensor:
+    """2·scale·upstream·(pred − ε), in pred's dtype and layout."""
+    grad = torch.empty_like(pred)
+    if pred.numel() == 0:
+        return grad
+    km, row_len, block, cpr, seed_tensor, lo, hi = _mse_common(pred, rows, seed)
+    (pred_,), (grad_,), (ndim, z, strides) = _prepare(pred.shape, [pred], [grad])
+    s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, grad_)
+    with _device_guard(pred):
+        km.noise_mse.noise_mse_bwd_kernel[(rows * cpr,)](
+            pred_, grad_, upstream.to(device=pred.device, dtype=torch.float32).reshape(1), scale, row_len, cpr,
+            s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *z, *_flat(strides),
+            NDIM=ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=block,
+            SOFT_BF16=interpreter_active(), num_warps=km.noise_mse.NUM_WARPS,
+        )
+    _copy_back([(grad, grad_)])
+    return grad

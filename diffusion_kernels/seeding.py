@@ -49,10 +49,12 @@ def split_seed(seed: int) -> tuple[int, int]:
     Triton types an int argument by its value (i32, i64 or u64); passing both
     halves in the int32 range keeps one kernel signature for every seed.
     """
-    def as_int32(word: int) -> int:
-        return word - 2**32 if word >= 2**31 else word
-
     return as_int32(seed & 0xFFFFFFFF), as_int32(seed >> 32)
+
+
+def as_int32(word: int) -> int:
+    """A 32-bit word as the signed int32 with the same bits (Triton types int arguments by value)."""
+    return word - 2**32 if word >= 2**31 else word
 
 
 def default_stream() -> int:

@@ -59,8 +59,10 @@ def quad_normals(seed, quad, stream, step):
     """The four normals of each quad in ``quad`` (an int64 block) for a uint64 ``seed``."""
     c0 = (quad & 0xFFFFFFFF).to(tl.uint32)
     c1 = (quad >> 32).to(tl.uint32)
-    c2 = tl.zeros_like(c0) + stream.to(tl.uint32, bitcast=True)
-    c3 = tl.zeros_like(c0) + step.to(tl.uint32, bitcast=True)
+    # stream and step are int32 words (runtime values or constexprs); their bits are the counter's.
+    zero = tl.zeros_like(c0).to(tl.int32)
+    c2 = (zero + stream).to(tl.uint32, bitcast=True)
+    c3 = (zero + step).to(tl.uint32, bitcast=True)
     r0, r1, r2, r3 = tl.philox(seed, c0, c1, c2, c3)
     n0, n1 = box_muller(r0, r1)
     n2, n3 = box_muller(r2, r3)

@@ -1,0 +1,56 @@
+"""MSE against the noise stream, regenerating ε from its seed instead of reading a stored tensor.
+
+loss = Σ (prediction − ε)² (the host divides for the mean); the gradient is
+2·(prediction − ε)·scale. ε comes from the same tile geometry and stream as
+q_sample's (rows = entries of t, for the per-row offset noise), so it is
+bit-identical to what the noising kernel drew.
+"""
+import triton
+import triton.language as tl
+
+from .convert import to_output
+from .philox_normal import draw_noise, load_seed
+from .tiles import row_tile, strided_offset
+
+BLOCK_QUADS = 256
+NUM_WARPS = 4
+INTERPRETER_BLOCK_QUADS = 4096
+
+_RNG_ARGS = ["seed_lo", "seed_hi", "stream", "offset_strength"]
+
+
+@triton.jit(do_not_specialize=_RNG_ARGS)
+def noise_mse_fwd_kernel(
+    pred_ptr, partial_ptr,
+    row_len, chunks_per_row,
+    seed_lo, seed_hi, seed_ptr, stream, offset_strength,
+    z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4,
+    NDIM: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
+):
+    pid, row, quad, lane, idx, mask = row_tile(chunks_per_row, row_len, 0, BLOCK)
+    seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
+    eps = draw_noise(seed, quad, lane, stream, 0, row, offset_strength, HAS_OFFSET)
+    pred = tl.load(pred_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4),
+                   mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+    diff = tl.where(mask, pred - eps, 0.0)
+    tl.store(partial_ptr + pid, tl.sum(tl.sum(diff * diff, axis=1), axis=0))
+
+
+@triton.jit(do_not_specialize=_RNG_ARGS)
+def noise_mse_bwd_kernel(
+    pred_ptr, grad_ptr, upstream_ptr, scale,
+    row_len, chunks_per_row,
+    seed_lo, seed_hi, seed_ptr, stream, offset_strength,
+    z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4, gs0, gs1, gs2, gs3, gs4,
+    NDIM: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
+    SOFT_BF16: tl.constexpr,
+):
+    """grad = 2·scale·upstream·(prediction − ε); the upstream gradient is read on the device (no sync)."""
+    pid, row, quad, lane, idx, mask = row_tile(chunks_per_row, row_len, 0, BLOCK)
+    seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
+    eps = draw_noise(seed, quad, lane, stream, 0, row, offset_strength, HAS_OFFSET)
+    pred = tl.load(pred_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4),
+                   mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+    factor = 2.0 * scale * tl.load(upstream_ptr).to(tl.float32)
+    tl.store(grad_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, gs0, gs1, gs2, gs3, gs4),
+             to_output(factor * (pred - eps), grad_ptr.dtype.element_ty, SOFT_BF16), mask=mask)
