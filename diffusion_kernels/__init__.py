@@ -1,5 +1,5 @@
 """diffusion-kernels: fused, reproducible noising (q_sample) for diffusion-model training."""
-from . import reference
+from . import reference, seeding
 from .api import (
     NoiseHandle, edm_sample, flow_match_sample, forward_step, forward_trajectory, get_velocity, q_sample,
 )

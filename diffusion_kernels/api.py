@@ -124,6 +124,39 @@ def _ddpm_form(x, t, schedule, *, check_t: bool) -> _Form:
                  lambda x0, eps: reference.velocity(x0, index, alpha_bars, eps))
 
 
+def table_form(x, t, sqrt_ab: torch.Tensor, sqrt_1m_ab: torch.Tensor, *, check_t: bool = True) -> _Form:
+    """The DDPM form from a codebase's own sqrt(ᾱ) and sqrt(1 − ᾱ) tables (float32 buffers made in float64).
+
+    Using them as they are keeps that codebase's numbers: rebuilding ᾱ from a
+    float32 ᾱ buffer would lose 1 − ᾱ's precision near t = 0.
+    """
+    checks.check_devices(x, sqrt_ab, t)
+    index = checks.check_t(t, x, sqrt_ab.numel(), check_range=check_t and not _compiling())
+
+    def tables(device):
+        return (sqrt_ab.to(device=device, dtype=torch.float32), sqrt_1m_ab.to(device=device, dtype=torch.float32))
+
+    def velocity_tables(device):
+        a, b = tables(device)
+        return -b, a
+
+    def gathered(x0):
+        compute = torch.promote_types(x0.dtype, torch.float32)
+        idx = index.to(sqrt_ab.device)
+        return (reference.broadcast_t(sqrt_ab[idx], x0.ndim).to(x0.device, compute),
+                reference.broadcast_t(sqrt_1m_ab[idx], x0.ndim).to(x0.device, compute), compute)
+
+    def textbook(x0, eps):
+        a, b, compute = gathered(x0)
+        return (a * x0.to(compute) + b * eps.to(compute)).to(x0.dtype)
+
+    def textbook_velocity(x0, eps):
+        a, b, compute = gathered(x0)
+        return (a * eps.to(compute) - b * x0.to(compute)).to(x0.dtype)
+
+    return _Form(index, tables, velocity_tables, textbook, textbook_velocity)
+
+
 def q_sample(x0: torch.Tensor, t, schedule, noise: torch.Tensor | None = None, *, seed=None,
              generator: torch.Generator | None = None, return_noise=False, return_v: bool = False,
              offset_noise: float = 0.0, backend: str = "auto", check_t: bool = True, stream: int | None = None):

@@ -101,6 +101,27 @@ class NoiseSchedule:
         x = torch.linspace(start, end, T, dtype=_F64)
         return cls.from_betas(torch.sigmoid(x) * (beta_end - beta_start) + beta_start, name="sigmoid")
 
+    @classmethod
+    def linear_scaled(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
+        """Linear betas scaled by 1000/T, so any T spans DDPM's noise range
+        (denoising-diffusion-pytorch's ``linear_beta_schedule``)."""
+        T = _check_T(T)
+        scale = 1000 / T
+        return cls.from_betas(torch.linspace(scale * beta_start, scale * beta_end, T, dtype=_F64), name="linear_scaled")
+
+    @classmethod
+    def sigmoid_alpha_bar(cls, T: int = 1000, start: float = -3.0, end: float = 3.0, tau: float = 1.0,
+                          max_beta: float = 0.999) -> "NoiseSchedule":
+        """ᾱ(u) following a sigmoid between ``start`` and ``end`` with temperature ``tau``
+        (Jabri et al. 2022; denoising-diffusion-pytorch's ``sigmoid_beta_schedule``)."""
+        T = _check_T(T)
+        u = torch.arange(T + 1, dtype=_F64) / T
+        v_start = torch.sigmoid(torch.tensor(start / tau, dtype=_F64))
+        v_end = torch.sigmoid(torch.tensor(end / tau, dtype=_F64))
+        f = (-torch.sigmoid((u * (end - start) + start) / tau) + v_end) / (v_end - v_start)
+        betas = torch.clamp(1.0 - f[1:] / f[:-1], min=0.0, max=max_beta)
+        return cls.from_betas(betas, name="sigmoid_alpha_bar")
+
     def rescale_zero_terminal_snr(self) -> "NoiseSchedule":
         """Lin et al. 2023: shift and scale sqrt(ᾱ) so that ᾱ_{T−1} = 0 (zero terminal SNR)."""
         sqrt_ab = self._alpha_bars.sqrt()

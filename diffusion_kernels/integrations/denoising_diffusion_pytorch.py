@@ -1,0 +1,56 @@
+"""denoising-diffusion-pytorch: ``q_sample`` and ``predict_v`` of its ``GaussianDiffusion``, fused,
+with offset noise drawn inside the same kernel.
+
+    from denoising_diffusion_pytorch import GaussianDiffusion
+    from diffusion_kernels.integrations.denoising_diffusion_pytorch import FusedNoising
+
+    class FusedGaussianDiffusion(FusedNoising, GaussianDiffusion):
+        pass
+
+The kernel reads the module's own ``sqrt_alphas_cumprod`` and
+``sqrt_one_minus_alphas_cumprod`` buffers (float32, made in float64), so the
+numbers are theirs. Its schedules are ``NoiseSchedule.linear_scaled`` (its
+1000/T-scaled linear), ``NoiseSchedule.cosine`` and ``NoiseSchedule.sigmoid_alpha_bar``.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from ..api import _run, table_form
+from ..checks import check_noise, check_x0
+
+
+class FusedNoising:
+    """Needs the ``sqrt_alphas_cumprod`` and ``sqrt_one_minus_alphas_cumprod`` buffers of their GaussianDiffusion."""
+
+    def _fused_form(self, x_start, t):
+        return table_form(x_start, t, self.sqrt_alphas_cumprod, self.sqrt_one_minus_alphas_cumprod)
+
+    def q_sample(self, x_start, t, noise=None):
+        """sqrt(ᾱ[t])·x_start + sqrt(1 − ᾱ[t])·ε in one pass, ε drawn in the kernel when not given."""
+        x_start = check_x0(x_start, "x_start")
+        noise = check_noise(noise, x_start)
+        return _run(x_start, noise, self._fused_form(x_start, t), seed=None, generator=None, return_noise=False,
+                    return_v=False, backend="auto", stream=None)
+
+    def predict_v(self, x_start, t, noise):
+        """sqrt(ᾱ[t])·ε − sqrt(1 − ᾱ[t])·x_start in one pass."""
+        x_start = check_x0(x_start, "x_start")
+        noise = check_noise(noise, x_start)
+        form = self._fused_form(x_start, t)
+        form = dataclasses.replace(form, tables=form.velocity_tables, reference=form.reference_velocity)
+        return _run(x_start, noise, form, seed=None, generator=None, return_noise=False, return_v=False,
+                    backend="auto", stream=None)
+
+    def q_sample_offset_noise(self, x_start, t, offset_noise_strength: float, *, return_v: bool = False):
+        """(x_t, noise[, v]) with offset noise: noise = ε + strength · one normal per (batch, channel).
+
+        The same noise their ``p_losses`` builds from ``randn_like`` plus a
+        broadcast ``randn(b, c)``, drawn and applied inside the noising kernel;
+        ``noise`` (and ``v``) are the regression targets.
+        """
+        x_start = check_x0(x_start, "x_start")
+        b, c = x_start.shape[:2]
+        rows = t.reshape(b, 1).expand(b, c)
+        return _run(x_start, None, self._fused_form(x_start, rows), seed=None, generator=None, return_noise=True,
+                    return_v=return_v, backend="auto", stream=None, offset_strength=offset_noise_strength)
