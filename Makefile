@@ -18,7 +18,7 @@ run: $(BIN)/.ready
 	$(BIN)/diffusion-kernels validate
 
 test: $(BIN)/.ready
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests benchmarks --benchmark-disable
 
 bench: $(BIN)/.ready
 	$(BIN)/diffusion-kernels bench

@@ -1,16 +1,35 @@
-"""diffusion-kernels: fused, reproducible noising (q_sample) for diffusion-model training."""
-from . import reference, seeding
-from .api import (
-    NoiseHandle, edm_sample, flow_match_sample, forward_step, forward_trajectory, get_velocity, q_sample,
-)
-from .autograd import QSample
-from .forward import ForwardDiffusion
-from .loss import noise_mse
-from .schedules import NoiseSchedule
-from .seeding import DeviceSeed
+"""diffusion-kernels: fused, reproducible noising (q_sample) for diffusion-model training.
 
-__all__ = [
-    "DeviceSeed", "ForwardDiffusion", "NoiseHandle", "NoiseSchedule", "QSample", "edm_sample", "flow_match_sample",
-    "forward_step", "forward_trajectory", "get_velocity", "noise_mse", "q_sample", "reference",
-]
+Submodules load on first use, so a program (or the command line) can still set
+``TRITON_INTERPRET=1`` after ``import diffusion_kernels`` and before the first
+call, as Triton requires it to be set before Triton itself is imported.
+"""
+import importlib
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "q_sample": "api", "get_velocity": "api", "flow_match_sample": "api", "edm_sample": "api",
+    "forward_step": "api", "forward_trajectory": "api", "NoiseHandle": "api",
+    "QSample": "autograd", "ForwardDiffusion": "forward", "noise_mse": "loss",
+    "NoiseSchedule": "schedules", "DeviceSeed": "seeding",
+}
+_SUBMODULES = {"reference", "seeding", "schedules", "validate", "figures", "images", "bench", "integrations",
+               "launch", "backend", "checks", "tolerances", "api", "autograd", "loss", "forward", "cli"}
+
+__all__ = sorted(_EXPORTS) + ["reference"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS) | _SUBMODULES)

@@ -50,9 +50,9 @@ def _int_list(text: str) -> list[int]:
 
 
 def cmd_validate(args) -> int:
+    device = _resolve_device(args.device)  # before Triton is imported
     from . import validate
 
-    device = _resolve_device(args.device)
     dtypes = _dtypes(args.dtype or ["float32", "bfloat16", "float16"])
     if args.stats:
         steps = _int_list(args.steps) if args.steps else (
@@ -67,14 +67,33 @@ def cmd_validate(args) -> int:
 
 
 def cmd_figures(args) -> int:
+    device = _resolve_device(args.device)  # before Triton is imported
     from . import figures
 
-    device = _resolve_device(args.device)
     (dtype,) = _dtypes([args.dtype])
     paths = figures.make_all(args.out, device=device, dtype=dtype, seed=args.seed, images_path=args.images,
                              progress=not args.quiet)
     for path in paths:
         print(path)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    device = _resolve_device(args.device)  # before Triton is imported
+    from . import bench
+
+    _dtypes(args.dtype or [])
+    dtypes = [DTYPES[d] for d in (args.dtype or ["float32", "bfloat16", "float16"])]
+    for name, allowed, values in (("mode", bench.MODES, args.modes), ("provider", bench.PROVIDERS, args.providers)):
+        for value in values or ():
+            if value not in allowed:
+                raise UserError(f"unknown {name} {value!r}; choose from {', '.join(allowed)}")
+    record = bench.run(device, sizes=_int_list(args.sizes) if args.sizes else None, dtypes=dtypes,
+                       modes=tuple(args.modes or bench.MODES), providers=tuple(args.providers or bench.PROVIDERS),
+                       reps=args.reps, progress=not args.quiet)
+    print(bench.format_table(record))
+    json_path, png_path = bench.write(record, args.out)
+    print(f"\nwrote {json_path}\nwrote {png_path}")
     return 0
 
 
@@ -116,6 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
                                     "sample photographs")
     f.add_argument("--dtype", default="float32", help="I/O dtype of the noised tensors (default float32)")
     f.set_defaults(func=cmd_figures)
+
+    b = sub.add_parser("bench", help="time fused q_sample against eager, torch.compile, diffusers and a plain "
+                                     "copy; print a table, write a JSON record and a PNG plot")
+    common(b)
+    b.add_argument("--dtype", action="append", help="float32, bfloat16, float16 (repeatable; default all three)")
+    b.add_argument("--sizes", help="element counts, comma-separated (default 65536,1M,16M,64M on a GPU; "
+                                   "1024,16384 on CPU)")
+    b.add_argument("--modes", nargs="+", help="xt_eps, xt, given_noise, backward (default all)")
+    b.add_argument("--providers", nargs="+", help="fused, eager, compile, diffusers, copy (default all)")
+    b.add_argument("--reps", type=int, default=100, help="timing budget per case in ms on a GPU (default 100)")
+    b.add_argument("--out", default="benchmarks/results", help="folder for the JSON and PNG "
+                                                               "(default benchmarks/results)")
+    b.set_defaults(func=cmd_bench)
     return parser
 
 

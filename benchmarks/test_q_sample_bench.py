@@ -1,0 +1,51 @@
+"""pytest-benchmark view of the sweep: `pytest benchmarks/ --benchmark-only`.
+
+The cases are diffusion_kernels.bench's (the same providers and the package's
+reference formula the tests use). The full sweep with GB/s, fraction of copy
+bandwidth, JSON and plot is `diffusion-kernels bench`.
+"""
+import pytest
+import torch
+
+from diffusion_kernels import bench
+from diffusion_kernels.schedules import NoiseSchedule
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+NUMEL = 1 << 24 if DEVICE.type == "cuda" else 1 << 12
+SCHEDULE = NoiseSchedule.linear()
+PROVIDERS = ["fused", "eager", "compile", "diffusers", "copy"]
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    with bench.no_buffer_donation():
+        yield bench.compiled_providers()
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    return bench.diffusers_scheduler()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("mode", bench.MODES)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_q_sample(benchmark, compiled, scheduler, provider, mode, dtype):
+    if provider == "copy" and mode != "xt":
+        pytest.skip("the copy floor is measured once per dtype (under mode xt)")
+    if provider == "diffusers" and scheduler is None:
+        pytest.skip("diffusers is not installed")
+    gen = torch.Generator().manual_seed(0)
+    shape = (4, NUMEL // 4)
+    x0, noise, grad = (torch.randn(shape, generator=gen).to(DEVICE, bench.DTYPES[dtype]) for _ in range(3))
+    t = torch.randint(0, SCHEDULE.T, (4,), generator=gen).to(DEVICE)
+    ab = SCHEDULE.alpha_bars.float().to(DEVICE)
+    fn = bench.cases(provider, mode, x0, t, noise, grad, SCHEDULE, ab, compiled, scheduler)
+    benchmark.extra_info.update(numel=NUMEL, bytes=bench.PASSES["copy" if provider == "copy" else mode]
+                                * NUMEL * x0.element_size(), device=str(DEVICE))
+    if DEVICE.type == "cpu" and provider == "fused":
+        benchmark.extra_info["note"] = "Triton interpreter on CPU: not a timing"
+    result = benchmark(lambda: (fn(), torch.cuda.synchronize() if DEVICE.type == "cuda" else None)[0])
+    outputs = result if isinstance(result, (tuple, list)) else (result,)
+    for out in outputs:
+        assert out.shape == x0.shape and bool(torch.isfinite(out).all())
