@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 from . import backend as backends
 from . import checks, launch, reference, seeding
@@ -106,6 +107,26 @@ def _run(x, noise, form: _Form, *, seed, generator, return_noise, return_v, back
     return result[0] if len(result) == 1 else tuple(result)
 
 
+_RAW_TABLES = WeakIdKeyDictionary()
+
+
+def raw_tables(alpha_bars: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """coefficient_tables of a user's ᾱ tensor, cached per (tensor, in-place version, device).
+
+    A drop-in passes the same ``alphas_cumprod`` buffer every step; deriving its
+    tables once keeps the per-call work to the kernel launch. Tensors that
+    require grad (learned schedules) and traced calls are never cached.
+    """
+    if alpha_bars.requires_grad or _compiling():
+        return coefficient_tables(alpha_bars, device)
+    per_tensor = _RAW_TABLES.setdefault(alpha_bars, {})
+    key = (alpha_bars._version, torch.device(device))
+    if key not in per_tensor:
+        per_tensor.clear()
+        per_tensor[key] = coefficient_tables(alpha_bars, device)
+    return per_tensor[key]
+
+
 def _ddpm_form(x, t, schedule, *, check_t: bool) -> _Form:
     alpha_bars = checks.alpha_bars_of(schedule)
     checks.check_devices(x, alpha_bars, t)
@@ -114,10 +135,10 @@ def _ddpm_form(x, t, schedule, *, check_t: bool) -> _Form:
         tables, velocity_tables = schedule.coefficient_tables, schedule.velocity_tables
     else:
         def tables(device):
-            return coefficient_tables(alpha_bars, device)
+            return raw_tables(alpha_bars, device)
 
         def velocity_tables(device):
-            a, b = coefficient_tables(alpha_bars, device)
+            a, b = raw_tables(alpha_bars, device)
             return -b, a
     return _Form(index, tables, velocity_tables,
                  lambda x0, eps: reference.q_sample(x0, index, alpha_bars, eps),

@@ -24,6 +24,7 @@ def kernels_module():
     return importlib.import_module("diffusion_kernels.kernels")
 
 
+@functools.lru_cache(maxsize=None)
 def triton_available() -> bool:
     try:
         importlib.import_module("triton")
@@ -32,8 +33,12 @@ def triton_available() -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=None)
 def interpreter_active() -> bool:
-    """True when the kernels run under Triton's CPU interpreter (TRITON_INTERPRET=1)."""
+    """True when the kernels run under Triton's CPU interpreter (TRITON_INTERPRET=1).
+
+    Fixed once the kernels are imported (Triton decides when it decorates them), so cached.
+    """
     if not triton_available():
         return False
     from triton.runtime.interpreter import InterpretedFunction

@@ -8,12 +8,16 @@ tensor becomes one dim of stride 1 and indexes with no division at all.
 
 The two noising launchers are registered as ``torch.library.triton_op``s
 (``diffusion_kernels::noise_affine`` and ``::noise_affine_backward``) so that
-``torch.compile`` sees the Triton kernels directly; eager calls go straight to
-the Python bodies and skip the dispatcher.
+``torch.compile`` sees the Triton kernels directly (through ``wrap_triton``).
+Eager calls go straight to the Python bodies and launch the kernels directly:
+the dispatcher and the wrap_triton higher-order op cost host time a small
+batch would feel.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
+import threading
 from typing import Optional
 
 import torch
@@ -117,11 +121,32 @@ def _device_guard(tensor: torch.Tensor):
     return contextlib.nullcontext()
 
 
+_op_body = threading.local()
+
+
 def _launcher(kernel):
-    """The kernel as torch.compile must see it (wrap_triton), or as is under the interpreter."""
-    if interpreter_active():
-        return kernel
-    return torch.library.wrap_triton(kernel)
+    """The kernel wrapped for torch.compile when running as a registered op's body, else as is."""
+    if getattr(_op_body, "active", False) and not interpreter_active():
+        return torch.library.wrap_triton(kernel)
+    return kernel
+
+
+def _register_triton_op(name: str):
+    """Register ``impl`` as the triton_op ``name`` (its launches then go through wrap_triton); return impl."""
+    def register(impl):
+        @functools.wraps(impl)
+        def body(*args, **kwargs):
+            _op_body.active = True
+            try:
+                return impl(*args, **kwargs)
+            finally:
+                _op_body.active = False
+
+        if triton_available():
+            torch.library.triton_op(name, body, mutates_args=_EMPTY)
+        return impl
+
+    return register
 
 
 def _seed_args(seed_tensor, seed_lo, seed_hi, placeholder):
@@ -134,6 +159,7 @@ def _flat(items):
     return [v for item in items for v in item]
 
 
+@_register_triton_op("diffusion_kernels::noise_affine")
 def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                  c: Optional[torch.Tensor], d: Optional[torch.Tensor], noise: Optional[torch.Tensor],
                  seed_tensor: Optional[torch.Tensor], seed_lo: int, seed_hi: int, stream: int, step: int,
@@ -174,6 +200,7 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
     return out, (eps if eps is not None else x0.new_empty(0)), (v if v is not None else x0.new_empty(0))
 
 
+@_register_triton_op("diffusion_kernels::noise_affine_backward")
 def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: torch.Tensor, a: torch.Tensor,
                           b: torch.Tensor, c: Optional[torch.Tensor], d: Optional[torch.Tensor],
                           x0: Optional[torch.Tensor], noise: Optional[torch.Tensor],
@@ -226,12 +253,6 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
 
     return (gx if gx is not None else empty(), gn if gn is not None else empty(),
             sums if sums is not None else empty())
-
-
-if triton_available():
-    noise_affine_op = torch.library.triton_op("diffusion_kernels::noise_affine", noise_affine, mutates_args=_EMPTY)
-    noise_affine_backward_op = torch.library.triton_op("diffusion_kernels::noise_affine_backward",
-                                                       noise_affine_backward, mutates_args=_EMPTY)
 
 
 def q_sample_forward(x0, t_rows, sqrt_ab, sqrt_1m_ab, noise=None, *, seed=0, stream: int = 0, step: int = 0,

@@ -50,3 +50,40 @@ def test_compiled_given_noise_and_seed_forms_on_cpu():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="compiling the Triton kernel path needs a CUDA device")
 def test_compiled_step_on_gpu_uses_the_kernel_without_graph_break():
     _compiled_matches_eager("cuda", "inductor")
+
+
+def test_registered_ops_match_the_direct_launchers(device):
+    """The triton_op entry points (what torch.compile calls) give the direct launchers' results."""
+    from diffusion_kernels import launch
+
+    a, b = SCHEDULE.coefficient_tables(device)
+    x0 = torch.randn(3, 17, device=device)
+    g = torch.randn_like(x0)
+    t = torch.tensor([0, 500, 999], device=device)
+    args = (x0, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, True, False, 0)
+    for op_out, direct in zip(torch.ops.diffusion_kernels.noise_affine(*args), launch.noise_affine(*args)):
+        assert torch.equal(op_out, direct)
+    bargs = (g, None, t, a, b, None, None, x0, None, None, 5, 0, 0, 0, 0.0, torch.float32, None, True, 0)
+    for op_out, direct in zip(torch.ops.diffusion_kernels.noise_affine_backward(*bargs),
+                              launch.noise_affine_backward(*bargs)):
+        assert torch.equal(op_out, direct)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="opcheck traces the kernels with wrap_triton: needs CUDA")
+def test_opcheck_on_gpu():
+    a, b = SCHEDULE.coefficient_tables("cuda")
+    x0 = torch.randn(3, 17, device="cuda")
+    t = torch.tensor([0, 500, 999], device="cuda")
+    torch.library.opcheck(torch.ops.diffusion_kernels.noise_affine.default,
+                          (x0, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, True, False, 0))
+
+
+def test_raw_alpha_bar_tables_are_cached_until_modified():
+    from diffusion_kernels.api import raw_tables
+
+    ab = SCHEDULE.alpha_bars.float()
+    first = raw_tables(ab, "cpu")
+    assert raw_tables(ab, "cpu") is first
+    ab.mul_(0.5)  # an in-place change bumps the version: the tables are derived again
+    again = raw_tables(ab, "cpu")
+    assert again is not first and torch.equal(again[0], (ab.double().sqrt()).float())
