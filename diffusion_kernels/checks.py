@@ -1,6 +1,8 @@
 """Argument checks shared by the public entry points: clear errors, named values."""
 from __future__ import annotations
 
+import operator
+
 import torch
 
 from .schedules import NoiseSchedule
@@ -51,15 +53,13 @@ def check_device_set(devices):
 
 def check_t(t, x0: torch.Tensor, T: int, *, check_range: bool = True) -> torch.Tensor:
     """``t`` as an int64 tensor of shape () or a leading prefix of x0.shape, on its own device."""
-    if isinstance(t, bool):
-        raise TypeError("t must be an integer or an integer tensor, got bool")
-    if isinstance(t, int):
-        t = torch.tensor(t, dtype=torch.int64)
-    elif isinstance(t, torch.Tensor):
+    if isinstance(t, torch.Tensor):
         if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
             raise TypeError(f"t must have an integer dtype, got {t.dtype}")
-    else:
+    elif isinstance(t, bool) or not hasattr(t, "__index__"):
         raise TypeError(f"t must be an int or an integer tensor, got {type(t).__name__}")
+    else:
+        t = torch.tensor(operator.index(t), dtype=torch.int64)
     if t.ndim > x0.ndim or tuple(t.shape) != tuple(x0.shape[: t.ndim]):
         raise ValueError(
             f"t of shape {tuple(t.shape)} does not fit x0 of shape {tuple(x0.shape)}: t must be a scalar "

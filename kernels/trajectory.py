@@ -35,8 +35,9 @@ def forward_trajectory_kernel(
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
     x = tl.load(x0_ptr + idx, mask=mask, other=0.0).to(tl.float32)
     # A while loop rather than range(t_end + 1): the interpreter cannot take a
-    # runtime bound in range(); on the GPU both lower to one scf loop.
-    s = 0
+    # runtime bound in range(); on the GPU both lower to one scf loop. The
+    # counter starts as an int32 tensor so its type is the same on every trip.
+    s = tl.full((), 0, tl.int32)
     while s <= t_end:
         a = tl.load(sqrt_alpha_ptr + s)
         b = tl.load(sqrt_beta_ptr + s)

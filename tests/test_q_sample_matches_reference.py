@@ -86,3 +86,11 @@ def test_reference_backend_gives_the_kernel_result_for_a_seed(device, schedule, 
     ref = dk.q_sample(x0.cpu(), t, schedule, seed=2024, backend="reference")
     # Same Philox integers; the normals differ only by the math library's sin/cos/log rounding.
     assert_close(fused, to_reference(ref), dtype=dtype)
+
+
+def test_numpy_integer_t(device, schedule):
+    np = pytest.importorskip("numpy")
+    x0 = torch.randn(2, 6, device=device)
+    noise = torch.randn_like(x0)
+    torch.testing.assert_close(dk.q_sample(x0, np.int64(321), schedule, noise, backend="triton"),
+                               dk.q_sample(x0, 321, schedule, noise, backend="triton"), rtol=0, atol=0)
