@@ -66,8 +66,8 @@ def check_t(t, x0: torch.Tensor, T: int, *, check_range: bool = True) -> torch.T
             "or have a shape that is a leading prefix of x0's (e.g. (B,) or (B, F))"
         )
     if check_range and t.numel() > 0:
-        bad = (t < 0) | (t >= T)
-        if bool(bad.any()):
-            value = int(t[bad].flatten()[0])
+        lo, hi = torch.aminmax(t)
+        if int(lo) < 0 or int(hi) >= T:
+            value = int(t[(t < 0) | (t >= T)].flatten()[0])
             raise ValueError(f"t contains {value}, outside [0, T) for a schedule of T={T} steps")
     return t.to(torch.int64)
