@@ -18,7 +18,7 @@ PROVIDERS = ["fused", "eager", "compile", "diffusers", "copy"]
 
 @pytest.fixture(scope="module")
 def compiled():
-    with bench.no_buffer_donation():
+    with bench.compile_settings():
         yield bench.compiled_providers()
 
 

@@ -90,7 +90,7 @@ def cmd_bench(args) -> int:
                 raise UserError(f"unknown {name} {value!r}; choose from {', '.join(allowed)}")
     record = bench.run(device, sizes=_int_list(args.sizes) if args.sizes else None, dtypes=dtypes,
                        modes=tuple(args.modes or bench.MODES), providers=tuple(args.providers or bench.PROVIDERS),
-                       reps=args.reps, progress=not args.quiet)
+                       reps=args.reps, seed=args.seed, progress=not args.quiet)
     print(bench.format_table(record))
     json_path, png_path = bench.write(record, args.out)
     print(f"\nwrote {json_path}\nwrote {png_path}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .api import q_sample
+from .api import forward_step, forward_trajectory, q_sample
 from .schedules import NoiseSchedule
 
 
@@ -12,7 +12,8 @@ class ForwardDiffusion:
 
     ``q_sample`` jumps straight to x_t with the closed form; ``add_noise``
     does the same and also returns the ε it used (the regression target of an
-    ε-prediction model).
+    ε-prediction model). ``step`` and ``trajectory`` run the process one step
+    at a time.
     """
 
     def __init__(self, schedule: NoiseSchedule | None = None, *, backend: str = "auto"):
@@ -47,6 +48,17 @@ class ForwardDiffusion:
         """(x_t, ε): the noised sample and the noise that made it."""
         return q_sample(x0, t, self.schedule, noise, seed=seed, generator=generator, return_noise=True,
                         backend=self.backend)
+
+    def step(self, x_prev: torch.Tensor, t, noise: torch.Tensor | None = None, *, seed: int | None = None,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """One step x_t ~ q(x_t | x_{t−1}) (steps 0-indexed like the tables)."""
+        return forward_step(x_prev, t, self.schedule, noise, seed=seed, generator=generator, backend=self.backend)
+
+    def trajectory(self, x0: torch.Tensor, t_end: int, *, snapshots=None, seed: int | None = None,
+                   generator: torch.Generator | None = None):
+        """The steps 0 … t_end in one fused kernel; ``(x_t_end, {step: x_step})`` with ``snapshots``."""
+        return forward_trajectory(x0, self.schedule, t_end, snapshots=snapshots, seed=seed, generator=generator,
+                                  backend=self.backend)
 
     def __repr__(self) -> str:
         return f"ForwardDiffusion({self.schedule!r})"
