@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 
 .PHONY: run test bench figures clean
 
+# The environment sees the system's packages, so a machine that already has torch
+# and Triton (a GPU machine) keeps them; elsewhere the CPU builds are installed.
 $(BIN)/.ready: pyproject.toml setup.py requirements-cpu.txt
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --system-site-packages $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q -r requirements-cpu.txt
 	$(BIN)/pip install -q -e ".[test]"
