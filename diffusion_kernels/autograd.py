@@ -3,14 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from . import launch, seeding
-
-
-def _seed_parts(seed):
-    """(seed_tensor or None, lo, hi) for an int seed or a 1-element int64 device tensor."""
-    if isinstance(seed, torch.Tensor):
-        return seed, 0, 0
-    return (None, *seeding.split_seed(seed))
+from . import launch
 
 
 def _fwd(*args):
@@ -43,7 +36,7 @@ class QSample(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v):
-        seed_tensor, lo, hi = _seed_parts(seed)
+        seed_tensor, lo, hi = launch.seed_parts(seed)
         out, eps, v = _fwd(x0, t_rows, a, b, c, d, noise, seed_tensor, lo, hi, stream, 0, offset_strength,
                            return_noise and noise is None, return_v, 0)
         tables_need_grad = any(ctx.needs_input_grad[i] for i in (2, 3, 4, 5))

@@ -152,6 +152,13 @@ def _register_triton_op(name: str):
     return register
 
 
+def seed_parts(seed):
+    """(seed tensor or None, low half, high half) for an int seed or a 1-element int64 device tensor."""
+    if isinstance(seed, torch.Tensor):
+        return seed, 0, 0
+    return (None, *seeding.split_seed(seed))
+
+
 def _seed_args(seed_tensor, seed_lo, seed_hi, placeholder):
     if seed_tensor is not None:
         return 0, 0, seed_tensor, True
@@ -261,7 +268,7 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
 def q_sample_forward(x0, t_rows, sqrt_ab, sqrt_1m_ab, noise=None, *, seed=0, stream: int = 0, step: int = 0,
                      write_noise: bool = False, elem_offset: int = 0):
     """(x_t, ε or None) for an int seed or a 1-element int64 device tensor: the common direct call."""
-    seed_tensor, lo, hi = (seed, 0, 0) if isinstance(seed, torch.Tensor) else (None, *seeding.split_seed(seed))
+    seed_tensor, lo, hi = seed_parts(seed)
     out, eps, _ = noise_affine(x0, t_rows, sqrt_ab, sqrt_1m_ab, None, None, noise, seed_tensor, lo, hi, stream,
                                step, 0.0, write_noise, False, elem_offset)
     return out, (eps if write_noise and noise is None else None)
@@ -285,7 +292,7 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
     snap_index = snap_index.to(x0.device)
     block = block_quads(km.trajectory, n)
     chunks = chunks_per_row(n, 0, block)
-    seed_tensor, lo, hi = (seed, 0, 0) if isinstance(seed, torch.Tensor) else (None, *seeding.split_seed(seed))
+    seed_tensor, lo, hi = seed_parts(seed)
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, snap_index)
     with _device_guard(x0):
         km.trajectory.forward_trajectory_kernel[(chunks,)](
@@ -304,7 +311,7 @@ def _mse_common(pred, handle_rows: int, seed):
     row_len = n // handle_rows
     block = block_quads(km.noise_mse, row_len)
     cpr = chunks_per_row(row_len, 0, block)
-    seed_tensor, lo, hi = (seed, 0, 0) if isinstance(seed, torch.Tensor) else (None, *seeding.split_seed(seed))
+    seed_tensor, lo, hi = seed_parts(seed)
     return km, row_len, block, cpr, seed_tensor, lo, hi
 
 
@@ -318,7 +325,8 @@ def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_s
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, partials)
     with _device_guard(pred):
         km.noise_mse.noise_mse_fwd_kernel[(rows * cpr,)](
-            pred_, partials, row_len, cpr, s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *z, *strides[0],
+            pred_, partials, row_len, cpr, s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
+            *z, *strides[0],
             NDIM=ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=block,
             num_warps=km.noise_mse.NUM_WARPS,
         )

@@ -49,7 +49,8 @@ def main(out: str, seed: int = 0) -> None:
     batch = x0.expand(4, *x0.shape)
     x_t = dk.q_sample(batch, t, linear)
     for ti, xi in zip(t.tolist(), x_t):
-        print(f"t = {ti:>3}: correlation with x_0 = {float(torch.corrcoef(torch.stack([xi.flatten(), x0.flatten()]))[0, 1]):+.3f}")
+        r = float(torch.corrcoef(torch.stack([xi.flatten(), x0.flatten()]))[0, 1])
+        print(f"t = {ti:>3}: correlation with x_0 = {r:+.3f}")
 
     # 4. Verification: many samples of one pixel, closed form against the step-by-step process.
     samples, t_check = 4096, 100

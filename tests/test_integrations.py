@@ -6,8 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from cases import KERNEL_DTYPES
-from tolerances import assert_close, to_reference
+from tolerances import assert_close
 
 import diffusion_kernels as dk
 from diffusion_kernels.integrations import denoising_diffusion_pytorch as ddp

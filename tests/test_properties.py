@@ -1,5 +1,4 @@
 """Property-based: the Triton kernel against the reference on random shapes, strides, dtypes, t forms and seeds."""
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
