@@ -27,13 +27,13 @@ def noise_mse_fwd_kernel(
     z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4,
     NDIM: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    pid, row, quad, lane, idx, mask = row_tile(chunks_per_row, row_len, 0, BLOCK)
+    pid, row, quad, idx, mask = row_tile(chunks_per_row, row_len, 0, BLOCK)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-    eps = draw_noise(seed, quad, lane, stream, 0, row, offset_strength, HAS_OFFSET)
+    eps = draw_noise(seed, quad, stream, 0, row, offset_strength, HAS_OFFSET)
     pred = tl.load(pred_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4),
                    mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
     diff = tl.where(mask, pred - eps, 0.0)
-    tl.store(partial_ptr + pid, tl.sum(tl.sum(diff * diff, axis=1), axis=0))
+    tl.store(partial_ptr + pid, tl.sum(diff * diff, axis=0))
 
 
 @triton.jit(do_not_specialize=_RNG_ARGS)
@@ -46,9 +46,9 @@ def noise_mse_bwd_kernel(
     SOFT_BF16: tl.constexpr,
 ):
     """grad = 2·scale·upstream·(prediction − ε); the upstream gradient is read on the device (no sync)."""
-    pid, row, quad, lane, idx, mask = row_tile(chunks_per_row, row_len, 0, BLOCK)
+    pid, row, quad, idx, mask = row_tile(chunks_per_row, row_len, 0, BLOCK)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-    eps = draw_noise(seed, quad, lane, stream, 0, row, offset_strength, HAS_OFFSET)
+    eps = draw_noise(seed, quad, stream, 0, row, offset_strength, HAS_OFFSET)
     pred = tl.load(pred_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4),
                    mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
     factor = 2.0 * scale * tl.load(upstream_ptr).to(tl.float32)

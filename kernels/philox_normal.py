@@ -70,13 +70,13 @@ def quad_normals(seed, quad, stream, step):
 
 
 @triton.jit
-def lane_select(n0, n1, n2, n3, lane):
-    """Spread per-quad normals over a (quads, 4) tile: column k takes n_k."""
-    return tl.where(
-        lane == 0,
-        n0[:, None],
-        tl.where(lane == 1, n1[:, None], tl.where(lane == 2, n2[:, None], n3[:, None])),
-    )
+def interleave_quads(n0, n1, n2, n3):
+    """[n0[0], n1[0], n2[0], n3[0], n0[1], ...]: lane k of quad q lands at 4·q + k.
+
+    Built from joins, so each quad's four values stay in the registers of the
+    thread that drew them.
+    """
+    return tl.interleave(tl.interleave(n0, n2), tl.interleave(n1, n3))
 
 
 # The counter's step word of offset noise: q_sample draws with step 0 and a
@@ -85,14 +85,14 @@ OFFSET_STEP = tl.constexpr(-1)
 
 
 @triton.jit
-def draw_noise(seed, quad, lane, stream, step, row, offset_strength, HAS_OFFSET: tl.constexpr):
-    """ε of a (quads, 4) tile; with HAS_OFFSET plus offset_strength × one normal per row.
+def draw_noise(seed, quad, stream, step, row, offset_strength, HAS_OFFSET: tl.constexpr):
+    """ε of the 4·len(quad) elements of these quads; with HAS_OFFSET plus offset_strength × one normal per row.
 
     The row's offset normal is element ``row`` of the stream's OFFSET_STEP
     subsequence: lane row % 4 of quad row // 4.
     """
     n0, n1, n2, n3 = quad_normals(seed, quad, stream, step)
-    eps = lane_select(n0, n1, n2, n3, lane)
+    eps = interleave_quads(n0, n1, n2, n3)
     if HAS_OFFSET:
         rq = row // 4 + tl.zeros([1], dtype=tl.int64)
         o0, o1, o2, o3 = quad_normals(seed, rq, stream, OFFSET_STEP)

@@ -44,7 +44,7 @@ def noise_affine_fwd_kernel(
     NDIM: tl.constexpr, HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr, WRITE_V: tl.constexpr,
     HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr,
 ):
-    pid, row, quad, lane, idx, mask = row_tile(chunks_per_row, row_len, elem_offset, BLOCK)
+    pid, row, quad, idx, mask = row_tile(chunks_per_row, row_len, elem_offset, BLOCK)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
 
     x0 = tl.load(
@@ -58,7 +58,7 @@ def noise_affine_fwd_kernel(
         ).to(tl.float32)
     else:
         seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-        eps = draw_noise(seed, quad, lane, stream, step, row, offset_strength, HAS_OFFSET)
+        eps = draw_noise(seed, quad, stream, step, row, offset_strength, HAS_OFFSET)
 
     tl.store(
         out_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, os0, os1, os2, os3, os4),
@@ -102,7 +102,7 @@ def noise_affine_bwd_kernel(
     adds them per row (deterministic, no atomics). ε is regenerated from the
     seed when it was not given, so the forward never has to keep it.
     """
-    pid, row, quad, lane, idx, mask = row_tile(chunks_per_row, row_len, elem_offset, BLOCK)
+    pid, row, quad, idx, mask = row_tile(chunks_per_row, row_len, elem_offset, BLOCK)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
 
     g = tl.load(
@@ -141,12 +141,12 @@ def noise_affine_bwd_kernel(
             ).to(tl.float32)
         else:
             seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-            eps = tl.where(mask, draw_noise(seed, quad, lane, stream, step, row, offset_strength, HAS_OFFSET), 0.0)
-        tl.store(partial_ptr + pid * 4, tl.sum(tl.sum(g * x0, axis=1), axis=0))
-        tl.store(partial_ptr + pid * 4 + 1, tl.sum(tl.sum(g * eps, axis=1), axis=0))
+            eps = tl.where(mask, draw_noise(seed, quad, stream, step, row, offset_strength, HAS_OFFSET), 0.0)
+        tl.store(partial_ptr + pid * 4, tl.sum(g * x0, axis=0))
+        tl.store(partial_ptr + pid * 4 + 1, tl.sum(g * eps, axis=0))
         if HAS_GV:
-            tl.store(partial_ptr + pid * 4 + 2, tl.sum(tl.sum(gv * x0, axis=1), axis=0))
-            tl.store(partial_ptr + pid * 4 + 3, tl.sum(tl.sum(gv * eps, axis=1), axis=0))
+            tl.store(partial_ptr + pid * 4 + 2, tl.sum(gv * x0, axis=0))
+            tl.store(partial_ptr + pid * 4 + 3, tl.sum(gv * eps, axis=0))
         else:
             tl.store(partial_ptr + pid * 4 + 2, 0.0)
             tl.store(partial_ptr + pid * 4 + 3, 0.0)

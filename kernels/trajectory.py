@@ -10,7 +10,7 @@ import triton
 import triton.language as tl
 
 from .convert import to_output
-from .philox_normal import lane_select, load_seed, quad_normals
+from .philox_normal import interleave_quads, load_seed, quad_normals
 from .tiles import row_tile
 
 # Quads per program. The loop body is Philox + Box–Muller + one FMA per
@@ -31,7 +31,7 @@ def forward_trajectory_kernel(
     BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr,
 ):
     # One row (the whole contiguous tensor): t_end is shared by every element.
-    pid, row, quad, lane, idx, mask = row_tile(chunks, numel, 0, BLOCK)
+    pid, row, quad, idx, mask = row_tile(chunks, numel, 0, BLOCK)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
     x = tl.load(x0_ptr + idx, mask=mask, other=0.0).to(tl.float32)
     # A while loop rather than range(t_end + 1): the interpreter cannot take a
@@ -42,7 +42,7 @@ def forward_trajectory_kernel(
         a = tl.load(sqrt_alpha_ptr + s)
         b = tl.load(sqrt_beta_ptr + s)
         n0, n1, n2, n3 = quad_normals(seed, quad, stream, s)
-        x = a * x + b * lane_select(n0, n1, n2, n3, lane)
+        x = a * x + b * interleave_quads(n0, n1, n2, n3)
         if HAS_SNAPSHOTS:
             # k = the snapshot slot of step s, or -1: a predicated store, no branch.
             k = tl.load(snap_index_ptr + s).to(tl.int64)
