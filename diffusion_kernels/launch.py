@@ -204,7 +204,7 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
                 *z, *_flat(strides),
                 NDIM=ndim, HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=block,
-                SOFT_BF16=interpreter_active(), num_warps=km.q_sample.NUM_WARPS,
+                SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), num_warps=km.q_sample.NUM_WARPS,
             )
         _copy_back([(out, out_), (eps, eps_), (v, v_)])
     return out, (eps if eps is not None else x0.new_empty(0)), (v if v is not None else x0.new_empty(0))
@@ -253,7 +253,7 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
                 NDIM=ndim, HAS_NOISE=noise is not None, HAS_GV=gv is not None,
                 NEED_GX=gx is not None, NEED_GN=gn is not None, NEED_PARTIALS=need_tables,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=block,
-                SOFT_BF16=interpreter_active(), num_warps=km.q_sample.NUM_WARPS,
+                SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), num_warps=km.q_sample.NUM_WARPS,
             )
         _copy_back([(gx, gx_), (gn, gn_)])
         if need_tables:
@@ -300,7 +300,7 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
             sqrt_alpha, sqrt_beta, t_end, n, chunks,
             s_lo, s_hi, s_ptr, seeding.as_int32(stream),
             HAS_SNAPSHOTS=len(snapshot_steps) > 0, SEED_FROM_PTR=from_ptr, BLOCK=block,
-            SOFT_BF16=interpreter_active(), num_warps=km.trajectory.NUM_WARPS,
+            SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), num_warps=km.trajectory.NUM_WARPS,
         )
     return (out if x0.is_contiguous() else torch.empty_like(x0).copy_(out)), snaps
 
@@ -328,7 +328,7 @@ def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_s
             pred_, partials, row_len, cpr, s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
             *z, *strides[0],
             NDIM=ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=block,
-            num_warps=km.noise_mse.NUM_WARPS,
+            FAST_MATH=not interpreter_active(), num_warps=km.noise_mse.NUM_WARPS,
         )
     return partials.sum()
 
@@ -347,7 +347,7 @@ def noise_mse_backward(pred: torch.Tensor, upstream: torch.Tensor, scale: float,
             pred_, grad_, upstream.to(device=pred.device, dtype=torch.float32).reshape(1), scale, row_len, cpr,
             s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *z, *_flat(strides),
             NDIM=ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=block,
-            SOFT_BF16=interpreter_active(), num_warps=km.noise_mse.NUM_WARPS,
+            SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), num_warps=km.noise_mse.NUM_WARPS,
         )
     _copy_back([(grad, grad_)])
     return grad

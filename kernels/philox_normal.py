@@ -14,6 +14,7 @@ value drawn for an element is a pure function of (seed, stream, step, i).
 """
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 # Box–Muller in float32. The radius uses 23 bits of r0 placed at the centre of
 # their bucket, u1 = (k + 0.5) * 2**-23 for k = r0 >> 9, which lies in (0, 1)
@@ -21,6 +22,14 @@ import triton.language as tl
 # sqrt(-2 ln 2**-24) ~ 5.77. The angle uses 24 bits of r1, u2 = k * 2**-24 in
 # [0, 1), and is centred to [-pi, pi) where sin/cos are accurate without a
 # long argument reduction.
+#
+# FAST_MATH (every GPU launch) uses the hardware approximations sin.approx,
+# cos.approx and lg2.approx: one special-function instruction each instead of
+# the math library's polynomial and range-reduction code, which would make a
+# bf16 kernel bound by instruction issue rather than memory. In [-pi, pi) their
+# absolute error is below 2**-20.9, so a normal differs from the math-library
+# value by at most ~5.77 * 2**-20.9 ~ 3e-6 (diffusion_kernels.tolerances.NOISE_ATOL).
+# Triton's CPU interpreter has no such instructions and runs the library path.
 TWO_POW_M23 = tl.constexpr(1.1920928955078125e-07)
 TWO_POW_M24 = tl.constexpr(5.9604644775390625e-08)
 TWO_PI = tl.constexpr(6.283185307179586)
@@ -28,13 +37,17 @@ PI = tl.constexpr(3.141592653589793)
 
 
 @triton.jit
-def box_muller(ra, rb):
+def box_muller(ra, rb, FAST_MATH: tl.constexpr):
     """Two independent N(0, 1) from two uint32 blocks."""
     u1 = ((ra >> 9).to(tl.float32) + 0.5) * TWO_POW_M23
     u2 = (rb >> 8).to(tl.float32) * TWO_POW_M24
-    radius = tl.sqrt(-2.0 * tl.log(u1))
     theta = u2 * TWO_PI - PI
-    return radius * tl.cos(theta), radius * tl.sin(theta)
+    if FAST_MATH:
+        radius = tl.sqrt(-2.0 * libdevice.fast_logf(u1))
+        return radius * libdevice.fast_cosf(theta), radius * libdevice.fast_sinf(theta)
+    else:
+        radius = tl.sqrt(-2.0 * tl.log(u1))
+        return radius * tl.cos(theta), radius * tl.sin(theta)
 
 
 @triton.jit
@@ -55,7 +68,7 @@ def load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR: tl.constexpr):
 
 
 @triton.jit
-def quad_normals(seed, quad, stream, step):
+def quad_normals(seed, quad, stream, step, FAST_MATH: tl.constexpr):
     """The four normals of each quad in ``quad`` (an int64 block) for a uint64 ``seed``."""
     c0 = (quad & 0xFFFFFFFF).to(tl.uint32)
     c1 = (quad >> 32).to(tl.uint32)
@@ -64,8 +77,8 @@ def quad_normals(seed, quad, stream, step):
     c2 = (zero + stream).to(tl.uint32, bitcast=True)
     c3 = (zero + step).to(tl.uint32, bitcast=True)
     r0, r1, r2, r3 = tl.philox(seed, c0, c1, c2, c3)
-    n0, n1 = box_muller(r0, r1)
-    n2, n3 = box_muller(r2, r3)
+    n0, n1 = box_muller(r0, r1, FAST_MATH)
+    n2, n3 = box_muller(r2, r3, FAST_MATH)
     return n0, n1, n2, n3
 
 
@@ -85,17 +98,18 @@ OFFSET_STEP = tl.constexpr(-1)
 
 
 @triton.jit
-def draw_noise(seed, quad, stream, step, row, offset_strength, HAS_OFFSET: tl.constexpr):
+def draw_noise(seed, quad, stream, step, row, offset_strength, HAS_OFFSET: tl.constexpr,
+               FAST_MATH: tl.constexpr):
     """ε of the 4·len(quad) elements of these quads; with HAS_OFFSET plus offset_strength × one normal per row.
 
     The row's offset normal is element ``row`` of the stream's OFFSET_STEP
     subsequence: lane row % 4 of quad row // 4.
     """
-    n0, n1, n2, n3 = quad_normals(seed, quad, stream, step)
+    n0, n1, n2, n3 = quad_normals(seed, quad, stream, step, FAST_MATH)
     eps = interleave_quads(n0, n1, n2, n3)
     if HAS_OFFSET:
         rq = row // 4 + tl.zeros([1], dtype=tl.int64)
-        o0, o1, o2, o3 = quad_normals(seed, rq, stream, OFFSET_STEP)
+        o0, o1, o2, o3 = quad_normals(seed, rq, stream, OFFSET_STEP, FAST_MATH)
         r = row % 4
         off = tl.where(r == 0, o0, tl.where(r == 1, o1, tl.where(r == 2, o2, o3)))
         eps = eps + offset_strength * tl.sum(off, axis=0)

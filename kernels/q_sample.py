@@ -42,7 +42,8 @@ def noise_affine_fwd_kernel(
     es0, es1, es2, es3, es4,
     vs0, vs1, vs2, vs3, vs4,
     NDIM: tl.constexpr, HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr, WRITE_V: tl.constexpr,
-    HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr,
+    HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
+    SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr,
 ):
     pid, row, quad, idx, mask = row_tile(chunks_per_row, row_len, elem_offset, BLOCK)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
@@ -58,7 +59,7 @@ def noise_affine_fwd_kernel(
         ).to(tl.float32)
     else:
         seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-        eps = draw_noise(seed, quad, stream, step, row, offset_strength, HAS_OFFSET)
+        eps = draw_noise(seed, quad, stream, step, row, offset_strength, HAS_OFFSET, FAST_MATH)
 
     tl.store(
         out_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, os0, os1, os2, os3, os4),
@@ -92,7 +93,8 @@ def noise_affine_bwd_kernel(
     gns0, gns1, gns2, gns3, gns4,
     NDIM: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_GV: tl.constexpr,
     NEED_GX: tl.constexpr, NEED_GN: tl.constexpr, NEED_PARTIALS: tl.constexpr,
-    HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr,
+    HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
+    SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr,
 ):
     """Gradients of (out, v) with upstream (g, gv).
 
@@ -141,7 +143,8 @@ def noise_affine_bwd_kernel(
             ).to(tl.float32)
         else:
             seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-            eps = tl.where(mask, draw_noise(seed, quad, stream, step, row, offset_strength, HAS_OFFSET), 0.0)
+            eps = draw_noise(seed, quad, stream, step, row, offset_strength, HAS_OFFSET, FAST_MATH)
+            eps = tl.where(mask, eps, 0.0)
         tl.store(partial_ptr + pid * 4, tl.sum(g * x0, axis=0))
         tl.store(partial_ptr + pid * 4 + 1, tl.sum(g * eps, axis=0))
         if HAS_GV:

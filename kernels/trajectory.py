@@ -28,7 +28,7 @@ def forward_trajectory_kernel(
     sqrt_alpha_ptr, sqrt_beta_ptr, t_end, numel, chunks,
     seed_lo, seed_hi, seed_ptr, stream,
     HAS_SNAPSHOTS: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
-    BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr,
+    BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr,
 ):
     # One row (the whole contiguous tensor): t_end is shared by every element.
     pid, row, quad, idx, mask = row_tile(chunks, numel, 0, BLOCK)
@@ -41,7 +41,7 @@ def forward_trajectory_kernel(
     while s <= t_end:
         a = tl.load(sqrt_alpha_ptr + s)
         b = tl.load(sqrt_beta_ptr + s)
-        n0, n1, n2, n3 = quad_normals(seed, quad, stream, s)
+        n0, n1, n2, n3 = quad_normals(seed, quad, stream, s, FAST_MATH)
         x = a * x + b * interleave_quads(n0, n1, n2, n3)
         if HAS_SNAPSHOTS:
             # k = the snapshot slot of step s, or -1: a predicated store, no branch.

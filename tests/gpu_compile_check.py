@@ -136,6 +136,7 @@ def main(sm: int):
             "vector_loads": sum(".v4." in line or ".v2." in line for line in ptx.splitlines() if "ld.global" in line),
             "philox_mulhi": ptx.count("mul.hi.u32"),
             "shared_memory_ops": ptx.count("st.shared") + ptx.count("ld.shared"),
+            "approx_math_ops": sum(ptx.count(op) for op in ("sin.approx", "cos.approx", "lg2.approx")),
             "cubin_bytes": len(compiled.asm["cubin"]),
             **resource_usage(compiled.asm["cubin"]),
         }))

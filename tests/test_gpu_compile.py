@@ -58,3 +58,11 @@ def test_writing_the_noise_does_not_recompute_philox(variants, dtype):
 def test_contiguous_float32_is_vectorised_without_shared_memory(variants):
     v = _fwd(variants, "float32", NDIM=1, HAS_NOISE=False, WRITE_NOISE=True, WRITE_V=False)
     assert v["vector_loads"] > 0 and v["shared_memory_ops"] == 0
+
+
+def test_box_muller_uses_the_hardware_approximations(variants):
+    """sin/cos/log as single special-function instructions: no library range reduction, no local memory."""
+    v = _fwd(variants, "bfloat16", NDIM=1, HAS_NOISE=False, WRITE_NOISE=False, WRITE_V=False)
+    assert v["approx_math_ops"] > 0 and v["stack_bytes"] == 0
+    given = _fwd(variants, "bfloat16", NDIM=1, HAS_NOISE=True)
+    assert given["approx_math_ops"] == 0 and given["philox_mulhi"] == 0

@@ -4,6 +4,7 @@ import pytest
 import scipy.stats
 import torch
 from cases import make_x0
+from tolerances import assert_noise_close
 
 import diffusion_kernels as dk
 from diffusion_kernels import launch, reference
@@ -48,12 +49,16 @@ def _launch_noise(device, n, seed, *, elem_offset=0, rows=1, stream=0):
 def test_kernel_noise_equals_reference_stream(device, seed, shape):
     eps = _kernel_noise(device, shape, seed)
     expected = reference.philox_normal(seed, shape)
-    torch.testing.assert_close(eps.cpu(), expected, rtol=0, atol=2e-6)
+    assert_noise_close(eps.cpu(), expected)
 
 
 def test_kernel_normals_invert_to_the_reference_philox_integers(device):
-    # The uniform fed to the angle is r1 >> 8; recover it from the normal pair and compare integers.
-    n = 64
+    """Recover the uniforms behind each Box–Muller pair and compare them with the reference's Philox integers.
+
+    u1 = exp(−r²/2) carries r0 >> 9 and the angle carries r1 >> 8; unrelated
+    integers would miss by ~2**22. The slack covers the GPU's fast sin/cos/log.
+    """
+    n = 256
     eps = _kernel_noise(device, (n,), 1234).cpu().double()
     quads = torch.arange(n // 4)
     r0, r1, r2, r3 = reference.philox4x32(quads, torch.zeros_like(quads), 0, 0, 1234, 0)
@@ -61,11 +66,14 @@ def test_kernel_normals_invert_to_the_reference_philox_integers(device):
         z_cos, z_sin = eps[lanes[0]::4], eps[lanes[1]::4]
         radius2 = z_cos**2 + z_sin**2
         u1 = torch.exp(-radius2 / 2)
-        assert torch.equal(torch.round(u1 * 2**23 - 0.5).long(), ra >> 9) or \
-            (torch.round(u1 * 2**23 - 0.5).long() - (ra >> 9)).abs().max() <= 1
+        expected_u1 = ((ra >> 9).double() + 0.5) * 2.0**-23
+        assert ((u1 - expected_u1).abs() / expected_u1).max() < 1e-4
+        well_conditioned = radius2 > 0.25  # the angle of a short vector is dominated by rounding
         theta = torch.atan2(z_sin, z_cos)
         k = torch.round((theta + np.pi) / (2 * np.pi) * 2**24).long() % 2**24
-        assert (k - (rb >> 8)).abs().max() <= 2
+        diff = (k - (rb >> 8)).abs()
+        diff = torch.minimum(diff, 2**24 - diff)  # the angle wraps at ±π
+        assert diff[well_conditioned].max() <= 8 and well_conditioned.sum() > n // 8
 
 
 @pytest.mark.parametrize("block", [1, 4, 64])
@@ -107,7 +115,7 @@ def test_noise_does_not_depend_on_t_form_or_dtype(device):
 def test_rows_that_split_quads_draw_the_same_stream(device, rows):
     # 5 * 7 = 35 elements: rows of 7 (or 35/5 = 7, 35/1) cut Philox quads between programs.
     eps = _launch_noise(device, 35, 11, rows=rows if 35 % rows == 0 else 1)
-    torch.testing.assert_close(eps.cpu(), reference.philox_normal(11, (35,)), rtol=0, atol=2e-6)
+    assert_noise_close(eps.cpu(), reference.philox_normal(11, (35,)))
 
 
 @pytest.mark.parametrize("offset", [2**31 - 3, 2**32 - 2, 2**34 + 1, 2**40 + 6])
@@ -115,7 +123,7 @@ def test_stream_index_math_is_64_bit(device, offset):
     """Elements past 2**31 (and 2**32) get their own quads: no wrap of the counter."""
     eps = _launch_noise(device, 23, 5, elem_offset=offset)
     expected = reference.philox_normal(5, (23,), offset=offset)
-    torch.testing.assert_close(eps.cpu(), expected, rtol=0, atol=2e-6)
+    assert_noise_close(eps.cpu(), expected)
     if offset >= 2**32:
         wrapped = reference.philox_normal(5, (23,), offset=offset % 2**32)
         assert (eps.cpu() - wrapped).abs().max() > 0.1
@@ -124,7 +132,7 @@ def test_stream_index_math_is_64_bit(device, offset):
 def test_streams_of_one_seed_differ(device):
     a = _launch_noise(device, 256, 1, stream=0).cpu()
     b = _launch_noise(device, 256, 1, stream=1).cpu()
-    torch.testing.assert_close(b, reference.philox_normal(1, (256,), stream=1), rtol=0, atol=2e-6)
+    assert_noise_close(b, reference.philox_normal(1, (256,), stream=1))
     assert abs(float(torch.corrcoef(torch.stack([a, b]))[0, 1])) < 0.25
 
 
