@@ -99,27 +99,36 @@ def accuracy_check(x0: torch.Tensor, t, schedule: NoiseSchedule, *, backend: str
 
 def closed_form_vs_steps(device: torch.device, schedule: NoiseSchedule, steps, *, copies: int, seed: int,
                          backend: str, image: torch.Tensor | None = None) -> list[Check]:
-    """Two-sample KS test, at each t in ``steps``, of q_sample against the fused step-by-step trajectory.
+    """Two-sample KS tests, at each t in ``steps``, of q_sample against the fused step-by-step trajectory,
+    and at the first t of the fused trajectory against forward_step applied t + 1 times.
 
     ``copies`` noisings of one real image (a scikit-learn digit by default)
     each way; every pixel is standardised by its exact mean sqrt(ᾱ_t)·x0 and
     std sqrt(1 − ᾱ_t), so both samples should be the same N(0, 1) sample.
     """
     from . import images
-    from .api import forward_trajectory
+    from .api import forward_step, forward_trajectory
 
     image = (images.digits(1)[0] if image is None else image).to(device)
     batch = image.expand(copies, *image.shape).contiguous()
     steps = sorted(steps)
     _, stepped = forward_trajectory(batch, schedule, steps[-1], seed=seed, snapshots=steps, backend=backend)
+    def standardised(x, t):
+        ab = float(schedule.alpha_bars[t])
+        return ((to_reference(x) - ab**0.5 * to_reference(image)) / (1 - ab) ** 0.5).flatten().numpy()
+
     checks = []
     for k, t in enumerate(steps):
         closed = q_sample(batch, t, schedule, seed=seed + 1 + k, backend=backend)
-        ab = float(schedule.alpha_bars[t])
-        mean, std = ab**0.5 * to_reference(image), (1 - ab) ** 0.5
-        z = [((to_reference(x) - mean) / std).flatten().numpy() for x in (closed, stepped[t])]
-        ks = scipy.stats.ks_2samp(z[0], z[1])
+        ks = scipy.stats.ks_2samp(standardised(closed, t), standardised(stepped[t], t))
         checks.append(_p_check(f"closed form vs steps, t={t}", f"D = {ks.statistic:.4f}", ks.pvalue))
+    # The fused loop against forward_step called once per step (one launch each), at the first t.
+    t = steps[0]
+    x = batch
+    for s in range(t + 1):
+        x = forward_step(x, s, schedule, seed=seed + 10_000 + s, backend=backend)
+    ks = scipy.stats.ks_2samp(standardised(x, t), standardised(stepped[t], t))
+    checks.append(_p_check(f"fused steps vs forward_step, t={t}", f"D = {ks.statistic:.4f}", ks.pvalue))
     return checks
 
 

@@ -10,6 +10,7 @@ def test_full_validation_passes(device):
     names = [c.name for c in report.checks]
     assert report.passed, report.format()
     assert "closed form vs steps, t=30" in names and "noise tail beyond 4σ" in names
+    assert "fused steps vs forward_step, t=5" in names
 
 
 def test_noise_checks_catch_wrong_distributions():
