@@ -27,12 +27,13 @@ def scheduler():
     return bench.diffusers_scheduler()
 
 
+# The copy floor is measured once per dtype, listed under mode "copy".
+CASES = [(p, m) for p in PROVIDERS if p != "copy" for m in bench.MODES] + [("copy", "copy")]
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("mode", bench.MODES)
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider,mode", CASES)
 def test_q_sample(benchmark, compiled, scheduler, provider, mode, dtype):
-    if provider == "copy" and mode != "xt":
-        pytest.skip("the copy floor is measured once per dtype (under mode xt)")
     if provider == "diffusers" and scheduler is None:
         pytest.skip("diffusers is not installed")
     gen = torch.Generator().manual_seed(0)
@@ -41,7 +42,7 @@ def test_q_sample(benchmark, compiled, scheduler, provider, mode, dtype):
     t = torch.randint(0, SCHEDULE.T, (4,), generator=gen).to(DEVICE)
     ab = SCHEDULE.alpha_bars.float().to(DEVICE)
     fn = bench.cases(provider, mode, x0, t, noise, grad, SCHEDULE, ab, compiled, scheduler)
-    benchmark.extra_info.update(numel=NUMEL, bytes=bench.PASSES["copy" if provider == "copy" else mode]
+    benchmark.extra_info.update(numel=NUMEL, bytes=bench.PASSES[mode]
                                 * NUMEL * x0.element_size(), device=str(DEVICE))
     if DEVICE.type == "cpu" and provider == "fused":
         benchmark.extra_info["note"] = "Triton interpreter on CPU: not a timing"
