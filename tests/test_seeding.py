@@ -41,20 +41,26 @@ def test_device_seed_backward_regenerates_the_forward_noise(device, schedule):
 def test_cuda_graph_replay_draws_fresh_noise(schedule):
     ds = dk.DeviceSeed(5, device="cuda")
     x0 = torch.zeros(4, 1024, device="cuda")
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        dk.q_sample(x0, 999, schedule, seed=ds)  # warm-up compiles the kernel outside the capture
-    torch.cuda.current_stream().wait_stream(stream)
+    t = torch.full((4,), 999, device="cuda")  # static graph inputs live on the GPU; no host-side t check
+
+    def step():
+        return dk.q_sample(x0, t, schedule, seed=ds, check_t=False)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        step()  # warm-up: compiles the kernel and caches the tables outside the capture
+    torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        out = dk.q_sample(x0, 999, schedule, seed=ds)
+        out = step()
     first_seed = ds.peek()
     graph.replay()
     a = out.clone()
     graph.replay()
     b = out.clone()
     assert not torch.equal(a, b)
+    assert ds.peek() == (first_seed + 2) % 2**64
     ab = float(schedule.alpha_bars[999])
     torch.testing.assert_close(a.cpu(), (1 - ab) ** 0.5 * reference.philox_normal(first_seed, x0.shape),
                                rtol=1e-5, atol=1e-5)
