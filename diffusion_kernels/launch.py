@@ -118,6 +118,11 @@ def chunks_per_row(row_len: int, elem_offset: int, block: int) -> int:
     return -(-quads // block)
 
 
+def paired(tensor: torch.Tensor) -> bool:
+    """Two quads per thread (8 elements) for 2-byte I/O, so a thread's elements fill one 16-byte vector."""
+    return tensor.element_size() == 2
+
+
 def _device_guard(tensor: torch.Tensor):
     if tensor.device.type == "cuda":
         return torch.cuda.device(tensor.device)
@@ -204,7 +209,8 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
                 *z, *_flat(strides),
                 NDIM=ndim, HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=block,
-                SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), num_warps=km.q_sample.NUM_WARPS,
+                SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(x0),
+                num_warps=km.q_sample.NUM_WARPS,
             )
         _copy_back([(out, out_), (eps, eps_), (v, v_)])
     return out, (eps if eps is not None else x0.new_empty(0)), (v if v is not None else x0.new_empty(0))
@@ -253,7 +259,8 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
                 NDIM=ndim, HAS_NOISE=noise is not None, HAS_GV=gv is not None,
                 NEED_GX=gx is not None, NEED_GN=gn is not None, NEED_PARTIALS=need_tables,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=block,
-                SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), num_warps=km.q_sample.NUM_WARPS,
+                SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(g),
+                num_warps=km.q_sample.NUM_WARPS,
             )
         _copy_back([(gx, gx_), (gn, gn_)])
         if need_tables:
@@ -300,7 +307,8 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
             sqrt_alpha, sqrt_beta, t_end, n, chunks,
             s_lo, s_hi, s_ptr, seeding.as_int32(stream),
             HAS_SNAPSHOTS=len(snapshot_steps) > 0, SEED_FROM_PTR=from_ptr, BLOCK=block,
-            SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), num_warps=km.trajectory.NUM_WARPS,
+            SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=km.trajectory.PAIRED,
+            num_warps=km.trajectory.NUM_WARPS,
         )
     return (out if x0.is_contiguous() else torch.empty_like(x0).copy_(out)), snaps
 
@@ -328,7 +336,7 @@ def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_s
             pred_, partials, row_len, cpr, s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
             *z, *strides[0],
             NDIM=ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=block,
-            FAST_MATH=not interpreter_active(), num_warps=km.noise_mse.NUM_WARPS,
+            FAST_MATH=not interpreter_active(), PAIRED=paired(pred), num_warps=km.noise_mse.NUM_WARPS,
         )
     return partials.sum()
 
@@ -347,7 +355,8 @@ def noise_mse_backward(pred: torch.Tensor, upstream: torch.Tensor, scale: float,
             pred_, grad_, upstream.to(device=pred.device, dtype=torch.float32).reshape(1), scale, row_len, cpr,
             s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *z, *_flat(strides),
             NDIM=ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=block,
-            SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), num_warps=km.noise_mse.NUM_WARPS,
+            SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(pred),
+            num_warps=km.noise_mse.NUM_WARPS,
         )
     _copy_back([(grad, grad_)])
     return grad

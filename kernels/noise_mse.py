@@ -26,11 +26,11 @@ def noise_mse_fwd_kernel(
     seed_lo, seed_hi, seed_ptr, stream, offset_strength,
     z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4,
     NDIM: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
-    FAST_MATH: tl.constexpr,
+    FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
-    pid, row, quad, idx, mask = row_tile(chunks_per_row, row_len, 0, BLOCK)
+    pid, row, first_quad, idx, mask = row_tile(chunks_per_row, row_len, 0, BLOCK)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-    eps = draw_noise(seed, quad, stream, 0, row, offset_strength, HAS_OFFSET, FAST_MATH)
+    eps = draw_noise(seed, first_quad, stream, 0, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET, FAST_MATH)
     pred = tl.load(pred_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4),
                    mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
     diff = tl.where(mask, pred - eps, 0.0)
@@ -44,12 +44,12 @@ def noise_mse_bwd_kernel(
     seed_lo, seed_hi, seed_ptr, stream, offset_strength,
     z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4, gs0, gs1, gs2, gs3, gs4,
     NDIM: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
-    SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr,
+    SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
     """grad = 2·scale·upstream·(prediction − ε); the upstream gradient is read on the device (no sync)."""
-    pid, row, quad, idx, mask = row_tile(chunks_per_row, row_len, 0, BLOCK)
+    pid, row, first_quad, idx, mask = row_tile(chunks_per_row, row_len, 0, BLOCK)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-    eps = draw_noise(seed, quad, stream, 0, row, offset_strength, HAS_OFFSET, FAST_MATH)
+    eps = draw_noise(seed, first_quad, stream, 0, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET, FAST_MATH)
     pred = tl.load(pred_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4),
                    mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
     factor = 2.0 * scale * tl.load(upstream_ptr).to(tl.float32)

@@ -83,13 +83,26 @@ def quad_normals(seed, quad, stream, step, FAST_MATH: tl.constexpr):
 
 
 @triton.jit
-def interleave_quads(n0, n1, n2, n3):
-    """[n0[0], n1[0], n2[0], n3[0], n0[1], ...]: lane k of quad q lands at 4·q + k.
+def tile_normals(seed, first_quad, stream, step, BLOCK: tl.constexpr, PAIRED: tl.constexpr,
+                 FAST_MATH: tl.constexpr):
+    """The 4·BLOCK normals of quads first_quad … first_quad + BLOCK − 1, element 4·q + k = lane k of quad q.
 
-    Built from joins, so each quad's four values stay in the registers of the
-    thread that drew them.
+    The tile is assembled with joins, so every value stays in the registers of
+    the thread that drew it and no Philox call is repeated. PAIRED gives each
+    thread two consecutive quads (8 elements: 16 bytes of bf16/fp16, one
+    vector access); unpaired, one quad (16 bytes of float32).
     """
-    return tl.interleave(tl.interleave(n0, n2), tl.interleave(n1, n3))
+    if PAIRED:
+        even = first_quad + 2 * tl.arange(0, BLOCK // 2).to(tl.int64)
+        e0, e1, e2, e3 = quad_normals(seed, even, stream, step, FAST_MATH)
+        o0, o1, o2, o3 = quad_normals(seed, even + 1, stream, step, FAST_MATH)
+        # Minor dims, innermost last: (quad of the pair, lane // 2, lane % 2).
+        tile = tl.join(tl.join(tl.join(e0, o0), tl.join(e2, o2)), tl.join(tl.join(e1, o1), tl.join(e3, o3)))
+        return tl.reshape(tile, [4 * BLOCK])
+    else:
+        quad = first_quad + tl.arange(0, BLOCK).to(tl.int64)
+        n0, n1, n2, n3 = quad_normals(seed, quad, stream, step, FAST_MATH)
+        return tl.interleave(tl.interleave(n0, n2), tl.interleave(n1, n3))
 
 
 # The counter's step word of offset noise: q_sample draws with step 0 and a
@@ -98,15 +111,14 @@ OFFSET_STEP = tl.constexpr(-1)
 
 
 @triton.jit
-def draw_noise(seed, quad, stream, step, row, offset_strength, HAS_OFFSET: tl.constexpr,
-               FAST_MATH: tl.constexpr):
-    """ε of the 4·len(quad) elements of these quads; with HAS_OFFSET plus offset_strength × one normal per row.
+def draw_noise(seed, first_quad, stream, step, row, offset_strength, BLOCK: tl.constexpr, PAIRED: tl.constexpr,
+               HAS_OFFSET: tl.constexpr, FAST_MATH: tl.constexpr):
+    """ε of the tile starting at first_quad; with HAS_OFFSET plus offset_strength × one normal per row.
 
     The row's offset normal is element ``row`` of the stream's OFFSET_STEP
     subsequence: lane row % 4 of quad row // 4.
     """
-    n0, n1, n2, n3 = quad_normals(seed, quad, stream, step, FAST_MATH)
-    eps = interleave_quads(n0, n1, n2, n3)
+    eps = tile_normals(seed, first_quad, stream, step, BLOCK, PAIRED, FAST_MATH)
     if HAS_OFFSET:
         rq = row // 4 + tl.zeros([1], dtype=tl.int64)
         o0, o1, o2, o3 = quad_normals(seed, rq, stream, OFFSET_STEP, FAST_MATH)

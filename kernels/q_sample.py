@@ -43,9 +43,9 @@ def noise_affine_fwd_kernel(
     vs0, vs1, vs2, vs3, vs4,
     NDIM: tl.constexpr, HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr, WRITE_V: tl.constexpr,
     HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
-    SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr,
+    SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
-    pid, row, quad, idx, mask = row_tile(chunks_per_row, row_len, elem_offset, BLOCK)
+    pid, row, first_quad, idx, mask = row_tile(chunks_per_row, row_len, elem_offset, BLOCK)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
 
     x0 = tl.load(
@@ -59,7 +59,8 @@ def noise_affine_fwd_kernel(
         ).to(tl.float32)
     else:
         seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-        eps = draw_noise(seed, quad, stream, step, row, offset_strength, HAS_OFFSET, FAST_MATH)
+        eps = draw_noise(seed, first_quad, stream, step, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET,
+                         FAST_MATH)
 
     tl.store(
         out_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, os0, os1, os2, os3, os4),
@@ -94,7 +95,7 @@ def noise_affine_bwd_kernel(
     NDIM: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_GV: tl.constexpr,
     NEED_GX: tl.constexpr, NEED_GN: tl.constexpr, NEED_PARTIALS: tl.constexpr,
     HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
-    SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr,
+    SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
     """Gradients of (out, v) with upstream (g, gv).
 
@@ -104,7 +105,7 @@ def noise_affine_bwd_kernel(
     adds them per row (deterministic, no atomics). ε is regenerated from the
     seed when it was not given, so the forward never has to keep it.
     """
-    pid, row, quad, idx, mask = row_tile(chunks_per_row, row_len, elem_offset, BLOCK)
+    pid, row, first_quad, idx, mask = row_tile(chunks_per_row, row_len, elem_offset, BLOCK)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
 
     g = tl.load(
@@ -143,7 +144,8 @@ def noise_affine_bwd_kernel(
             ).to(tl.float32)
         else:
             seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-            eps = draw_noise(seed, quad, stream, step, row, offset_strength, HAS_OFFSET, FAST_MATH)
+            eps = draw_noise(seed, first_quad, stream, step, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET,
+                         FAST_MATH)
             eps = tl.where(mask, eps, 0.0)
         tl.store(partial_ptr + pid * 4, tl.sum(g * x0, axis=0))
         tl.store(partial_ptr + pid * 4 + 1, tl.sum(g * eps, axis=0))

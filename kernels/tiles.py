@@ -5,10 +5,10 @@ tokens that ``t`` indexes) of ``row_len`` elements each. Program ``pid`` works
 on one row only, so the row's ᾱ coefficients are loaded once per program and
 no element ever divides to find its row. Inside the row the program owns
 BLOCK consecutive Philox quads (4 elements each) of the global logical index:
-a 1-D tile of 4·BLOCK consecutive elements. The quads' four normals are
-interleaved into that tile (philox_normal.interleave_quads), which keeps each
-quad's 4 elements in one thread: every Philox output is used once, never
-recomputed, and contiguous memory is read and written in 128-bit vectors.
+a 1-D tile of 4·BLOCK consecutive elements. The quads' normals are joined
+into that tile (philox_normal.tile_normals), which keeps each quad's 4
+elements in one thread: every Philox output is used once, never recomputed,
+and contiguous memory is read and written in 128-bit vectors.
 """
 import triton
 import triton.language as tl
@@ -16,7 +16,7 @@ import triton.language as tl
 
 @triton.jit
 def row_tile(chunks_per_row, row_len, elem_offset, BLOCK: tl.constexpr):
-    """Program id, row index, the BLOCK quad indices, the 4·BLOCK local logical indices and their mask.
+    """Program id, row index, the tile's first quad, its 4·BLOCK local logical indices and their mask.
 
     ``elem_offset`` shifts the logical index the noise stream sees; the memory
     index stays ``row * row_len + j``. Quads are anchored to the global index,
@@ -28,11 +28,10 @@ def row_tile(chunks_per_row, row_len, elem_offset, BLOCK: tl.constexpr):
     chunk = pid - row * chunks_per_row
     row_start = elem_offset + row * row_len
     first_quad = row_start // 4 + chunk * BLOCK
-    quad = first_quad + tl.arange(0, BLOCK).to(tl.int64)
     e = first_quad * 4 + tl.arange(0, 4 * BLOCK).to(tl.int64)  # element k of the tile is lane k % 4 of quad k // 4
     j = e - row_start
     mask = (j >= 0) & (j < row_len)
-    return pid, row, quad, e - elem_offset, mask
+    return pid, row, first_quad, e - elem_offset, mask
 
 
 @triton.jit

@@ -10,7 +10,7 @@ import triton
 import triton.language as tl
 
 from .convert import to_output
-from .philox_normal import interleave_quads, load_seed, quad_normals
+from .philox_normal import load_seed, tile_normals
 from .tiles import row_tile
 
 # Quads per program. The loop body is Philox + Box–Muller + one FMA per
@@ -18,6 +18,10 @@ from .tiles import row_tile
 # programs resident to hide the loop's latency.
 BLOCK_QUADS = 128
 NUM_WARPS = 4
+# One quad per thread: the loop is bound by its arithmetic, not by its one
+# load and one store, and pairing 128 quads over 128 threads would leave half
+# the threads repeating the other half's Philox calls.
+PAIRED = False
 # See q_sample.py: the interpreter wants few, large programs.
 INTERPRETER_BLOCK_QUADS = 4096
 
@@ -28,10 +32,10 @@ def forward_trajectory_kernel(
     sqrt_alpha_ptr, sqrt_beta_ptr, t_end, numel, chunks,
     seed_lo, seed_hi, seed_ptr, stream,
     HAS_SNAPSHOTS: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
-    BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr,
+    BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
     # One row (the whole contiguous tensor): t_end is shared by every element.
-    pid, row, quad, idx, mask = row_tile(chunks, numel, 0, BLOCK)
+    pid, row, first_quad, idx, mask = row_tile(chunks, numel, 0, BLOCK)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
     x = tl.load(x0_ptr + idx, mask=mask, other=0.0).to(tl.float32)
     # A while loop rather than range(t_end + 1): the interpreter cannot take a
@@ -41,8 +45,7 @@ def forward_trajectory_kernel(
     while s <= t_end:
         a = tl.load(sqrt_alpha_ptr + s)
         b = tl.load(sqrt_beta_ptr + s)
-        n0, n1, n2, n3 = quad_normals(seed, quad, stream, s, FAST_MATH)
-        x = a * x + b * interleave_quads(n0, n1, n2, n3)
+        x = a * x + b * tile_normals(seed, first_quad, stream, s, BLOCK, PAIRED, FAST_MATH)
         if HAS_SNAPSHOTS:
             # k = the snapshot slot of step s, or -1: a predicated store, no branch.
             k = tl.load(snap_index_ptr + s).to(tl.int64)

@@ -55,9 +55,17 @@ def test_writing_the_noise_does_not_recompute_philox(variants, dtype):
     assert with_noise["philox_mulhi"] == plain["philox_mulhi"] > 0
 
 
-def test_contiguous_float32_is_vectorised_without_shared_memory(variants):
-    v = _fwd(variants, "float32", NDIM=1, HAS_NOISE=False, WRITE_NOISE=True, WRITE_V=False)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_contiguous_io_is_vectorised_without_shared_memory(variants, dtype):
+    """The noise tile's layout matches 16-byte loads and stores: no shuffle through shared memory."""
+    v = _fwd(variants, dtype, NDIM=1, HAS_NOISE=False, WRITE_NOISE=True, WRITE_V=False)
     assert v["vector_loads"] > 0 and v["shared_memory_ops"] == 0
+
+
+def test_trajectory_draws_each_quad_once(variants):
+    for v in variants:
+        if v["kernel"] == "forward_trajectory_kernel":
+            assert v["philox_mulhi"] <= 20  # one Philox call (10 rounds × 2 mul.hi) per thread per step
 
 
 def test_box_muller_uses_the_hardware_approximations(variants):
