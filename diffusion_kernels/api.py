@@ -8,7 +8,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from . import backend as backends
 from . import checks, launch, reference, seeding
-from .autograd import QSample
+from .autograd import noise_affine
 from .schedules import NoiseSchedule, coefficient_tables
 
 
@@ -92,8 +92,8 @@ def _run(x, noise, form: _Form, *, seed, generator, return_noise, return_v, back
         t_rows = form.index.to(device=x.device).reshape(-1)
         if t_rows.numel() == 0:
             t_rows = t_rows.new_zeros(1)
-        out, eps, v = QSample.apply(x, t_rows, a, b, c, d, noise, call_seed, stream, offset_strength,
-                                    return_noise is True and noise is None, bool(return_v))
+        out, eps, v = noise_affine(x, t_rows, a, b, c, d, noise, call_seed, stream, offset_strength,
+                                   return_noise is True and noise is None, bool(return_v))
         if noise is not None:
             eps = noise
 

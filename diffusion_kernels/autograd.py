@@ -24,6 +24,24 @@ def _table_grad(table, t_rows, row_sums):
     return torch.zeros(table.numel(), dtype=torch.float32, device=row_sums.device).index_add_(0, t_rows, row_sums)
 
 
+def _forward(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v):
+    """(out, ε or None, v or None) from one launch of the fused forward kernel."""
+    seed_tensor, lo, hi = launch.seed_parts(seed)
+    out, eps, v = _fwd(x0, t_rows, a, b, c, d, noise, seed_tensor, lo, hi, stream, 0, offset_strength,
+                       return_noise and noise is None, return_v, 0)
+    return out, (eps if return_noise and noise is None else None), (v if return_v else None)
+
+
+def noise_affine(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v):
+    """QSample.apply, or the launch alone when nothing needs a gradient: an inference or data-noising
+    call then skips the autograd Function's bookkeeping, a few microseconds a small batch would feel."""
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x0, a, b, c, d, noise))
+    if needs_grad or torch.compiler.is_compiling():
+        return QSample.apply(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v)
+    return _forward(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v)
+
+
 class QSample(torch.autograd.Function):
     """out = a[t]·x0 + b[t]·ε and, on request, v = c[t]·x0 + d[t]·ε (float32 tables, one row per t entry).
 
@@ -36,19 +54,17 @@ class QSample(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v):
+        out, eps, v = _forward(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v)
         seed_tensor, lo, hi = launch.seed_parts(seed)
-        out, eps, v = _fwd(x0, t_rows, a, b, c, d, noise, seed_tensor, lo, hi, stream, 0, offset_strength,
-                           return_noise and noise is None, return_v, 0)
         tables_need_grad = any(ctx.needs_input_grad[i] for i in (2, 3, 4, 5))
         ctx.save_for_backward(t_rows, a, b, c, d, x0 if tables_need_grad else None,
                               noise if tables_need_grad else None, seed_tensor)
         ctx.seed_lo, ctx.seed_hi, ctx.stream, ctx.offset_strength = lo, hi, stream, offset_strength
         ctx.x0_dtype = x0.dtype
         ctx.noise_dtype = noise.dtype if noise is not None else None
-        eps = eps if return_noise and noise is None else None
         if eps is not None:
             ctx.mark_non_differentiable(eps)
-        return out, eps, (v if return_v else None)
+        return out, eps, v
 
     @staticmethod
     def backward(ctx, g, _g_eps, g_v):
