@@ -127,9 +127,9 @@ def raw_tables(alpha_bars: torch.Tensor, device) -> tuple[torch.Tensor, torch.Te
     return per_tensor[key]
 
 
-def _ddpm_form(x, t, schedule, *, check_t: bool) -> _Form:
+def _ddpm_form(x, t, schedule, *, check_t: bool, noise=None) -> _Form:
     alpha_bars = checks.alpha_bars_of(schedule)
-    checks.check_devices(x, alpha_bars, t)
+    checks.check_devices(x, noise, alpha_bars, t)
     index = checks.check_t(t, x, alpha_bars.numel(), check_range=check_t and not _compiling())
     if isinstance(schedule, NoiseSchedule):
         tables, velocity_tables = schedule.coefficient_tables, schedule.velocity_tables
@@ -145,13 +145,14 @@ def _ddpm_form(x, t, schedule, *, check_t: bool) -> _Form:
                  lambda x0, eps: reference.velocity(x0, index, alpha_bars, eps))
 
 
-def table_form(x, t, sqrt_ab: torch.Tensor, sqrt_1m_ab: torch.Tensor, *, check_t: bool = True) -> _Form:
+def table_form(x, t, sqrt_ab: torch.Tensor, sqrt_1m_ab: torch.Tensor, *, check_t: bool = True,
+               noise=None) -> _Form:
     """The DDPM form from a codebase's own sqrt(ᾱ) and sqrt(1 − ᾱ) tables (float32 buffers made in float64).
 
     Using them as they are keeps that codebase's numbers: rebuilding ᾱ from a
     float32 ᾱ buffer would lose 1 − ᾱ's precision near t = 0.
     """
-    checks.check_devices(x, sqrt_ab, t)
+    checks.check_devices(x, noise, sqrt_ab, t)
     index = checks.check_t(t, x, sqrt_ab.numel(), check_range=check_t and not _compiling())
 
     def tables(device):
@@ -211,8 +212,7 @@ def q_sample(x0: torch.Tensor, t, schedule, noise: torch.Tensor | None = None, *
     """
     x0 = checks.check_x0(x0)
     noise = checks.check_noise(noise, x0)
-    checks.check_devices(x0, noise)
-    form = _ddpm_form(x0, t, schedule, check_t=check_t)
+    form = _ddpm_form(x0, t, schedule, check_t=check_t, noise=noise)
     return _run(x0, noise, form, seed=seed, generator=generator, return_noise=return_noise, return_v=return_v,
                 backend=backend, stream=stream, offset_strength=offset_noise)
 
@@ -224,8 +224,7 @@ def get_velocity(x0: torch.Tensor, noise: torch.Tensor, t, schedule, *, backend:
     if noise is None:
         raise ValueError("get_velocity needs the noise ε")
     noise = checks.check_noise(noise, x0)
-    checks.check_devices(x0, noise)
-    form = _ddpm_form(x0, t, schedule, check_t=check_t)
+    form = _ddpm_form(x0, t, schedule, check_t=check_t, noise=noise)
     form = dataclasses.replace(form, tables=form.velocity_tables, reference=form.reference_velocity)
     return _run(x0, noise, form, seed=None, generator=None, return_noise=False, return_v=False, backend=backend,
                 stream=None)

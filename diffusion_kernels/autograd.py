@@ -24,9 +24,9 @@ def _table_grad(table, t_rows, row_sums):
     return torch.zeros(table.numel(), dtype=torch.float32, device=row_sums.device).index_add_(0, t_rows, row_sums)
 
 
-def _forward(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v):
+def _forward(x0, t_rows, a, b, c, d, noise, seed_parts, stream, offset_strength, return_noise, return_v):
     """(out, ε or None, v or None) from one launch of the fused forward kernel."""
-    seed_tensor, lo, hi = launch.seed_parts(seed)
+    seed_tensor, lo, hi = seed_parts
     out, eps, v = _fwd(x0, t_rows, a, b, c, d, noise, seed_tensor, lo, hi, stream, 0, offset_strength,
                        return_noise and noise is None, return_v, 0)
     return out, (eps if return_noise and noise is None else None), (v if return_v else None)
@@ -39,7 +39,8 @@ def noise_affine(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, r
         t is not None and t.requires_grad for t in (x0, a, b, c, d, noise))
     if needs_grad or torch.compiler.is_compiling():
         return QSample.apply(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v)
-    return _forward(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v)
+    return _forward(x0, t_rows, a, b, c, d, noise, launch.seed_parts(seed), stream, offset_strength, return_noise,
+                    return_v)
 
 
 class QSample(torch.autograd.Function):
@@ -54,8 +55,8 @@ class QSample(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v):
-        out, eps, v = _forward(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v)
-        seed_tensor, lo, hi = launch.seed_parts(seed)
+        seed_tensor, lo, hi = parts = launch.seed_parts(seed)
+        out, eps, v = _forward(x0, t_rows, a, b, c, d, noise, parts, stream, offset_strength, return_noise, return_v)
         tables_need_grad = any(ctx.needs_input_grad[i] for i in (2, 3, 4, 5))
         ctx.save_for_backward(t_rows, a, b, c, d, x0 if tables_need_grad else None,
                               noise if tables_need_grad else None, seed_tensor)

@@ -109,6 +109,13 @@ def block_quads(kernel_module, row_len: int) -> int:
     return max(16, min(kernel_module.INTERPRETER_BLOCK_QUADS, needed))
 
 
+def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0) -> tuple[int, int, int]:
+    """(row_len, quads per program, programs per row) for n elements in ``rows`` rows."""
+    row_len = n // rows
+    block = block_quads(kernel_module, row_len)
+    return row_len, block, chunks_per_row(row_len, elem_offset, block)
+
+
 def chunks_per_row(row_len: int, elem_offset: int, block: int) -> int:
     if row_len % 4 == 0 and elem_offset % 4 == 0:
         quads = row_len // 4
@@ -195,9 +202,7 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
     if n > 0:
         (x0_, noise_), (out_, eps_, v_), (ndim, z, strides) = _prepare(x0.shape, [x0, noise], [out, eps, v])
         rows = t_rows.numel()
-        row_len = n // rows
-        block = block_quads(km.q_sample, row_len)
-        cpr = chunks_per_row(row_len, elem_offset, block)
+        row_len, block, cpr = tiling(km.q_sample, n, rows, elem_offset)
         s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
         with _device_guard(x0):
             _launcher(km.q_sample.noise_affine_fwd_kernel)[(rows * cpr,)](
@@ -242,9 +247,7 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
         noise_in = noise if need_tables else None
         (g_, gv_, x0_, noise_), (gx_, gn_), (ndim, z, strides) = _prepare(g.shape, [g, gv, x0_in, noise_in],
                                                                           [gx, gn])
-        row_len = n // rows
-        block = block_quads(km.q_sample, row_len)
-        cpr = chunks_per_row(row_len, elem_offset, block)
+        row_len, block, cpr = tiling(km.q_sample, n, rows, elem_offset)
         partials = torch.empty((rows * cpr, 4), dtype=torch.float32, device=g.device) if need_tables else None
         s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
         with _device_guard(g):
@@ -297,8 +300,7 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
     for k, s in enumerate(snapshot_steps):
         snap_index[s] = k
     snap_index = snap_index.to(x0.device)
-    block = block_quads(km.trajectory, n)
-    chunks = chunks_per_row(n, 0, block)
+    _, block, chunks = tiling(km.trajectory, n, 1)
     seed_tensor, lo, hi = seed_parts(seed)
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, snap_index)
     with _device_guard(x0):
@@ -315,10 +317,7 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
 
 def _mse_common(pred, handle_rows: int, seed):
     km = kernels_module()
-    n = pred.numel()
-    row_len = n // handle_rows
-    block = block_quads(km.noise_mse, row_len)
-    cpr = chunks_per_row(row_len, 0, block)
+    row_len, block, cpr = tiling(km.noise_mse, pred.numel(), handle_rows)
     seed_tensor, lo, hi = seed_parts(seed)
     return km, row_len, block, cpr, seed_tensor, lo, hi
 

@@ -23,21 +23,21 @@ from ..checks import check_noise, check_x0
 class FusedNoising:
     """Needs the ``sqrt_alphas_cumprod`` and ``sqrt_one_minus_alphas_cumprod`` buffers of their GaussianDiffusion."""
 
-    def _fused_form(self, x_start, t):
-        return table_form(x_start, t, self.sqrt_alphas_cumprod, self.sqrt_one_minus_alphas_cumprod)
+    def _fused_form(self, x_start, t, noise=None):
+        return table_form(x_start, t, self.sqrt_alphas_cumprod, self.sqrt_one_minus_alphas_cumprod, noise=noise)
 
     def q_sample(self, x_start, t, noise=None):
         """sqrt(ᾱ[t])·x_start + sqrt(1 − ᾱ[t])·ε in one pass, ε drawn in the kernel when not given."""
         x_start = check_x0(x_start, "x_start")
         noise = check_noise(noise, x_start)
-        return _run(x_start, noise, self._fused_form(x_start, t), seed=None, generator=None, return_noise=False,
+        return _run(x_start, noise, self._fused_form(x_start, t, noise), seed=None, generator=None, return_noise=False,
                     return_v=False, backend="auto", stream=None)
 
     def predict_v(self, x_start, t, noise):
         """sqrt(ᾱ[t])·ε − sqrt(1 − ᾱ[t])·x_start in one pass."""
         x_start = check_x0(x_start, "x_start")
         noise = check_noise(noise, x_start)
-        form = self._fused_form(x_start, t)
+        form = self._fused_form(x_start, t, noise)
         form = dataclasses.replace(form, tables=form.velocity_tables, reference=form.reference_velocity)
         return _run(x_start, noise, form, seed=None, generator=None, return_noise=False, return_v=False,
                     backend="auto", stream=None)
