@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -109,11 +109,46 @@ def block_quads(kernel_module, row_len: int) -> int:
     return max(16, min(kernel_module.INTERPRETER_BLOCK_QUADS, needed))
 
 
-def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0) -> tuple[int, int, int]:
-    """(row_len, quads per program, programs per row) for n elements in ``rows`` rows."""
+class Tiling(NamedTuple):
+    """How a launch cuts ``rows`` rows of ``row_len`` elements into programs."""
+    rows: int
+    row_len: int
+    block: int  # quads per program
+    chunks: int  # programs per row
+    magic: int  # with shift: pid // chunks as a multiply and a shift (divisor_magic)
+    shift: int
+
+    @property
+    def grid(self) -> tuple[int]:
+        return (self.rows * self.chunks,)
+
+    @property
+    def row_args(self) -> tuple[int, int, int, int]:
+        """The kernels' (row_len, chunks_per_row, row_magic, row_shift) arguments."""
+        return self.row_len, self.chunks, self.magic, self.shift
+
+
+def divisor_magic(d: int) -> tuple[int, int]:
+    """(m, s) with n // d == (n · m) >> s for every 0 <= n < 2**31, m given as int32 bits.
+
+    Granlund & Montgomery (1994), Theorem 4.2, for 31-bit dividends: with
+    k = ceil(log2 d) and m = ceil(2**(31 + k) / d), m < 2**32 and
+    0 <= m·d − 2**(31 + k) < d <= 2**k, which makes the quotient exact; the
+    kernel forms n·m in 64 bits (one wide multiply).
+    """
+    if not 1 <= d < 2**31:
+        raise ValueError(f"divisor must be in [1, 2**31), got {d}")
+    k = (d - 1).bit_length()
+    m = -(-(1 << (31 + k)) // d)
+    return seeding.as_int32(m), 31 + k
+
+
+def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0) -> Tiling:
+    """The tiling of n elements in ``rows`` rows for ``kernel_module``'s kernels."""
     row_len = n // rows
     block = block_quads(kernel_module, row_len)
-    return row_len, block, chunks_per_row(row_len, elem_offset, block)
+    chunks = chunks_per_row(row_len, elem_offset, block)
+    return Tiling(rows, row_len, block, chunks, *divisor_magic(chunks))
 
 
 def chunks_per_row(row_len: int, elem_offset: int, block: int) -> int:
@@ -202,18 +237,18 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
     if n > 0:
         (x0_, noise_), (out_, eps_, v_), (ndim, z, strides) = _prepare(x0.shape, [x0, noise], [out, eps, v])
         rows = t_rows.numel()
-        row_len, block, cpr = tiling(km.q_sample, n, rows, elem_offset)
+        tile = tiling(km.q_sample, n, rows, elem_offset)
         s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
         with _device_guard(x0):
-            _launcher(km.q_sample.noise_affine_fwd_kernel)[(rows * cpr,)](
+            _launcher(km.q_sample.noise_affine_fwd_kernel)[tile.grid](
                 x0_, noise_ if noise_ is not None else x0_, out_, eps_ if eps_ is not None else out_,
                 v_ if v_ is not None else out_,
                 t_rows, a, b, c if c is not None else a, d if d is not None else b, a.numel(),
-                row_len, cpr, elem_offset,
+                *tile.row_args, elem_offset,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength,
                 *z, *_flat(strides),
                 NDIM=ndim, HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
-                HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=block,
+                HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
                 SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(x0),
                 num_warps=km.q_sample.NUM_WARPS,
             )
@@ -247,27 +282,27 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
         noise_in = noise if need_tables else None
         (g_, gv_, x0_, noise_), (gx_, gn_), (ndim, z, strides) = _prepare(g.shape, [g, gv, x0_in, noise_in],
                                                                           [gx, gn])
-        row_len, block, cpr = tiling(km.q_sample, n, rows, elem_offset)
-        partials = torch.empty((rows * cpr, 4), dtype=torch.float32, device=g.device) if need_tables else None
+        tile = tiling(km.q_sample, n, rows, elem_offset)
+        partials = torch.empty((*tile.grid, 4), dtype=torch.float32, device=g.device) if need_tables else None
         s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
         with _device_guard(g):
-            _launcher(km.q_sample.noise_affine_bwd_kernel)[(rows * cpr,)](
+            _launcher(km.q_sample.noise_affine_bwd_kernel)[tile.grid](
                 g_, gv_ if gv_ is not None else g_, x0_ if x0_ is not None else g_,
                 noise_ if noise_ is not None else g_, gx_ if gx_ is not None else g_, gn_ if gn_ is not None else g_,
                 partials if partials is not None else a,
                 t_rows, a, b, c if c is not None else a, d if d is not None else b, a.numel(),
-                row_len, cpr, elem_offset,
+                *tile.row_args, elem_offset,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength,
                 *z, *_flat(strides),
                 NDIM=ndim, HAS_NOISE=noise is not None, HAS_GV=gv is not None,
                 NEED_GX=gx is not None, NEED_GN=gn is not None, NEED_PARTIALS=need_tables,
-                HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=block,
+                HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
                 SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(g),
                 num_warps=km.q_sample.NUM_WARPS,
             )
         _copy_back([(gx, gx_), (gn, gn_)])
         if need_tables:
-            sums = partials.view(rows, cpr, 4).sum(dim=1)
+            sums = partials.view(rows, tile.chunks, 4).sum(dim=1)
     def empty():
         return g.new_empty(0, dtype=torch.float32)
 
@@ -300,15 +335,15 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
     for k, s in enumerate(snapshot_steps):
         snap_index[s] = k
     snap_index = snap_index.to(x0.device)
-    _, block, chunks = tiling(km.trajectory, n, 1)
+    tile = tiling(km.trajectory, n, 1)
     seed_tensor, lo, hi = seed_parts(seed)
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, snap_index)
     with _device_guard(x0):
-        km.trajectory.forward_trajectory_kernel[(chunks,)](
+        km.trajectory.forward_trajectory_kernel[tile.grid](
             src, out, snaps if len(snapshot_steps) else out, snap_index,
-            sqrt_alpha, sqrt_beta, t_end, n, chunks,
+            sqrt_alpha, sqrt_beta, t_end, *tile.row_args,
             s_lo, s_hi, s_ptr, seeding.as_int32(stream),
-            HAS_SNAPSHOTS=len(snapshot_steps) > 0, SEED_FROM_PTR=from_ptr, BLOCK=block,
+            HAS_SNAPSHOTS=len(snapshot_steps) > 0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
             SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=km.trajectory.PAIRED,
             num_warps=km.trajectory.NUM_WARPS,
         )
@@ -317,24 +352,23 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
 
 def _mse_common(pred, handle_rows: int, seed):
     km = kernels_module()
-    row_len, block, cpr = tiling(km.noise_mse, pred.numel(), handle_rows)
     seed_tensor, lo, hi = seed_parts(seed)
-    return km, row_len, block, cpr, seed_tensor, lo, hi
+    return km, tiling(km.noise_mse, pred.numel(), handle_rows), seed_tensor, lo, hi
 
 
 def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_strength: float) -> torch.Tensor:
     """Σ (pred − ε)² as a float32 0-d tensor, ε regenerated from (seed, stream) with ``rows`` offset rows."""
     if pred.numel() == 0:
         return pred.new_zeros((), dtype=torch.float32)
-    km, row_len, block, cpr, seed_tensor, lo, hi = _mse_common(pred, rows, seed)
+    km, tile, seed_tensor, lo, hi = _mse_common(pred, rows, seed)
     (pred_,), _, (ndim, z, strides) = _prepare(pred.shape, [pred], [])
-    partials = torch.empty(rows * cpr, dtype=torch.float32, device=pred.device)
+    partials = torch.empty(tile.grid, dtype=torch.float32, device=pred.device)
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, partials)
     with _device_guard(pred):
-        km.noise_mse.noise_mse_fwd_kernel[(rows * cpr,)](
-            pred_, partials, row_len, cpr, s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
+        km.noise_mse.noise_mse_fwd_kernel[tile.grid](
+            pred_, partials, *tile.row_args, s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
             *z, *strides[0],
-            NDIM=ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=block,
+            NDIM=ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
             FAST_MATH=not interpreter_active(), PAIRED=paired(pred), num_warps=km.noise_mse.NUM_WARPS,
         )
     return partials.sum()
@@ -346,14 +380,14 @@ def noise_mse_backward(pred: torch.Tensor, upstream: torch.Tensor, scale: float,
     grad = torch.empty_like(pred)
     if pred.numel() == 0:
         return grad
-    km, row_len, block, cpr, seed_tensor, lo, hi = _mse_common(pred, rows, seed)
+    km, tile, seed_tensor, lo, hi = _mse_common(pred, rows, seed)
     (pred_,), (grad_,), (ndim, z, strides) = _prepare(pred.shape, [pred], [grad])
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, grad_)
     with _device_guard(pred):
-        km.noise_mse.noise_mse_bwd_kernel[(rows * cpr,)](
-            pred_, grad_, upstream.to(device=pred.device, dtype=torch.float32).reshape(1), scale, row_len, cpr,
+        km.noise_mse.noise_mse_bwd_kernel[tile.grid](
+            pred_, grad_, upstream.to(device=pred.device, dtype=torch.float32).reshape(1), scale, *tile.row_args,
             s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *z, *_flat(strides),
-            NDIM=ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=block,
+            NDIM=ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
             SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(pred),
             num_warps=km.noise_mse.NUM_WARPS,
         )

@@ -12,23 +12,26 @@ from .convert import to_output
 from .philox_normal import draw_noise, load_seed
 from .tiles import row_tile, strided_offset
 
-BLOCK_QUADS = 256
+# Same tiling as q_sample.py, for the same reason: the same Philox work per element.
+BLOCK_QUADS = 512
 NUM_WARPS = 4
 INTERPRETER_BLOCK_QUADS = 4096
 
-_RNG_ARGS = ["seed_lo", "seed_hi", "stream", "offset_strength"]
+# Values that change from call to call: specialising on them (== 1, % 16)
+# would only multiply compiled variants.
+_PER_CALL_ARGS = ["row_magic", "row_shift", "seed_lo", "seed_hi", "stream", "offset_strength"]
 
 
-@triton.jit(do_not_specialize=_RNG_ARGS)
+@triton.jit(do_not_specialize=_PER_CALL_ARGS)
 def noise_mse_fwd_kernel(
     pred_ptr, partial_ptr,
-    row_len, chunks_per_row,
+    row_len, chunks_per_row, row_magic, row_shift,
     seed_lo, seed_hi, seed_ptr, stream, offset_strength,
     z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4,
     NDIM: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
     FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
-    pid, row, first_quad, idx, mask = row_tile(chunks_per_row, row_len, 0, BLOCK)
+    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_magic, row_shift, 0, BLOCK)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
     eps = draw_noise(seed, first_quad, stream, 0, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET, FAST_MATH)
     pred = tl.load(pred_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4),
@@ -37,17 +40,17 @@ def noise_mse_fwd_kernel(
     tl.store(partial_ptr + pid, tl.sum(diff * diff, axis=0))
 
 
-@triton.jit(do_not_specialize=_RNG_ARGS)
+@triton.jit(do_not_specialize=_PER_CALL_ARGS)
 def noise_mse_bwd_kernel(
     pred_ptr, grad_ptr, upstream_ptr, scale,
-    row_len, chunks_per_row,
+    row_len, chunks_per_row, row_magic, row_shift,
     seed_lo, seed_hi, seed_ptr, stream, offset_strength,
     z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4, gs0, gs1, gs2, gs3, gs4,
     NDIM: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
     SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
     """grad = 2·scale·upstream·(prediction − ε); the upstream gradient is read on the device (no sync)."""
-    pid, row, first_quad, idx, mask = row_tile(chunks_per_row, row_len, 0, BLOCK)
+    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_magic, row_shift, 0, BLOCK)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
     eps = draw_noise(seed, first_quad, stream, 0, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET, FAST_MATH)
     pred = tl.load(pred_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4),

@@ -16,36 +16,79 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
+# Philox4x32-10 constants (Salmon et al. 2011; the same as curand's and
+# Triton's tl.philox).
+PHILOX_ROUND_A = tl.constexpr(0xD2511F53)
+PHILOX_ROUND_B = tl.constexpr(0xCD9E8D57)
+PHILOX_KEY_A = tl.constexpr(0x9E3779B9)
+PHILOX_KEY_B = tl.constexpr(0xBB67AE85)
+PHILOX_ROUNDS = tl.constexpr(10)
+
+
+@triton.jit
+def philox4x32(seed, c0, c1, c2, c3):
+    """The four 32-bit outputs of Philox4x32-10 for uint32 counter blocks and a uint64 key.
+
+    The same function as tl.philox, written with one 32×32→64-bit product per
+    multiplier: the product's two halves are the round's mulhi and mullo, so
+    the GPU issues one wide multiply (IMAD.WIDE.U32) where mul.hi + mul.lo
+    would cost two. Philox is most of a bf16 kernel's instructions, and a bf16
+    kernel is bound by instruction issue, not by memory, when its Philox is
+    not lean.
+    """
+    k0 = (seed & 0xFFFFFFFF).to(tl.uint32)
+    k1 = (seed >> 32).to(tl.uint32)
+    for _ in tl.static_range(PHILOX_ROUNDS):
+        pa = c0.to(tl.uint64) * PHILOX_ROUND_A
+        pb = c2.to(tl.uint64) * PHILOX_ROUND_B
+        c0 = (pb >> 32).to(tl.uint32) ^ c1 ^ k0
+        c2 = (pa >> 32).to(tl.uint32) ^ c3 ^ k1
+        c1 = pb.to(tl.uint32)
+        c3 = pa.to(tl.uint32)
+        k0 = k0 + PHILOX_KEY_A
+        k1 = k1 + PHILOX_KEY_B
+    return c0, c1, c2, c3
+
+
 # Box–Muller in float32. The radius uses 23 bits of r0 placed at the centre of
-# their bucket, u1 = (k + 0.5) * 2**-23 for k = r0 >> 9, which lies in (0, 1)
-# and is exact in float32, so log(u1) is finite and the largest |z| drawn is
-# sqrt(-2 ln 2**-24) ~ 5.77. The angle uses 24 bits of r1, u2 = k * 2**-24 in
-# [0, 1), and is centred to [-pi, pi) where sin/cos are accurate without a
-# long argument reduction.
+# their bucket, u1 = (k + 0.5) * 2**-23 for k = r0 >> 9, which lies in (0, 1),
+# so log(u1) is finite and the largest |z| drawn is sqrt(-2 ln 2**-24) ~ 5.77.
+# u1 is formed without an int→float conversion: k written under the exponent
+# of 1.0 is the float 1 + k * 2**-23 (one shift-and-add), and subtracting
+# 1 - 2**-24 leaves (2k + 1) * 2**-24, exact in float32. The angle uses 24
+# bits of r1, u2 = k * 2**-24 in [0, 1), and is centred to [-pi, pi) where
+# sin/cos are accurate without a long argument reduction.
 #
 # FAST_MATH (every GPU launch) uses the hardware approximations sin.approx,
 # cos.approx and lg2.approx: one special-function instruction each instead of
 # the math library's polynomial and range-reduction code, which would make a
-# bf16 kernel bound by instruction issue rather than memory. In [-pi, pi) their
-# absolute error is below 2**-20.9, so a normal differs from the math-library
-# value by at most ~5.77 * 2**-20.9 ~ 3e-6 (diffusion_kernels.tolerances.NOISE_ATOL).
-# Triton's CPU interpreter has no such instructions and runs the library path.
-TWO_POW_M23 = tl.constexpr(1.1920928955078125e-07)
+# bf16 kernel bound by instruction issue rather than memory. Their constants
+# are folded to one instruction each: -2 ln(u1) = lg2(u1) * (-2 ln 2), and
+# theta = k * (2 pi 2**-24) - pi in one FMA, which rounds once where the
+# library path rounds twice (a difference of an ulp of theta). In [-pi, pi)
+# the approximations' absolute error is below 2**-20.9, so a normal differs
+# from the math-library value by at most ~5.77 * 2**-20.9 ~ 3e-6
+# (diffusion_kernels.tolerances.NOISE_ATOL). Triton's CPU interpreter has no
+# such instructions and runs the library path.
+ONE_BITS = tl.constexpr(0x3F800000)
+ONE_MINUS_TWO_POW_M24 = tl.constexpr(0.99999994039535522)
 TWO_POW_M24 = tl.constexpr(5.9604644775390625e-08)
 TWO_PI = tl.constexpr(6.283185307179586)
+TWO_PI_POW_M24 = tl.constexpr(6.283185307179586 * 5.9604644775390625e-08)
 PI = tl.constexpr(3.141592653589793)
+MINUS_TWO_LN2 = tl.constexpr(-1.3862943611198906)
 
 
 @triton.jit
 def box_muller(ra, rb, FAST_MATH: tl.constexpr):
     """Two independent N(0, 1) from two uint32 blocks."""
-    u1 = ((ra >> 9).to(tl.float32) + 0.5) * TWO_POW_M23
-    u2 = (rb >> 8).to(tl.float32) * TWO_POW_M24
-    theta = u2 * TWO_PI - PI
+    u1 = ((ra >> 9) + ONE_BITS).to(tl.float32, bitcast=True) - ONE_MINUS_TWO_POW_M24
     if FAST_MATH:
-        radius = tl.sqrt(-2.0 * libdevice.fast_logf(u1))
+        theta = tl.fma((rb >> 8).to(tl.float32), TWO_PI_POW_M24, -PI)
+        radius = tl.sqrt(libdevice.fast_log2f(u1) * MINUS_TWO_LN2)
         return radius * libdevice.fast_cosf(theta), radius * libdevice.fast_sinf(theta)
     else:
+        theta = (rb >> 8).to(tl.float32) * TWO_POW_M24 * TWO_PI - PI
         radius = tl.sqrt(-2.0 * tl.log(u1))
         return radius * tl.cos(theta), radius * tl.sin(theta)
 
@@ -76,7 +119,7 @@ def quad_normals(seed, quad, stream, step, FAST_MATH: tl.constexpr):
     zero = tl.zeros_like(c0).to(tl.int32)
     c2 = (zero + stream).to(tl.uint32, bitcast=True)
     c3 = (zero + step).to(tl.uint32, bitcast=True)
-    r0, r1, r2, r3 = tl.philox(seed, c0, c1, c2, c3)
+    r0, r1, r2, r3 = philox4x32(seed, c0, c1, c2, c3)
     n0, n1 = box_muller(r0, r1, FAST_MATH)
     n2, n3 = box_muller(r2, r3, FAST_MATH)
     return n0, n1, n2, n3

@@ -16,24 +16,30 @@ from .convert import to_output
 from .philox_normal import draw_noise, load_seed
 from .tiles import row_coefficients, row_tile, strided_offset
 
-# Quads (4 elements) per program and warps per program. 256 quads = 1024
-# elements: 8 per thread at 4 warps, enough in flight to cover HBM latency
-# while the Box–Muller math hides behind the loads. The choice never changes
-# the noise stream (see philox_normal.py).
-BLOCK_QUADS = 256
+# Quads (4 elements) per program and warps per program. 512 quads = 2048
+# elements: 16 per thread at 4 warps. A drawn-noise kernel in bf16 is bound by
+# instruction issue (Philox alone is ~10 instructions per element), and each
+# program also pays ~90 instructions of setup (row, coefficients, masks,
+# addresses, the Philox key schedule): 16 elements per thread spread that to
+# ~6 per element where 8 left ~11, at 32-48 registers (sm_90 cubin,
+# tests/gpu_compile_check.py). 32 per thread saves ~3 more but needs 56-86
+# registers. The choice never changes the noise stream (see philox_normal.py).
+BLOCK_QUADS = 512
 NUM_WARPS = 4
 # Triton's CPU interpreter pays per operation, not per element: there one
 # program takes up to this many quads (shrunk to what a row needs).
 INTERPRETER_BLOCK_QUADS = 4096
 
-_RNG_ARGS = ["seed_lo", "seed_hi", "stream", "step", "offset_strength"]
+# Values that change from call to call: specialising on them (== 1, % 16)
+# would only multiply compiled variants.
+_PER_CALL_ARGS = ["row_magic", "row_shift", "seed_lo", "seed_hi", "stream", "step", "offset_strength"]
 
 
-@triton.jit(do_not_specialize=_RNG_ARGS)
+@triton.jit(do_not_specialize=_PER_CALL_ARGS)
 def noise_affine_fwd_kernel(
     x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr,
     t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
-    row_len, chunks_per_row, elem_offset,
+    row_len, chunks_per_row, row_magic, row_shift, elem_offset,
     seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
     z1, z2, z3, z4,
     xs0, xs1, xs2, xs3, xs4,
@@ -45,7 +51,7 @@ def noise_affine_fwd_kernel(
     HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
     SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
-    pid, row, first_quad, idx, mask = row_tile(chunks_per_row, row_len, elem_offset, BLOCK)
+    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_magic, row_shift, elem_offset, BLOCK)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
 
     x0 = tl.load(
@@ -79,11 +85,11 @@ def noise_affine_fwd_kernel(
         )
 
 
-@triton.jit(do_not_specialize=_RNG_ARGS)
+@triton.jit(do_not_specialize=_PER_CALL_ARGS)
 def noise_affine_bwd_kernel(
     g_ptr, gv_ptr, x0_ptr, noise_ptr, gx_ptr, gn_ptr, partial_ptr,
     t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
-    row_len, chunks_per_row, elem_offset,
+    row_len, chunks_per_row, row_magic, row_shift, elem_offset,
     seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
     z1, z2, z3, z4,
     gs0, gs1, gs2, gs3, gs4,
@@ -105,7 +111,7 @@ def noise_affine_bwd_kernel(
     adds them per row (deterministic, no atomics). ε is regenerated from the
     seed when it was not given, so the forward never has to keep it.
     """
-    pid, row, first_quad, idx, mask = row_tile(chunks_per_row, row_len, elem_offset, BLOCK)
+    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_magic, row_shift, elem_offset, BLOCK)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
 
     g = tl.load(

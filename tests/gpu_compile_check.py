@@ -13,7 +13,10 @@ divisible ints and device pointers get the divisibility hint, arguments in
 """
 import json
 import os
+import re
+import subprocess
 import sys
+import tempfile
 
 assert os.environ.get("TRITON_INTERPRET", "0") in ("", "0"), "run without TRITON_INTERPRET"
 
@@ -100,22 +103,55 @@ def issue_launches():
         launch.forward_trajectory(x, sa, sb, 999, seed=5, snapshot_steps=(10, 500))
         launch.noise_mse_forward(x, 4, 5, 0, 0.1)
         launch.noise_mse_backward(x, torch.ones(()), 1.0, 4, 5, 0, 0.0)
+    for dtype in (torch.float32, torch.bfloat16):
+        # A training batch: per-sample t, many programs per row (no shape-1 specialisation).
+        x = torch.zeros(16, 4, 64, 64, dtype=dtype)
+        t = torch.arange(16) * 60
+        for write_noise in (False, True):
+            launch.noise_affine(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise, False, 0)
 
 
-def resource_usage(cubin: bytes) -> dict:
-    """Registers and spill bytes per thread, read from the cubin with the cuobjdump Triton ships."""
-    import re
-    import subprocess
-    import tempfile
-
+def cuobjdump(cubin: bytes, *flags: str) -> str:
+    """The output of the cuobjdump Triton ships, run on ``cubin``."""
     tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
-        out = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
+        return subprocess.run([tool, *flags, f.name], capture_output=True, text=True, check=True).stdout
+
+
+def resource_usage(cubin: bytes) -> dict:
+    """Registers and spill bytes per thread."""
+    out = cuobjdump(cubin, "--dump-resource-usage")
     regs = re.search(r"REG:(\d+)", out)
     spill = re.search(r"STACK:(\d+)", out)
     return {"registers": int(regs.group(1)) if regs else None, "stack_bytes": int(spill.group(1)) if spill else None}
+
+
+SASS_LINE = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
+
+
+def sass_instructions(cubin: bytes) -> int:
+    """Machine instructions in the kernel, padding (NOP) and the closing self-branch left out.
+
+    The noising kernels have no loops, so this is also what each thread
+    issues, give or take the instructions a predicate skips.
+    """
+    ops = [m.group(1) for line in cuobjdump(cubin, "-sass").splitlines() if (m := SASS_LINE.match(line))]
+    return sum(op != "NOP" for op in ops) - 1
+
+
+# The Philox round multipliers 0xD2511F53 and 0xCD9E8D57 as PTX prints them (signed).
+PHILOX_MULTIPLIERS = ("-766435501", "-845247145")
+
+
+def philox_multiplies(ptx: str) -> int:
+    """Multiplies by a Philox round constant (wide, or mulhi), not counting address arithmetic."""
+    return sum(
+        any(op in line for op in ("mul.wide.u32", "mul.hi.u32", "mul.lo.s32"))
+        and line.rstrip(";").split()[-1] in PHILOX_MULTIPLIERS
+        for line in ptx.splitlines()
+    )
 
 
 def main(sm: int):
@@ -131,13 +167,17 @@ def main(sm: int):
         print(json.dumps({
             "kernel": kernel.__name__,
             "constexprs": {k: str(v) for k, v in constexprs.items() if k.isupper()},
+            "specialised_to_one": sorted(k for k in constexprs if not k.isupper()),
             "ptx_lines": ptx.count("\n"),
             "dtype": next(str(a.dtype).replace("torch.", "") for a in args if isinstance(a, torch.Tensor)),
             "vector_loads": sum(".v4." in line or ".v2." in line for line in ptx.splitlines() if "ld.global" in line),
-            "philox_mulhi": ptx.count("mul.hi.u32"),
+            "shape": next(list(a.shape) for a in args if isinstance(a, torch.Tensor)),
+            "philox_multiplies": philox_multiplies(ptx),
             "shared_memory_ops": ptx.count("st.shared") + ptx.count("ld.shared"),
             "approx_math_ops": sum(ptx.count(op) for op in ("sin.approx", "cos.approx", "lg2.approx")),
             "cubin_bytes": len(compiled.asm["cubin"]),
+            "sass_instructions": sass_instructions(compiled.asm["cubin"]),
+            "elements_per_thread": 4 * constexprs["BLOCK"] / (32 * num_warps),
             **resource_usage(compiled.asm["cubin"]),
         }))
 
