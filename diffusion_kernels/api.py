@@ -62,6 +62,7 @@ class _Form:
     velocity_tables: object  # device -> (c, d): v = c·x + d·ε, or None when the form has no v-target
     reference: object  # (x, ε) -> out
     reference_velocity: object  # (x, ε) -> v
+    check_index: bool = False  # a GPU index tensor is range-checked by the kernel (CPU ones on the host)
 
 
 def _run(x, noise, form: _Form, *, seed, generator, return_noise, return_v, backend, stream,
@@ -93,7 +94,8 @@ def _run(x, noise, form: _Form, *, seed, generator, return_noise, return_v, back
         if t_rows.numel() == 0:
             t_rows = t_rows.new_zeros(1)
         out, eps, v = noise_affine(x, t_rows, a, b, c, d, noise, call_seed, stream, offset_strength,
-                                   return_noise is True and noise is None, bool(return_v))
+                                   return_noise is True and noise is None, bool(return_v),
+                                   form.check_index and form.index.device.type == "cuda" and not _compiling())
         if noise is not None:
             eps = noise
 
@@ -142,7 +144,7 @@ def _ddpm_form(x, t, schedule, *, check_t: bool, noise=None) -> _Form:
             return -b, a
     return _Form(index, tables, velocity_tables,
                  lambda x0, eps: reference.q_sample(x0, index, alpha_bars, eps),
-                 lambda x0, eps: reference.velocity(x0, index, alpha_bars, eps))
+                 lambda x0, eps: reference.velocity(x0, index, alpha_bars, eps), check_index=check_t)
 
 
 def table_form(x, t, sqrt_ab: torch.Tensor, sqrt_1m_ab: torch.Tensor, *, check_t: bool = True,
@@ -176,7 +178,7 @@ def table_form(x, t, sqrt_ab: torch.Tensor, sqrt_1m_ab: torch.Tensor, *, check_t
         a, b, compute = gathered(x0)
         return (a * eps.to(compute) - b * x0.to(compute)).to(x0.dtype)
 
-    return _Form(index, tables, velocity_tables, textbook, textbook_velocity)
+    return _Form(index, tables, velocity_tables, textbook, textbook_velocity, check_index=check_t)
 
 
 def q_sample(x0: torch.Tensor, t, schedule, noise: torch.Tensor | None = None, *, seed=None,
@@ -204,9 +206,11 @@ def q_sample(x0: torch.Tensor, t, schedule, noise: torch.Tensor | None = None, *
             ``t`` (pass t of shape (B, C) for per-channel offset noise).
         backend: ``"auto"`` (kernel on CUDA, and on CPU under TRITON_INTERPRET=1;
             reference otherwise), ``"triton"`` or ``"reference"``.
-        check_t: check that every t lies in [0, T) (a host sync for GPU tensors;
-            skipped under torch.compile). Unchecked values are clamped inside the
-            kernel, never read out of bounds.
+        check_t: check that every t lies in [0, T): a ValueError for an int or a
+            CPU tensor; for a GPU tensor the kernel checks on the device, with no
+            host sync, and a bad t stops it with CUDA's device-side assert (as
+            PyTorch's indexing does). Skipped under torch.compile. Unchecked
+            values are clamped inside the kernel, never read out of bounds.
         stream: the Philox stream word in [0, 2**32); default the rank of an
             initialised torch.distributed group, else 0.
     """
@@ -321,7 +325,8 @@ def forward_step(x_prev: torch.Tensor, t, schedule, noise: torch.Tensor | None =
     else:
         def tables(device):
             return coefficient_tables(alphas, device)
-    form = _Form(index, tables, None, lambda x, eps: reference.forward_step(x, index, alphas, eps), None)
+    form = _Form(index, tables, None, lambda x, eps: reference.forward_step(x, index, alphas, eps), None,
+                 check_index=check_t)
     return _run(x_prev, noise, form, seed=seed, generator=generator, return_noise=return_noise, return_v=False,
                 backend=backend, stream=stream)
 

@@ -24,23 +24,25 @@ def _table_grad(table, t_rows, row_sums):
     return torch.zeros(table.numel(), dtype=torch.float32, device=row_sums.device).index_add_(0, t_rows, row_sums)
 
 
-def _forward(x0, t_rows, a, b, c, d, noise, seed_parts, stream, offset_strength, return_noise, return_v):
+def _forward(x0, t_rows, a, b, c, d, noise, seed_parts, stream, offset_strength, return_noise, return_v, check_t):
     """(out, ε or None, v or None) from one launch of the fused forward kernel."""
     seed_tensor, lo, hi = seed_parts
     out, eps, v = _fwd(x0, t_rows, a, b, c, d, noise, seed_tensor, lo, hi, stream, 0, offset_strength,
-                       return_noise and noise is None, return_v, 0)
+                       return_noise and noise is None, return_v, 0, check_t)
     return out, (eps if return_noise and noise is None else None), (v if return_v else None)
 
 
-def noise_affine(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v):
+def noise_affine(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v,
+                 check_t=False):
     """QSample.apply, or the launch alone when nothing needs a gradient: an inference or data-noising
     call then skips the autograd Function's bookkeeping, a few microseconds a small batch would feel."""
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x0, a, b, c, d, noise))
     if needs_grad or torch.compiler.is_compiling():
-        return QSample.apply(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v)
+        return QSample.apply(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v,
+                             check_t)
     return _forward(x0, t_rows, a, b, c, d, noise, launch.seed_parts(seed), stream, offset_strength, return_noise,
-                    return_v)
+                    return_v, check_t)
 
 
 class QSample(torch.autograd.Function):
@@ -48,15 +50,17 @@ class QSample(torch.autograd.Function):
 
     Inputs: x0, t_rows (int64), a, b, c, d (c, d may be None), noise (or None),
     seed (int or 1-element int64 device tensor), stream, offset_strength,
-    return_noise, return_v. Returns (out, ε or None, v or None). ε drawn in the
-    kernel is not differentiable and is never saved: the backward regenerates
-    it from the seed when the tables need a gradient.
+    return_noise, return_v, check_t (assert t's range on the device).
+    Returns (out, ε or None, v or None). ε drawn in the kernel is not
+    differentiable and is never saved: the backward regenerates it from the
+    seed when the tables need a gradient.
     """
 
     @staticmethod
-    def forward(ctx, x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v):
+    def forward(ctx, x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v, check_t):
         seed_tensor, lo, hi = parts = launch.seed_parts(seed)
-        out, eps, v = _forward(x0, t_rows, a, b, c, d, noise, parts, stream, offset_strength, return_noise, return_v)
+        out, eps, v = _forward(x0, t_rows, a, b, c, d, noise, parts, stream, offset_strength, return_noise, return_v,
+                               check_t)
         tables_need_grad = any(ctx.needs_input_grad[i] for i in (2, 3, 4, 5))
         ctx.save_for_backward(t_rows, a, b, c, d, x0 if tables_need_grad else None,
                               noise if tables_need_grad else None, seed_tensor)
@@ -71,7 +75,7 @@ class QSample(torch.autograd.Function):
     def backward(ctx, g, _g_eps, g_v):
         t_rows, a, b, c, d, x0, noise, seed_tensor = ctx.saved_tensors
         if g is None and g_v is None:
-            return (None,) * 12
+            return (None,) * 13
         need_tables = any(ctx.needs_input_grad[i] for i in (2, 3, 4, 5))
         # Only v was used: the same kernel with (c, d) in the roles of (a, b).
         swap = g is None
@@ -86,4 +90,4 @@ class QSample(torch.autograd.Function):
             cols = (2, 3, 0, 1) if swap else (0, 1, 2, 3)
             grads = [_table_grad(tab, t_rows, sums[:, col]) for tab, col in zip((a, b, c, d), cols)]
         return (gx if ctx.needs_input_grad[0] else None, None, *grads,
-                gn if ctx.needs_input_grad[6] else None, None, None, None, None, None)
+                gn if ctx.needs_input_grad[6] else None, None, None, None, None, None, None)

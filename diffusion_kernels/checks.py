@@ -52,7 +52,12 @@ def check_device_set(devices):
 
 
 def check_t(t, x0: torch.Tensor, T: int, *, check_range: bool = True) -> torch.Tensor:
-    """``t`` as an int64 tensor of shape () or a leading prefix of x0.shape, on its own device."""
+    """``t`` as an int64 tensor of shape () or a leading prefix of x0.shape, on its own device.
+
+    The range [0, T) is checked here for ints and CPU tensors. A GPU tensor is
+    not read back (that would stall the host on every call): the kernel checks
+    it on the device when the caller asks (``_Form.check_index``).
+    """
     if isinstance(t, torch.Tensor):
         if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
             raise TypeError(f"t must have an integer dtype, got {t.dtype}")
@@ -65,7 +70,7 @@ def check_t(t, x0: torch.Tensor, T: int, *, check_range: bool = True) -> torch.T
             f"t of shape {tuple(t.shape)} does not fit x0 of shape {tuple(x0.shape)}: t must be a scalar "
             "or have a shape that is a leading prefix of x0's (e.g. (B,) or (B, F))"
         )
-    if check_range and t.numel() > 0:
+    if check_range and t.numel() > 0 and t.device.type != "cuda":
         lo, hi = torch.aminmax(t)
         if int(lo) < 0 or int(hi) >= T:
             value = int(t[(t < 0) | (t >= T)].flatten()[0])

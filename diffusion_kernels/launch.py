@@ -199,6 +199,11 @@ def _register_triton_op(name: str):
     return register
 
 
+# Compile options of a launch that checks t on the device: debug turns the
+# kernel's device_assert on; the overflow sanitiser debug would also add stays off.
+_CHECKED = {"debug": True, "sanitize_overflow": False}
+
+
 def seed_parts(seed):
     """(seed tensor or None, low half, high half) for an int seed or a 1-element int64 device tensor."""
     if isinstance(seed, torch.Tensor):
@@ -221,8 +226,11 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
                  c: Optional[torch.Tensor], d: Optional[torch.Tensor], noise: Optional[torch.Tensor],
                  seed_tensor: Optional[torch.Tensor], seed_lo: int, seed_hi: int, stream: int, step: int,
                  offset_strength: float, write_noise: bool, write_v: bool,
-                 elem_offset: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 elem_offset: int, check_t: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(out, ε, v): out = a[t]·x0 + b[t]·ε and, with ``write_v``, v = c[t]·x0 + d[t]·ε.
+
+    With ``check_t`` the kernel asserts on the device that every t lies in
+    [0, len(a)) (no host sync; a failure surfaces as CUDA's device-side assert).
 
     ``t_rows`` is an int64 tensor of R row indices into the float32 tables,
     R dividing x0.numel(). ε is ``noise`` or, when None, drawn from the seed
@@ -250,7 +258,7 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
                 NDIM=ndim, HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
                 SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(x0),
-                num_warps=km.q_sample.NUM_WARPS,
+                num_warps=km.q_sample.NUM_WARPS, **(_CHECKED if check_t else {}),
             )
         _copy_back([(out, out_), (eps, eps_), (v, v_)])
     return out, (eps if eps is not None else x0.new_empty(0)), (v if v is not None else x0.new_empty(0))

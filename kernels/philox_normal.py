@@ -45,8 +45,9 @@ def philox4x32(seed, c0, c1, c2, c3):
         c2 = (pa >> 32).to(tl.uint32) ^ c3 ^ k1
         c1 = pb.to(tl.uint32)
         c3 = pa.to(tl.uint32)
-        k0 = k0 + PHILOX_KEY_A
-        k1 = k1 + PHILOX_KEY_B
+        # The key schedule wraps modulo 2**32 by design: exempt from debug-mode overflow checks.
+        k0 = tl.add(k0, PHILOX_KEY_A, sanitize_overflow=False)
+        k1 = tl.add(k1, PHILOX_KEY_B, sanitize_overflow=False)
     return c0, c1, c2, c3
 
 

@@ -70,10 +70,14 @@ def strided_offset(idx, NDIM: tl.constexpr, z1, z2, z3, z4, s0, s1, s2, s3, s4):
 def row_coefficients(t_ptr, a_ptr, b_ptr, row, T):
     """sqrt(ᾱ[t]) and sqrt(1 - ᾱ[t]) of one row, as float32 scalars.
 
-    The index is clamped so that a caller who skipped the host-side range
-    check still never reads outside the tables.
+    A launch compiled with ``debug=True`` (a t that lives on the GPU and was
+    asked to be checked) stops with a device-side assertion on a t outside
+    [0, T), as PyTorch's own indexing does; otherwise the assertion compiles to
+    nothing. Either way the index is clamped, so the tables are never read out
+    of bounds.
     """
     tidx = tl.load(t_ptr + row)
+    tl.device_assert((tidx >= 0) & (tidx < T), "diffusion_kernels: t outside [0, T) of the schedule")
     tidx = tl.minimum(tl.maximum(tidx, 0), T - 1)
     a = tl.load(a_ptr + tidx).to(tl.float32)
     b = tl.load(b_ptr + tidx).to(tl.float32)

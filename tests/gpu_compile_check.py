@@ -109,6 +109,8 @@ def issue_launches():
         t = torch.arange(16) * 60
         for write_noise in (False, True):
             launch.noise_affine(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise, False, 0)
+        # The same with t checked on the device (debug compile: the kernel's device_assert is live).
+        launch.noise_affine(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, False, False, 0, True)
 
 
 def cuobjdump(cubin: bytes, *flags: str) -> str:
@@ -159,10 +161,10 @@ def main(sm: int):
     target = GPUTarget("cuda", sm, 32)
     for kernel, args, kwargs in recorded:
         kwargs = dict(kwargs)
-        num_warps = kwargs.pop("num_warps")
+        options = {k: kwargs.pop(k) for k in ("num_warps", "debug", "sanitize_overflow") if k in kwargs}
+        num_warps = options["num_warps"]
         signature, constexprs, attrs = specialise(kernel, args, kwargs)
-        compiled = triton.compile(ASTSource(kernel, signature, constexprs, attrs), target=target,
-                                  options={"num_warps": num_warps})
+        compiled = triton.compile(ASTSource(kernel, signature, constexprs, attrs), target=target, options=options)
         ptx = compiled.asm["ptx"]
         print(json.dumps({
             "kernel": kernel.__name__,
@@ -176,6 +178,8 @@ def main(sm: int):
             "shared_memory_ops": ptx.count("st.shared") + ptx.count("ld.shared"),
             "approx_math_ops": sum(ptx.count(op) for op in ("sin.approx", "cos.approx", "lg2.approx")),
             "cubin_bytes": len(compiled.asm["cubin"]),
+            "debug": options.get("debug", False),
+            "device_asserts": ptx.count(".b8 assertMessage_"),  # one global string per assertion
             "sass_instructions": sass_instructions(compiled.asm["cubin"]),
             "elements_per_thread": 4 * constexprs["BLOCK"] / (32 * num_warps),
             **resource_usage(compiled.asm["cubin"]),

@@ -83,3 +83,32 @@ def test_two_gpu_check_on_device_objects():
     with pytest.raises(ValueError, match=r"different GPUs: \['cuda:0', 'cuda:1'\]"):
         check_device_set([torch.device("cuda:1"), torch.device("cpu"), torch.device("cuda:0")])
     check_device_set([torch.device("cuda:0"), torch.device("cuda:0"), torch.device("cpu")])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU t is range-checked by the kernel: needs CUDA")
+def test_gpu_t_is_checked_without_a_host_sync(schedule):
+    x0 = torch.randn(4, 3, 8, 8, device="cuda")
+    t = torch.tensor([0, 10, 500, 999], device="cuda")
+    dk.q_sample(x0, t, schedule, seed=0)  # compile and cache the tables first
+    torch.cuda.set_sync_debug_mode("error")  # any host sync now raises
+    try:
+        x_t, eps = dk.q_sample(x0, t, schedule, seed=1, return_noise=True)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.testing.assert_close(x_t, dk.q_sample(x0, t, schedule, eps, backend="reference"), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU t is range-checked by the kernel: needs CUDA")
+def test_gpu_t_out_of_range_stops_with_a_device_assert():
+    """Like PyTorch's own indexing: a device-side assert, which ends the CUDA context, so in its own process."""
+    import subprocess
+    import sys
+
+    code = ("import torch, diffusion_kernels as dk\n"
+            "x0 = torch.randn(2, 8, device='cuda')\n"
+            "dk.q_sample(x0, torch.tensor([3, 1000], device='cuda'), dk.NoiseSchedule.linear(), seed=0)\n"
+            "torch.cuda.synchronize()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "device-side assert" in output or "t outside [0, T) of the schedule" in output, output[-2000:]

@@ -33,16 +33,16 @@ def test_every_kernel_compiles_for_sm90(variants):
     kernels = {v["kernel"] for v in variants}
     assert kernels == {"noise_affine_fwd_kernel", "noise_affine_bwd_kernel", "forward_trajectory_kernel",
                        "noise_mse_fwd_kernel", "noise_mse_bwd_kernel"}
-    assert len(variants) == 34
+    assert len(variants) == 36
     for v in variants:
         assert v["cubin_bytes"] > 0 and v["registers"] is not None and v["registers"] <= 255
 
 
-def _fwd(variants, dtype, shape=(4, 3, 8, 8), **flags):
+def _fwd(variants, dtype, shape=(4, 3, 8, 8), debug=False, **flags):
     for v in variants:
         c = v["constexprs"]
-        if v["kernel"] == "noise_affine_fwd_kernel" and v["dtype"] == dtype and v["shape"] == list(shape) and all(
-                c[k] == str(val) for k, val in flags.items()):
+        if (v["kernel"] == "noise_affine_fwd_kernel" and v["dtype"] == dtype and v["shape"] == list(shape)
+                and v["debug"] == debug and all(c[k] == str(val) for k, val in flags.items())):
             return v
     raise LookupError(flags)
 
@@ -85,11 +85,25 @@ ISSUE_BUDGET_PER_ELEMENT = 32
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("write_noise", [False, True])
-def test_drawn_noise_tile_fits_the_issue_budget(variants, dtype, write_noise):
-    """Machine instructions per element of a training batch's q_sample (per-sample t, many programs per row)."""
-    v = _fwd(variants, dtype, shape=(16, 4, 64, 64), HAS_NOISE=False, WRITE_NOISE=write_noise, WRITE_V=False)
+@pytest.mark.parametrize("write_noise, debug", [(False, False), (True, False), (False, True)])
+def test_drawn_noise_tile_fits_the_issue_budget(variants, dtype, write_noise, debug):
+    """Machine instructions per element of a training batch's q_sample (per-sample t, many programs per row),
+    also with t checked on the device."""
+    v = _fwd(variants, dtype, shape=(16, 4, 64, 64), debug=debug, HAS_NOISE=False, WRITE_NOISE=write_noise,
+             WRITE_V=False)
     assert "chunks_per_row" not in v["specialised_to_one"]  # the row division is there, not folded away
     per_element = v["sass_instructions"] / v["elements_per_thread"]
     assert per_element <= ISSUE_BUDGET_PER_ELEMENT, per_element
     assert v["stack_bytes"] == 0 and v["registers"] <= 64  # no spills; at least half occupancy
+
+
+def test_only_a_checked_launch_asserts_t_on_the_device(variants):
+    """The device_assert on t is compiled in only when asked for (debug launch), and then nothing else is:
+    Philox's wrapping key adds and the other integer arithmetic carry no overflow checks."""
+    checked = [v for v in variants if v["debug"]]
+    assert checked and all(v["device_asserts"] == 1 for v in checked)
+    assert all(v["device_asserts"] == 0 for v in variants if not v["debug"])
+    plain = _fwd(variants, "bfloat16", shape=(16, 4, 64, 64), HAS_NOISE=False, WRITE_NOISE=False, WRITE_V=False)
+    with_check = _fwd(variants, "bfloat16", shape=(16, 4, 64, 64), debug=True, HAS_NOISE=False, WRITE_NOISE=False,
+                      WRITE_V=False)
+    assert with_check["sass_instructions"] - plain["sass_instructions"] < 40

@@ -92,8 +92,9 @@ class FusedForwardProcess:
             c2 = broadcast_t(coef2.float().to(x0.device)[index.to(x0.device)], x0.ndim)
             return (c1 * x0.float() + c2 * xt.float()).to(x0.dtype)
 
-        mean = _run(x_start, x_t, _Form(index, kernel_tables, None, textbook, None), seed=None, generator=None,
-                    return_noise=False, return_v=False, backend="auto", stream=None)
+        form = _Form(index, kernel_tables, None, textbook, None, check_index=True)
+        mean = _run(x_start, x_t, form, seed=None, generator=None, return_noise=False, return_v=False,
+                    backend="auto", stream=None)
         return (mean, _expand(tables["posterior_variance"], t, x_t.shape),
                 _expand(tables["posterior_log_variance_clipped"], t, x_t.shape))
 
