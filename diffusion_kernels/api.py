@@ -46,10 +46,13 @@ def _resolve_seed(seed, generator, device: torch.device, chosen: str):
         if seed.device != device:
             raise ValueError(f"DeviceSeed lives on {seed.device} but x0 is on {device}")
         return seed.take() if chosen == "triton" else int(seed.take().item()) % seeding.SEED_BOUND
+    if seed is None and chosen == "triton" and (
+            _compiling() or (isinstance(generator, torch.Generator) and generator.device.type == "cuda")):
+        # Inside a compiled graph, or from a GPU generator, the seed stays a tensor the kernel reads:
+        # turning it into an int would stall the host until the GPU catches up.
+        return seeding.draw_seed_tensor(generator, device)
     if _compiling() and seed is None:
-        # No host sync inside a compiled graph: the seed stays a tensor and the kernel reads it.
-        drawn = torch.randint(-(2**63), 2**63 - 1, (1,), generator=generator, dtype=torch.int64)
-        return drawn.to(device) if chosen == "triton" else drawn
+        return seeding.draw_seed_tensor(generator, "cpu")
     return seeding.resolve_seed(seed, generator)
 
 
@@ -245,13 +248,8 @@ def _sigma_form(x, sigma, *, lo: float, hi: float | None, name: str, check: bool
         raise ValueError(f"sigma of shape {tuple(sigma.shape)} does not fit x0 of shape {tuple(x.shape)}: it must "
                          "be a scalar or have a shape that is a leading prefix of x0's")
     checks.check_devices(x, sigma)
-    if check and not _compiling() and sigma.numel() > 0:
-        bad = ~torch.isfinite(sigma) | (sigma < lo)
-        if hi is not None:
-            bad |= sigma > hi
-        if bool(bad.any()):
-            bound = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
-            raise ValueError(f"sigma contains {float(sigma[bad].flatten()[0])}; {name} needs sigma {bound}")
+    if check and not _compiling():
+        checks.check_sigma(sigma, lo, hi, name)
     rows = max(sigma.numel(), 1)
     index = torch.arange(rows).reshape(sigma.shape) if sigma.numel() else torch.zeros(sigma.shape, dtype=torch.long)
 

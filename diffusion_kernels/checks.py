@@ -1,6 +1,7 @@
 """Argument checks shared by the public entry points: clear errors, named values."""
 from __future__ import annotations
 
+import math
 import operator
 
 import torch
@@ -76,3 +77,20 @@ def check_t(t, x0: torch.Tensor, T: int, *, check_range: bool = True) -> torch.T
             value = int(t[(t < 0) | (t >= T)].flatten()[0])
             raise ValueError(f"t contains {value}, outside [0, T) for a schedule of T={T} steps")
     return t.to(torch.int64)
+
+
+def check_sigma(sigma: torch.Tensor, lo: float, hi: float | None, name: str) -> None:
+    """sigma in [lo, hi] (or finite and >= lo when hi is None); NaN never passes.
+
+    A CPU tensor gets a ValueError naming the value. A GPU tensor is checked on
+    the device by an asynchronous assertion (a device-side assert, as for t),
+    so a training step never waits on a host read.
+    """
+    if sigma.numel() == 0:
+        return
+    ok = (sigma >= lo) & ((sigma <= hi) if hi is not None else (sigma < math.inf))
+    bound = f"[{lo}, {hi}]" if hi is not None else f">= {lo} and finite"
+    if sigma.device.type == "cuda":
+        torch._assert_async(ok.all(), f"{name} needs sigma {bound}")
+    elif not bool(ok.all()):
+        raise ValueError(f"sigma contains {float(sigma[~ok].flatten()[0])}; {name} needs sigma {bound}")

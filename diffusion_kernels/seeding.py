@@ -33,6 +33,17 @@ def draw_seed(generator: torch.Generator | None = None) -> int:
     return int(value) % SEED_BOUND
 
 
+def draw_seed_tensor(generator: torch.Generator | None, device) -> torch.Tensor:
+    """The draw of :func:`draw_seed` kept as a 1-element int64 tensor on ``device``: no host read.
+
+    It is drawn where the generator lives (torch's CPU generator by default)
+    and holds the same 64 bits the int would.
+    """
+    where = generator.device if generator is not None else "cpu"
+    drawn = torch.randint(-(2**63), 2**63 - 1, (1,), generator=generator, device=where, dtype=torch.int64)
+    return drawn.to(device)
+
+
 def resolve_seed(seed=None, generator: torch.Generator | None = None) -> int:
     if seed is not None:
         if generator is not None:

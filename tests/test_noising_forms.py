@@ -134,3 +134,25 @@ def test_noise_mse_rejects_a_tensor_and_a_wrong_shape(device, schedule):
         dk.noise_mse(torch.zeros(4, 2, device=device), handle)
     with pytest.raises(ValueError, match="cannot be used with a given noise"):
         dk.q_sample(x0, 3, schedule, torch.zeros_like(x0), return_noise="seed")
+
+
+def test_sigma_that_is_nan_or_infinite_is_refused(device):
+    x0 = torch.zeros(2, 3, device=device)
+    with pytest.raises(ValueError, match="flow matching needs sigma"):
+        dk.flow_match_sample(x0, torch.tensor([0.5, float("nan")]))
+    with pytest.raises(ValueError, match=r"EDM needs sigma >= 0\.0 and finite"):
+        dk.edm_sample(x0, torch.tensor([1.0, float("inf")]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU sigma is checked on the device: needs CUDA")
+def test_gpu_sigma_is_checked_without_a_host_sync():
+    x0 = torch.randn(4, 3, 8, 8, device="cuda")
+    sigma = torch.rand(4, device="cuda")
+    dk.flow_match_sample(x0, sigma, seed=0)  # compile first
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        x_s, eps = dk.flow_match_sample(x0, sigma, seed=1, return_noise=True)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    s = sigma.view(4, 1, 1, 1)
+    torch.testing.assert_close(x_s, (1 - s) * x0 + s * eps, rtol=1e-5, atol=1e-5)

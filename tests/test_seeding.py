@@ -123,3 +123,26 @@ def test_ranks_of_a_distributed_job_draw_independent_streams():
         assert_noise_close(gathered[rank], reference.philox_normal(seed, (2, 256), stream=rank))
     r = torch.corrcoef(gathered.reshape(world, -1))[0, 1]
     assert abs(float(r)) < 5 / 512**0.5
+
+
+def test_seed_tensor_holds_the_bits_of_the_int_draw():
+    as_tensor = seeding.draw_seed_tensor(torch.Generator().manual_seed(5), "cpu")
+    as_int = seeding.draw_seed(torch.Generator().manual_seed(5))
+    assert as_tensor.shape == (1,) and as_tensor.dtype == torch.int64
+    assert int(as_tensor) % 2**64 == as_int
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU generator needs a CUDA device")
+def test_gpu_generator_seeds_the_kernel_without_a_host_sync(schedule):
+    x0 = torch.randn(4, 3, 8, 8, device="cuda")
+    t = torch.tensor([0, 10, 500, 999], device="cuda")
+    dk.q_sample(x0, t, schedule, generator=torch.Generator("cuda").manual_seed(0))  # compile first
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        a = dk.q_sample(x0, t, schedule, generator=torch.Generator("cuda").manual_seed(3))
+        b = dk.q_sample(x0, t, schedule, generator=torch.Generator("cuda").manual_seed(3))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(a, b)
+    seed = seeding.draw_seed(torch.Generator("cuda").manual_seed(3))
+    assert torch.equal(a, dk.q_sample(x0, t, schedule, seed=seed))
