@@ -52,18 +52,26 @@ def collapse_dims(shape, *strides):
     return sizes, merged
 
 
-def _layout(shape, tensors):
-    """(NDIM, (z1..z4), [(s0..s4) per tensor]) for the kernels' strided_offset, or None past MAX_DIMS.
+# A strided launch divides the logical index with 31-bit multiply-shifts
+# (tiles.unravel); a larger strided tensor is copied to a contiguous one first.
+MAX_STRIDED_NUMEL = 2**31 - 1
 
-    ``None`` entries in ``tensors`` get zero strides (their pointer is unused).
+
+def _layout(shape, tensors):
+    """(NDIM, (z1..z4), (d1..d4), [(s0..s4) per tensor]) for the kernels' unravel and strided_offset.
+
+    d_i is z_i as a packed divisor. None past MAX_DIMS, or for a strided
+    layout of more than MAX_STRIDED_NUMEL elements. ``None`` entries in
+    ``tensors`` get zero strides (their pointer is unused).
     """
     live = [t for t in tensors if t is not None]
     if all(t.is_contiguous() for t in live):
         # The common case, without the general collapse: one dim of stride 1.
-        return 1, (1,) * (MAX_DIMS - 1), [(0 if t is None else 1,) + (0,) * (MAX_DIMS - 1) for t in tensors]
+        return (1, (1,) * (MAX_DIMS - 1), _UNIT_DIVISORS,
+                [(0 if t is None else 1,) + (0,) * (MAX_DIMS - 1) for t in tensors])
     sizes, strides = collapse_dims(shape, *[t.stride() for t in live])
     ndim = len(sizes)
-    if ndim > MAX_DIMS:
+    if ndim > MAX_DIMS or (ndim > 1 and live[0].numel() > MAX_STRIDED_NUMEL):
         return None
     z = [1] * (MAX_DIMS - ndim) + sizes[1:]
     per_tensor = []
@@ -74,7 +82,7 @@ def _layout(shape, tensors):
             continue
         s = next(it)
         per_tensor.append((s[0], *([0] * (MAX_DIMS - ndim)), *s[1:]))
-    return ndim, tuple(z), per_tensor
+    return ndim, tuple(z), tuple(packed_divisor(size) for size in z), per_tensor
 
 
 def _prepare(shape, tensors, outputs):
@@ -115,32 +123,43 @@ class Tiling(NamedTuple):
     row_len: int
     block: int  # quads per program
     chunks: int  # programs per row
-    magic: int  # with shift: pid // chunks as a multiply and a shift (divisor_magic)
-    shift: int
+    divisor: int  # chunks as a packed divisor: the kernels find a program's row with a multiply and a shift
 
     @property
     def grid(self) -> tuple[int]:
         return (self.rows * self.chunks,)
 
     @property
-    def row_args(self) -> tuple[int, int, int, int]:
-        """The kernels' (row_len, chunks_per_row, row_magic, row_shift) arguments."""
-        return self.row_len, self.chunks, self.magic, self.shift
+    def row_args(self) -> tuple[int, int, int]:
+        """The kernels' (row_len, chunks_per_row, row_divisor) arguments."""
+        return self.row_len, self.chunks, self.divisor
 
 
 def divisor_magic(d: int) -> tuple[int, int]:
-    """(m, s) with n // d == (n · m) >> s for every 0 <= n < 2**31, m given as int32 bits.
+    """(m, s) with n // d == (n · m) >> s for every 0 <= n < 2**31, and 2**31 <= m < 2**32.
 
     Granlund & Montgomery (1994), Theorem 4.2, for 31-bit dividends: with
-    k = ceil(log2 d) and m = ceil(2**(31 + k) / d), m < 2**32 and
-    0 <= m·d − 2**(31 + k) < d <= 2**k, which makes the quotient exact; the
-    kernel forms n·m in 64 bits (one wide multiply).
+    k = ceil(log2 d) and m = ceil(2**(31 + k) / d), 0 <= m·d − 2**(31 + k) < d <= 2**k,
+    which makes the quotient exact; the kernel forms n·m in 64 bits (one wide
+    multiply).
     """
     if not 1 <= d < 2**31:
         raise ValueError(f"divisor must be in [1, 2**31), got {d}")
     k = (d - 1).bit_length()
-    m = -(-(1 << (31 + k)) // d)
-    return seeding.as_int32(m), 31 + k
+    return -(-(1 << (31 + k)) // d), 31 + k
+
+
+def packed_divisor(d: int) -> int:
+    """d as the kernels take it (tiles.magic_divide): the multiplier in the low word, shift − 30 in the high.
+
+    The high word is at least 1, so the value is at least 2**32 and always an
+    int64 argument (Triton's interpreter holds ints in [2**31, 2**32) as uint32).
+    """
+    m, shift = divisor_magic(d)
+    return (shift - 30) << 32 | m
+
+
+_UNIT_DIVISORS = (packed_divisor(1),) * (MAX_DIMS - 1)
 
 
 def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0) -> Tiling:
@@ -148,7 +167,7 @@ def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0) -> Tiling:
     row_len = n // rows
     block = block_quads(kernel_module, row_len)
     chunks = chunks_per_row(row_len, elem_offset, block)
-    return Tiling(rows, row_len, block, chunks, *divisor_magic(chunks))
+    return Tiling(rows, row_len, block, chunks, packed_divisor(chunks))
 
 
 def chunks_per_row(row_len: int, elem_offset: int, block: int) -> int:
@@ -243,7 +262,7 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
     v = torch.empty_like(x0) if write_v else None
     n = x0.numel()
     if n > 0:
-        (x0_, noise_), (out_, eps_, v_), (ndim, z, strides) = _prepare(x0.shape, [x0, noise], [out, eps, v])
+        (x0_, noise_), (out_, eps_, v_), (ndim, z, divisors, strides) = _prepare(x0.shape, [x0, noise], [out, eps, v])
         rows = t_rows.numel()
         tile = tiling(km.q_sample, n, rows, elem_offset)
         s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
@@ -254,7 +273,7 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
                 t_rows, a, b, c if c is not None else a, d if d is not None else b, a.numel(),
                 *tile.row_args, elem_offset,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength,
-                *z, *_flat(strides),
+                *z, *divisors, *_flat(strides),
                 NDIM=ndim, HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
                 SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(x0),
@@ -288,7 +307,7 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
     if n > 0:
         x0_in = x0 if need_tables else None
         noise_in = noise if need_tables else None
-        (g_, gv_, x0_, noise_), (gx_, gn_), (ndim, z, strides) = _prepare(g.shape, [g, gv, x0_in, noise_in],
+        (g_, gv_, x0_, noise_), (gx_, gn_), (ndim, z, divisors, strides) = _prepare(g.shape, [g, gv, x0_in, noise_in],
                                                                           [gx, gn])
         tile = tiling(km.q_sample, n, rows, elem_offset)
         partials = torch.empty((*tile.grid, 4), dtype=torch.float32, device=g.device) if need_tables else None
@@ -301,7 +320,7 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
                 t_rows, a, b, c if c is not None else a, d if d is not None else b, a.numel(),
                 *tile.row_args, elem_offset,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength,
-                *z, *_flat(strides),
+                *z, *divisors, *_flat(strides),
                 NDIM=ndim, HAS_NOISE=noise is not None, HAS_GV=gv is not None,
                 NEED_GX=gx is not None, NEED_GN=gn is not None, NEED_PARTIALS=need_tables,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
@@ -369,13 +388,13 @@ def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_s
     if pred.numel() == 0:
         return pred.new_zeros((), dtype=torch.float32)
     km, tile, seed_tensor, lo, hi = _mse_common(pred, rows, seed)
-    (pred_,), _, (ndim, z, strides) = _prepare(pred.shape, [pred], [])
+    (pred_,), _, (ndim, z, divisors, strides) = _prepare(pred.shape, [pred], [])
     partials = torch.empty(tile.grid, dtype=torch.float32, device=pred.device)
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, partials)
     with _device_guard(pred):
         km.noise_mse.noise_mse_fwd_kernel[tile.grid](
             pred_, partials, *tile.row_args, s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
-            *z, *strides[0],
+            *z, *divisors, *strides[0],
             NDIM=ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
             FAST_MATH=not interpreter_active(), PAIRED=paired(pred), num_warps=km.noise_mse.NUM_WARPS,
         )
@@ -389,12 +408,12 @@ def noise_mse_backward(pred: torch.Tensor, upstream: torch.Tensor, scale: float,
     if pred.numel() == 0:
         return grad
     km, tile, seed_tensor, lo, hi = _mse_common(pred, rows, seed)
-    (pred_,), (grad_,), (ndim, z, strides) = _prepare(pred.shape, [pred], [grad])
+    (pred_,), (grad_,), (ndim, z, divisors, strides) = _prepare(pred.shape, [pred], [grad])
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, grad_)
     with _device_guard(pred):
         km.noise_mse.noise_mse_bwd_kernel[tile.grid](
             pred_, grad_, upstream.to(device=pred.device, dtype=torch.float32).reshape(1), scale, *tile.row_args,
-            s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *z, *_flat(strides),
+            s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *z, *divisors, *_flat(strides),
             NDIM=ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
             SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(pred),
             num_warps=km.noise_mse.NUM_WARPS,

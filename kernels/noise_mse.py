@@ -10,7 +10,7 @@ import triton.language as tl
 
 from .convert import to_output
 from .philox_normal import draw_noise, load_seed
-from .tiles import row_tile, strided_offset
+from .tiles import row_tile, strided_offset, unravel
 
 # Same tiling as q_sample.py, for the same reason: the same Philox work per element.
 BLOCK_QUADS = 512
@@ -19,22 +19,23 @@ INTERPRETER_BLOCK_QUADS = 4096
 
 # Values that change from call to call: specialising on them (== 1, % 16)
 # would only multiply compiled variants.
-_PER_CALL_ARGS = ["row_magic", "row_shift", "seed_lo", "seed_hi", "stream", "offset_strength"]
+_PER_CALL_ARGS = ["row_divisor", "d1", "d2", "d3", "d4", "seed_lo", "seed_hi", "stream", "offset_strength"]
 
 
 @triton.jit(do_not_specialize=_PER_CALL_ARGS)
 def noise_mse_fwd_kernel(
     pred_ptr, partial_ptr,
-    row_len, chunks_per_row, row_magic, row_shift,
+    row_len, chunks_per_row, row_divisor,
     seed_lo, seed_hi, seed_ptr, stream, offset_strength,
-    z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4,
+    z1, z2, z3, z4, d1, d2, d3, d4, ps0, ps1, ps2, ps3, ps4,
     NDIM: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
     FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
-    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_magic, row_shift, 0, BLOCK)
+    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, 0, BLOCK)
+    pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
     eps = draw_noise(seed, first_quad, stream, 0, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET, FAST_MATH)
-    pred = tl.load(pred_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4),
+    pred = tl.load(pred_ptr + strided_offset(pos, NDIM, ps0, ps1, ps2, ps3, ps4),
                    mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
     diff = tl.where(mask, pred - eps, 0.0)
     tl.store(partial_ptr + pid, tl.sum(diff * diff, axis=0))
@@ -43,18 +44,19 @@ def noise_mse_fwd_kernel(
 @triton.jit(do_not_specialize=_PER_CALL_ARGS)
 def noise_mse_bwd_kernel(
     pred_ptr, grad_ptr, upstream_ptr, scale,
-    row_len, chunks_per_row, row_magic, row_shift,
+    row_len, chunks_per_row, row_divisor,
     seed_lo, seed_hi, seed_ptr, stream, offset_strength,
-    z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4, gs0, gs1, gs2, gs3, gs4,
+    z1, z2, z3, z4, d1, d2, d3, d4, ps0, ps1, ps2, ps3, ps4, gs0, gs1, gs2, gs3, gs4,
     NDIM: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
     SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
     """grad = 2·scale·upstream·(prediction − ε); the upstream gradient is read on the device (no sync)."""
-    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_magic, row_shift, 0, BLOCK)
+    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, 0, BLOCK)
+    pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
     eps = draw_noise(seed, first_quad, stream, 0, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET, FAST_MATH)
-    pred = tl.load(pred_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, ps0, ps1, ps2, ps3, ps4),
+    pred = tl.load(pred_ptr + strided_offset(pos, NDIM, ps0, ps1, ps2, ps3, ps4),
                    mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
     factor = 2.0 * scale * tl.load(upstream_ptr).to(tl.float32)
-    tl.store(grad_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, gs0, gs1, gs2, gs3, gs4),
+    tl.store(grad_ptr + strided_offset(pos, NDIM, gs0, gs1, gs2, gs3, gs4),
              to_output(factor * (pred - eps), grad_ptr.dtype.element_ty, SOFT_BF16), mask=mask)

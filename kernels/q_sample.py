@@ -14,7 +14,7 @@ import triton.language as tl
 
 from .convert import to_output
 from .philox_normal import draw_noise, load_seed
-from .tiles import row_coefficients, row_tile, strided_offset
+from .tiles import row_coefficients, row_tile, strided_offset, unravel
 
 # Quads (4 elements) per program and warps per program. 512 quads = 2048
 # elements: 16 per thread at 4 warps. A drawn-noise kernel in bf16 is bound by
@@ -32,16 +32,16 @@ INTERPRETER_BLOCK_QUADS = 4096
 
 # Values that change from call to call: specialising on them (== 1, % 16)
 # would only multiply compiled variants.
-_PER_CALL_ARGS = ["row_magic", "row_shift", "seed_lo", "seed_hi", "stream", "step", "offset_strength"]
+_PER_CALL_ARGS = ["row_divisor", "d1", "d2", "d3", "d4", "seed_lo", "seed_hi", "stream", "step", "offset_strength"]
 
 
 @triton.jit(do_not_specialize=_PER_CALL_ARGS)
 def noise_affine_fwd_kernel(
     x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr,
     t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
-    row_len, chunks_per_row, row_magic, row_shift, elem_offset,
+    row_len, chunks_per_row, row_divisor, elem_offset,
     seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
-    z1, z2, z3, z4,
+    z1, z2, z3, z4, d1, d2, d3, d4,
     xs0, xs1, xs2, xs3, xs4,
     ns0, ns1, ns2, ns3, ns4,
     os0, os1, os2, os3, os4,
@@ -51,16 +51,17 @@ def noise_affine_fwd_kernel(
     HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
     SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
-    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_magic, row_shift, elem_offset, BLOCK)
+    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, elem_offset, BLOCK)
+    pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
 
     x0 = tl.load(
-        x0_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, xs0, xs1, xs2, xs3, xs4),
+        x0_ptr + strided_offset(pos, NDIM, xs0, xs1, xs2, xs3, xs4),
         mask=mask, other=0.0, eviction_policy="evict_first",
     ).to(tl.float32)
     if HAS_NOISE:
         eps = tl.load(
-            noise_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, ns0, ns1, ns2, ns3, ns4),
+            noise_ptr + strided_offset(pos, NDIM, ns0, ns1, ns2, ns3, ns4),
             mask=mask, other=0.0, eviction_policy="evict_first",
         ).to(tl.float32)
     else:
@@ -69,18 +70,18 @@ def noise_affine_fwd_kernel(
                          FAST_MATH)
 
     tl.store(
-        out_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, os0, os1, os2, os3, os4),
+        out_ptr + strided_offset(pos, NDIM, os0, os1, os2, os3, os4),
         to_output(a * x0 + b * eps, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
     )
     if WRITE_NOISE:
         tl.store(
-            eps_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, es0, es1, es2, es3, es4),
+            eps_ptr + strided_offset(pos, NDIM, es0, es1, es2, es3, es4),
             to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
         )
     if WRITE_V:
         c, d = row_coefficients(t_ptr, c_ptr, d_ptr, row, T)
         tl.store(
-            v_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, vs0, vs1, vs2, vs3, vs4),
+            v_ptr + strided_offset(pos, NDIM, vs0, vs1, vs2, vs3, vs4),
             to_output(c * x0 + d * eps, v_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
         )
 
@@ -89,9 +90,9 @@ def noise_affine_fwd_kernel(
 def noise_affine_bwd_kernel(
     g_ptr, gv_ptr, x0_ptr, noise_ptr, gx_ptr, gn_ptr, partial_ptr,
     t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
-    row_len, chunks_per_row, row_magic, row_shift, elem_offset,
+    row_len, chunks_per_row, row_divisor, elem_offset,
     seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
-    z1, z2, z3, z4,
+    z1, z2, z3, z4, d1, d2, d3, d4,
     gs0, gs1, gs2, gs3, gs4,
     gvs0, gvs1, gvs2, gvs3, gvs4,
     xs0, xs1, xs2, xs3, xs4,
@@ -111,11 +112,12 @@ def noise_affine_bwd_kernel(
     adds them per row (deterministic, no atomics). ε is regenerated from the
     seed when it was not given, so the forward never has to keep it.
     """
-    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_magic, row_shift, elem_offset, BLOCK)
+    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, elem_offset, BLOCK)
+    pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
 
     g = tl.load(
-        g_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, gs0, gs1, gs2, gs3, gs4),
+        g_ptr + strided_offset(pos, NDIM, gs0, gs1, gs2, gs3, gs4),
         mask=mask, other=0.0, eviction_policy="evict_first",
     ).to(tl.float32)
     gx = a * g
@@ -123,29 +125,29 @@ def noise_affine_bwd_kernel(
     if HAS_GV:
         c, d = row_coefficients(t_ptr, c_ptr, d_ptr, row, T)
         gv = tl.load(
-            gv_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, gvs0, gvs1, gvs2, gvs3, gvs4),
+            gv_ptr + strided_offset(pos, NDIM, gvs0, gvs1, gvs2, gvs3, gvs4),
             mask=mask, other=0.0, eviction_policy="evict_first",
         ).to(tl.float32)
         gx += c * gv
         gn += d * gv
     if NEED_GX:
         tl.store(
-            gx_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, gxs0, gxs1, gxs2, gxs3, gxs4),
+            gx_ptr + strided_offset(pos, NDIM, gxs0, gxs1, gxs2, gxs3, gxs4),
             to_output(gx, gx_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
         )
     if NEED_GN:
         tl.store(
-            gn_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, gns0, gns1, gns2, gns3, gns4),
+            gn_ptr + strided_offset(pos, NDIM, gns0, gns1, gns2, gns3, gns4),
             to_output(gn, gn_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
         )
     if NEED_PARTIALS:
         x0 = tl.load(
-            x0_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, xs0, xs1, xs2, xs3, xs4),
+            x0_ptr + strided_offset(pos, NDIM, xs0, xs1, xs2, xs3, xs4),
             mask=mask, other=0.0,
         ).to(tl.float32)
         if HAS_NOISE:
             eps = tl.load(
-                noise_ptr + strided_offset(idx, NDIM, z1, z2, z3, z4, ns0, ns1, ns2, ns3, ns4),
+                noise_ptr + strided_offset(pos, NDIM, ns0, ns1, ns2, ns3, ns4),
                 mask=mask, other=0.0,
             ).to(tl.float32)
         else:

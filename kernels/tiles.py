@@ -15,22 +15,32 @@ import triton.language as tl
 
 
 @triton.jit
-def row_tile(row_len, chunks_per_row, row_magic, row_shift, elem_offset, BLOCK: tl.constexpr):
+def magic_divide(n, divisor):
+    """n // d for int32 0 <= n < 2**31, ``divisor`` being d packed by the launcher (launch.packed_divisor).
+
+    A runtime integer division costs a GPU some 30 instructions (64-bit: ~70);
+    this is three 32-bit ones. The low word of ``divisor`` is a multiplier
+    m < 2**32 and the high word k + 1 for a shift k with n // d = (n·m) >> (31 + k),
+    which for 2n < 2**32 is mulhi(2n, m) >> k.
+    """
+    m = (divisor & 0xFFFFFFFF).to(tl.uint32)
+    k = (divisor >> 32).to(tl.uint32) - 1
+    return (tl.umulhi(n.to(tl.uint32) << 1, m) >> k).to(tl.int32)
+
+
+@triton.jit
+def row_tile(row_len, chunks_per_row, row_divisor, elem_offset, BLOCK: tl.constexpr):
     """Program id, row index, the tile's first quad, its 4·BLOCK local logical indices and their mask.
 
-    The row is pid // chunks_per_row, computed as a multiply and a shift with
-    the launcher's (row_magic, row_shift) for that divisor: a runtime integer
-    division costs a GPU some 30 instructions per program, a noticeable share
-    of a bf16 tile's budget. ``elem_offset`` shifts the logical index the noise
-    stream sees; the memory index stays ``row * row_len + j``. Quads are
-    anchored to the global index, so a row that does not start on a multiple
-    of 4 shares its edge quads with its neighbours and each side masks off the
-    other's lanes.
+    The row is pid // chunks_per_row (``row_divisor`` packs that divisor).
+    ``elem_offset`` shifts the logical index the noise stream sees; the memory
+    index stays ``row * row_len + j``. Quads are anchored to the global index,
+    so a row that does not start on a multiple of 4 shares its edge quads with
+    its neighbours and each side masks off the other's lanes.
     """
     pid32 = tl.program_id(0)
     pid = pid32.to(tl.int64)
-    magic = row_magic.to(tl.uint32, bitcast=True).to(tl.uint64)
-    row = ((pid32.to(tl.uint32).to(tl.uint64) * magic) >> row_shift.to(tl.uint64)).to(tl.int64)
+    row = magic_divide(pid32, row_divisor).to(tl.int64)
     chunk = pid - row * chunks_per_row
     row_start = elem_offset + row * row_len
     first_quad = (row_start >> 2) + chunk * BLOCK
@@ -41,29 +51,58 @@ def row_tile(row_len, chunks_per_row, row_magic, row_shift, elem_offset, BLOCK: 
 
 
 @triton.jit
-def strided_offset(idx, NDIM: tl.constexpr, z1, z2, z3, z4, s0, s1, s2, s3, s4):
-    """Memory offset of logical row-major index ``idx`` in a tensor of up to 5 dims.
+def divmod_by(n, z, divisor):
+    """(n // z, n % z) for int32 0 <= n < 2**31, ``divisor`` being z packed (magic_divide)."""
+    q = magic_divide(n, divisor)
+    return q, n - q * z
 
-    The dims are collapsed by the launcher and right-aligned: the innermost is
-    (z4, s4), the outermost takes whatever is left of the index with stride s0.
-    With NDIM == 1 this is ``idx * s0``, which Triton folds to ``idx`` when the
-    stride is 1.
+
+@triton.jit
+def unravel(idx, NDIM: tl.constexpr, z1, z2, z3, z4, d1, d2, d3, d4):
+    """The coordinates (c0, …, c4) of logical row-major index ``idx`` in up to 5 collapsed dims.
+
+    The dims are collapsed by the launcher and right-aligned: the innermost has
+    size z4 (packed divisor d4), the outermost takes whatever is left of the
+    index. A launch with NDIM > 1 has fewer than 2**31 elements (larger
+    strided tensors are copied to contiguous ones first), so the coordinates
+    are int32 and every step is a 32-bit multiply-shift division. With
+    NDIM == 1 this is (idx, 0, 0, 0, 0), idx int64.
     """
-    off = idx * 0
-    rem = idx
+    if NDIM == 1:
+        zero = idx * 0
+        c0, c1, c2, c3, c4 = idx, zero, zero, zero, zero
+    else:
+        rem = idx.to(tl.int32)
+        zero = rem * 0
+        c1, c2, c3 = zero, zero, zero
+        rem, c4 = divmod_by(rem, z4, d4)
+        if NDIM >= 3:
+            rem, c3 = divmod_by(rem, z3, d3)
+        if NDIM >= 4:
+            rem, c2 = divmod_by(rem, z2, d2)
+        if NDIM >= 5:
+            rem, c1 = divmod_by(rem, z1, d1)
+        c0 = rem
+    return c0, c1, c2, c3, c4
+
+
+@triton.jit
+def strided_offset(pos, NDIM: tl.constexpr, s0, s1, s2, s3, s4):
+    """Memory offset (int64) of the coordinates ``pos`` (from unravel) for strides s0 … s4.
+
+    With NDIM == 1 this is ``pos[0] * s0``, which Triton folds to the index
+    itself when the stride is 1.
+    """
+    off = pos[0].to(tl.int64) * s0
     if NDIM >= 2:
-        off += (rem % z4) * s4
-        rem = rem // z4
+        off += pos[4].to(tl.int64) * s4
     if NDIM >= 3:
-        off += (rem % z3) * s3
-        rem = rem // z3
+        off += pos[3].to(tl.int64) * s3
     if NDIM >= 4:
-        off += (rem % z2) * s2
-        rem = rem // z2
+        off += pos[2].to(tl.int64) * s2
     if NDIM >= 5:
-        off += (rem % z1) * s1
-        rem = rem // z1
-    return off + rem * s0
+        off += pos[1].to(tl.int64) * s1
+    return off
 
 
 @triton.jit

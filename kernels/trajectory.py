@@ -26,16 +26,16 @@ PAIRED = False
 INTERPRETER_BLOCK_QUADS = 4096
 
 
-@triton.jit(do_not_specialize=["row_magic", "row_shift", "seed_lo", "seed_hi", "stream", "t_end"])
+@triton.jit(do_not_specialize=["row_divisor", "seed_lo", "seed_hi", "stream", "t_end"])
 def forward_trajectory_kernel(
     x0_ptr, out_ptr, snap_ptr, snap_index_ptr,
-    sqrt_alpha_ptr, sqrt_beta_ptr, t_end, numel, chunks, row_magic, row_shift,
+    sqrt_alpha_ptr, sqrt_beta_ptr, t_end, numel, chunks, row_divisor,
     seed_lo, seed_hi, seed_ptr, stream,
     HAS_SNAPSHOTS: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
     BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
     # One row (the whole contiguous tensor): t_end is shared by every element.
-    pid, row, first_quad, idx, mask = row_tile(numel, chunks, row_magic, row_shift, 0, BLOCK)
+    pid, row, first_quad, idx, mask = row_tile(numel, chunks, row_divisor, 0, BLOCK)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
     x = tl.load(x0_ptr + idx, mask=mask, other=0.0).to(tl.float32)
     # A while loop rather than range(t_end + 1): the interpreter cannot take a

@@ -180,6 +180,7 @@ def main(sm: int):
             "cubin_bytes": len(compiled.asm["cubin"]),
             "debug": options.get("debug", False),
             "device_asserts": ptx.count(".b8 assertMessage_"),  # one global string per assertion
+            "integer_divisions": len(re.findall(r"\b(?:div|rem)\.[su](?:32|64)\b", ptx)),
             "sass_instructions": sass_instructions(compiled.asm["cubin"]),
             "elements_per_thread": 4 * constexprs["BLOCK"] / (32 * num_warps),
             **resource_usage(compiled.asm["cubin"]),

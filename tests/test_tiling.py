@@ -1,18 +1,25 @@
-"""The launch tiling: the multiply-shift division the kernels use to find a program's row."""
+"""The launch tiling: the multiply-shift division the kernels use to find a program's row and an
+element's coordinates in a strided layout."""
 import pytest
+import torch
+import triton
+import triton.language as tl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diffusion_kernels.launch import divisor_magic, tiling
 from diffusion_kernels.backend import kernels_module
+from diffusion_kernels.kernels.tiles import magic_divide
+from diffusion_kernels.launch import divisor_magic, packed_divisor, tiling
 
 PID_MAX = 2**31 - 1
 
 
 def quotient(n: int, d: int) -> int:
-    """What the kernel computes: the 64-bit product of the 32-bit words, shifted."""
-    m, s = divisor_magic(d)
-    return (n * (m % 2**32)) >> s
+    """What the kernel computes (tiles.magic_divide): mulhi(2n, m) >> k, all in 32-bit words."""
+    packed = packed_divisor(d)
+    m, k = packed & 0xFFFFFFFF, (packed >> 32) - 1
+    assert 2 * n < 2**32 and m < 2**32 and 0 <= k < 32
+    return ((2 * n * m) >> 32) >> k
 
 
 @settings(max_examples=2000, deadline=None)
@@ -31,7 +38,8 @@ def test_multiply_shift_is_exact_at_the_edges(d):
 def test_multiplier_fits_a_32_bit_word():
     for d in [1, 2, 3, 5, 2**20 + 3, 2**31 - 1]:
         m, s = divisor_magic(d)
-        assert -(2**31) <= m < 2**31 and 31 <= s <= 62
+        assert 2**31 <= m < 2**32 and 31 <= s <= 62
+        assert 2**32 <= packed_divisor(d) < 2**63  # an int64 kernel argument on every backend
 
 
 @pytest.mark.parametrize("d", [0, -1, 2**31])
@@ -45,3 +53,19 @@ def test_grid_covers_every_row(n, rows):
     tile = tiling(kernels_module().q_sample, n, rows)
     assert tile.grid == (rows * tile.chunks,)
     assert tile.chunks * tile.block * 4 >= tile.row_len
+
+
+@triton.jit
+def divide_kernel(n_ptr, out_ptr, divisor, N: tl.constexpr):
+    offs = tl.arange(0, N)
+    tl.store(out_ptr + offs, magic_divide(tl.load(n_ptr + offs), divisor))
+
+
+def test_kernel_division_matches_python(device):
+    """tiles.magic_divide itself, run as a kernel (through the interpreter on CPU)."""
+    n = torch.tensor([0, 1, 2, 3, 6, 7, 100, 4095, 2**20 + 7, 2**30, 2**31 - 2, 2**31 - 1] + [5] * 4,
+                     dtype=torch.int32, device=device)
+    for d in [1, 2, 3, 7, 16, 1000, 2**16 + 1, 2**31 - 1]:
+        out = torch.empty_like(n)
+        divide_kernel[(1,)](n, out, packed_divisor(d), N=16)
+        assert out.tolist() == [v // d for v in n.tolist()], d
