@@ -69,3 +69,19 @@ def test_kernel_division_matches_python(device):
         out = torch.empty_like(n)
         divide_kernel[(1,)](n, out, packed_divisor(d), N=16)
         assert out.tolist() == [v // d for v in n.tolist()], d
+
+
+def test_strided_tensor_past_the_32_bit_index_goes_through_contiguous_copies(device, monkeypatch):
+    """Above MAX_STRIDED_NUMEL the launcher copies to contiguous buffers (here the limit is lowered)."""
+    import diffusion_kernels as dk
+    from diffusion_kernels import launch
+
+    schedule = dk.NoiseSchedule.linear()
+    x0 = torch.randn(2, 3, 4, 5, device=device).to(memory_format=torch.channels_last)
+    t = torch.tensor([10, 900])
+    expected = dk.q_sample(x0.contiguous(), t, schedule, seed=3, return_noise=True, backend="triton")
+    monkeypatch.setattr(launch, "MAX_STRIDED_NUMEL", 16)
+    assert launch._layout(x0.shape, [x0]) is None
+    x_t, eps = dk.q_sample(x0, t, schedule, seed=3, return_noise=True, backend="triton")
+    assert x_t.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(x_t, expected[0]) and torch.equal(eps, expected[1])
