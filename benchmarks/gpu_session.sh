@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Everything a GPU machine should run, in one go: install over the machine's own
-# torch and Triton, the test suite on CUDA, the full statistical validation, and
-# the benchmark sweep. Logs, the JSON record and its plot land in $RESULTS
-# (default benchmarks/results).
+# What a GPU machine runs, in phases that each fit a ten-minute call:
 #
-#   bash benchmarks/gpu_session.sh
+#   bash benchmarks/gpu_session.sh tests              # the test suite on CUDA
+#   bash benchmarks/gpu_session.sh validate           # the full statistical validation
+#   bash benchmarks/gpu_session.sh bench [ARGS...]    # the sweep; ARGS go to `diffusion-kernels bench`
+#   bash benchmarks/gpu_session.sh profile            # Nsight Compute counters of the fused kernels
+#   bash benchmarks/gpu_session.sh all                # the four in turn
+#
+# Every phase first installs the project over the machine's own torch and
+# Triton (pip install --no-deps -e .). Logs, the JSON record and its plot land
+# in $RESULTS (default benchmarks/results); the bench JSON is updated after
+# every size and dtype, so a run cut short keeps what it measured, and runs of
+# one device and day (e.g. one dtype each) merge into one record.
 #
 # Packages the machine lacks (diffusers, for the diffusers provider and tests)
 # can be placed as wheels in .whl/ beforehand; they are installed to a private
@@ -13,13 +20,48 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 RESULTS=${RESULTS:-benchmarks/results}
 mkdir -p "$RESULTS"
-if compgen -G ".whl/*.whl" >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/dk-site .whl/*.whl
-    export PYTHONPATH=/tmp/dk-site${PYTHONPATH:+:$PYTHONPATH}
-fi
-python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$RESULTS/gpu.txt"
-python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$RESULTS/gpu.txt"
-python3 -m pytest -q tests benchmarks --benchmark-disable --device cuda -rs 2>&1 | tee "$RESULTS/cuda_tests.log"
-python3 -m diffusion_kernels validate --stats --quiet 2>&1 | tee "$RESULTS/validate.log"
-python3 -m diffusion_kernels bench --out "$RESULTS" --quiet 2>&1 | tee "$RESULTS/bench.log"
+export PYTHONUNBUFFERED=1
+
+install() {
+    if compgen -G ".whl/*.whl" >/dev/null; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/dk-site .whl/*.whl
+        export PYTHONPATH=/tmp/dk-site${PYTHONPATH:+:$PYTHONPATH}
+    fi
+    python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv \
+        | tee "$RESULTS/gpu.txt"
+    python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" \
+        | tee -a "$RESULTS/gpu.txt"
+}
+
+tests() {
+    python3 -m pytest -q tests benchmarks --benchmark-disable --device cuda -rs 2>&1 | tee "$RESULTS/cuda_tests.log"
+}
+
+validate() {
+    python3 -m diffusion_kernels validate --stats --quiet 2>&1 | tee "$RESULTS/validate.log"
+}
+
+bench() {
+    python3 -m diffusion_kernels bench --out "$RESULTS" --quiet "$@" 2>&1 | tee -a "$RESULTS/bench.log"
+}
+
+profile() {
+    # One training-batch call per (dtype, mode), under ncu: achieved DRAM bandwidth, issue-slot use and
+    # instructions executed, the numbers that say whether a kernel is memory- or issue-bound.
+    ncu --kernel-name regex:noise_affine \
+        --metrics dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__inst_issued.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,gpu__time_duration.sum \
+        python3 benchmarks/profile_calls.py 2>&1 | tee "$RESULTS/ncu.log"
+}
+
+phase=${1:-all}
+shift || true
+install
+case "$phase" in
+    tests) tests ;;
+    validate) validate ;;
+    bench) bench "$@" ;;
+    profile) profile ;;
+    all) tests; validate; bench "$@"; profile ;;
+    *) echo "unknown phase '$phase': tests, validate, bench, profile or all" >&2; exit 2 ;;
+esac

@@ -267,7 +267,7 @@ def run(device: torch.device, **kwargs) -> dict:
 
 
 def _run(device: torch.device, *, sizes=None, dtypes=("float32", "bfloat16", "float16"), modes=MODES,
-        providers=PROVIDERS, reps: int = 100, seed: int = 0, progress: bool = True) -> dict:
+        providers=PROVIDERS, reps: int = 100, seed: int = 0, progress: bool = True, on_case=None) -> dict:
     from tqdm.auto import tqdm
 
     from . import backend
@@ -313,8 +313,15 @@ def _run(device: torch.device, *, sizes=None, dtypes=("float32", "bfloat16", "fl
                     temp_bytes=_temp_bytes(fn, device), timed=timed,
                     note="" if timed else "Triton interpreter on CPU: a correctness run, not a timing",
                 ))
-    _speedups(rows)
+        if on_case is not None:
+            # What is measured so far, so a sweep cut short (a time limit) still leaves its rows.
+            on_case(_record(device, sizes, rows, []))
     memory = [memory_of_loss(device, sizes[-1], DTYPES[d]) for d in dtypes]
+    return _record(device, sizes, rows, memory)
+
+
+def _record(device, sizes, rows: list[Row], memory: list[dict]) -> dict:
+    _speedups(rows)
     return {"environment": environment(device), "sizes": list(sizes),
             "rows": [dataclasses.asdict(r) for r in rows], "loss_memory": memory}
 
@@ -391,13 +398,39 @@ def plot(record: dict, path: Path) -> Path:
     return path
 
 
-def write(record: dict, out_dir) -> tuple[Path, Path]:
-    """The JSON record and its PNG plot, named by device and date."""
+def _row_key(row: dict) -> tuple:
+    return row["provider"], row["mode"], row["dtype"], row["numel"]
+
+
+def merge(old: dict, new: dict) -> dict:
+    """``new`` with the rows and loss-memory entries of ``old`` that it did not measure again.
+
+    A sweep split over several runs (one dtype each, say) on the same device
+    and day thus adds up to one record; each row keeps the ratios (of copy,
+    speedups) of the run that measured it.
+    """
+    measured = {_row_key(r) for r in new["rows"]}
+    rows = [r for r in old["rows"] if _row_key(r) not in measured] + new["rows"]
+    remeasured = {m["dtype"] for m in new["loss_memory"]}
+    memory = [m for m in old.get("loss_memory", []) if m["dtype"] not in remeasured] + new["loss_memory"]
+    order = {n: i for i, n in enumerate(sorted({r["numel"] for r in rows}))}
+    rows.sort(key=lambda r: (order[r["numel"]], r["dtype"], r["mode"] != "copy", r["mode"], r["provider"]))
+    return {**new, "sizes": sorted({*old.get("sizes", []), *new["sizes"]}), "rows": rows, "loss_memory": memory}
+
+
+def write(record: dict, out_dir, *, draw: bool = True) -> tuple[Path, Path | None]:
+    """The JSON record and (with ``draw``) its PNG plot, named by device and date.
+
+    An existing record of the same device and day in ``out_dir`` is merged
+    with this one (:func:`merge`), not overwritten.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     env = record["environment"]
     slug = "".join(c if c.isalnum() else "-" for c in env["device"]).strip("-").lower()
     stem = f"{slug}_{env['date'][:10]}"
     json_path = out_dir / f"{stem}.json"
+    if json_path.exists():
+        record = merge(json.loads(json_path.read_text()), record)
     json_path.write_text(json.dumps(record, indent=1))
-    return json_path, plot(record, out_dir / f"{stem}.png")
+    return json_path, (plot(record, out_dir / f"{stem}.png") if draw else None)

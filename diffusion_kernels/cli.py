@@ -88,9 +88,15 @@ def cmd_bench(args) -> int:
         for value in values or ():
             if value not in allowed:
                 raise UserError(f"unknown {name} {value!r}; choose from {', '.join(allowed)}")
+    start = bench.environment(device)["date"]
+
+    def checkpoint(partial):
+        bench.write({**partial, "environment": {**partial["environment"], "date": start}}, args.out, draw=False)
+
     record = bench.run(device, sizes=_int_list(args.sizes) if args.sizes else None, dtypes=dtypes,
                        modes=tuple(args.modes or bench.MODES), providers=tuple(args.providers or bench.PROVIDERS),
-                       reps=args.reps, seed=args.seed, progress=not args.quiet)
+                       reps=args.reps, seed=args.seed, progress=not args.quiet, on_case=checkpoint)
+    record["environment"]["date"] = start
     print(bench.format_table(record))
     json_path, png_path = bench.write(record, args.out)
     print(f"\nwrote {json_path}\nwrote {png_path}")
@@ -145,8 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--modes", nargs="+", help="xt_eps, xt, given_noise, backward (default all)")
     b.add_argument("--providers", nargs="+", help="fused, eager, compile, diffusers, copy (default all)")
     b.add_argument("--reps", type=int, default=100, help="timing budget per case in ms on a GPU (default 100)")
-    b.add_argument("--out", default="benchmarks/results", help="folder for the JSON and PNG "
-                                                               "(default benchmarks/results)")
+    b.add_argument("--out", default="benchmarks/results", help="folder for the JSON and PNG (default "
+                   "benchmarks/results); the JSON is updated after every size and dtype, and a record of "
+                   "the same device and day there is merged, not overwritten")
     b.set_defaults(func=cmd_bench)
     return parser
 

@@ -43,3 +43,36 @@ def test_unknown_provider_is_a_one_line_error(capsys):
 def test_loss_memory_counts_the_stored_noise(device, dtype):
     m = bench.memory_of_loss(device, 4096, bench.DTYPES[dtype])
     assert m["stored_noise_held_bytes"] == 4096 * 4 and m["noise_mse_held_bytes"] == 0
+
+
+def test_sweep_reports_each_case_as_it_finishes(device):
+    seen = []
+    record = bench.run(device, sizes=(256, 512), dtypes=("float32",), modes=("given_noise",),
+                       providers=("eager", "copy"), reps=5, progress=False, on_case=seen.append)
+    assert [len(r["rows"]) for r in seen] == [2, 4]  # after each size: its copy and eager rows
+    assert seen[-1]["rows"] == record["rows"] and record["loss_memory"]
+
+
+def test_runs_of_one_device_and_day_add_up_to_one_record(tmp_path, device):
+    for dtype in ("fp32", "bf16"):
+        assert cli.main(["bench", "--device", str(device), "--sizes", "256", "--dtype", dtype, "--quiet",
+                         "--modes", "given_noise", "--providers", "eager", "copy", "--out", str(tmp_path),
+                         "--reps", "5"]) == 0
+    (json_path,) = tmp_path.glob("*.json")
+    record = json.loads(json_path.read_text())
+    assert {(r["dtype"], r["provider"]) for r in record["rows"]} == {
+        (d, p) for d in ("float32", "bfloat16") for p in ("eager", "copy")}
+    assert {m["dtype"] for m in record["loss_memory"]} == {"float32", "bfloat16"}
+
+
+def test_merge_replaces_remeasured_rows_and_keeps_the_rest():
+    def row(provider, dtype, ms):
+        return {"provider": provider, "mode": "xt", "dtype": dtype, "numel": 1024, "median_ms": ms}
+
+    old = {"sizes": [1024], "rows": [row("fused", "float32", 1.0), row("fused", "bfloat16", 2.0)],
+           "loss_memory": [{"dtype": "float32"}]}
+    new = {"environment": {"device": "d"}, "sizes": [1024], "rows": [row("fused", "bfloat16", 3.0)],
+           "loss_memory": []}
+    merged = bench.merge(old, new)
+    assert sorted((r["dtype"], r["median_ms"]) for r in merged["rows"]) == [("bfloat16", 3.0), ("float32", 1.0)]
+    assert merged["loss_memory"] == [{"dtype": "float32"}] and merged["environment"] == {"device": "d"}
