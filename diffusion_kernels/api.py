@@ -93,7 +93,9 @@ def _run(x, noise, form: _Form, *, seed, generator, return_noise, return_v, back
     else:
         a, b = form.tables(x.device)
         c, d = form.velocity_tables(x.device) if return_v else (None, None)
-        t_rows = form.index.to(device=x.device).reshape(-1)
+        t_rows = form.index.to(device=x.device)
+        if t_rows.ndim != 1:
+            t_rows = t_rows.reshape(-1)
         if t_rows.numel() == 0:
             t_rows = t_rows.new_zeros(1)
         out, eps, v = noise_affine(x, t_rows, a, b, c, d, noise, call_seed, stream, offset_strength,

@@ -43,7 +43,9 @@ def alpha_bars_of(schedule) -> torch.Tensor:
 
 def check_devices(*tensors):
     """Refuse tensors on two different CUDA devices (CPU tensors may join any of them)."""
-    check_device_set([t.device for t in tensors if isinstance(t, torch.Tensor)])
+    devices = {t.device for t in tensors if isinstance(t, torch.Tensor)}
+    if len(devices) > 1:
+        check_device_set(devices)
 
 
 def check_device_set(devices):

@@ -57,18 +57,29 @@ def collapse_dims(shape, *strides):
 MAX_STRIDED_NUMEL = 2**31 - 1
 
 
-def _layout(shape, tensors):
-    """(NDIM, (z1..z4), (d1..d4), [(s0..s4) per tensor]) for the kernels' unravel and strided_offset.
+class Layout(NamedTuple):
+    """How the kernels address a call's tensors (tiles.unravel, tiles.strided_offset)."""
+    contiguous: bool  # every tensor contiguous: the kernels' short-signature entry points
+    ndim: int  # collapsed dims, 1 to MAX_DIMS
+    sizes: tuple  # z1 … z4 (right-aligned, the outermost size left out)
+    divisors: tuple  # d1 … d4: the sizes as packed divisors
+    strides: list  # (s0 … s4) per tensor, zeros for an absent one
 
-    d_i is z_i as a packed divisor. None past MAX_DIMS, or for a strided
-    layout of more than MAX_STRIDED_NUMEL elements. ``None`` entries in
-    ``tensors`` get zero strides (their pointer is unused).
+    def args(self) -> tuple:
+        """The strided kernels' size, divisor and stride arguments."""
+        return (*self.sizes, *self.divisors, *_flat(self.strides))
+
+
+def _layout(shape, tensors):
+    """The Layout of ``tensors`` (``None`` entries are absent: zero strides, pointer unused).
+
+    None past MAX_DIMS, or for a strided layout of more than MAX_STRIDED_NUMEL elements.
     """
     live = [t for t in tensors if t is not None]
     if all(t.is_contiguous() for t in live):
         # The common case, without the general collapse: one dim of stride 1.
-        return (1, (1,) * (MAX_DIMS - 1), _UNIT_DIVISORS,
-                [(0 if t is None else 1,) + (0,) * (MAX_DIMS - 1) for t in tensors])
+        return Layout(True, 1, (1,) * (MAX_DIMS - 1), _UNIT_DIVISORS,
+                      [(0 if t is None else 1,) + (0,) * (MAX_DIMS - 1) for t in tensors])
     sizes, strides = collapse_dims(shape, *[t.stride() for t in live])
     ndim = len(sizes)
     if ndim > MAX_DIMS or (ndim > 1 and live[0].numel() > MAX_STRIDED_NUMEL):
@@ -82,11 +93,19 @@ def _layout(shape, tensors):
             continue
         s = next(it)
         per_tensor.append((s[0], *([0] * (MAX_DIMS - ndim)), *s[1:]))
-    return ndim, tuple(z), tuple(packed_divisor(size) for size in z), per_tensor
+    return Layout(False, ndim, tuple(z), tuple(packed_divisor(size) for size in z), per_tensor)
+
+
+def _entry(layout: Layout, strided, contiguous):
+    """(kernel, layout arguments, layout keywords) for a call: the short-signature entry point when
+    every tensor is contiguous."""
+    if layout.contiguous:
+        return contiguous, (), {}
+    return strided, layout.args(), {"NDIM": layout.ndim}
 
 
 def _prepare(shape, tensors, outputs):
-    """Layout for ``tensors + outputs``; too many dims falls back to contiguous copies."""
+    """(tensors, outputs, Layout of both); a layout the kernels cannot address falls back to contiguous copies."""
     layout = _layout(shape, tensors + outputs)
     if layout is not None:
         return tensors, outputs, layout
@@ -165,7 +184,12 @@ _UNIT_DIVISORS = (packed_divisor(1),) * (MAX_DIMS - 1)
 def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0) -> Tiling:
     """The tiling of n elements in ``rows`` rows for ``kernel_module``'s kernels."""
     row_len = n // rows
-    block = block_quads(kernel_module, row_len)
+    return _tiling(rows, row_len, block_quads(kernel_module, row_len), elem_offset)
+
+
+@functools.lru_cache(maxsize=256)
+def _tiling(rows: int, row_len: int, block: int, elem_offset: int) -> Tiling:
+    # A training loop repeats one shape: the divisor arithmetic is done once per shape.
     chunks = chunks_per_row(row_len, elem_offset, block)
     return Tiling(rows, row_len, block, chunks, packed_divisor(chunks))
 
@@ -200,16 +224,23 @@ def _launcher(kernel):
     return kernel
 
 
-def _register_triton_op(name: str):
-    """Register ``impl`` as the triton_op ``name`` (its launches then go through wrap_triton); return impl."""
+def _register_triton_op(name: str, placeholder_dtype):
+    """Register ``impl`` as the triton_op ``name`` (its launches then go through wrap_triton); return impl.
+
+    ``impl`` returns None for the outputs a call did not ask for; the op, whose
+    schema returns tensors, gives 0-element placeholders of
+    ``placeholder_dtype(args)`` instead. Direct calls skip making them.
+    """
     def register(impl):
         @functools.wraps(impl)
         def body(*args, **kwargs):
             _op_body.active = True
             try:
-                return impl(*args, **kwargs)
+                outputs = impl(*args, **kwargs)
             finally:
                 _op_body.active = False
+            like = args[0]
+            return tuple(o if o is not None else like.new_empty(0, dtype=placeholder_dtype(like)) for o in outputs)
 
         if triton_available():
             torch.library.triton_op(name, body, mutates_args=_EMPTY)
@@ -240,7 +271,7 @@ def _flat(items):
     return [v for item in items for v in item]
 
 
-@_register_triton_op("diffusion_kernels::noise_affine")
+@_register_triton_op("diffusion_kernels::noise_affine", lambda x0: x0.dtype)
 def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                  c: Optional[torch.Tensor], d: Optional[torch.Tensor], noise: Optional[torch.Tensor],
                  seed_tensor: Optional[torch.Tensor], seed_lo: int, seed_hi: int, stream: int, step: int,
@@ -254,7 +285,8 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
     ``t_rows`` is an int64 tensor of R row indices into the float32 tables,
     R dividing x0.numel(). ε is ``noise`` or, when None, drawn from the seed
     (``seed_tensor`` on the device, else the int32 halves). Outputs not asked
-    for come back empty. Outputs keep x0's memory format.
+    for come back None (0-element tensors from the registered op). Outputs keep
+    x0's memory format.
     """
     km = kernels_module()
     out = torch.empty_like(x0)
@@ -262,28 +294,29 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
     v = torch.empty_like(x0) if write_v else None
     n = x0.numel()
     if n > 0:
-        (x0_, noise_), (out_, eps_, v_), (ndim, z, divisors, strides) = _prepare(x0.shape, [x0, noise], [out, eps, v])
+        (x0_, noise_), (out_, eps_, v_), layout = _prepare(x0.shape, [x0, noise], [out, eps, v])
         rows = t_rows.numel()
         tile = tiling(km.q_sample, n, rows, elem_offset)
         s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
+        kernel, layout_args, layout_kw = _entry(layout, km.q_sample.noise_affine_fwd_kernel,
+                                                km.q_sample.noise_affine_fwd_contiguous_kernel)
         with _device_guard(x0):
-            _launcher(km.q_sample.noise_affine_fwd_kernel)[tile.grid](
+            _launcher(kernel)[tile.grid](
                 x0_, noise_ if noise_ is not None else x0_, out_, eps_ if eps_ is not None else out_,
                 v_ if v_ is not None else out_,
                 t_rows, a, b, c if c is not None else a, d if d is not None else b, a.numel(),
                 *tile.row_args, elem_offset,
-                s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength,
-                *z, *divisors, *_flat(strides),
-                NDIM=ndim, HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
+                s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength, *layout_args, **layout_kw,
+                HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
                 SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(x0),
                 num_warps=km.q_sample.NUM_WARPS, **(_CHECKED if check_t else {}),
             )
         _copy_back([(out, out_), (eps, eps_), (v, v_)])
-    return out, (eps if eps is not None else x0.new_empty(0)), (v if v is not None else x0.new_empty(0))
+    return out, eps, v
 
 
-@_register_triton_op("diffusion_kernels::noise_affine_backward")
+@_register_triton_op("diffusion_kernels::noise_affine_backward", lambda g: torch.float32)
 def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: torch.Tensor, a: torch.Tensor,
                           b: torch.Tensor, c: Optional[torch.Tensor], d: Optional[torch.Tensor],
                           x0: Optional[torch.Tensor], noise: Optional[torch.Tensor],
@@ -296,7 +329,8 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
     grad_x0 is made when ``x0_dtype`` is given, grad_noise when ``noise_dtype``
     is. With ``need_tables`` the (R, 4) per-row sums Σ g·x0, Σ g·ε, Σ gv·x0,
     Σ gv·ε come back (they read ``x0`` and ``noise``, or regenerate ε from the
-    seed). What was not asked for comes back empty.
+    seed). What was not asked for comes back None (0-element tensors from the
+    registered op).
     """
     km = kernels_module()
     gx = torch.empty_like(g, dtype=x0_dtype) if x0_dtype is not None else None
@@ -307,21 +341,21 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
     if n > 0:
         x0_in = x0 if need_tables else None
         noise_in = noise if need_tables else None
-        (g_, gv_, x0_, noise_), (gx_, gn_), (ndim, z, divisors, strides) = _prepare(g.shape, [g, gv, x0_in, noise_in],
-                                                                          [gx, gn])
+        (g_, gv_, x0_, noise_), (gx_, gn_), layout = _prepare(g.shape, [g, gv, x0_in, noise_in], [gx, gn])
         tile = tiling(km.q_sample, n, rows, elem_offset)
         partials = torch.empty((*tile.grid, 4), dtype=torch.float32, device=g.device) if need_tables else None
         s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
+        kernel, layout_args, layout_kw = _entry(layout, km.q_sample.noise_affine_bwd_kernel,
+                                                km.q_sample.noise_affine_bwd_contiguous_kernel)
         with _device_guard(g):
-            _launcher(km.q_sample.noise_affine_bwd_kernel)[tile.grid](
+            _launcher(kernel)[tile.grid](
                 g_, gv_ if gv_ is not None else g_, x0_ if x0_ is not None else g_,
                 noise_ if noise_ is not None else g_, gx_ if gx_ is not None else g_, gn_ if gn_ is not None else g_,
                 partials if partials is not None else a,
                 t_rows, a, b, c if c is not None else a, d if d is not None else b, a.numel(),
                 *tile.row_args, elem_offset,
-                s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength,
-                *z, *divisors, *_flat(strides),
-                NDIM=ndim, HAS_NOISE=noise is not None, HAS_GV=gv is not None,
+                s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength, *layout_args, **layout_kw,
+                HAS_NOISE=noise is not None, HAS_GV=gv is not None,
                 NEED_GX=gx is not None, NEED_GN=gn is not None, NEED_PARTIALS=need_tables,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
                 SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(g),
@@ -330,11 +364,7 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
         _copy_back([(gx, gx_), (gn, gn_)])
         if need_tables:
             sums = partials.view(rows, tile.chunks, 4).sum(dim=1)
-    def empty():
-        return g.new_empty(0, dtype=torch.float32)
-
-    return (gx if gx is not None else empty(), gn if gn is not None else empty(),
-            sums if sums is not None else empty())
+    return gx, gn, sums
 
 
 def q_sample_forward(x0, t_rows, sqrt_ab, sqrt_1m_ab, noise=None, *, seed=0, stream: int = 0, step: int = 0,
@@ -388,14 +418,14 @@ def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_s
     if pred.numel() == 0:
         return pred.new_zeros((), dtype=torch.float32)
     km, tile, seed_tensor, lo, hi = _mse_common(pred, rows, seed)
-    (pred_,), _, (ndim, z, divisors, strides) = _prepare(pred.shape, [pred], [])
+    (pred_,), _, layout = _prepare(pred.shape, [pred], [])
     partials = torch.empty(tile.grid, dtype=torch.float32, device=pred.device)
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, partials)
     with _device_guard(pred):
         km.noise_mse.noise_mse_fwd_kernel[tile.grid](
             pred_, partials, *tile.row_args, s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
-            *z, *divisors, *strides[0],
-            NDIM=ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
+            *layout.args(),
+            NDIM=layout.ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
             FAST_MATH=not interpreter_active(), PAIRED=paired(pred), num_warps=km.noise_mse.NUM_WARPS,
         )
     return partials.sum()
@@ -408,13 +438,13 @@ def noise_mse_backward(pred: torch.Tensor, upstream: torch.Tensor, scale: float,
     if pred.numel() == 0:
         return grad
     km, tile, seed_tensor, lo, hi = _mse_common(pred, rows, seed)
-    (pred_,), (grad_,), (ndim, z, divisors, strides) = _prepare(pred.shape, [pred], [grad])
+    (pred_,), (grad_,), layout = _prepare(pred.shape, [pred], [grad])
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, grad_)
     with _device_guard(pred):
         km.noise_mse.noise_mse_bwd_kernel[tile.grid](
             pred_, grad_, upstream.to(device=pred.device, dtype=torch.float32).reshape(1), scale, *tile.row_args,
-            s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *z, *divisors, *_flat(strides),
-            NDIM=ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
+            s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
+            NDIM=layout.ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
             SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(pred),
             num_warps=km.noise_mse.NUM_WARPS,
         )

@@ -80,9 +80,22 @@ def specialise(kernel, args, kwargs):
 def issue_launches():
     km = kernels_module()
     for module, name in ((km.q_sample, "noise_affine_fwd_kernel"), (km.q_sample, "noise_affine_bwd_kernel"),
+                         (km.q_sample, "noise_affine_fwd_contiguous_kernel"),
+                         (km.q_sample, "noise_affine_bwd_contiguous_kernel"),
                          (km.trajectory, "forward_trajectory_kernel"), (km.noise_mse, "noise_mse_fwd_kernel"),
                          (km.noise_mse, "noise_mse_bwd_kernel")):
         setattr(module, name, Recorder(getattr(module, name)))
+    try:
+        _launch_every_variant()
+    finally:
+        # Restored before compiling: the contiguous entry points call the strided kernels by name.
+        for module in (km.q_sample, km.trajectory, km.noise_mse):
+            for name, value in vars(module).items():
+                if isinstance(value, Recorder):
+                    setattr(module, name, value.kernel)
+
+
+def _launch_every_variant():
     a, b = NoiseSchedule.linear().coefficient_tables("cpu")
     t = torch.tensor([0, 10, 500, 999])
     for dtype in (torch.float32, torch.bfloat16, torch.float16):
@@ -99,6 +112,8 @@ def issue_launches():
         launch.noise_affine_backward(x, None, t, a, b, None, None, None, None, None, 5, 0, 0, 0, 0.0, dtype, None,
                                      False, 0)
         launch.noise_affine_backward(x, x, t, a, b, -b, a, x, None, None, 5, 0, 0, 0, 0.0, dtype, dtype, True, 0)
+        launch.noise_affine_backward(cl, None, t, a, b, None, None, None, None, None, 5, 0, 0, 0, 0.0, dtype, None,
+                                     False, 0)
         sa, sb = NoiseSchedule.linear().step_tables("cpu")
         launch.forward_trajectory(x, sa, sb, 999, seed=5, snapshot_steps=(10, 500))
         launch.noise_mse_forward(x, 4, 5, 0, 0.1)

@@ -31,18 +31,21 @@ def variants():
 
 def test_every_kernel_compiles_for_sm90(variants):
     kernels = {v["kernel"] for v in variants}
-    assert kernels == {"noise_affine_fwd_kernel", "noise_affine_bwd_kernel", "forward_trajectory_kernel",
-                       "noise_mse_fwd_kernel", "noise_mse_bwd_kernel"}
-    assert len(variants) == 36
+    assert kernels == {"noise_affine_fwd_kernel", "noise_affine_bwd_kernel", "noise_affine_fwd_contiguous_kernel",
+                       "noise_affine_bwd_contiguous_kernel", "forward_trajectory_kernel", "noise_mse_fwd_kernel",
+                       "noise_mse_bwd_kernel"}
+    assert len(variants) == 39
     for v in variants:
         assert v["cubin_bytes"] > 0 and v["registers"] is not None and v["registers"] <= 255
 
 
 def _fwd(variants, dtype, shape=(4, 3, 8, 8), debug=False, **flags):
+    """The forward variant with these flags: contiguous tensors take the short-signature entry point."""
     for v in variants:
         c = v["constexprs"]
-        if (v["kernel"] == "noise_affine_fwd_kernel" and v["dtype"] == dtype and v["shape"] == list(shape)
-                and v["debug"] == debug and all(c[k] == str(val) for k, val in flags.items())):
+        kernel = "noise_affine_fwd_kernel" if "NDIM" in flags else "noise_affine_fwd_contiguous_kernel"
+        if (v["kernel"] == kernel and v["dtype"] == dtype and v["shape"] == list(shape) and v["debug"] == debug
+                and all(c[k] == str(val) for k, val in flags.items())):
             return v
     raise LookupError(flags)
 
@@ -50,15 +53,15 @@ def _fwd(variants, dtype, shape=(4, 3, 8, 8), debug=False, **flags):
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 def test_writing_the_noise_does_not_recompute_philox(variants, dtype):
     """Each quad's Philox call stays in one thread: storing ε as well costs no extra Philox rounds."""
-    plain = _fwd(variants, dtype, NDIM=1, HAS_NOISE=False, WRITE_NOISE=False, WRITE_V=False)
-    with_noise = _fwd(variants, dtype, NDIM=1, HAS_NOISE=False, WRITE_NOISE=True, WRITE_V=False)
+    plain = _fwd(variants, dtype, HAS_NOISE=False, WRITE_NOISE=False, WRITE_V=False)
+    with_noise = _fwd(variants, dtype, HAS_NOISE=False, WRITE_NOISE=True, WRITE_V=False)
     assert with_noise["philox_multiplies"] == plain["philox_multiplies"] > 0
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 def test_contiguous_io_is_vectorised_without_shared_memory(variants, dtype):
     """The noise tile's layout matches 16-byte loads and stores: no shuffle through shared memory."""
-    v = _fwd(variants, dtype, NDIM=1, HAS_NOISE=False, WRITE_NOISE=True, WRITE_V=False)
+    v = _fwd(variants, dtype, HAS_NOISE=False, WRITE_NOISE=True, WRITE_V=False)
     assert v["vector_loads"] > 0 and v["shared_memory_ops"] == 0
 
 
@@ -70,9 +73,9 @@ def test_trajectory_draws_each_quad_once(variants):
 
 def test_box_muller_uses_the_hardware_approximations(variants):
     """sin/cos/log as single special-function instructions: no library range reduction, no local memory."""
-    v = _fwd(variants, "bfloat16", NDIM=1, HAS_NOISE=False, WRITE_NOISE=False, WRITE_V=False)
+    v = _fwd(variants, "bfloat16", HAS_NOISE=False, WRITE_NOISE=False, WRITE_V=False)
     assert v["approx_math_ops"] > 0 and v["stack_bytes"] == 0
-    given = _fwd(variants, "bfloat16", NDIM=1, HAS_NOISE=True)
+    given = _fwd(variants, "bfloat16", HAS_NOISE=True)
     assert given["approx_math_ops"] == 0 and given["philox_multiplies"] == 0
 
 
