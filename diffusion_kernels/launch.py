@@ -124,14 +124,14 @@ def next_power_of_2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def block_quads(kernel_module, row_len: int) -> int:
-    """Quads per program: the kernel's tuned constant on a GPU; under the
-    interpreter, large tiles (fewer, bigger numpy operations) cut to the row.
+def block_quads(kernel_module, row_len: int, paired: bool = False) -> int:
+    """Quads per program: the kernel's tuned constant on a GPU (its own for 2-byte I/O);
+    under the interpreter, large tiles (fewer, bigger numpy operations) cut to the row.
 
     The noise stream does not depend on this choice.
     """
     if not interpreter_active():
-        return kernel_module.BLOCK_QUADS
+        return kernel_module.BLOCK_QUADS_PAIRED if paired else kernel_module.BLOCK_QUADS
     needed = next_power_of_2((row_len + 6) // 4)
     return max(16, min(kernel_module.INTERPRETER_BLOCK_QUADS, needed))
 
@@ -159,8 +159,8 @@ def divisor_magic(d: int) -> tuple[int, int]:
 
     Granlund & Montgomery (1994), Theorem 4.2, for 31-bit dividends: with
     k = ceil(log2 d) and m = ceil(2**(31 + k) / d), 0 <= m·d − 2**(31 + k) < d <= 2**k,
-    which makes the quotient exact; the kernel forms n·m in 64 bits (one wide
-    multiply).
+    which makes the quotient exact (tiles.magic_divide evaluates it in 32-bit
+    words).
     """
     if not 1 <= d < 2**31:
         raise ValueError(f"divisor must be in [1, 2**31), got {d}")
@@ -181,10 +181,10 @@ def packed_divisor(d: int) -> int:
 _UNIT_DIVISORS = (packed_divisor(1),) * (MAX_DIMS - 1)
 
 
-def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0) -> Tiling:
-    """The tiling of n elements in ``rows`` rows for ``kernel_module``'s kernels."""
+def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0, paired: bool = False) -> Tiling:
+    """The tiling of n elements in ``rows`` rows for ``kernel_module``'s kernels (``paired``: 2-byte I/O)."""
     row_len = n // rows
-    return _tiling(rows, row_len, block_quads(kernel_module, row_len), elem_offset)
+    return _tiling(rows, row_len, block_quads(kernel_module, row_len, paired), elem_offset)
 
 
 @functools.lru_cache(maxsize=256)
@@ -296,7 +296,7 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
     if n > 0:
         (x0_, noise_), (out_, eps_, v_), layout = _prepare(x0.shape, [x0, noise], [out, eps, v])
         rows = t_rows.numel()
-        tile = tiling(km.q_sample, n, rows, elem_offset)
+        tile = tiling(km.q_sample, n, rows, elem_offset, paired(x0))
         s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
         kernel, layout_args, layout_kw = _entry(layout, km.q_sample.noise_affine_fwd_kernel,
                                                 km.q_sample.noise_affine_fwd_contiguous_kernel)
@@ -342,7 +342,7 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
         x0_in = x0 if need_tables else None
         noise_in = noise if need_tables else None
         (g_, gv_, x0_, noise_), (gx_, gn_), layout = _prepare(g.shape, [g, gv, x0_in, noise_in], [gx, gn])
-        tile = tiling(km.q_sample, n, rows, elem_offset)
+        tile = tiling(km.q_sample, n, rows, elem_offset, paired(g))
         partials = torch.empty((*tile.grid, 4), dtype=torch.float32, device=g.device) if need_tables else None
         s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
         kernel, layout_args, layout_kw = _entry(layout, km.q_sample.noise_affine_bwd_kernel,
@@ -410,7 +410,7 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
 def _mse_common(pred, handle_rows: int, seed):
     km = kernels_module()
     seed_tensor, lo, hi = seed_parts(seed)
-    return km, tiling(km.noise_mse, pred.numel(), handle_rows), seed_tensor, lo, hi
+    return km, tiling(km.noise_mse, pred.numel(), handle_rows, paired=paired(pred)), seed_tensor, lo, hi
 
 
 def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_strength: float) -> torch.Tensor:

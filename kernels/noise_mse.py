@@ -14,6 +14,7 @@ from .tiles import row_tile, strided_offset, unravel
 
 # Same tiling as q_sample.py, for the same reason: the same Philox work per element.
 BLOCK_QUADS = 512
+BLOCK_QUADS_PAIRED = 1024
 NUM_WARPS = 4
 INTERPRETER_BLOCK_QUADS = 4096
 

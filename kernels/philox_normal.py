@@ -66,11 +66,18 @@ def philox4x32(seed, c0, c1, c2, c3):
 # bf16 kernel bound by instruction issue rather than memory. Their constants
 # are folded to one instruction each: -2 ln(u1) = lg2(u1) * (-2 ln 2), and
 # theta = k * (2 pi 2**-24) - pi in one FMA, which rounds once where the
-# library path rounds twice (a difference of an ulp of theta). In [-pi, pi)
-# the approximations' absolute error is below 2**-20.9, so a normal differs
-# from the math-library value by at most ~5.77 * 2**-20.9 ~ 3e-6
-# (diffusion_kernels.tolerances.NOISE_ATOL). Triton's CPU interpreter has no
-# such instructions and runs the library path.
+# library path rounds twice (a difference of an ulp of theta).
+#
+# Accuracy against the math library: sin/cos.approx are within 2**-20.9
+# absolute in [-pi, pi), ~3e-6 on a normal after the radius (at most 5.77).
+# lg2.approx is within 2**-22 absolute on [0.5, 2], which is no relative
+# accuracy at all as u1 -> 1 where log(u1) -> 0: a radius near 0 could be off
+# by up to ~6e-4. So for u1 > 1 - 2**-8 the kernel takes -2 ln(1 + w),
+# w = u1 - 1 (exact there), from its series -2w + w**2 - (2/3)w**3 (truncation
+# 2**-33); elsewhere r**2 >= 2**-7 and lg2's error moves the radius by at most
+# ~2e-6. A normal is thus within ~5e-6 of the math-library value
+# (diffusion_kernels.tolerances.NOISE_ATOL = 1e-5). Triton's CPU interpreter
+# has no such instructions and runs the library path.
 ONE_BITS = tl.constexpr(0x3F800000)
 ONE_MINUS_TWO_POW_M24 = tl.constexpr(0.99999994039535522)
 TWO_POW_M24 = tl.constexpr(5.9604644775390625e-08)
@@ -78,6 +85,7 @@ TWO_PI = tl.constexpr(6.283185307179586)
 TWO_PI_POW_M24 = tl.constexpr(6.283185307179586 * 5.9604644775390625e-08)
 PI = tl.constexpr(3.141592653589793)
 MINUS_TWO_LN2 = tl.constexpr(-1.3862943611198906)
+SERIES_BELOW = tl.constexpr(-0.00390625)  # -2**-8: w above it takes the series
 
 
 @triton.jit
@@ -86,7 +94,9 @@ def box_muller(ra, rb, FAST_MATH: tl.constexpr):
     u1 = ((ra >> 9) + ONE_BITS).to(tl.float32, bitcast=True) - ONE_MINUS_TWO_POW_M24
     if FAST_MATH:
         theta = tl.fma((rb >> 8).to(tl.float32), TWO_PI_POW_M24, -PI)
-        radius = tl.sqrt(libdevice.fast_log2f(u1) * MINUS_TWO_LN2)
+        w = u1 - 1.0
+        series = tl.fma(tl.fma(w, -2.0 / 3.0, 1.0), w, -2.0) * w
+        radius = tl.sqrt(tl.where(w > SERIES_BELOW, series, libdevice.fast_log2f(u1) * MINUS_TWO_LN2))
         return radius * libdevice.fast_cosf(theta), radius * libdevice.fast_sinf(theta)
     else:
         theta = (rb >> 8).to(tl.float32) * TWO_POW_M24 * TWO_PI - PI

@@ -16,15 +16,20 @@ from .convert import to_output
 from .philox_normal import draw_noise, load_seed
 from .tiles import row_coefficients, row_tile, strided_offset, unravel
 
-# Quads (4 elements) per program and warps per program. 512 quads = 2048
-# elements: 16 per thread at 4 warps. A drawn-noise kernel in bf16 is bound by
-# instruction issue (Philox alone is ~10 instructions per element), and each
-# program also pays ~90 instructions of setup (row, coefficients, masks,
-# addresses, the Philox key schedule): 16 elements per thread spread that to
-# ~6 per element where 8 left ~11, at 32-48 registers (sm_90 cubin,
-# tests/gpu_compile_check.py). 32 per thread saves ~3 more but needs 56-86
-# registers. The choice never changes the noise stream (see philox_normal.py).
+# Quads (4 elements) per program and warps per program. A drawn-noise kernel
+# in bf16 is bound by instruction issue, not memory (Philox alone is ~10
+# instructions per element), and each program also pays ~100 instructions of
+# setup (row, coefficients, masks, addresses, the Philox key schedule), so
+# more elements per thread leave fewer instructions per element (sm_90 cubin,
+# tests/gpu_compile_check.py, training batch, drawn noise):
+#   16 per thread (512 quads at 4 warps): ~32 per element, 32-50 registers;
+#   32 per thread (1024 quads):          ~29 per element, 56-70 registers.
+# 2-byte I/O moves half the bytes per element, so it takes the larger tile;
+# 4-byte I/O, with twice the time per element to spend, keeps the smaller tile
+# and full occupancy. The choice never changes the noise stream (see
+# philox_normal.py).
 BLOCK_QUADS = 512
+BLOCK_QUADS_PAIRED = 1024  # 2-byte I/O (philox_normal.tile_normals' PAIRED layout)
 NUM_WARPS = 4
 # Triton's CPU interpreter pays per operation, not per element: there one
 # program takes up to this many quads (shrunk to what a row needs).

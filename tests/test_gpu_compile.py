@@ -79,25 +79,27 @@ def test_box_muller_uses_the_hardware_approximations(variants):
     assert given["approx_math_ops"] == 0 and given["philox_multiplies"] == 0
 
 
-# The issue budget of a drawn-noise tile. At 0.9 × an H100's ~3 TB/s copy, bf16
-# x_t alone (2 bytes read + 2 written per element) needs ~675 G elements/s; the
-# GPU issues 132 SMs × 4 schedulers × ~1.75 GHz warp instructions, ~29.6 T
-# thread instructions/s: at most ~44 instructions per element with every issue
-# slot busy. 32 keeps the needed issue rate below three quarters of the peak.
-ISSUE_BUDGET_PER_ELEMENT = 32
+# The issue budget of a drawn-noise tile. At 0.9 × an H100's ~3 TB/s copy
+# bandwidth (bytes read + written) the kernel moves ~2.7 TB/s; the GPU issues
+# 132 SMs × 4 schedulers × 32 lanes × ~1.75 GHz ≈ 29.6 T thread instructions/s,
+# ~11 instructions per byte moved with every issue slot busy. 8 per byte keeps
+# the needed issue rate under three quarters of the peak: 32 instructions per
+# element for bf16 x_t alone (2 bytes read, 2 written), the tightest case.
+ISSUE_BUDGET_PER_BYTE = 8
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("dtype, size", [("float32", 4), ("bfloat16", 2)])
 @pytest.mark.parametrize("write_noise, debug", [(False, False), (True, False), (False, True)])
-def test_drawn_noise_tile_fits_the_issue_budget(variants, dtype, write_noise, debug):
+def test_drawn_noise_tile_fits_the_issue_budget(variants, dtype, size, write_noise, debug):
     """Machine instructions per element of a training batch's q_sample (per-sample t, many programs per row),
-    also with t checked on the device."""
+    also with t checked on the device, against the bytes each element moves."""
     v = _fwd(variants, dtype, shape=(16, 4, 64, 64), debug=debug, HAS_NOISE=False, WRITE_NOISE=write_noise,
              WRITE_V=False)
     assert "chunks_per_row" not in v["specialised_to_one"]  # the row division is there, not folded away
     per_element = v["sass_instructions"] / v["elements_per_thread"]
-    assert per_element <= ISSUE_BUDGET_PER_ELEMENT, per_element
-    assert v["stack_bytes"] == 0 and v["registers"] <= 64  # no spills; at least half occupancy
+    bytes_per_element = size * (3 if write_noise else 2)
+    assert per_element <= ISSUE_BUDGET_PER_BYTE * bytes_per_element, per_element
+    assert v["stack_bytes"] == 0 and v["registers"] <= 80  # no spills; at least 3/8 occupancy
 
 
 def test_only_a_checked_launch_asserts_t_on_the_device(variants):
