@@ -53,8 +53,9 @@ def collapse_dims(shape, *strides):
 
 
 # A strided launch divides the logical index with 31-bit multiply-shifts
-# (tiles.unravel); a larger strided tensor is copied to a contiguous one first.
-MAX_STRIDED_NUMEL = 2**31 - 1
+# (tiles.unravel), masked lanes past the end included (a tile is under 2**16
+# elements); a larger strided tensor is copied to a contiguous one first.
+MAX_STRIDED_NUMEL = 2**31 - 2**16
 
 
 class Layout(NamedTuple):

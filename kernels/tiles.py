@@ -63,7 +63,7 @@ def unravel(idx, NDIM: tl.constexpr, z1, z2, z3, z4, d1, d2, d3, d4):
 
     The dims are collapsed by the launcher and right-aligned: the innermost has
     size z4 (packed divisor d4), the outermost takes whatever is left of the
-    index. A launch with NDIM > 1 has fewer than 2**31 elements (larger
+    index. A launch with NDIM > 1 has fewer than 2**31 − 2**16 elements (larger
     strided tensors are copied to contiguous ones first), so the coordinates
     are int32 and every step is a 32-bit multiply-shift division. With
     NDIM == 1 this is (idx, 0, 0, 0, 0), idx int64.
@@ -72,7 +72,9 @@ def unravel(idx, NDIM: tl.constexpr, z1, z2, z3, z4, d1, d2, d3, d4):
         zero = idx * 0
         c0, c1, c2, c3, c4 = idx, zero, zero, zero, zero
     else:
-        rem = idx.to(tl.int32)
+        # Lanes masked off at a row edge can lie just outside [0, numel); clamped, their (unused)
+        # coordinates stay in int32 range, which also keeps debug-mode overflow checks quiet.
+        rem = tl.maximum(idx, 0).to(tl.int32)
         zero = rem * 0
         c1, c2, c3 = zero, zero, zero
         rem, c4 = divmod_by(rem, z4, d4)
