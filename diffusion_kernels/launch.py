@@ -65,6 +65,7 @@ class Layout(NamedTuple):
     sizes: tuple  # z1 … z4 (right-aligned, the outermost size left out)
     divisors: tuple  # d1 … d4: the sizes as packed divisors
     strides: list  # (s0 … s4) per tensor, zeros for an absent one
+    shared: bool  # every present tensor has the same strides: one address computation serves all
 
     def args(self) -> tuple:
         """The strided kernels' size, divisor and stride arguments."""
@@ -80,7 +81,7 @@ def _layout(shape, tensors):
     if all(t.is_contiguous() for t in live):
         # The common case, without the general collapse: one dim of stride 1.
         return Layout(True, 1, (1,) * (MAX_DIMS - 1), _UNIT_DIVISORS,
-                      [(0 if t is None else 1,) + (0,) * (MAX_DIMS - 1) for t in tensors])
+                      [(0 if t is None else 1,) + (0,) * (MAX_DIMS - 1) for t in tensors], True)
     sizes, strides = collapse_dims(shape, *[t.stride() for t in live])
     ndim = len(sizes)
     if ndim > MAX_DIMS or (ndim > 1 and live[0].numel() > MAX_STRIDED_NUMEL):
@@ -94,7 +95,9 @@ def _layout(shape, tensors):
             continue
         s = next(it)
         per_tensor.append((s[0], *([0] * (MAX_DIMS - ndim)), *s[1:]))
-    return Layout(False, ndim, tuple(z), tuple(packed_divisor(size) for size in z), per_tensor)
+    present = [s for t, s in zip(tensors, per_tensor) if t is not None]
+    return Layout(False, ndim, tuple(z), tuple(packed_divisor(size) for size in z), per_tensor,
+                  all(s == present[0] for s in present))
 
 
 def _entry(layout: Layout, strided, contiguous):
@@ -102,7 +105,7 @@ def _entry(layout: Layout, strided, contiguous):
     every tensor is contiguous."""
     if layout.contiguous:
         return contiguous, (), {}
-    return strided, layout.args(), {"NDIM": layout.ndim}
+    return strided, layout.args(), {"NDIM": layout.ndim, "SHARED_LAYOUT": layout.shared}
 
 
 def _prepare(shape, tensors, outputs):
@@ -125,13 +128,15 @@ def next_power_of_2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def block_quads(kernel_module, row_len: int, paired: bool = False) -> int:
-    """Quads per program: the kernel's tuned constant on a GPU (its own for 2-byte I/O);
-    under the interpreter, large tiles (fewer, bigger numpy operations) cut to the row.
+def block_quads(kernel_module, row_len: int, paired: bool = False, strided: bool = False) -> int:
+    """Quads per program: the kernel's tuned constant on a GPU (its own for 2-byte I/O and for
+    strided layouts); under the interpreter, large tiles (fewer, bigger numpy operations) cut to the row.
 
     The noise stream does not depend on this choice.
     """
     if not interpreter_active():
+        if strided:
+            return kernel_module.BLOCK_QUADS_STRIDED
         return kernel_module.BLOCK_QUADS_PAIRED if paired else kernel_module.BLOCK_QUADS
     needed = next_power_of_2((row_len + 6) // 4)
     return max(16, min(kernel_module.INTERPRETER_BLOCK_QUADS, needed))
@@ -182,10 +187,11 @@ def packed_divisor(d: int) -> int:
 _UNIT_DIVISORS = (packed_divisor(1),) * (MAX_DIMS - 1)
 
 
-def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0, paired: bool = False) -> Tiling:
+def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0, paired: bool = False,
+           strided: bool = False) -> Tiling:
     """The tiling of n elements in ``rows`` rows for ``kernel_module``'s kernels (``paired``: 2-byte I/O)."""
     row_len = n // rows
-    return _tiling(rows, row_len, block_quads(kernel_module, row_len, paired), elem_offset)
+    return _tiling(rows, row_len, block_quads(kernel_module, row_len, paired, strided), elem_offset)
 
 
 @functools.lru_cache(maxsize=256)
@@ -297,7 +303,7 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
     if n > 0:
         (x0_, noise_), (out_, eps_, v_), layout = _prepare(x0.shape, [x0, noise], [out, eps, v])
         rows = t_rows.numel()
-        tile = tiling(km.q_sample, n, rows, elem_offset, paired(x0))
+        tile = tiling(km.q_sample, n, rows, elem_offset, paired(x0), not layout.contiguous)
         s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
         kernel, layout_args, layout_kw = _entry(layout, km.q_sample.noise_affine_fwd_kernel,
                                                 km.q_sample.noise_affine_fwd_contiguous_kernel)
@@ -343,7 +349,7 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
         x0_in = x0 if need_tables else None
         noise_in = noise if need_tables else None
         (g_, gv_, x0_, noise_), (gx_, gn_), layout = _prepare(g.shape, [g, gv, x0_in, noise_in], [gx, gn])
-        tile = tiling(km.q_sample, n, rows, elem_offset, paired(g))
+        tile = tiling(km.q_sample, n, rows, elem_offset, paired(g), not layout.contiguous)
         partials = torch.empty((*tile.grid, 4), dtype=torch.float32, device=g.device) if need_tables else None
         s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
         kernel, layout_args, layout_kw = _entry(layout, km.q_sample.noise_affine_bwd_kernel,
@@ -408,18 +414,19 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
     return (out if x0.is_contiguous() else torch.empty_like(x0).copy_(out)), snaps
 
 
-def _mse_common(pred, handle_rows: int, seed):
+def _mse_common(pred, handle_rows: int, seed, layout: Layout):
     km = kernels_module()
     seed_tensor, lo, hi = seed_parts(seed)
-    return km, tiling(km.noise_mse, pred.numel(), handle_rows, paired=paired(pred)), seed_tensor, lo, hi
+    tile = tiling(km.noise_mse, pred.numel(), handle_rows, paired=paired(pred), strided=not layout.contiguous)
+    return km, tile, seed_tensor, lo, hi
 
 
 def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_strength: float) -> torch.Tensor:
     """Σ (pred − ε)² as a float32 0-d tensor, ε regenerated from (seed, stream) with ``rows`` offset rows."""
     if pred.numel() == 0:
         return pred.new_zeros((), dtype=torch.float32)
-    km, tile, seed_tensor, lo, hi = _mse_common(pred, rows, seed)
     (pred_,), _, layout = _prepare(pred.shape, [pred], [])
+    km, tile, seed_tensor, lo, hi = _mse_common(pred, rows, seed, layout)
     partials = torch.empty(tile.grid, dtype=torch.float32, device=pred.device)
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, partials)
     with _device_guard(pred):
@@ -438,16 +445,16 @@ def noise_mse_backward(pred: torch.Tensor, upstream: torch.Tensor, scale: float,
     grad = torch.empty_like(pred)
     if pred.numel() == 0:
         return grad
-    km, tile, seed_tensor, lo, hi = _mse_common(pred, rows, seed)
     (pred_,), (grad_,), layout = _prepare(pred.shape, [pred], [grad])
+    km, tile, seed_tensor, lo, hi = _mse_common(pred, rows, seed, layout)
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, grad_)
     with _device_guard(pred):
         km.noise_mse.noise_mse_bwd_kernel[tile.grid](
             pred_, grad_, upstream.to(device=pred.device, dtype=torch.float32).reshape(1), scale, *tile.row_args,
             s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
-            NDIM=layout.ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
-            SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(pred),
-            num_warps=km.noise_mse.NUM_WARPS,
+            NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
+            SEED_FROM_PTR=from_ptr, BLOCK=tile.block, SOFT_BF16=interpreter_active(),
+            FAST_MATH=not interpreter_active(), PAIRED=paired(pred), num_warps=km.noise_mse.NUM_WARPS,
         )
     _copy_back([(grad, grad_)])
     return grad

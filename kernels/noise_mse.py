@@ -10,11 +10,12 @@ import triton.language as tl
 
 from .convert import to_output
 from .philox_normal import draw_noise, load_seed
-from .tiles import row_tile, strided_offset, unravel
+from .tiles import offset_like, row_tile, strided_offset, unravel
 
 # Same tiling as q_sample.py, for the same reason: the same Philox work per element.
 BLOCK_QUADS = 512
 BLOCK_QUADS_PAIRED = 1024
+BLOCK_QUADS_STRIDED = 256
 NUM_WARPS = 4
 INTERPRETER_BLOCK_QUADS = 4096
 
@@ -48,16 +49,16 @@ def noise_mse_bwd_kernel(
     row_len, chunks_per_row, row_divisor,
     seed_lo, seed_hi, seed_ptr, stream, offset_strength,
     z1, z2, z3, z4, d1, d2, d3, d4, ps0, ps1, ps2, ps3, ps4, gs0, gs1, gs2, gs3, gs4,
-    NDIM: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
-    SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
+    NDIM: tl.constexpr, SHARED_LAYOUT: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
+    BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
     """grad = 2·scale·upstream·(prediction − ε); the upstream gradient is read on the device (no sync)."""
     pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, 0, BLOCK)
     pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
     eps = draw_noise(seed, first_quad, stream, 0, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET, FAST_MATH)
-    pred = tl.load(pred_ptr + strided_offset(pos, NDIM, ps0, ps1, ps2, ps3, ps4),
-                   mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+    pred_off = strided_offset(pos, NDIM, ps0, ps1, ps2, ps3, ps4)
+    pred = tl.load(pred_ptr + pred_off, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
     factor = 2.0 * scale * tl.load(upstream_ptr).to(tl.float32)
-    tl.store(grad_ptr + strided_offset(pos, NDIM, gs0, gs1, gs2, gs3, gs4),
+    tl.store(grad_ptr + offset_like(pred_off, pos, NDIM, SHARED_LAYOUT, gs0, gs1, gs2, gs3, gs4),
              to_output(factor * (pred - eps), grad_ptr.dtype.element_ty, SOFT_BF16), mask=mask)

@@ -14,7 +14,7 @@ import triton.language as tl
 
 from .convert import to_output
 from .philox_normal import draw_noise, load_seed
-from .tiles import row_coefficients, row_tile, strided_offset, unravel
+from .tiles import offset_like, row_coefficients, row_tile, strided_offset, unravel
 
 # Quads (4 elements) per program and warps per program. A drawn-noise kernel
 # in bf16 is bound by instruction issue, not memory (Philox alone is ~10
@@ -30,6 +30,11 @@ from .tiles import row_coefficients, row_tile, strided_offset, unravel
 # philox_normal.py).
 BLOCK_QUADS = 512
 BLOCK_QUADS_PAIRED = 1024  # 2-byte I/O (philox_normal.tile_normals' PAIRED layout)
+# A strided layout addresses every element on its own (a 64-bit pointer per
+# element and tensor, held from the loads to the stores): at the tiles above
+# that takes 160-255 registers and spills. 8 elements per thread keep it in
+# registers.
+BLOCK_QUADS_STRIDED = 256
 NUM_WARPS = 4
 # Triton's CPU interpreter pays per operation, not per element: there one
 # program takes up to this many quads (shrunk to what a row needs).
@@ -53,21 +58,22 @@ def noise_affine_fwd_kernel(
     os0, os1, os2, os3, os4,
     es0, es1, es2, es3, es4,
     vs0, vs1, vs2, vs3, vs4,
-    NDIM: tl.constexpr, HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr, WRITE_V: tl.constexpr,
-    HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
+    NDIM: tl.constexpr, SHARED_LAYOUT: tl.constexpr, HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr,
+    WRITE_V: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
     SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
     pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, elem_offset, BLOCK)
     pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
 
+    x0_off = strided_offset(pos, NDIM, xs0, xs1, xs2, xs3, xs4)
     x0 = tl.load(
-        x0_ptr + strided_offset(pos, NDIM, xs0, xs1, xs2, xs3, xs4),
+        x0_ptr + x0_off,
         mask=mask, other=0.0, eviction_policy="evict_first",
     ).to(tl.float32)
     if HAS_NOISE:
         eps = tl.load(
-            noise_ptr + strided_offset(pos, NDIM, ns0, ns1, ns2, ns3, ns4),
+            noise_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, ns0, ns1, ns2, ns3, ns4),
             mask=mask, other=0.0, eviction_policy="evict_first",
         ).to(tl.float32)
     else:
@@ -76,18 +82,18 @@ def noise_affine_fwd_kernel(
                          FAST_MATH)
 
     tl.store(
-        out_ptr + strided_offset(pos, NDIM, os0, os1, os2, os3, os4),
+        out_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, os0, os1, os2, os3, os4),
         to_output(a * x0 + b * eps, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
     )
     if WRITE_NOISE:
         tl.store(
-            eps_ptr + strided_offset(pos, NDIM, es0, es1, es2, es3, es4),
+            eps_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, es0, es1, es2, es3, es4),
             to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
         )
     if WRITE_V:
         c, d = row_coefficients(t_ptr, c_ptr, d_ptr, row, T)
         tl.store(
-            v_ptr + strided_offset(pos, NDIM, vs0, vs1, vs2, vs3, vs4),
+            v_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, vs0, vs1, vs2, vs3, vs4),
             to_output(c * x0 + d * eps, v_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
         )
 
@@ -105,7 +111,7 @@ def noise_affine_bwd_kernel(
     ns0, ns1, ns2, ns3, ns4,
     gxs0, gxs1, gxs2, gxs3, gxs4,
     gns0, gns1, gns2, gns3, gns4,
-    NDIM: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_GV: tl.constexpr,
+    NDIM: tl.constexpr, SHARED_LAYOUT: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_GV: tl.constexpr,
     NEED_GX: tl.constexpr, NEED_GN: tl.constexpr, NEED_PARTIALS: tl.constexpr,
     HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
     SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
@@ -122,8 +128,9 @@ def noise_affine_bwd_kernel(
     pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
 
+    g_off = strided_offset(pos, NDIM, gs0, gs1, gs2, gs3, gs4)
     g = tl.load(
-        g_ptr + strided_offset(pos, NDIM, gs0, gs1, gs2, gs3, gs4),
+        g_ptr + g_off,
         mask=mask, other=0.0, eviction_policy="evict_first",
     ).to(tl.float32)
     gx = a * g
@@ -131,29 +138,29 @@ def noise_affine_bwd_kernel(
     if HAS_GV:
         c, d = row_coefficients(t_ptr, c_ptr, d_ptr, row, T)
         gv = tl.load(
-            gv_ptr + strided_offset(pos, NDIM, gvs0, gvs1, gvs2, gvs3, gvs4),
+            gv_ptr + offset_like(g_off, pos, NDIM, SHARED_LAYOUT, gvs0, gvs1, gvs2, gvs3, gvs4),
             mask=mask, other=0.0, eviction_policy="evict_first",
         ).to(tl.float32)
         gx += c * gv
         gn += d * gv
     if NEED_GX:
         tl.store(
-            gx_ptr + strided_offset(pos, NDIM, gxs0, gxs1, gxs2, gxs3, gxs4),
+            gx_ptr + offset_like(g_off, pos, NDIM, SHARED_LAYOUT, gxs0, gxs1, gxs2, gxs3, gxs4),
             to_output(gx, gx_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
         )
     if NEED_GN:
         tl.store(
-            gn_ptr + strided_offset(pos, NDIM, gns0, gns1, gns2, gns3, gns4),
+            gn_ptr + offset_like(g_off, pos, NDIM, SHARED_LAYOUT, gns0, gns1, gns2, gns3, gns4),
             to_output(gn, gn_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
         )
     if NEED_PARTIALS:
         x0 = tl.load(
-            x0_ptr + strided_offset(pos, NDIM, xs0, xs1, xs2, xs3, xs4),
+            x0_ptr + offset_like(g_off, pos, NDIM, SHARED_LAYOUT, xs0, xs1, xs2, xs3, xs4),
             mask=mask, other=0.0,
         ).to(tl.float32)
         if HAS_NOISE:
             eps = tl.load(
-                noise_ptr + strided_offset(pos, NDIM, ns0, ns1, ns2, ns3, ns4),
+                noise_ptr + offset_like(g_off, pos, NDIM, SHARED_LAYOUT, ns0, ns1, ns2, ns3, ns4),
                 mask=mask, other=0.0,
             ).to(tl.float32)
         else:
@@ -190,7 +197,7 @@ def noise_affine_fwd_contiguous_kernel(
         x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr, t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
         row_len, chunks_per_row, row_divisor, elem_offset, seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
         1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0,
-        1, HAS_NOISE, WRITE_NOISE, WRITE_V, HAS_OFFSET, SEED_FROM_PTR, BLOCK, SOFT_BF16, FAST_MATH, PAIRED,
+        1, True, HAS_NOISE, WRITE_NOISE, WRITE_V, HAS_OFFSET, SEED_FROM_PTR, BLOCK, SOFT_BF16, FAST_MATH, PAIRED,
     )
 
 
@@ -210,6 +217,6 @@ def noise_affine_bwd_contiguous_kernel(
         row_len, chunks_per_row, row_divisor, elem_offset, seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
         1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0,
         1, 0, 0, 0, 0,
-        1, HAS_NOISE, HAS_GV, NEED_GX, NEED_GN, NEED_PARTIALS, HAS_OFFSET, SEED_FROM_PTR, BLOCK, SOFT_BF16, FAST_MATH,
-        PAIRED,
+        1, True, HAS_NOISE, HAS_GV, NEED_GX, NEED_GN, NEED_PARTIALS, HAS_OFFSET, SEED_FROM_PTR, BLOCK, SOFT_BF16,
+        FAST_MATH, PAIRED,
     )

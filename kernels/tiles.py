@@ -108,6 +108,18 @@ def strided_offset(pos, NDIM: tl.constexpr, s0, s1, s2, s3, s4):
 
 
 @triton.jit
+def offset_like(first, pos, NDIM: tl.constexpr, SHARED_LAYOUT: tl.constexpr, s0, s1, s2, s3, s4):
+    """The offset for strides s0 … s4, or ``first`` (the call's first tensor's) when SHARED_LAYOUT
+    says every tensor of the call has the same strides: outputs made like their input usually do, and
+    a strided element's address is then computed once, not once per tensor.
+    """
+    off = first
+    if not SHARED_LAYOUT:
+        off = strided_offset(pos, NDIM, s0, s1, s2, s3, s4)
+    return off
+
+
+@triton.jit
 def row_coefficients(t_ptr, a_ptr, b_ptr, row, T):
     """sqrt(ᾱ[t]) and sqrt(1 - ᾱ[t]) of one row, as float32 scalars.
 
