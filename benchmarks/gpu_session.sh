@@ -5,7 +5,8 @@
 #   bash benchmarks/gpu_session.sh validate           # the full statistical validation
 #   bash benchmarks/gpu_session.sh bench [ARGS...]    # the sweep; ARGS go to `diffusion-kernels bench`
 #   bash benchmarks/gpu_session.sh profile            # Nsight Compute counters of the fused kernels
-#   bash benchmarks/gpu_session.sh all                # the four in turn
+#   bash benchmarks/gpu_session.sh tiles              # the fused kernel under a few tile settings
+#   bash benchmarks/gpu_session.sh all                # all five in turn
 #
 # Every phase first installs the project over the machine's own torch and
 # Triton (pip install --no-deps -e .). Logs, the JSON record and its plot land
@@ -54,6 +55,19 @@ profile() {
         python3 benchmarks/profile_calls.py 2>&1 | tee "$RESULTS/ncu.log"
 }
 
+tiles() {
+    # The fused kernel (and the copy it is measured against) at the sweep's large sizes under a few
+    # settings of kernels/q_sample.py's tile constants, each in its own folder under $RESULTS/tiles.
+    # The default is "512 1024 4"; compare of-copy fractions across folders before changing it.
+    local cfg
+    for cfg in "512 1024 4" "512 512 4" "1024 1024 4" "1024 2048 8" "256 512 4"; do
+        set -- $cfg
+        python3 -m diffusion_kernels bench --out "$RESULTS/tiles/quads$1-paired$2-warps$3" --quiet \
+            --providers fused copy --modes xt_eps xt --dtype fp32 --dtype bf16 --sizes 16777216,67108864 \
+            --block-quads "$1" --block-quads-paired "$2" --num-warps "$3" 2>&1 | tee -a "$RESULTS/tiles.log"
+    done
+}
+
 phase=${1:-all}
 shift || true
 install
@@ -62,6 +76,7 @@ case "$phase" in
     validate) validate ;;
     bench) bench "$@" ;;
     profile) profile ;;
-    all) tests; validate; bench "$@"; profile ;;
-    *) echo "unknown phase '$phase': tests, validate, bench, profile or all" >&2; exit 2 ;;
+    tiles) tiles ;;
+    all) tests; validate; bench "$@"; profile; tiles ;;
+    *) echo "unknown phase '$phase': tests, validate, bench, profile, tiles or all" >&2; exit 2 ;;
 esac

@@ -199,7 +199,38 @@ def environment(device: torch.device) -> dict:
         info["device"] = f"cpu ({platform.processor() or platform.machine()})"
     info["fused_backend"] = ("triton interpreter" if device.type == "cpu" and backend.interpreter_active()
                              else "triton" if device.type == "cuda" else "reference")
+    info["tiles"] = tiles()
     return info
+
+
+TILE_CONSTANTS = ("BLOCK_QUADS", "BLOCK_QUADS_PAIRED", "BLOCK_QUADS_STRIDED", "NUM_WARPS")
+
+
+def tiles() -> dict:
+    """The noising kernels' tile constants (kernels/q_sample.py) this run uses."""
+    from .backend import kernels_module
+
+    q_sample = kernels_module().q_sample
+    return {name: getattr(q_sample, name) for name in TILE_CONSTANTS}
+
+
+def set_tiles(**values) -> None:
+    """Override tile constants of the noising and loss kernels for this process (a tuning sweep).
+
+    The noise stream does not depend on them, only the speed does.
+    """
+    from .backend import kernels_module
+
+    km = kernels_module()
+    for name, value in values.items():
+        if name not in TILE_CONSTANTS:
+            raise ValueError(f"unknown tile constant {name!r}; choose from {', '.join(TILE_CONSTANTS)}")
+        if not isinstance(value, int) or value < 1 or value & (value - 1):
+            raise ValueError(f"{name} must be a power of two, got {value!r}")
+        if name == "BLOCK_QUADS_PAIRED" and value < 2:
+            raise ValueError("BLOCK_QUADS_PAIRED must be at least 2 (each thread takes a pair of quads)")
+        for module in (km.q_sample, km.noise_mse):
+            setattr(module, name, value)
 
 
 def memory_of_loss(device: torch.device, numel: int, dtype: torch.dtype) -> dict:
@@ -409,6 +440,8 @@ def merge(old: dict, new: dict) -> dict:
     and day thus adds up to one record; each row keeps the ratios (of copy,
     speedups) of the run that measured it.
     """
+    if old.get("environment", {}).get("tiles") != new["environment"].get("tiles"):
+        raise ValueError("cannot merge records measured with different kernel tiles")
     measured = {_row_key(r) for r in new["rows"]}
     rows = [r for r in old["rows"] if _row_key(r) not in measured] + new["rows"]
     remeasured = {m["dtype"] for m in new["loss_memory"]}
@@ -424,13 +457,26 @@ def write(record: dict, out_dir, *, draw: bool = True) -> tuple[Path, Path | Non
     An existing record of the same device and day in ``out_dir`` is merged
     with this one (:func:`merge`), not overwritten.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    env = record["environment"]
-    slug = "".join(c if c.isalnum() else "-" for c in env["device"]).strip("-").lower()
-    stem = f"{slug}_{env['date'][:10]}"
-    json_path = out_dir / f"{stem}.json"
+    json_path = record_path(out_dir, record["environment"])
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     if json_path.exists():
         record = merge(json.loads(json_path.read_text()), record)
     json_path.write_text(json.dumps(record, indent=1))
-    return json_path, (plot(record, out_dir / f"{stem}.png") if draw else None)
+    return json_path, (plot(record, json_path.with_suffix(".png")) if draw else None)
+
+
+def record_path(out_dir, env: dict) -> Path:
+    """Where the JSON record of a run with this environment goes: named by device and day."""
+    slug = "".join(c if c.isalnum() else "-" for c in env["device"]).strip("-").lower()
+    return Path(out_dir) / f"{slug}_{env['date'][:10]}.json"
+
+
+def mergeable(out_dir, env: dict) -> str | None:
+    """Why a run with this environment cannot join the record already in ``out_dir``, or None if it can."""
+    path = record_path(out_dir, env)
+    if not path.exists():
+        return None
+    theirs = json.loads(path.read_text()).get("environment", {}).get("tiles")
+    if theirs != env["tiles"]:
+        return f"{path} was measured with other kernel tiles ({theirs}); write this run to another --out folder"
+    return None

@@ -88,7 +88,19 @@ def cmd_bench(args) -> int:
         for value in values or ():
             if value not in allowed:
                 raise UserError(f"unknown {name} {value!r}; choose from {', '.join(allowed)}")
-    start = bench.environment(device)["date"]
+    overrides = {name: value for name, value in (("BLOCK_QUADS", args.block_quads),
+                                                 ("BLOCK_QUADS_PAIRED", args.block_quads_paired),
+                                                 ("BLOCK_QUADS_STRIDED", args.block_quads_strided),
+                                                 ("NUM_WARPS", args.num_warps)) if value is not None}
+    try:
+        bench.set_tiles(**overrides)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    env = bench.environment(device)
+    start = env["date"]
+    conflict = bench.mergeable(args.out, env)
+    if conflict:
+        raise UserError(conflict)
 
     def checkpoint(partial):
         bench.write({**partial, "environment": {**partial["environment"], "date": start}}, args.out, draw=False)
@@ -154,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="benchmarks/results", help="folder for the JSON and PNG (default "
                    "benchmarks/results); the JSON is updated after every size and dtype, and a record of "
                    "the same device and day there is merged, not overwritten")
+    tiles = b.add_argument_group("kernel tiles", "override the noising kernels' tile constants for this run "
+                                 "(a tuning sweep; the noise stream does not change; write each setting to its "
+                                 "own --out folder)")
+    for flag in ("--block-quads", "--block-quads-paired", "--block-quads-strided", "--num-warps"):
+        tiles.add_argument(flag, type=int, help=f"power of two (default: kernels/q_sample.py's "
+                                                f"{flag[2:].upper().replace('-', '_')})")
     b.set_defaults(func=cmd_bench)
     return parser
 

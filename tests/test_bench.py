@@ -76,3 +76,27 @@ def test_merge_replaces_remeasured_rows_and_keeps_the_rest():
     merged = bench.merge(old, new)
     assert sorted((r["dtype"], r["median_ms"]) for r in merged["rows"]) == [("bfloat16", 3.0), ("float32", 1.0)]
     assert merged["loss_memory"] == [{"dtype": "float32"}] and merged["environment"] == {"device": "d"}
+
+
+def test_tile_overrides_are_recorded_and_kept_apart(tmp_path, capsys, device):
+    from diffusion_kernels.backend import kernels_module
+
+    q_sample = kernels_module().q_sample
+    defaults = bench.tiles()
+    args = ["bench", "--device", str(device), "--sizes", "256", "--dtype", "fp32", "--quiet", "--modes", "xt",
+            "--providers", "fused", "copy", "--out", str(tmp_path), "--reps", "5"]
+    try:
+        assert cli.main(args + ["--block-quads", "128", "--num-warps", "8"]) == 0
+        (json_path,) = tmp_path.glob("*.json")
+        tiles = json.loads(json_path.read_text())["environment"]["tiles"]
+        assert tiles == {**defaults, "BLOCK_QUADS": 128, "NUM_WARPS": 8}
+        assert q_sample.BLOCK_QUADS == 128
+        # Another setting into the same folder would mix two kernels' timings in one record: refused.
+        assert cli.main(args + ["--block-quads", "256"]) == 2
+        assert "other kernel tiles" in capsys.readouterr().err
+        assert cli.main(args + ["--block-quads-paired", "1"]) == 2
+        assert "at least 2" in capsys.readouterr().err
+        assert cli.main(args + ["--num-warps", "3"]) == 2
+        assert "power of two" in capsys.readouterr().err
+    finally:
+        bench.set_tiles(**defaults)
