@@ -46,13 +46,13 @@ def _resolve_seed(seed, generator, device: torch.device, chosen: str):
         if seed.device != device:
             raise ValueError(f"DeviceSeed lives on {seed.device} but x0 is on {device}")
         return seed.take() if chosen == "triton" else int(seed.take().item()) % seeding.SEED_BOUND
-    if seed is None and chosen == "triton" and (
-            _compiling() or (isinstance(generator, torch.Generator) and generator.device.type == "cuda")):
-        # Inside a compiled graph, or from a GPU generator, the seed stays a tensor the kernel reads:
-        # turning it into an int would stall the host until the GPU catches up.
+    if seed is None and _compiling():
+        # No host sync inside a compiled graph: the seed stays a tensor (the kernel reads it on the device).
+        return seeding.draw_seed_tensor(generator, device if chosen == "triton" else "cpu")
+    if seed is None and chosen == "triton" and isinstance(generator, torch.Generator) \
+            and generator.device.type == "cuda":
+        # A GPU generator's draw stays where it is, for the kernel to read: an int would stall the host.
         return seeding.draw_seed_tensor(generator, device)
-    if _compiling() and seed is None:
-        return seeding.draw_seed_tensor(generator, "cpu")
     return seeding.resolve_seed(seed, generator)
 
 
