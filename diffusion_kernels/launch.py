@@ -216,7 +216,9 @@ def paired(tensor: torch.Tensor) -> bool:
 
 
 def _device_guard(tensor: torch.Tensor):
-    if tensor.device.type == "cuda":
+    """Make the tensor's GPU current for the launch (Triton launches on the current device); a no-op
+    in the usual case where it already is, which saves the two device switches per call."""
+    if tensor.device.type == "cuda" and tensor.device.index != torch.cuda.current_device():
         return torch.cuda.device(tensor.device)
     return contextlib.nullcontext()
 
@@ -235,8 +237,8 @@ def _register_triton_op(name: str, placeholder_dtype):
     """Register ``impl`` as the triton_op ``name`` (its launches then go through wrap_triton); return impl.
 
     ``impl`` returns None for the outputs a call did not ask for; the op, whose
-    schema returns tensors, gives 0-element placeholders of
-    ``placeholder_dtype(args)`` instead. Direct calls skip making them.
+    schema returns tensors, gives 0-element placeholders of dtype
+    ``placeholder_dtype(first argument)`` instead. Direct calls skip making them.
     """
     def register(impl):
         @functools.wraps(impl)
