@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What a GPU machine runs, in phases that each fit a ten-minute call:
+# What a GPU machine runs, in phases each sized to fit a ten-minute call:
 #
 #   bash benchmarks/gpu_session.sh tests              # the test suite on CUDA
 #   bash benchmarks/gpu_session.sh validate           # the full statistical validation
