@@ -210,9 +210,11 @@ def chunks_per_row(row_len: int, elem_offset: int, block: int) -> int:
     return -(-quads // block)
 
 
-def paired(tensor: torch.Tensor) -> bool:
-    """Two quads per thread (8 elements) for 2-byte I/O, so a thread's elements fill one 16-byte vector."""
-    return tensor.element_size() == 2
+def paired(tensor: torch.Tensor, layout: Layout) -> bool:
+    """Two quads per thread (8 elements) for contiguous 2-byte I/O, so a thread's elements fill one
+    16-byte vector. A strided layout accesses elements one by one: pairing would only add a
+    shared-memory shuffle between the noise tile and the addresses."""
+    return tensor.element_size() == 2 and layout.contiguous
 
 
 def _device_guard(tensor: torch.Tensor):
@@ -305,7 +307,7 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
     if n > 0:
         (x0_, noise_), (out_, eps_, v_), layout = _prepare(x0.shape, [x0, noise], [out, eps, v])
         rows = t_rows.numel()
-        tile = tiling(km.q_sample, n, rows, elem_offset, paired(x0), not layout.contiguous)
+        tile = tiling(km.q_sample, n, rows, elem_offset, paired(x0, layout), not layout.contiguous)
         s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
         kernel, layout_args, layout_kw = _entry(layout, km.q_sample.noise_affine_fwd_kernel,
                                                 km.q_sample.noise_affine_fwd_contiguous_kernel)
@@ -318,7 +320,7 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength, *layout_args, **layout_kw,
                 HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
-                SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(x0),
+                SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(x0, layout),
                 num_warps=km.q_sample.NUM_WARPS, **(_CHECKED if check_t else {}),
             )
         _copy_back([(out, out_), (eps, eps_), (v, v_)])
@@ -351,7 +353,7 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
         x0_in = x0 if need_tables else None
         noise_in = noise if need_tables else None
         (g_, gv_, x0_, noise_), (gx_, gn_), layout = _prepare(g.shape, [g, gv, x0_in, noise_in], [gx, gn])
-        tile = tiling(km.q_sample, n, rows, elem_offset, paired(g), not layout.contiguous)
+        tile = tiling(km.q_sample, n, rows, elem_offset, paired(g, layout), not layout.contiguous)
         partials = torch.empty((*tile.grid, 4), dtype=torch.float32, device=g.device) if need_tables else None
         s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
         kernel, layout_args, layout_kw = _entry(layout, km.q_sample.noise_affine_bwd_kernel,
@@ -367,7 +369,7 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
                 HAS_NOISE=noise is not None, HAS_GV=gv is not None,
                 NEED_GX=gx is not None, NEED_GN=gn is not None, NEED_PARTIALS=need_tables,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
-                SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(g),
+                SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(g, layout),
                 num_warps=km.q_sample.NUM_WARPS,
             )
         _copy_back([(gx, gx_), (gn, gn_)])
@@ -419,7 +421,7 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
 def _mse_common(pred, handle_rows: int, seed, layout: Layout):
     km = kernels_module()
     seed_tensor, lo, hi = seed_parts(seed)
-    tile = tiling(km.noise_mse, pred.numel(), handle_rows, paired=paired(pred), strided=not layout.contiguous)
+    tile = tiling(km.noise_mse, pred.numel(), handle_rows, paired=paired(pred, layout), strided=not layout.contiguous)
     return km, tile, seed_tensor, lo, hi
 
 
@@ -436,7 +438,7 @@ def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_s
             pred_, partials, *tile.row_args, s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
             *layout.args(),
             NDIM=layout.ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
-            FAST_MATH=not interpreter_active(), PAIRED=paired(pred), num_warps=km.noise_mse.NUM_WARPS,
+            FAST_MATH=not interpreter_active(), PAIRED=paired(pred, layout), num_warps=km.noise_mse.NUM_WARPS,
         )
     return partials.sum()
 
@@ -456,7 +458,7 @@ def noise_mse_backward(pred: torch.Tensor, upstream: torch.Tensor, scale: float,
             s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
             NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
             SEED_FROM_PTR=from_ptr, BLOCK=tile.block, SOFT_BF16=interpreter_active(),
-            FAST_MATH=not interpreter_active(), PAIRED=paired(pred), num_warps=km.noise_mse.NUM_WARPS,
+            FAST_MATH=not interpreter_active(), PAIRED=paired(pred, layout), num_warps=km.noise_mse.NUM_WARPS,
         )
     _copy_back([(grad, grad_)])
     return grad
