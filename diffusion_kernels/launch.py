@@ -189,7 +189,8 @@ _UNIT_DIVISORS = (packed_divisor(1),) * (MAX_DIMS - 1)
 
 def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0, paired: bool = False,
            strided: bool = False) -> Tiling:
-    """The tiling of n elements in ``rows`` rows for ``kernel_module``'s kernels (``paired``: 2-byte I/O)."""
+    """The tiling of n elements in ``rows`` rows for ``kernel_module``'s kernels (``paired``: contiguous
+    2-byte I/O, ``strided``: a strided layout; see block_quads)."""
     row_len = n // rows
     return _tiling(rows, row_len, block_quads(kernel_module, row_len, paired, strided), elem_offset)
 
