@@ -211,6 +211,12 @@ def chunks_per_row(row_len: int, elem_offset: int, block: int) -> int:
     return -(-quads // block)
 
 
+def fast_math() -> bool:
+    """Box–Muller on the GPU's special-function instructions (kernels/philox_normal.py): every GPU
+    launch. Triton's interpreter has no such instructions and runs the math library's functions."""
+    return not interpreter_active()
+
+
 def paired(tensor: torch.Tensor, layout: Layout) -> bool:
     """Two quads per thread (8 elements) for contiguous 2-byte I/O, so a thread's elements fill one
     16-byte vector. A strided layout accesses elements one by one: pairing would only add a
@@ -321,7 +327,7 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength, *layout_args, **layout_kw,
                 HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
-                SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(x0, layout),
+                SOFT_BF16=interpreter_active(), FAST_MATH=fast_math(), PAIRED=paired(x0, layout),
                 num_warps=km.q_sample.NUM_WARPS, **(_CHECKED if check_t else {}),
             )
         _copy_back([(out, out_), (eps, eps_), (v, v_)])
@@ -370,7 +376,7 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
                 HAS_NOISE=noise is not None, HAS_GV=gv is not None,
                 NEED_GX=gx is not None, NEED_GN=gn is not None, NEED_PARTIALS=need_tables,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
-                SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=paired(g, layout),
+                SOFT_BF16=interpreter_active(), FAST_MATH=fast_math(), PAIRED=paired(g, layout),
                 num_warps=km.q_sample.NUM_WARPS,
             )
         _copy_back([(gx, gx_), (gn, gn_)])
@@ -413,7 +419,7 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
             sqrt_alpha, sqrt_beta, t_end, *tile.row_args,
             s_lo, s_hi, s_ptr, seeding.as_int32(stream),
             HAS_SNAPSHOTS=len(snapshot_steps) > 0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
-            SOFT_BF16=interpreter_active(), FAST_MATH=not interpreter_active(), PAIRED=km.trajectory.PAIRED,
+            SOFT_BF16=interpreter_active(), FAST_MATH=fast_math(), PAIRED=km.trajectory.PAIRED,
             num_warps=km.trajectory.NUM_WARPS,
         )
     return (out if x0.is_contiguous() else torch.empty_like(x0).copy_(out)), snaps
@@ -439,7 +445,7 @@ def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_s
             pred_, partials, *tile.row_args, s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
             *layout.args(),
             NDIM=layout.ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
-            FAST_MATH=not interpreter_active(), PAIRED=paired(pred, layout), num_warps=km.noise_mse.NUM_WARPS,
+            FAST_MATH=fast_math(), PAIRED=paired(pred, layout), num_warps=km.noise_mse.NUM_WARPS,
         )
     return partials.sum()
 
@@ -459,7 +465,7 @@ def noise_mse_backward(pred: torch.Tensor, upstream: torch.Tensor, scale: float,
             s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
             NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
             SEED_FROM_PTR=from_ptr, BLOCK=tile.block, SOFT_BF16=interpreter_active(),
-            FAST_MATH=not interpreter_active(), PAIRED=paired(pred, layout), num_warps=km.noise_mse.NUM_WARPS,
+            FAST_MATH=fast_math(), PAIRED=paired(pred, layout), num_warps=km.noise_mse.NUM_WARPS,
         )
     _copy_back([(grad, grad_)])
     return grad

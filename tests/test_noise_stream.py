@@ -6,13 +6,10 @@ import torch
 from cases import make_x0
 from tolerances import assert_noise_close
 
-import triton
-import triton.language as tl
 
 import diffusion_kernels as dk
 from diffusion_kernels import launch, reference
-from diffusion_kernels.backend import interpreter_active, kernels_module
-from diffusion_kernels.kernels.philox_normal import box_muller
+from diffusion_kernels.backend import kernels_module
 
 # Known-answer vectors of Philox4x32-10 from the Random123 distribution (kat_vectors):
 # (counter, key) -> output.
@@ -175,37 +172,3 @@ def test_given_noise_draws_no_random_numbers(device):
     before = torch.random.get_rng_state()
     dk.q_sample(x0, 1, dk.NoiseSchedule.linear(), noise, backend="triton")
     assert torch.equal(torch.random.get_rng_state(), before)
-
-
-@triton.jit
-def box_muller_kernel(ra_ptr, rb_ptr, z_ptr, N: tl.constexpr, FAST_MATH: tl.constexpr):
-    offs = tl.arange(0, N)
-    ra = tl.load(ra_ptr + offs).to(tl.uint32, bitcast=True)
-    rb = tl.load(rb_ptr + offs).to(tl.uint32, bitcast=True)
-    z0, z1 = box_muller(ra, rb, FAST_MATH)
-    tl.store(z_ptr + offs, z0)
-    tl.store(z_ptr + N + offs, z1)
-
-
-def test_box_muller_is_accurate_across_its_whole_range(device):
-    """The kernel's Box–Muller (the hardware approximations on a GPU) against float64 math on the same bits.
-
-    Half the inputs crowd the end u1 -> 1 where the radius goes to 0 and a
-    plain lg2.approx would lose all relative accuracy; the rest span u1 and
-    the angle, both ends included.
-    """
-    n = 4096
-    k = torch.cat([torch.arange(2**23 - n // 2, 2**23),  # the 2048 largest u1
-                   torch.tensor([0, 1, 2, 2**22, 2**22 + 1]),
-                   torch.randint(0, 2**23, (n // 2 - 5,), generator=torch.Generator().manual_seed(0))])
-    ra = (k << 9) | torch.randint(0, 2**9, (n,), generator=torch.Generator().manual_seed(1))
-    rb = torch.cat([torch.tensor([0, 2**32 - 1, 2**31, 2**31 - 1]),
-                    torch.randint(0, 2**32, (n - 4,), generator=torch.Generator().manual_seed(2))])
-    as_int32 = [((x + 2**31) % 2**32) - 2**31 for x in (ra, rb)]
-    z = torch.empty(2 * n, device=device)
-    box_muller_kernel[(1,)](as_int32[0].to(torch.int32).to(device), as_int32[1].to(torch.int32).to(device), z,
-                            N=n, FAST_MATH=not interpreter_active())
-    u1 = ((ra >> 9).double() + 0.5) * 2.0**-23
-    theta = (rb >> 8).double() * 2.0**-24 * (2 * np.pi) - np.pi
-    radius = torch.sqrt(-2 * torch.log(u1))
-    assert_noise_close(z, torch.cat([radius * torch.cos(theta), radius * torch.sin(theta)]))

@@ -1,0 +1,151 @@
+"""The kernels' Box–Muller against float64 math, including the GPU's fast path run on CPU.
+
+On a GPU, Box–Muller uses the special-function instructions lg2.approx,
+sin.approx and cos.approx (kernels/philox_normal.py, FAST_MATH). Triton's
+interpreter has none of them, so on CPU that path is run with each
+instruction emulated by the math library plus its documented worst-case
+error (CUDA C++ Programming Guide, intrinsic functions: __log2f is within
+2**-22 absolute on [0.5, 2] and 2 ulp elsewhere; __sinf and __cosf within
+2**-21.41 and 2**-21.19 absolute on [-pi, pi], taken here as PTX's looser
+2**-20.9), pushed all one way or all the other. Whichever way the errors go,
+the normals must stay within NOISE_ATOL of the float64 reference.
+"""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from tolerances import NOISE_ATOL, assert_close, assert_noise_close, to_reference
+
+import triton
+import triton.language as tl
+from triton.language.extra import libdevice
+
+import diffusion_kernels as dk
+from diffusion_kernels import launch, reference
+from diffusion_kernels.backend import interpreter_active
+from diffusion_kernels.kernels import philox_normal
+from diffusion_kernels.kernels.philox_normal import box_muller
+
+LG2_ABS_ERROR = 2.0**-22  # on [0.5, 2]; elsewhere 2 ulp, i.e. relative
+SINCOS_ABS_ERROR = 2.0**-20.9  # on [-pi, pi], where the kernel keeps the angle
+
+
+@triton.jit
+def box_muller_kernel(ra_ptr, rb_ptr, z_ptr, N: tl.constexpr, FAST_MATH: tl.constexpr):
+    offs = tl.arange(0, N)
+    ra = tl.load(ra_ptr + offs).to(tl.uint32, bitcast=True)
+    rb = tl.load(rb_ptr + offs).to(tl.uint32, bitcast=True)
+    z0, z1 = box_muller(ra, rb, FAST_MATH)
+    tl.store(z_ptr + offs, z0)
+    tl.store(z_ptr + N + offs, z1)
+
+
+def _hard_inputs(n: int = 4096):
+    """Philox words for Box–Muller: half crowd the end u1 -> 1 where the radius goes to 0 (and a plain
+    lg2.approx loses all relative accuracy), the rest span u1 and the angle, both ends included."""
+    k = torch.cat([torch.arange(2**23 - n // 2, 2**23),  # the 2048 largest u1
+                   torch.tensor([0, 1, 2, 2**22, 2**22 + 1]),
+                   torch.randint(0, 2**23, (n // 2 - 5,), generator=torch.Generator().manual_seed(0))])
+    ra = (k << 9) | torch.randint(0, 2**9, (n,), generator=torch.Generator().manual_seed(1))
+    rb = torch.cat([torch.tensor([0, 2**32 - 1, 2**31, 2**31 - 1]),
+                    torch.randint(0, 2**32, (n - 4,), generator=torch.Generator().manual_seed(2))])
+    return ra, rb
+
+
+def _run_box_muller(ra, rb, device, fast_math: bool) -> torch.Tensor:
+    n = ra.numel()
+    as_int32 = [(((x + 2**31) % 2**32) - 2**31).to(torch.int32).to(device) for x in (ra, rb)]
+    z = torch.empty(2 * n, device=device)
+    box_muller_kernel[(1,)](*as_int32, z, N=n, FAST_MATH=fast_math)
+    return z
+
+
+def _float64_box_muller(ra, rb) -> torch.Tensor:
+    u1 = ((ra >> 9).double() + 0.5) * 2.0**-23
+    theta = (rb >> 8).double() * 2.0**-24 * (2 * np.pi) - np.pi
+    radius = torch.sqrt(-2 * torch.log(u1))
+    return torch.cat([radius * torch.cos(theta), radius * torch.sin(theta)])
+
+
+@pytest.fixture(params=[1.0, -1.0], ids=["errors_up", "errors_down"])
+def emulated_gpu_math(request, monkeypatch):
+    """Every launch takes the FAST_MATH path, its instructions emulated at their worst-case errors."""
+    if not interpreter_active():
+        pytest.skip("a GPU runs the real instructions: test_box_muller_is_accurate_across_its_whole_range")
+    sign = request.param
+
+    # Called while the interpreter runs a kernel, so tl's functions act on its tensors.
+    def lg2(x):
+        exact = tl.log2(x)
+        near_one = (x >= 0.5) & (x <= 2.0)
+        return tl.where(near_one, exact + sign * LG2_ABS_ERROR, exact * (1.0 + sign * LG2_ABS_ERROR))
+
+    monkeypatch.setattr(libdevice, "fast_log2f", lg2, raising=False)
+    monkeypatch.setattr(libdevice, "fast_cosf", lambda x: tl.cos(x) + sign * SINCOS_ABS_ERROR, raising=False)
+    monkeypatch.setattr(libdevice, "fast_sinf", lambda x: tl.sin(x) + sign * SINCOS_ABS_ERROR, raising=False)
+    monkeypatch.setattr(launch, "fast_math", lambda: True)
+    return sign
+
+
+def test_box_muller_is_accurate_across_its_whole_range(device):
+    """The path the device really runs: the hardware approximations on a GPU, the math library on CPU."""
+    ra, rb = _hard_inputs()
+    z = _run_box_muller(ra, rb, device, fast_math=not interpreter_active())
+    assert_noise_close(z, _float64_box_muller(ra, rb))
+
+
+def test_gpu_box_muller_is_accurate_at_the_instructions_worst_case_errors(emulated_gpu_math):
+    ra, rb = _hard_inputs()
+    z = _run_box_muller(ra, rb, "cpu", fast_math=True)
+    assert_noise_close(z, _float64_box_muller(ra, rb))
+
+
+def test_lg2_alone_near_u1_one_would_break_the_noise_tolerance(emulated_gpu_math, monkeypatch):
+    """Why the series branch exists: with lg2.approx used all the way to u1 -> 1, the same
+    emulated error puts radii near 0 off by far more than NOISE_ATOL."""
+    monkeypatch.setattr(philox_normal, "SERIES_BELOW", tl.constexpr(0.0))  # w = u1 - 1 < 0: never the series
+    ra, rb = _hard_inputs()
+    z = _run_box_muller(ra, rb, "cpu", fast_math=True)
+    error = (to_reference(z) - _float64_box_muller(ra, rb)).abs()
+    assert float(error.nan_to_num(nan=np.inf).max()) > 10 * NOISE_ATOL
+
+
+@pytest.mark.parametrize("dtype,layout", [(torch.float32, "contiguous"), (torch.bfloat16, "contiguous"),
+                                          (torch.float32, "channels_last")], ids=str)
+def test_q_sample_on_the_gpu_math_path_matches_the_reference(emulated_gpu_math, schedule, dtype, layout):
+    """The fast path through whole launches: the forward (2-byte paired tiles, strided layouts) and
+    the backward, which regenerates ε for the gradient of a learned ᾱ table."""
+    x0 = torch.randn(3, 4, 6, 10)
+    if layout == "channels_last":
+        x0 = x0.to(memory_format=torch.channels_last)
+    x0 = x0.to(dtype)
+    ab = schedule.alpha_bars.clone().requires_grad_(True)
+    t = torch.tensor([0, 400, 999])
+    x_t, eps = dk.q_sample(x0, t, ab, seed=77, return_noise=True, backend="triton")
+    eps_ref = reference.philox_normal(77, x0.shape)
+    if dtype == torch.float32:
+        assert_noise_close(eps, eps_ref)
+    ab_r = to_reference(ab).requires_grad_(True)
+    x_r = reference.q_sample(to_reference(x0), t, ab_r, eps_ref)
+    assert_close(x_t, x_r, dtype)
+    grad_out = torch.randn(x0.shape).to(dtype)
+    (g_ab,) = torch.autograd.grad(x_t, ab, grad_out)
+    (g_ab_r,) = torch.autograd.grad(x_r, ab_r, to_reference(grad_out))
+    # Per-timestep sums of 240 float32 products (test_autograd's learned-table tolerance).
+    torch.testing.assert_close(to_reference(g_ab), g_ab_r, rtol=1e-4, atol=1e-4)
+
+
+def test_noise_mse_and_trajectory_on_the_gpu_math_path_match_the_reference(emulated_gpu_math, schedule):
+    x0 = torch.randn(2, 3, 37)
+    t = torch.tensor([10, 900])
+    _, handle = dk.q_sample(x0, t, schedule, return_noise="seed", offset_noise=0.1, backend="triton")
+    pred = torch.randn(x0.shape)
+    eps_ref = reference.drawn_noise(handle.seed, x0.shape, (2,), offset_strength=0.1)
+    loss = dk.noise_mse(pred, handle, reduction="sum", backend="triton")
+    torch.testing.assert_close(to_reference(loss), F.mse_loss(to_reference(pred), eps_ref, reduction="sum"),
+                               rtol=1e-5, atol=1e-5)
+    short = dk.NoiseSchedule.cosine(T=20)
+    x_end = dk.forward_trajectory(x0, short, 19, seed=4, backend="triton")
+    ref_end, _ = reference.forward_trajectory(x0, short.alphas, 19, seed=4)
+    # test_forward_process's tolerance: the steps' float32 rounding accumulates.
+    torch.testing.assert_close(x_end, ref_end, rtol=1e-5, atol=1e-5 * 20)
