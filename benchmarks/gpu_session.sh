@@ -5,8 +5,9 @@
 #   bash benchmarks/gpu_session.sh validate           # the full statistical validation
 #   bash benchmarks/gpu_session.sh bench [ARGS...]    # the sweep; ARGS go to `diffusion-kernels bench`
 #   bash benchmarks/gpu_session.sh profile            # Nsight Compute counters of the fused kernels
+#   bash benchmarks/gpu_session.sh sanitize           # compute-sanitizer memcheck of the kernel tests
 #   bash benchmarks/gpu_session.sh tiles              # the fused kernel under a few tile settings
-#   bash benchmarks/gpu_session.sh all                # all five in turn
+#   bash benchmarks/gpu_session.sh all                # all six in turn
 #
 # Every phase first installs the project over the machine's own torch and
 # Triton (pip install --no-deps -e .). Logs, the JSON record and its plot land
@@ -49,10 +50,19 @@ bench() {
 
 profile() {
     # One training-batch call per (dtype, mode), under ncu: achieved DRAM bandwidth, issue-slot use and
-    # instructions executed, the numbers that say whether a kernel is memory- or issue-bound.
-    ncu --kernel-name regex:noise_affine \
+    # instructions executed, the numbers that say whether a kernel is memory- or issue-bound. The
+    # GPU's clocks are measured as found, never locked (--clock-control none).
+    ncu --clock-control none --kernel-name regex:noise_affine \
         --metrics dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__inst_issued.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,gpu__time_duration.sum \
         python3 benchmarks/profile_calls.py 2>&1 | tee "$RESULTS/ncu.log"
+}
+
+sanitize() {
+    # Every kernel access in bounds, checked by memcheck over the tests of awkward shapes, layouts
+    # and t values. With the caching allocator off, an access past a tensor is past its allocation.
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 3 \
+        python3 -m pytest -q tests/test_q_sample_matches_reference.py tests/test_special_values.py \
+        tests/test_tiling.py tests/test_autograd.py --device cuda -p no:cacheprovider 2>&1 | tee "$RESULTS/memcheck.log"
 }
 
 tiles() {
@@ -76,7 +86,8 @@ case "$phase" in
     validate) validate ;;
     bench) bench "$@" ;;
     profile) profile ;;
+    sanitize) sanitize ;;
     tiles) tiles ;;
-    all) tests; validate; bench "$@"; profile; tiles ;;
-    *) echo "unknown phase '$phase': tests, validate, bench, profile, tiles or all" >&2; exit 2 ;;
+    all) tests; validate; bench "$@"; profile; sanitize; tiles ;;
+    *) echo "unknown phase '$phase': tests, validate, bench, profile, sanitize, tiles or all" >&2; exit 2 ;;
 esac
