@@ -272,6 +272,12 @@ def _register_triton_op(name: str, placeholder_dtype):
 _CHECKED = {"debug": True, "sanitize_overflow": False}
 
 
+def _checked(check_t: bool) -> dict:
+    """The launch options for ``check_t``. Only compiled kernels take them: Triton's interpreter
+    (some versions refuse the keywords) runs assertions by its own debug setting."""
+    return _CHECKED if check_t and not interpreter_active() else {}
+
+
 def seed_parts(seed):
     """(seed tensor or None, low half, high half) for an int seed or a 1-element int64 device tensor."""
     if isinstance(seed, torch.Tensor):
@@ -328,7 +334,7 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
                 HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
                 SOFT_BF16=interpreter_active(), FAST_MATH=fast_math(), PAIRED=paired(x0, layout),
-                num_warps=km.q_sample.NUM_WARPS, **(_CHECKED if check_t else {}),
+                num_warps=km.q_sample.NUM_WARPS, **_checked(check_t),
             )
         _copy_back([(out, out_), (eps, eps_), (v, v_)])
     return out, eps, v

@@ -9,6 +9,8 @@ options say debug, which these tests switch on.
 import pytest
 import torch
 
+from triton.runtime.errors import InterpreterError
+
 import diffusion_kernels as dk
 from diffusion_kernels import launch
 from diffusion_kernels.backend import interpreter_active
@@ -41,7 +43,7 @@ def test_kernel_t_check_accepts_the_whole_schedule(interpreter_debug, t):
 
 @pytest.mark.parametrize("t", [[3, 1000], [-1, 0], [0, 2**40]])
 def test_kernel_t_check_stops_outside_the_schedule(interpreter_debug, t):
-    with pytest.raises(Exception, match=r"t outside \[0, T\) of the schedule"):
+    with pytest.raises(InterpreterError, match=r"t outside \[0, T\) of the schedule"):
         _launch_with_t(t)
 
 
