@@ -115,6 +115,12 @@ def _run(x, noise, form: _Form, *, seed, generator, return_noise, return_v, back
 
 
 _RAW_TABLES = WeakIdKeyDictionary()
+_VALIDATED = WeakIdKeyDictionary()
+
+
+def _version(tensor: torch.Tensor):
+    """The tensor's in-place version, or None for one that tracks none (an inference tensor)."""
+    return None if tensor.is_inference() else tensor._version
 
 
 def raw_tables(alpha_bars: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,20 +128,38 @@ def raw_tables(alpha_bars: torch.Tensor, device) -> tuple[torch.Tensor, torch.Te
 
     A drop-in passes the same ``alphas_cumprod`` buffer every step; deriving its
     tables once keeps the per-call work to the kernel launch. Tensors that
-    require grad (learned schedules) and traced calls are never cached.
+    require grad (learned schedules) or track no version (inference tensors),
+    and traced calls, are never cached.
     """
-    if alpha_bars.requires_grad or _compiling():
+    version = _version(alpha_bars)
+    if alpha_bars.requires_grad or version is None or _compiling():
         return coefficient_tables(alpha_bars, device)
     per_tensor = _RAW_TABLES.setdefault(alpha_bars, {})
-    key = (alpha_bars._version, torch.device(device))
+    key = (version, torch.device(device))
     if key not in per_tensor:
         per_tensor.clear()
         per_tensor[key] = coefficient_tables(alpha_bars, device)
     return per_tensor[key]
 
 
+def _validated(alpha_bars: torch.Tensor) -> torch.Tensor:
+    """A user's ᾱ tensor, its values checked once per in-place version (a learned one after every
+    optimizer step; an inference tensor every call; never while tracing). NoiseSchedules are
+    checked when built."""
+    if _compiling():
+        return alpha_bars
+    version = _version(alpha_bars)
+    if version is None or _VALIDATED.get(alpha_bars) != version:
+        checks.check_alpha_bars(alpha_bars)
+        if version is not None:
+            _VALIDATED[alpha_bars] = version
+    return alpha_bars
+
+
 def _ddpm_form(x, t, schedule, *, check_t: bool, noise=None) -> _Form:
     alpha_bars = checks.alpha_bars_of(schedule)
+    if not isinstance(schedule, NoiseSchedule):
+        _validated(alpha_bars)
     checks.check_devices(x, noise, alpha_bars, t)
     index = checks.check_t(t, x, alpha_bars.numel(), check_range=check_t and not _compiling())
     if isinstance(schedule, NoiseSchedule):
@@ -302,7 +326,7 @@ def edm_sample(x0: torch.Tensor, sigma, noise: torch.Tensor | None = None, *, se
 def _alphas_of(schedule) -> torch.Tensor:
     if isinstance(schedule, NoiseSchedule):
         return schedule.alphas
-    ab = checks.alpha_bars_of(schedule)
+    ab = _validated(checks.alpha_bars_of(schedule))
     return ab / torch.cat([ab.new_ones(1), ab[:-1]])
 
 

@@ -25,6 +25,9 @@ def check_noise(noise, x0: torch.Tensor):
     check_x0(noise, "noise")
     if noise.shape != x0.shape:
         raise ValueError(f"noise has shape {tuple(noise.shape)} but x0 has shape {tuple(x0.shape)}; they must match")
+    if noise.device != x0.device:
+        check_device_set({noise.device, x0.device})
+        raise ValueError(f"noise is on {noise.device} but x0 is on {x0.device}; they must be on the same device")
     return noise
 
 
@@ -64,8 +67,9 @@ def check_t(t, x0: torch.Tensor, T: int, *, check_range: bool = True) -> torch.T
     if isinstance(t, torch.Tensor):
         if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
             raise TypeError(f"t must have an integer dtype, got {t.dtype}")
-    elif isinstance(t, bool) or not hasattr(t, "__index__"):
-        raise TypeError(f"t must be an int or an integer tensor, got {type(t).__name__}")
+    elif isinstance(t, bool) or not hasattr(t, "__index__") or getattr(t, "ndim", 0) > 0:
+        hint = " (torch.as_tensor(t) makes one)" if hasattr(t, "__array__") else ""
+        raise TypeError(f"t must be an int or an integer tensor, got {type(t).__name__}{hint}")
     else:
         t = torch.tensor(operator.index(t), dtype=torch.int64)
     if t.ndim > x0.ndim or tuple(t.shape) != tuple(x0.shape[: t.ndim]):
@@ -81,18 +85,31 @@ def check_t(t, x0: torch.Tensor, T: int, *, check_range: bool = True) -> torch.T
     return t.to(torch.int64)
 
 
-def check_sigma(sigma: torch.Tensor, lo: float, hi: float | None, name: str) -> None:
-    """sigma in [lo, hi] (or finite and >= lo when hi is None); NaN never passes.
+def check_in_range(values: torch.Tensor, lo: float, hi: float | None, what: str) -> None:
+    """Every value in [lo, hi] (or finite and >= lo when hi is None); NaN never passes.
 
     A CPU tensor gets a ValueError naming the value. A GPU tensor is checked on
     the device by an asynchronous assertion (a device-side assert, as for t),
-    so a training step never waits on a host read.
+    so a training step never waits on a host read. ``what`` completes the
+    message: "<what> <bound>".
     """
-    if sigma.numel() == 0:
+    if values.numel() == 0:
         return
-    ok = (sigma >= lo) & ((sigma <= hi) if hi is not None else (sigma < math.inf))
+    values = values.detach()
+    ok = (values >= lo) & ((values <= hi) if hi is not None else (values < math.inf))
     bound = f"[{lo}, {hi}]" if hi is not None else f">= {lo} and finite"
-    if sigma.device.type == "cuda":
-        torch._assert_async(ok.all(), f"{name} needs sigma {bound}")
+    if values.device.type == "cuda":
+        torch._assert_async(ok.all(), f"{what} {bound}")
     elif not bool(ok.all()):
-        raise ValueError(f"sigma contains {float(sigma[~ok].flatten()[0])}; {name} needs sigma {bound}")
+        raise ValueError(f"{what} {bound}; got {float(values[~ok].flatten()[0])}")
+
+
+def check_sigma(sigma: torch.Tensor, lo: float, hi: float | None, name: str) -> None:
+    """sigma in [lo, hi] (or finite and >= lo when hi is None), for the noising form ``name``."""
+    check_in_range(sigma, lo, hi, f"{name} needs sigma")
+
+
+def check_alpha_bars(alpha_bars: torch.Tensor) -> torch.Tensor:
+    """A user's ᾱ tensor holds values in [0, 1] (1 at a noiseless step, 0 at pure noise)."""
+    check_in_range(alpha_bars, 0.0, 1.0, "alpha_bars must lie in")
+    return alpha_bars

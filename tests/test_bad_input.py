@@ -1,4 +1,5 @@
 """Bad input gets a clear error naming what was wrong."""
+import numpy as np
 import pytest
 import torch
 
@@ -50,6 +51,36 @@ def test_noise_shape_mismatch(device, backend, schedule):
         call(backend, torch.randn(2, 3, device=device), 0, schedule, torch.randn(2, 4, device=device))
 
 
+def test_noise_on_another_device(device, backend, schedule):
+    x0 = torch.randn(2, 3, device=device)
+    with pytest.raises(ValueError, match=rf"noise is on meta but x0 is on {x0.device}"):
+        call(backend, x0, 0, schedule, torch.empty(2, 3, device="meta"))
+
+
+def test_t_as_a_numpy_array(device, backend, schedule):
+    with pytest.raises(TypeError, match=r"t must be an int or an integer tensor, got ndarray \(torch.as_tensor"):
+        call(backend, torch.randn(2, 3, device=device), np.array([1, 2]), schedule)
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.25, float("nan")])
+def test_alpha_bars_outside_zero_one(device, backend, bad):
+    alpha_bars = torch.tensor([0.99, bad, 0.5], dtype=torch.float64)
+    with pytest.raises(ValueError, match=rf"alpha_bars must lie in \[0.0, 1.0\]; got {bad}"):
+        call(backend, torch.randn(2, 3, device=device), 0, alpha_bars)
+    with pytest.raises(ValueError, match="alpha_bars must lie in"):
+        dk.forward_step(torch.randn(2, 3, device=device), 0, alpha_bars, backend=backend)
+
+
+def test_alpha_bars_are_checked_again_after_an_in_place_change(device, backend):
+    """A learned ᾱ changes in place at every optimizer step: its new values are checked."""
+    alpha_bars = torch.tensor([0.99, 0.7, 0.5], dtype=torch.float64)
+    x0 = torch.randn(2, 3, device=device)
+    call(backend, x0, 1, alpha_bars)
+    alpha_bars[2] = 1.25
+    with pytest.raises(ValueError, match="got 1.25"):
+        call(backend, x0, 1, alpha_bars)
+
+
 def test_schedule_of_wrong_type(device, backend):
     with pytest.raises(TypeError, match="schedule must be a NoiseSchedule or a 1-D alpha_bars tensor"):
         call(backend, torch.randn(2, 3, device=device), 0, [0.9, 0.8])
@@ -96,6 +127,22 @@ def test_gpu_t_is_checked_without_a_host_sync(schedule):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.testing.assert_close(x_t, dk.q_sample(x0, t, schedule, eps, backend="reference"), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU alpha_bars is checked on the device: needs CUDA")
+def test_gpu_alpha_bars_are_checked_without_a_host_sync(schedule):
+    x0 = torch.randn(4, 3, 8, device="cuda")
+    alpha_bars = schedule.alpha_bars.to("cuda").requires_grad_(True)
+    t = torch.tensor([0, 10, 500, 999], device="cuda")
+    dk.q_sample(x0, t, alpha_bars, seed=0)  # compile first
+    with torch.no_grad():
+        alpha_bars.mul_(0.999)  # an optimizer step: new values, checked again
+    torch.cuda.set_sync_debug_mode("error")  # any host sync now raises
+    try:
+        x_t = dk.q_sample(x0, t, alpha_bars, seed=1)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert x_t.requires_grad and bool(torch.isfinite(x_t).all())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU t is range-checked by the kernel: needs CUDA")

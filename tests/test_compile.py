@@ -87,3 +87,17 @@ def test_raw_alpha_bar_tables_are_cached_until_modified():
     ab.mul_(0.5)  # an in-place change bumps the version: the tables are derived again
     again = raw_tables(ab, "cpu")
     assert again is not first and torch.equal(again[0], (ab.double().sqrt()).float())
+
+
+def test_inference_tensor_alpha_bars_are_derived_and_checked_every_call():
+    """An ᾱ made under torch.inference_mode tracks no version: never cached, checked on each call."""
+    with torch.inference_mode():
+        ab = SCHEDULE.alpha_bars.clone()
+        x0 = torch.randn(2, 5)
+        noise = torch.randn(2, 5)
+        x_t = dk.q_sample(x0, torch.tensor([3, 900]), ab, noise)
+        torch.testing.assert_close(x_t, dk.q_sample(x0, torch.tensor([3, 900]), SCHEDULE, noise,
+                                                    backend="reference"))
+        ab[900] = 2.0
+        with pytest.raises(ValueError, match="got 2.0"):
+            dk.q_sample(x0, torch.tensor([3, 900]), ab, noise)
