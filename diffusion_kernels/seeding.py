@@ -14,15 +14,16 @@ import torch
 SEED_BOUND = 2**64
 
 
-def check_seed(seed) -> int:
+def check_seed(seed, name: str = "seed", bound: int = SEED_BOUND) -> int:
+    """``seed`` as an int in [0, bound); the errors name the argument."""
     if isinstance(seed, bool):
-        raise TypeError("seed must be an int, got bool")
+        raise TypeError(f"{name} must be an int, got bool")
     try:
         value = operator.index(seed)
     except TypeError:
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}") from None
-    if not 0 <= value < SEED_BOUND:
-        raise ValueError(f"seed must lie in [0, 2**64), got {value}")
+        raise TypeError(f"{name} must be an int, got {type(seed).__name__}") from None
+    if not 0 <= value < bound:
+        raise ValueError(f"{name} must lie in [0, 2**{bound.bit_length() - 1}), got {value}")
     return value
 
 
@@ -84,10 +85,7 @@ def default_stream() -> int:
 
 
 def check_stream(stream) -> int:
-    value = check_seed(stream) if stream is not None else default_stream()
-    if value >= 2**32:
-        raise ValueError(f"stream must lie in [0, 2**32), got {value}")
-    return value
+    return check_seed(stream, "stream", 2**32) if stream is not None else default_stream()
 
 
 class DeviceSeed:

@@ -91,6 +91,15 @@ def test_seed_out_of_range(device, backend, schedule):
         call(backend, torch.randn(2, 3, device=device), 0, schedule, seed=-1)
 
 
+@pytest.mark.parametrize("stream,error,message", [(-1, ValueError, r"stream must lie in \[0, 2\*\*32\), got -1"),
+                                                   (2**32, ValueError, r"stream must lie in \[0, 2\*\*32\)"),
+                                                   (1.5, TypeError, "stream must be an int, got float"),
+                                                   (True, TypeError, "stream must be an int, got bool")])
+def test_stream_out_of_range_or_not_an_int(device, backend, schedule, stream, error, message):
+    with pytest.raises(error, match=message):
+        call(backend, torch.randn(2, 3, device=device), 0, schedule, stream=stream)
+
+
 def test_unknown_backend(schedule):
     with pytest.raises(ValueError, match="backend must be one of"):
         dk.q_sample(torch.randn(2), 0, schedule, backend="cuda")
