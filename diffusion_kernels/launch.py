@@ -118,6 +118,34 @@ def _prepare(shape, tensors, outputs):
     return tensors, outputs, _layout(shape, tensors + outputs)
 
 
+class Planes(NamedTuple):
+    """A call whose tensors are channels-last: logical (samples, channels, plane) stored as
+    (samples, plane, channels), as channels_last and channels_last_3d are."""
+    samples: int
+    channels: int
+    plane: int
+
+
+def channels_last_planes(layout: Layout, n: int, rows: int) -> Optional[Planes]:
+    """The call's Planes when every tensor shares one channels-last layout and ``t`` has one entry
+    per sample or one in all (a sample's rows are then one block of memory); else None."""
+    if layout.contiguous or not layout.shared or layout.ndim not in (2, 3):
+        return None
+    strides = layout.strides[0]
+    plane = layout.sizes[-1]
+    if layout.ndim == 3:  # (samples, channels, plane); one sample has its size-1 dim collapsed away
+        channels, channel_stride, sample_stride = layout.sizes[-2], strides[3], strides[0]
+        if sample_stride != channels * plane:
+            return None
+    else:
+        channels, channel_stride = n // plane, strides[0]
+    if channel_stride != 1 or strides[4] != channels:
+        return None
+    samples = n // (channels * plane)
+    return Planes(samples, channels, plane) if rows in (1, samples) else None
+
+
+
 def _copy_back(pairs):
     for final, used in pairs:
         if final is not None and used is not final:
@@ -185,6 +213,9 @@ def packed_divisor(d: int) -> int:
 
 
 _UNIT_DIVISORS = (packed_divisor(1),) * (MAX_DIMS - 1)
+# A channels-last call that draws no noise is elementwise in memory order, where every tensor is
+# contiguous: the contiguous kernels run on it as it lies.
+_MEMORY_ORDER = Layout(True, 1, (1,) * (MAX_DIMS - 1), _UNIT_DIVISORS, [], True)
 
 
 def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0, paired: bool = False,
@@ -320,6 +351,13 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
     if n > 0:
         (x0_, noise_), (out_, eps_, v_), layout = _prepare(x0.shape, [x0, noise], [out, eps, v])
         rows = t_rows.numel()
+        planes = channels_last_planes(layout, n, rows)
+        if planes is not None and noise is None:
+            if _channels_last_draw(x0_, out_, eps_, v_, planes, t_rows, a, b, c, d, seed_tensor, seed_lo, seed_hi,
+                                   stream, step, offset_strength, elem_offset, check_t):
+                return out, eps, v
+        elif planes is not None:
+            layout = _MEMORY_ORDER
         tile = tiling(km.q_sample, n, rows, elem_offset, paired(x0, layout), not layout.contiguous)
         s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
         kernel, layout_args, layout_kw = _entry(layout, km.q_sample.noise_affine_fwd_kernel,
@@ -366,6 +404,8 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
         x0_in = x0 if need_tables else None
         noise_in = noise if need_tables else None
         (g_, gv_, x0_, noise_), (gx_, gn_), layout = _prepare(g.shape, [g, gv, x0_in, noise_in], [gx, gn])
+        if (not need_tables or noise is not None) and channels_last_planes(layout, n, rows) is not None:
+            layout = _MEMORY_ORDER
         tile = tiling(km.q_sample, n, rows, elem_offset, paired(g, layout), not layout.contiguous)
         partials = torch.empty((*tile.grid, 4), dtype=torch.float32, device=g.device) if need_tables else None
         s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
@@ -389,6 +429,32 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
         if need_tables:
             sums = partials.view(rows, tile.chunks, 4).sum(dim=1)
     return gx, gn, sums
+
+
+def _channels_last_draw(x0, out, eps, v, planes: Planes, t_rows, a, b, c, d, seed_tensor, seed_lo, seed_hi, stream,
+                        step, offset_strength, elem_offset, check_t) -> bool:
+    """Launch the channels-last drawn-noise kernel if it takes this call (a power-of-two channel count
+    up to CHANNELS_LAST_MAX_C, planes of whole quads, the stream from element 0); False if not."""
+    km = kernels_module()
+    C = planes.channels
+    if (C & (C - 1) or not 2 <= C <= km.q_sample.CHANNELS_LAST_MAX_C or planes.plane % 4
+            or elem_offset != 0):
+        return False
+    row_len = C * planes.plane
+    block = max(block_quads(km.q_sample, row_len, paired=x0.element_size() == 2), C)
+    tile = _tiling(planes.samples, row_len, block, 0)
+    s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
+    with _device_guard(x0):
+        _launcher(km.q_sample.noise_affine_fwd_channels_last_kernel)[tile.grid](
+            x0, out, eps if eps is not None else out, v if v is not None else out,
+            t_rows, int(t_rows.numel() > 1), a, b, c if c is not None else a, d if d is not None else b, a.numel(),
+            planes.plane // 4, tile.chunks, tile.divisor,
+            s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength,
+            C=C, WRITE_NOISE=eps is not None, WRITE_V=v is not None, HAS_OFFSET=offset_strength != 0.0,
+            SEED_FROM_PTR=from_ptr, BLOCK_J=block // C, SOFT_BF16=interpreter_active(), FAST_MATH=fast_math(),
+            num_warps=km.q_sample.NUM_WARPS, **_checked(check_t),
+        )
+    return True
 
 
 def q_sample_forward(x0, t_rows, sqrt_ab, sqrt_1m_ab, noise=None, *, seed=0, stream: int = 0, step: int = 0,

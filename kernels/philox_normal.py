@@ -165,18 +165,42 @@ OFFSET_STEP = tl.constexpr(-1)
 
 
 @triton.jit
+def row_offset_normal(seed, row, stream, FAST_MATH: tl.constexpr):
+    """The offset-noise normal of ``row`` (a scalar): element ``row`` of the stream's OFFSET_STEP
+    subsequence, i.e. lane row % 4 of quad row // 4."""
+    rq = row // 4 + tl.zeros([1], dtype=tl.int64)
+    o0, o1, o2, o3 = quad_normals(seed, rq, stream, OFFSET_STEP, FAST_MATH)
+    r = row % 4
+    off = tl.where(r == 0, o0, tl.where(r == 1, o1, tl.where(r == 2, o2, o3)))
+    return tl.sum(off, axis=0)
+
+
+@triton.jit
 def draw_noise(seed, first_quad, stream, step, row, offset_strength, BLOCK: tl.constexpr, PAIRED: tl.constexpr,
                HAS_OFFSET: tl.constexpr, FAST_MATH: tl.constexpr):
-    """ε of the tile starting at first_quad; with HAS_OFFSET plus offset_strength × one normal per row.
-
-    The row's offset normal is element ``row`` of the stream's OFFSET_STEP
-    subsequence: lane row % 4 of quad row // 4.
-    """
+    """ε of the tile starting at first_quad; with HAS_OFFSET plus offset_strength × one normal per row."""
     eps = tile_normals(seed, first_quad, stream, step, BLOCK, PAIRED, FAST_MATH)
     if HAS_OFFSET:
-        rq = row // 4 + tl.zeros([1], dtype=tl.int64)
-        o0, o1, o2, o3 = quad_normals(seed, rq, stream, OFFSET_STEP, FAST_MATH)
-        r = row % 4
-        off = tl.where(r == 0, o0, tl.where(r == 1, o1, tl.where(r == 2, o2, o3)))
-        eps = eps + offset_strength * tl.sum(off, axis=0)
+        eps = eps + offset_strength * row_offset_normal(seed, row, stream, FAST_MATH)
     return eps
+
+
+@triton.jit
+def channels_last_normals(seed, sample, j0, plane_quads, stream, step, C: tl.constexpr, BLOCK_J: tl.constexpr,
+                          FAST_MATH: tl.constexpr):
+    """ε of a channels-last tile (tiles.channels_last_tile), in memory order.
+
+    Logical (N, C, P) stored as (N, P, C): quad column j of channel c of a
+    sample is its logical elements 4j … 4j + 3 of plane c (P % 4 == 0), i.e.
+    stream quad (sample·C + c)·P/4 + j. The tile's C·BLOCK_J quads are each
+    drawn once, and their lanes are laid out (j, lane, c), the memory order,
+    so the tile is 4·C·BLOCK_J consecutive elements: whole quads, vector
+    accesses, and the same values the contiguous layout draws.
+    """
+    j = j0 + tl.arange(0, BLOCK_J).to(tl.int64)
+    c = tl.arange(0, C).to(tl.int64)
+    quad = (sample * C + c[None, :]) * plane_quads + j[:, None]
+    n0, n1, n2, n3 = quad_normals(seed, quad, stream, step, FAST_MATH)
+    # Minor dims (lane // 2, lane % 2): lane k of quad (j, c) at [j, c, k].
+    tile = tl.reshape(tl.join(tl.join(n0, n2), tl.join(n1, n3)), [BLOCK_J, C, 4])
+    return tl.reshape(tl.permute(tile, (0, 2, 1)), [4 * C * BLOCK_J])

@@ -13,8 +13,8 @@ import triton
 import triton.language as tl
 
 from .convert import to_output
-from .philox_normal import draw_noise, load_seed
-from .tiles import offset_like, row_coefficients, row_tile, strided_offset, unravel
+from .philox_normal import channels_last_normals, draw_noise, load_seed, row_offset_normal
+from .tiles import channels_last_tile, offset_like, row_coefficients, row_tile, strided_offset, unravel
 
 # Quads (4 elements) per program and warps per program. A drawn-noise kernel
 # in bf16 is bound by instruction issue, not memory (Philox alone is ~10
@@ -220,3 +220,41 @@ def noise_affine_bwd_contiguous_kernel(
         1, True, HAS_NOISE, HAS_GV, NEED_GX, NEED_GN, NEED_PARTIALS, HAS_OFFSET, SEED_FROM_PTR, BLOCK, SOFT_BF16,
         FAST_MATH, PAIRED,
     )
+
+
+# Drawn noise into a channels-last layout (channels_last, channels_last_3d).
+# The strided kernel would address every element on its own in logical order,
+# ~85 instructions per element; this tile works in memory order on whole quads
+# (tiles.channels_last_tile) at the contiguous kernel's cost. A program takes
+# the contiguous tile's quads per program, BLOCK_J = quads // C columns. The
+# launcher takes this path for a power-of-two C up to CHANNELS_LAST_MAX_C and
+# P % 4 == 0; calls that draw no noise run the contiguous kernels in memory
+# order instead, and other layouts the strided kernel.
+CHANNELS_LAST_MAX_C = 256
+
+
+@triton.jit(do_not_specialize=_PER_CALL_CONTIGUOUS)
+def noise_affine_fwd_channels_last_kernel(
+    x0_ptr, out_ptr, eps_ptr, v_ptr,
+    t_ptr, t_stride, a_ptr, b_ptr, c_ptr, d_ptr, T,
+    plane_quads, chunks_per_row, row_divisor,
+    seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
+    C: tl.constexpr, WRITE_NOISE: tl.constexpr, WRITE_V: tl.constexpr, HAS_OFFSET: tl.constexpr,
+    SEED_FROM_PTR: tl.constexpr, BLOCK_J: tl.constexpr, SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr,
+):
+    """noise_affine_fwd_kernel with drawn ε for a channels-last layout; ``t_stride`` is 1 for a t per
+    sample and 0 for one t (its row then serves every sample)."""
+    pid, sample, j0, offset, mask = channels_last_tile(plane_quads, chunks_per_row, row_divisor, C, BLOCK_J)
+    row = sample * t_stride
+    a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
+    x0 = tl.load(x0_ptr + offset, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+    seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
+    eps = channels_last_normals(seed, sample, j0, plane_quads, stream, step, C, BLOCK_J, FAST_MATH)
+    if HAS_OFFSET:
+        eps = eps + offset_strength * row_offset_normal(seed, row, stream, FAST_MATH)
+    tl.store(out_ptr + offset, to_output(a * x0 + b * eps, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask)
+    if WRITE_NOISE:
+        tl.store(eps_ptr + offset, to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16), mask=mask)
+    if WRITE_V:
+        c, d = row_coefficients(t_ptr, c_ptr, d_ptr, row, T)
+        tl.store(v_ptr + offset, to_output(c * x0 + d * eps, v_ptr.dtype.element_ty, SOFT_BF16), mask=mask)

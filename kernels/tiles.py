@@ -51,6 +51,27 @@ def row_tile(row_len, chunks_per_row, row_divisor, elem_offset, BLOCK: tl.conste
 
 
 @triton.jit
+def channels_last_tile(plane_quads, chunks_per_row, row_divisor, C: tl.constexpr, BLOCK_J: tl.constexpr):
+    """Program id, sample, the tile's first quad column, its memory offsets and their mask, for a
+    channels-last layout: logical (N, C, P) stored as (N, P, C) (channels_last, channels_last_3d).
+
+    A program covers BLOCK_J quad columns (4 consecutive plane positions) of
+    all C channels of one sample: 4·C·BLOCK_J consecutive memory elements
+    that hold C·BLOCK_J whole quads of the noise stream
+    (philox_normal.channels_last_normals draws them). The sample is
+    pid // chunks_per_row (``row_divisor`` packs the divisor).
+    """
+    pid32 = tl.program_id(0)
+    pid = pid32.to(tl.int64)
+    sample = magic_divide(pid32, row_divisor).to(tl.int64)
+    j0 = (pid - sample * chunks_per_row) * BLOCK_J
+    m = tl.arange(0, 4 * C * BLOCK_J)
+    offset = (sample * plane_quads + j0) * (4 * C) + m
+    mask = j0 + m // (4 * C) < plane_quads
+    return pid, sample, j0, offset, mask
+
+
+@triton.jit
 def divmod_by(n, z, divisor):
     """(n // z, n % z) for int32 0 <= n < 2**31, ``divisor`` being z packed (magic_divide)."""
     q = magic_divide(n, divisor)

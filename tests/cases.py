@@ -17,6 +17,8 @@ SHAPES = [
     ("sliced", (4, 3, 9, 10), "sliced"),
     ("transposed", (3, 5, 6), "transposed"),
     ("channels_last", (2, 3, 5, 7), "channels_last"),
+    ("channels_last_c4", (2, 4, 6, 4), "channels_last"),
+    ("channels_last_3d", (2, 4, 3, 2, 2), "channels_last_3d"),
 ]
 
 T_FORMS = ["int", "scalar_tensor", "per_sample", "per_frame"]
@@ -31,6 +33,8 @@ def make_x0(shape, layout, dtype, device, generator=None):
         x = torch.randn(tuple(reversed(shape)), generator=generator).permute(*reversed(range(len(shape))))
     elif layout == "channels_last":
         x = torch.randn(shape, generator=generator).to(memory_format=torch.channels_last)
+    elif layout == "channels_last_3d":
+        x = torch.randn(shape, generator=generator).to(memory_format=torch.channels_last_3d)
     else:
         x = torch.randn(shape, generator=generator)
     assert tuple(x.shape) == tuple(shape)

@@ -82,6 +82,7 @@ def issue_launches():
     for module, name in ((km.q_sample, "noise_affine_fwd_kernel"), (km.q_sample, "noise_affine_bwd_kernel"),
                          (km.q_sample, "noise_affine_fwd_contiguous_kernel"),
                          (km.q_sample, "noise_affine_bwd_contiguous_kernel"),
+                         (km.q_sample, "noise_affine_fwd_channels_last_kernel"),
                          (km.trajectory, "forward_trajectory_kernel"), (km.noise_mse, "noise_mse_fwd_kernel"),
                          (km.noise_mse, "noise_mse_bwd_kernel")):
         setattr(module, name, Recorder(getattr(module, name)))
@@ -112,8 +113,12 @@ def _launch_every_variant():
         launch.noise_affine_backward(x, None, t, a, b, None, None, None, None, None, 5, 0, 0, 0, 0.0, dtype, None,
                                      False, 0)
         launch.noise_affine_backward(x, x, t, a, b, -b, a, x, None, None, 5, 0, 0, 0, 0.0, dtype, dtype, True, 0)
-        launch.noise_affine_backward(cl, None, t, a, b, None, None, None, None, None, 5, 0, 0, 0, 0.0, dtype, None,
-                                     False, 0)
+        sliced = torch.randn(4, 3, 8, 16).to(dtype)[..., ::2]
+        launch.noise_affine_backward(sliced, None, t, a, b, None, None, None, None, None, 5, 0, 0, 0, 0.0, dtype,
+                                     None, False, 0)
+        # channels-last, 4 channels: drawn ε through the channels-last tile, with v, offset noise, a device seed
+        cl4 = torch.randn(4, 4, 8, 8).to(dtype).to(memory_format=torch.channels_last)
+        launch.noise_affine(cl4, t, a, b, -b, a, None, seed_t, 0, 0, 3, 0, 0.1, True, True, 0)
         sa, sb = NoiseSchedule.linear().step_tables("cpu")
         launch.forward_trajectory(x, sa, sb, 999, seed=5, snapshot_steps=(10, 500))
         launch.noise_mse_forward(x, 4, 5, 0, 0.1)
@@ -126,6 +131,10 @@ def _launch_every_variant():
             launch.noise_affine(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise, False, 0)
         # The same with t checked on the device (debug compile: the kernel's device_assert is live).
         launch.noise_affine(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, False, False, 0, True)
+        # The same batch channels-last (the channels-last tile).
+        for write_noise in (False, True):
+            launch.noise_affine(x.to(memory_format=torch.channels_last), t, a, b, None, None, None, None, 5, 0, 0, 0,
+                                0.0, write_noise, False, 0)
 
 
 def cuobjdump(cubin: bytes, *flags: str) -> str:
@@ -171,6 +180,11 @@ def philox_multiplies(ptx: str) -> int:
     )
 
 
+def quads_per_program(constexprs: dict) -> int:
+    """BLOCK quads, or for the channels-last tile BLOCK_J columns of C quads."""
+    return constexprs["BLOCK"] if "BLOCK" in constexprs else constexprs["BLOCK_J"] * constexprs["C"]
+
+
 def main(sm: int):
     issue_launches()
     target = GPUTarget("cuda", sm, 32)
@@ -197,7 +211,7 @@ def main(sm: int):
             "device_asserts": ptx.count(".b8 assertMessage_"),  # one global string per assertion
             "integer_divisions": len(re.findall(r"\b(?:div|rem)\.[su](?:32|64)\b", ptx)),
             "sass_instructions": sass_instructions(compiled.asm["cubin"]),
-            "elements_per_thread": 4 * constexprs["BLOCK"] / (32 * num_warps),
+            "elements_per_thread": 4 * quads_per_program(constexprs) / (32 * num_warps),
             **resource_usage(compiled.asm["cubin"]),
         }))
 

@@ -35,9 +35,9 @@ def variants():
 def test_every_kernel_compiles_for_sm90(variants):
     kernels = {v["kernel"] for v in variants}
     assert kernels == {"noise_affine_fwd_kernel", "noise_affine_bwd_kernel", "noise_affine_fwd_contiguous_kernel",
-                       "noise_affine_bwd_contiguous_kernel", "forward_trajectory_kernel", "noise_mse_fwd_kernel",
-                       "noise_mse_bwd_kernel"}
-    assert len(variants) == 39
+                       "noise_affine_bwd_contiguous_kernel", "noise_affine_fwd_channels_last_kernel",
+                       "forward_trajectory_kernel", "noise_mse_fwd_kernel", "noise_mse_bwd_kernel"}
+    assert len(variants) == 46
     for v in variants:
         assert v["cubin_bytes"] > 0 and v["registers"] is not None and v["registers"] <= 255
 
@@ -103,6 +103,22 @@ def test_drawn_noise_tile_fits_the_issue_budget(variants, dtype, size, write_noi
     bytes_per_element = size * (3 if write_noise else 2)
     assert per_element <= ISSUE_BUDGET_PER_BYTE * bytes_per_element, per_element
     assert v["stack_bytes"] == 0 and v["registers"] <= 80  # no spills; at least 3/8 occupancy
+
+
+@pytest.mark.parametrize("dtype, size", [("float32", 4), ("bfloat16", 2)])
+@pytest.mark.parametrize("write_noise", [False, True])
+def test_channels_last_tile_draws_each_quad_once_within_the_issue_budget(variants, dtype, size, write_noise):
+    """The training batch channels-last: as many quads per thread as the contiguous tile, each drawn once,
+    vector accesses, and the same issue budget (the strided kernel needs ~85 instructions per element)."""
+    shape = [16, 4, 64, 64]
+    v = next(v for v in variants if v["kernel"] == "noise_affine_fwd_channels_last_kernel" and v["dtype"] == dtype
+             and v["shape"] == shape and v["constexprs"]["WRITE_NOISE"] == str(write_noise))
+    contiguous = _fwd(variants, dtype, shape=shape, HAS_NOISE=False, WRITE_NOISE=write_noise, WRITE_V=False)
+    assert v["elements_per_thread"] == contiguous["elements_per_thread"]
+    assert v["philox_multiplies"] == contiguous["philox_multiplies"]
+    per_element = v["sass_instructions"] / v["elements_per_thread"]
+    assert per_element <= ISSUE_BUDGET_PER_BYTE * size * (3 if write_noise else 2), per_element
+    assert v["vector_loads"] > 0 and v["stack_bytes"] == 0 and v["registers"] <= 80
 
 
 def test_only_a_checked_launch_asserts_t_on_the_device(variants):
