@@ -431,18 +431,29 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
     return gx, gn, sums
 
 
+def channels_last_tiling(kernel_module, planes: Planes, element_size: int, elem_offset: int = 0) -> Optional[Tiling]:
+    """The tiling of a draw through the channels-last tile (kernels/tiles.channels_last_tile): the
+    contiguous tile's quads per program, BLOCK_J = block // channels columns of them. None where the
+    tile does not apply: a channel count that is not a power of two in [2, CHANNELS_LAST_MAX_C],
+    planes that are not whole quads, a stream that does not start at element 0."""
+    C = planes.channels
+    if (C & (C - 1) or not 2 <= C <= kernels_module().tiles.CHANNELS_LAST_MAX_C or planes.plane % 4
+            or elem_offset != 0):
+        return None
+    row_len = C * planes.plane
+    block = max(block_quads(kernel_module, row_len, paired=element_size == 2), C)
+    return _tiling(planes.samples, row_len, block, 0)
+
+
 def _channels_last_draw(x0, out, eps, v, planes: Planes, t_rows, a, b, c, d, seed_tensor, seed_lo, seed_hi, stream,
                         step, offset_strength, elem_offset, check_t) -> bool:
     """Launch the channels-last drawn-noise kernel if it takes this call (a power-of-two channel count
     up to CHANNELS_LAST_MAX_C, planes of whole quads, the stream from element 0); False if not."""
     km = kernels_module()
-    C = planes.channels
-    if (C & (C - 1) or not 2 <= C <= km.q_sample.CHANNELS_LAST_MAX_C or planes.plane % 4
-            or elem_offset != 0):
+    tile = channels_last_tiling(km.q_sample, planes, x0.element_size(), elem_offset)
+    if tile is None:
         return False
-    row_len = C * planes.plane
-    block = max(block_quads(km.q_sample, row_len, paired=x0.element_size() == 2), C)
-    tile = _tiling(planes.samples, row_len, block, 0)
+    C = planes.channels
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
     with _device_guard(x0):
         _launcher(km.q_sample.noise_affine_fwd_channels_last_kernel)[tile.grid](
@@ -451,7 +462,7 @@ def _channels_last_draw(x0, out, eps, v, planes: Planes, t_rows, a, b, c, d, see
             planes.plane // 4, tile.chunks, tile.divisor,
             s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength,
             C=C, WRITE_NOISE=eps is not None, WRITE_V=v is not None, HAS_OFFSET=offset_strength != 0.0,
-            SEED_FROM_PTR=from_ptr, BLOCK_J=block // C, SOFT_BF16=interpreter_active(), FAST_MATH=fast_math(),
+            SEED_FROM_PTR=from_ptr, BLOCK_J=tile.block // C, SOFT_BF16=interpreter_active(), FAST_MATH=fast_math(),
             num_warps=km.q_sample.NUM_WARPS, **_checked(check_t),
         )
     return True
@@ -497,11 +508,16 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
     return (out if x0.is_contiguous() else torch.empty_like(x0).copy_(out)), snaps
 
 
-def _mse_common(pred, handle_rows: int, seed, layout: Layout):
+def _mse_setup(pred: torch.Tensor, rows: int, seed, layout: Layout):
+    """(kernels, Tiling, Planes or None, seed tensor, seed halves) of a noise_mse launch; Planes when
+    the channels-last kernels take the prediction (the Tiling is then theirs)."""
     km = kernels_module()
-    seed_tensor, lo, hi = seed_parts(seed)
-    tile = tiling(km.noise_mse, pred.numel(), handle_rows, paired=paired(pred, layout), strided=not layout.contiguous)
-    return km, tile, seed_tensor, lo, hi
+    planes = channels_last_planes(layout, pred.numel(), rows)
+    tile = planes and channels_last_tiling(km.noise_mse, planes, pred.element_size())
+    if not tile:
+        planes = None
+        tile = tiling(km.noise_mse, pred.numel(), rows, paired=paired(pred, layout), strided=not layout.contiguous)
+    return km, tile, planes, *seed_parts(seed)
 
 
 def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_strength: float) -> torch.Tensor:
@@ -509,16 +525,24 @@ def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_s
     if pred.numel() == 0:
         return pred.new_zeros((), dtype=torch.float32)
     (pred_,), _, layout = _prepare(pred.shape, [pred], [])
-    km, tile, seed_tensor, lo, hi = _mse_common(pred, rows, seed, layout)
+    km, tile, planes, seed_tensor, lo, hi = _mse_setup(pred_, rows, seed, layout)
     partials = torch.empty(tile.grid, dtype=torch.float32, device=pred.device)
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, partials)
     with _device_guard(pred):
-        km.noise_mse.noise_mse_fwd_kernel[tile.grid](
-            pred_, partials, *tile.row_args, s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
-            *layout.args(),
-            NDIM=layout.ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
-            FAST_MATH=fast_math(), PAIRED=paired(pred, layout), num_warps=km.noise_mse.NUM_WARPS,
-        )
+        if planes is not None:
+            km.noise_mse.noise_mse_fwd_channels_last_kernel[tile.grid](
+                pred_, partials, int(rows > 1), planes.plane // 4, tile.chunks, tile.divisor,
+                s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
+                C=planes.channels, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr,
+                BLOCK_J=tile.block // planes.channels, FAST_MATH=fast_math(), num_warps=km.noise_mse.NUM_WARPS,
+            )
+        else:
+            km.noise_mse.noise_mse_fwd_kernel[tile.grid](
+                pred_, partials, *tile.row_args, s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
+                *layout.args(),
+                NDIM=layout.ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
+                FAST_MATH=fast_math(), PAIRED=paired(pred, layout), num_warps=km.noise_mse.NUM_WARPS,
+            )
     return partials.sum()
 
 
@@ -529,15 +553,25 @@ def noise_mse_backward(pred: torch.Tensor, upstream: torch.Tensor, scale: float,
     if pred.numel() == 0:
         return grad
     (pred_,), (grad_,), layout = _prepare(pred.shape, [pred], [grad])
-    km, tile, seed_tensor, lo, hi = _mse_common(pred, rows, seed, layout)
+    km, tile, planes, seed_tensor, lo, hi = _mse_setup(pred_, rows, seed, layout)
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, grad_)
+    upstream = upstream.to(device=pred.device, dtype=torch.float32).reshape(1)
     with _device_guard(pred):
-        km.noise_mse.noise_mse_bwd_kernel[tile.grid](
-            pred_, grad_, upstream.to(device=pred.device, dtype=torch.float32).reshape(1), scale, *tile.row_args,
-            s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
-            NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
-            SEED_FROM_PTR=from_ptr, BLOCK=tile.block, SOFT_BF16=interpreter_active(),
-            FAST_MATH=fast_math(), PAIRED=paired(pred, layout), num_warps=km.noise_mse.NUM_WARPS,
-        )
+        if planes is not None:
+            km.noise_mse.noise_mse_bwd_channels_last_kernel[tile.grid](
+                pred_, grad_, upstream, scale, int(rows > 1), planes.plane // 4, tile.chunks, tile.divisor,
+                s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
+                C=planes.channels, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr,
+                BLOCK_J=tile.block // planes.channels, SOFT_BF16=interpreter_active(), FAST_MATH=fast_math(),
+                num_warps=km.noise_mse.NUM_WARPS,
+            )
+        else:
+            km.noise_mse.noise_mse_bwd_kernel[tile.grid](
+                pred_, grad_, upstream, scale, *tile.row_args,
+                s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
+                NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
+                SEED_FROM_PTR=from_ptr, BLOCK=tile.block, SOFT_BF16=interpreter_active(),
+                FAST_MATH=fast_math(), PAIRED=paired(pred, layout), num_warps=km.noise_mse.NUM_WARPS,
+            )
     _copy_back([(grad, grad_)])
     return grad

@@ -204,3 +204,14 @@ def channels_last_normals(seed, sample, j0, plane_quads, stream, step, C: tl.con
     # Minor dims (lane // 2, lane % 2): lane k of quad (j, c) at [j, c, k].
     tile = tl.reshape(tl.join(tl.join(n0, n2), tl.join(n1, n3)), [BLOCK_J, C, 4])
     return tl.reshape(tl.permute(tile, (0, 2, 1)), [4 * C * BLOCK_J])
+
+
+@triton.jit
+def channels_last_noise(seed, sample, row, j0, plane_quads, stream, step, offset_strength, C: tl.constexpr,
+                        BLOCK_J: tl.constexpr, HAS_OFFSET: tl.constexpr, FAST_MATH: tl.constexpr):
+    """draw_noise for a channels-last tile: its ε in memory order; with HAS_OFFSET plus
+    offset_strength × the offset normal of ``row`` (the sample's entry of t)."""
+    eps = channels_last_normals(seed, sample, j0, plane_quads, stream, step, C, BLOCK_J, FAST_MATH)
+    if HAS_OFFSET:
+        eps = eps + offset_strength * row_offset_normal(seed, row, stream, FAST_MATH)
+    return eps

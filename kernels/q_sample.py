@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from .convert import to_output
-from .philox_normal import channels_last_normals, draw_noise, load_seed, row_offset_normal
+from .philox_normal import channels_last_noise, draw_noise, load_seed
 from .tiles import channels_last_tile, offset_like, row_coefficients, row_tile, strided_offset, unravel
 
 # Quads (4 elements) per program and warps per program. A drawn-noise kernel
@@ -227,10 +227,9 @@ def noise_affine_bwd_contiguous_kernel(
 # ~85 instructions per element; this tile works in memory order on whole quads
 # (tiles.channels_last_tile) at the contiguous kernel's cost. A program takes
 # the contiguous tile's quads per program, BLOCK_J = quads // C columns. The
-# launcher takes this path for a power-of-two C up to CHANNELS_LAST_MAX_C and
-# P % 4 == 0; calls that draw no noise run the contiguous kernels in memory
+# launcher takes this path for a power-of-two C up to tiles.CHANNELS_LAST_MAX_C
+# and P % 4 == 0; calls that draw no noise run the contiguous kernels in memory
 # order instead, and other layouts the strided kernel.
-CHANNELS_LAST_MAX_C = 256
 
 
 @triton.jit(do_not_specialize=_PER_CALL_CONTIGUOUS)
@@ -249,9 +248,8 @@ def noise_affine_fwd_channels_last_kernel(
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
     x0 = tl.load(x0_ptr + offset, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-    eps = channels_last_normals(seed, sample, j0, plane_quads, stream, step, C, BLOCK_J, FAST_MATH)
-    if HAS_OFFSET:
-        eps = eps + offset_strength * row_offset_normal(seed, row, stream, FAST_MATH)
+    eps = channels_last_noise(seed, sample, row, j0, plane_quads, stream, step, offset_strength, C, BLOCK_J,
+                              HAS_OFFSET, FAST_MATH)
     tl.store(out_ptr + offset, to_output(a * x0 + b * eps, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask)
     if WRITE_NOISE:
         tl.store(eps_ptr + offset, to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16), mask=mask)

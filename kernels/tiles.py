@@ -50,6 +50,11 @@ def row_tile(row_len, chunks_per_row, row_divisor, elem_offset, BLOCK: tl.conste
     return pid, row, first_quad, e - elem_offset, mask
 
 
+# The channel counts the channels-last tile takes: powers of two up to this
+# (a program then still spans at least two quad columns of a 4-byte tile).
+CHANNELS_LAST_MAX_C = 256
+
+
 @triton.jit
 def channels_last_tile(plane_quads, chunks_per_row, row_divisor, C: tl.constexpr, BLOCK_J: tl.constexpr):
     """Program id, sample, the tile's first quad column, its memory offsets and their mask, for a

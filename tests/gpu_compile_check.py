@@ -84,7 +84,8 @@ def issue_launches():
                          (km.q_sample, "noise_affine_bwd_contiguous_kernel"),
                          (km.q_sample, "noise_affine_fwd_channels_last_kernel"),
                          (km.trajectory, "forward_trajectory_kernel"), (km.noise_mse, "noise_mse_fwd_kernel"),
-                         (km.noise_mse, "noise_mse_bwd_kernel")):
+                         (km.noise_mse, "noise_mse_bwd_kernel"), (km.noise_mse, "noise_mse_fwd_channels_last_kernel"),
+                         (km.noise_mse, "noise_mse_bwd_channels_last_kernel")):
         setattr(module, name, Recorder(getattr(module, name)))
     try:
         _launch_every_variant()
@@ -123,6 +124,8 @@ def _launch_every_variant():
         launch.forward_trajectory(x, sa, sb, 999, seed=5, snapshot_steps=(10, 500))
         launch.noise_mse_forward(x, 4, 5, 0, 0.1)
         launch.noise_mse_backward(x, torch.ones(()), 1.0, 4, 5, 0, 0.0)
+        launch.noise_mse_forward(cl4, 4, 5, 0, 0.1)
+        launch.noise_mse_backward(cl4, torch.ones(()), 1.0, 4, 5, 0, 0.0)
     for dtype in (torch.float32, torch.bfloat16):
         # A training batch: per-sample t, many programs per row (no shape-1 specialisation).
         x = torch.zeros(16, 4, 64, 64, dtype=dtype)

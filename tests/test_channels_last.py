@@ -123,3 +123,26 @@ def test_planes_are_found_only_for_a_channels_last_layout():
     assert planes(x.permute(0, 1, 3, 2)) is None  # a transposed plane
     assert planes(torch.zeros(2, 6, 4, 8).permute(0, 3, 1, 2)[:, ::2]) is None  # channels not adjacent
     assert planes(torch.zeros(2, 6, 4, 4).permute(3, 0, 1, 2)) is None  # samples inside the plane
+
+
+@pytest.mark.parametrize("dtype", KERNEL_DTYPES, ids=str)
+@pytest.mark.parametrize("shape,layout", TAKEN[:2] + TAKEN[-1:] + NOT_TAKEN[:1], ids=str)
+@pytest.mark.parametrize("offset", [0.0, 0.3])
+def test_noise_mse_of_a_channels_last_prediction_equals_the_contiguous_ones(device, schedule, dtype, shape, layout,
+                                                                             offset):
+    """The loss regenerates ε through the channels-last tile (or the strided kernel), the same values
+    as for a contiguous prediction: equal loss and gradient, the gradient in the prediction's layout."""
+    g = torch.Generator().manual_seed(2)
+    x0 = make_x0(shape, layout, dtype, device, g)
+    _, handle = dk.q_sample(x0, torch.arange(shape[0]) * 40, schedule, return_noise="seed", offset_noise=offset,
+                            backend="triton")
+    pred = make_x0(shape, layout, dtype, device, g).requires_grad_(True)
+    loss = dk.noise_mse(pred, handle, backend="triton")
+    (grad,) = torch.autograd.grad(loss, pred)
+    flat = pred.detach().contiguous().requires_grad_(True)
+    loss_c = dk.noise_mse(flat, handle, backend="triton")
+    (grad_c,) = torch.autograd.grad(loss_c, flat)
+    # The sums run over other tiles (another order of float32 additions); the gradient is elementwise.
+    torch.testing.assert_close(loss, loss_c, rtol=1e-6, atol=0)
+    assert grad.stride() == pred.stride()
+    torch.testing.assert_close(grad.contiguous(), grad_c, rtol=0, atol=0)

@@ -36,8 +36,9 @@ def test_every_kernel_compiles_for_sm90(variants):
     kernels = {v["kernel"] for v in variants}
     assert kernels == {"noise_affine_fwd_kernel", "noise_affine_bwd_kernel", "noise_affine_fwd_contiguous_kernel",
                        "noise_affine_bwd_contiguous_kernel", "noise_affine_fwd_channels_last_kernel",
-                       "forward_trajectory_kernel", "noise_mse_fwd_kernel", "noise_mse_bwd_kernel"}
-    assert len(variants) == 46
+                       "forward_trajectory_kernel", "noise_mse_fwd_kernel", "noise_mse_bwd_kernel",
+                       "noise_mse_fwd_channels_last_kernel", "noise_mse_bwd_channels_last_kernel"}
+    assert len(variants) == 52
     for v in variants:
         assert v["cubin_bytes"] > 0 and v["registers"] is not None and v["registers"] <= 255
 
