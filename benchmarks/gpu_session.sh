@@ -4,10 +4,11 @@
 #   bash benchmarks/gpu_session.sh tests              # the test suite on CUDA
 #   bash benchmarks/gpu_session.sh validate           # the full statistical validation
 #   bash benchmarks/gpu_session.sh bench [ARGS...]    # the sweep; ARGS go to `diffusion-kernels bench`
+#   bash benchmarks/gpu_session.sh channels_last      # the sweep's drawn-noise modes on channels_last latents
 #   bash benchmarks/gpu_session.sh profile            # Nsight Compute counters of the fused kernels
 #   bash benchmarks/gpu_session.sh sanitize           # compute-sanitizer memcheck of the kernel tests
 #   bash benchmarks/gpu_session.sh tiles              # the fused kernel under a few tile settings
-#   bash benchmarks/gpu_session.sh all                # all six in turn
+#   bash benchmarks/gpu_session.sh all                # all seven in turn
 #
 # Every phase first installs the project over the machine's own torch and
 # Triton (pip install --no-deps -e .). Logs, the JSON record and its plot land
@@ -48,6 +49,14 @@ bench() {
     python3 -m diffusion_kernels bench --out "$RESULTS" --quiet "$@" 2>&1 | tee -a "$RESULTS/bench.log"
 }
 
+channels_last() {
+    # The channels-last tile against eager, torch.compile and the copy, on 4 × 4 × H × W latents; the rows
+    # join the bench record beside the contiguous ones.
+    python3 -m diffusion_kernels bench --out "$RESULTS" --quiet --layout channels_last \
+        --providers fused eager compile copy --modes xt_eps xt backward --dtype fp32 --dtype bf16 \
+        --sizes 65536,16777216,67108864 2>&1 | tee -a "$RESULTS/bench.log"
+}
+
 profile() {
     # One training-batch call per (dtype, mode), under ncu: achieved DRAM bandwidth, issue-slot use and
     # instructions executed, the numbers that say whether a kernel is memory- or issue-bound. The
@@ -85,9 +94,11 @@ case "$phase" in
     tests) tests ;;
     validate) validate ;;
     bench) bench "$@" ;;
+    channels_last) channels_last ;;
     profile) profile ;;
     sanitize) sanitize ;;
     tiles) tiles ;;
-    all) tests; validate; bench "$@"; profile; sanitize; tiles ;;
-    *) echo "unknown phase '$phase': tests, validate, bench, profile, sanitize, tiles or all" >&2; exit 2 ;;
+    all) tests; validate; bench "$@"; channels_last; profile; sanitize; tiles ;;
+    *) echo "unknown phase '$phase': tests, validate, bench, channels_last, profile, sanitize, tiles or all" >&2
+       exit 2 ;;
 esac

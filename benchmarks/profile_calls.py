@@ -4,7 +4,9 @@
 
 For float32 then bfloat16 the forward kernel runs for x_t and ε, x_t only and
 given noise, then once more (given noise) followed by the backward kernel for
-the gradient to x0. The batch is 4 × 4M elements (16M), per-sample t on the GPU.
+the gradient to x0, and last the channels-last kernel (x_t and ε) on the same
+elements as 4 × 4 × 1024 × 1024 channels_last latents. The batch is 4 × 4M
+elements (16M), per-sample t on the GPU.
 """
 import torch
 
@@ -24,6 +26,8 @@ def main():
         dk.q_sample(x0, t, schedule, noise)
         x = x0.detach().requires_grad_(True)
         torch.autograd.grad(dk.q_sample(x, t, schedule, noise), x, torch.ones_like(x0))
+        latents = x0.reshape(4, 4, 1024, 1024).to(memory_format=torch.channels_last)
+        dk.q_sample(latents, t, schedule, seed=0, return_noise=True)
     torch.cuda.synchronize()
     print(f"profiled {NUMEL} elements per call")
 

@@ -14,6 +14,9 @@ Modes and the bytes each moves (N elements of s bytes):
   backward     gradient to x0 (read g, write) 2·N·s
   copy         read x0, write a copy          2·N·s
 
+Layouts: contiguous x0 of shape (4, N/4), or channels_last latents 4 × 4 × H × W
+(``layouts=("channels_last",)``; every tensor of the case in that layout).
+
 Effective bandwidth is those bytes over the median time; "of copy" divides it
 by the copy bandwidth measured in the same run at the same size and dtype.
 On CUDA, times are triton.testing.do_bench medians (L2 flushed between runs).
@@ -40,6 +43,7 @@ from .schedules import NoiseSchedule
 MODES = ("xt_eps", "xt", "given_noise", "backward")
 PROVIDERS = ("fused", "eager", "compile", "diffusers", "copy")
 PASSES = {"xt_eps": 3, "xt": 2, "given_noise": 3, "backward": 2, "copy": 2}
+LAYOUTS = ("contiguous", "channels_last")
 GPU_SIZES = (4 * 4 * 64 * 64, 1 << 20, 1 << 24, 1 << 26)
 CPU_SIZES = (4 * 4 * 16 * 16, 1 << 14)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -59,6 +63,22 @@ class Row:
     temp_bytes: int | None = None
     timed: bool = True
     note: str = ""
+    layout: str = "contiguous"
+
+
+def batch_shape(numel: int, layout: str) -> tuple[int, ...]:
+    """The benchmark's x0 shape: 4 samples; channels_last as 4 × 4 × H × W latents (H a power of two)."""
+    if layout == "contiguous":
+        return 4, max(numel // 4, 1)
+    if layout != "channels_last":
+        raise ValueError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+    if numel % 16:
+        raise ValueError(f"a channels_last batch is 4 × 4 × H × W: {numel} elements is not a multiple of 16")
+    plane = numel // 16
+    height = 1 << ((plane & -plane).bit_length() - 1)  # the largest power of two dividing the plane …
+    while height * height > plane:  # … no taller than the plane is wide
+        height //= 2
+    return 4, 4, height, plane // height
 
 
 def _textbook(x0, t, ab, noise=None):
@@ -298,7 +318,8 @@ def run(device: torch.device, **kwargs) -> dict:
 
 
 def _run(device: torch.device, *, sizes=None, dtypes=("float32", "bfloat16", "float16"), modes=MODES,
-        providers=PROVIDERS, reps: int = 100, seed: int = 0, progress: bool = True, on_case=None) -> dict:
+        providers=PROVIDERS, layouts=("contiguous",), reps: int = 100, seed: int = 0, progress: bool = True,
+        on_case=None) -> dict:
     from tqdm.auto import tqdm
 
     from . import backend
@@ -310,16 +331,16 @@ def _run(device: torch.device, *, sizes=None, dtypes=("float32", "bfloat16", "fl
     scheduler = diffusers_scheduler() if "diffusers" in providers else None
     fused_timed = device.type == "cuda" or not backend.interpreter_active()
     rows: list[Row] = []
-    work = [(n, d) for n in sizes for d in dtypes]
-    for numel, dtype_name in tqdm(work, desc="bench", disable=not progress):
+    shapes = {(n, layout): batch_shape(n, layout) for n in sizes for layout in layouts}  # bad sizes fail first
+    work = [(n, d, layout) for n in sizes for d in dtypes for layout in layouts]
+    for numel, dtype_name, layout in tqdm(work, desc="bench", disable=not progress):
         dtype = DTYPES[dtype_name]
-        batch = 4
-        shape = (batch, max(numel // batch, 1))
+        shape = shapes[numel, layout]
+        memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
         gen = torch.Generator().manual_seed(seed)
-        x0 = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
-        noise = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
-        grad = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
-        t = torch.randint(0, schedule.T, (batch,), generator=gen).to(device)
+        x0, noise, grad = (torch.randn(shape, generator=gen).to(device=device, dtype=dtype,
+                                                                 memory_format=memory_format) for _ in range(3))
+        t = torch.randint(0, schedule.T, shape[:1], generator=gen).to(device)
         n = x0.numel()
         itemsize = x0.element_size()
         copy_fn = cases("copy", "copy", x0, t, noise, grad, schedule, ab_device, compiled, scheduler)
@@ -327,7 +348,7 @@ def _run(device: torch.device, *, sizes=None, dtypes=("float32", "bfloat16", "fl
         copy_gbps = PASSES["copy"] * n * itemsize / copy_ms / 1e6
         if "copy" in providers:
             rows.append(Row("copy", "copy", dtype_name, n, copy_ms, copy_gbps, 1.0,
-                            host_us=_host_us(copy_fn, device) if n <= GPU_SIZES[0] else None))
+                            host_us=_host_us(copy_fn, device) if n <= GPU_SIZES[0] else None, layout=layout))
         for mode in modes:
             for provider in providers:
                 if provider == "copy":
@@ -343,6 +364,7 @@ def _run(device: torch.device, *, sizes=None, dtypes=("float32", "bfloat16", "fl
                     host_us=_host_us(fn, device) if n <= GPU_SIZES[0] and timed else None,
                     temp_bytes=_temp_bytes(fn, device), timed=timed,
                     note="" if timed else "Triton interpreter on CPU: a correctness run, not a timing",
+                    layout=layout,
                 ))
         if on_case is not None:
             # What is measured so far, so a sweep cut short (a time limit) still leaves its rows.
@@ -358,9 +380,9 @@ def _record(device, sizes, rows: list[Row], memory: list[dict]) -> dict:
 
 
 def _speedups(rows: list[Row]) -> None:
-    fused = {(r.mode, r.dtype, r.numel): r for r in rows if r.provider == "fused" and r.timed}
+    fused = {(r.mode, r.dtype, r.numel, r.layout): r for r in rows if r.provider == "fused" and r.timed}
     for r in rows:
-        f = fused.get((r.mode, r.dtype, r.numel))
+        f = fused.get((r.mode, r.dtype, r.numel, r.layout))
         if f is not None and r.timed:
             r.speedup_of_fused = r.median_ms / f.median_ms
 
@@ -368,7 +390,8 @@ def _speedups(rows: list[Row]) -> None:
 def format_table(record: dict) -> str:
     env = record["environment"]
     lines = [f"device: {env['device']}   torch {env['torch']}   triton {env['triton']}   {env['date']}",
-             f"{'mode':<12} {'dtype':<9} {'numel':>10} {'provider':<10} {'median ms':>10} {'GB/s':>8} "
+             f"{'mode':<12} {'dtype':<9} {'layout':<13} {'numel':>10} {'provider':<10} {'median ms':>10} "
+             f"{'GB/s':>8} "
              f"{'of copy':>8} {'fused x':>8} {'host us':>8} {'temp MB':>8}"]
     for r in record["rows"]:
         def fmt(v, spec):
@@ -377,7 +400,7 @@ def format_table(record: dict) -> str:
         mark = "" if r["timed"] else "  (interpreter: correctness run, untimed)"
         timed = r["timed"]
         lines.append(
-            f"{r['mode']:<12} {r['dtype']:<9} {r['numel']:>10} {r['provider']:<10} "
+            f"{r['mode']:<12} {r['dtype']:<9} {_layout(r):<13} {r['numel']:>10} {r['provider']:<10} "
             f"{fmt(r['median_ms'] if timed else None, '.4f'):>10} "
             f"{fmt(r['gbps'] if timed else None, '.1f'):>8} {fmt(r['of_copy'], '.2f'):>8} "
             f"{fmt(r['speedup_of_fused'], '.2f'):>8} {fmt(r['host_us'], '.1f'):>8} "
@@ -409,28 +432,36 @@ def plot(record: dict, path: Path) -> Path:
     for i, mode in enumerate(modes):
         for j, dtype in enumerate(dtypes):
             ax = axes[i][j]
-            copy = sorted((r["numel"], r["gbps"]) for r in rows if r["mode"] == "copy" and r["dtype"] == dtype)
-            if copy:
-                ax.plot(*zip(*copy), "k--", label="copy (floor)")
-            for provider in PROVIDERS[:-1]:
-                pts = sorted((r["numel"], r["gbps"]) for r in rows
-                             if r["mode"] == mode and r["dtype"] == dtype and r["provider"] == provider)
-                if pts:
-                    ax.plot(*zip(*pts), "o-", label=provider)
+            for layout, style in zip(LAYOUTS, ("-", ":")):
+                suffix = "" if layout == "contiguous" else f", {layout}"
+                copy = sorted((r["numel"], r["gbps"]) for r in rows
+                              if r["mode"] == "copy" and r["dtype"] == dtype and _layout(r) == layout)
+                if copy:
+                    ax.plot(*zip(*copy), "k--" if layout == "contiguous" else "k-.", label=f"copy (floor{suffix})")
+                for k, provider in enumerate(PROVIDERS[:-1]):
+                    pts = sorted((r["numel"], r["gbps"]) for r in rows if r["mode"] == mode and r["dtype"] == dtype
+                                 and r["provider"] == provider and _layout(r) == layout)
+                    if pts:
+                        ax.plot(*zip(*pts), "o" + style, color=f"C{k}", label=provider + suffix)
             ax.set_xscale("log")
             ax.set(title=f"{mode}, {dtype}", xlabel="elements", ylabel="effective GB/s")
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=7)
     env = record["environment"]
-    fig.suptitle(f"q_sample bandwidth on {env['device']} ({env['date'][:10]}, torch {env['torch']})")
+    fig.suptitle(f"q_sample bandwidth on {env['device']}\n{env['date'][:10]}, torch {env['torch']}, "
+                 f"triton {env['triton']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
+def _layout(row: dict) -> str:
+    return row.get("layout", "contiguous")  # records made before layouts were swept are contiguous
+
+
 def _row_key(row: dict) -> tuple:
-    return row["provider"], row["mode"], row["dtype"], row["numel"]
+    return row["provider"], row["mode"], row["dtype"], row["numel"], _layout(row)
 
 
 def merge(old: dict, new: dict) -> dict:
@@ -447,7 +478,8 @@ def merge(old: dict, new: dict) -> dict:
     remeasured = {m["dtype"] for m in new["loss_memory"]}
     memory = [m for m in old.get("loss_memory", []) if m["dtype"] not in remeasured] + new["loss_memory"]
     order = {n: i for i, n in enumerate(sorted({r["numel"] for r in rows}))}
-    rows.sort(key=lambda r: (order[r["numel"]], r["dtype"], r["mode"] != "copy", r["mode"], r["provider"]))
+    rows.sort(key=lambda r: (order[r["numel"]], r["dtype"], _layout(r), r["mode"] != "copy", r["mode"],
+                             r["provider"]))
     return {**new, "sizes": sorted({*old.get("sizes", []), *new["sizes"]}), "rows": rows, "loss_memory": memory}
 
 

@@ -105,9 +105,17 @@ def cmd_bench(args) -> int:
     def checkpoint(partial):
         bench.write({**partial, "environment": {**partial["environment"], "date": start}}, args.out, draw=False)
 
-    record = bench.run(device, sizes=_int_list(args.sizes) if args.sizes else None, dtypes=dtypes,
-                       modes=tuple(args.modes or bench.MODES), providers=tuple(args.providers or bench.PROVIDERS),
-                       reps=args.reps, seed=args.seed, progress=not args.quiet, on_case=checkpoint)
+    sizes = _int_list(args.sizes) if args.sizes else None
+    layouts = tuple(args.layout or ["contiguous"])
+    for size in sizes or ():
+        for layout in layouts:
+            try:
+                bench.batch_shape(size, layout)
+            except ValueError as err:
+                raise UserError(str(err)) from None
+    record = bench.run(device, sizes=sizes, dtypes=dtypes, modes=tuple(args.modes or bench.MODES),
+                       providers=tuple(args.providers or bench.PROVIDERS), layouts=layouts, reps=args.reps,
+                       seed=args.seed, progress=not args.quiet, on_case=checkpoint)
     record["environment"]["date"] = start
     print(bench.format_table(record))
     json_path, png_path = bench.write(record, args.out)
@@ -162,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "1024,16384 on CPU)")
     b.add_argument("--modes", nargs="+", help="xt_eps, xt, given_noise, backward (default all)")
     b.add_argument("--providers", nargs="+", help="fused, eager, compile, diffusers, copy (default all)")
+    b.add_argument("--layout", action="append", choices=["contiguous", "channels_last"],
+                   help="x0's memory layout: contiguous (4, N/4) or channels_last 4 × 4 × H × W latents "
+                        "(repeatable; default contiguous)")
     b.add_argument("--reps", type=int, default=100, help="timing budget per case in ms on a GPU (default 100)")
     b.add_argument("--out", default="benchmarks/results", help="folder for the JSON and PNG (default "
                    "benchmarks/results); the JSON is updated after every size and dtype, and a record of "

@@ -100,3 +100,33 @@ def test_tile_overrides_are_recorded_and_kept_apart(tmp_path, capsys, device):
         assert "power of two" in capsys.readouterr().err
     finally:
         bench.set_tiles(**defaults)
+
+
+def test_channels_last_sweep_keeps_its_rows_apart(tmp_path, device):
+    """A channels_last run lands beside the contiguous one in the same record, row for row."""
+    for layout in ("contiguous", "channels_last"):
+        assert cli.main(["bench", "--device", str(device), "--sizes", "4096", "--dtype", "fp32", "--quiet",
+                         "--modes", "xt", "--providers", "fused", "copy", "--layout", layout,
+                         "--out", str(tmp_path), "--reps", "5"]) == 0
+    (json_path,) = tmp_path.glob("*.json")
+    rows = json.loads(json_path.read_text())["rows"]
+    assert sorted((r["layout"], r["provider"]) for r in rows) == [
+        ("channels_last", "copy"), ("channels_last", "fused"), ("contiguous", "copy"), ("contiguous", "fused")]
+
+
+def test_batch_shapes():
+    assert bench.batch_shape(1 << 24, "contiguous") == (4, 1 << 22)
+    assert bench.batch_shape(4 * 4 * 64 * 64, "channels_last") == (4, 4, 64, 64)
+    assert bench.batch_shape(1 << 26, "channels_last") == (4, 4, 2048, 2048)
+    assert bench.batch_shape(16 * 1000, "channels_last") == (4, 4, 8, 125)
+
+
+def test_channels_last_size_not_a_multiple_of_16_is_a_one_line_error(capsys):
+    assert cli.main(["bench", "--sizes", "1000", "--layout", "channels_last", "--quiet"]) == 2
+    assert "not a multiple of 16" in capsys.readouterr().err
+
+
+def test_layout_choices_are_the_sweeps():
+    (action,) = [a for a in cli.build_parser()._subparsers._group_actions[0].choices["bench"]._actions
+                 if a.dest == "layout"]
+    assert tuple(action.choices) == bench.LAYOUTS
