@@ -145,7 +145,6 @@ def channels_last_planes(layout: Layout, n: int, rows: int) -> Optional[Planes]:
     return Planes(samples, channels, plane) if rows in (1, samples) else None
 
 
-
 def _copy_back(pairs):
     for final, used in pairs:
         if final is not None and used is not final:
@@ -447,8 +446,8 @@ def channels_last_tiling(kernel_module, planes: Planes, element_size: int, elem_
 
 def _channels_last_draw(x0, out, eps, v, planes: Planes, t_rows, a, b, c, d, seed_tensor, seed_lo, seed_hi, stream,
                         step, offset_strength, elem_offset, check_t) -> bool:
-    """Launch the channels-last drawn-noise kernel if it takes this call (a power-of-two channel count
-    up to CHANNELS_LAST_MAX_C, planes of whole quads, the stream from element 0); False if not."""
+    """Launch the channels-last drawn-noise kernel; False, launching nothing, where its tile does not
+    apply (channels_last_tiling)."""
     km = kernels_module()
     tile = channels_last_tiling(km.q_sample, planes, x0.element_size(), elem_offset)
     if tile is None:

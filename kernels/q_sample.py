@@ -230,8 +230,6 @@ def noise_affine_bwd_contiguous_kernel(
 # launcher takes this path for a power-of-two C up to tiles.CHANNELS_LAST_MAX_C
 # and P % 4 == 0; calls that draw no noise run the contiguous kernels in memory
 # order instead, and other layouts the strided kernel.
-
-
 @triton.jit(do_not_specialize=_PER_CALL_CONTIGUOUS)
 def noise_affine_fwd_channels_last_kernel(
     x0_ptr, out_ptr, eps_ptr, v_ptr,
