@@ -2,13 +2,13 @@
 
 Drawn noise goes through the channels-last tile (whole quads in memory order);
 calls that draw nothing run the contiguous kernels in memory order. Either way
-every value is bit-identical to what the same call on a contiguous tensor
-gives: the noise stream is defined on the logical index, not the layout.
+the noise is bit-identical to what the same call on a contiguous tensor draws:
+the stream is defined on the logical index, not the layout.
 """
 import pytest
 import torch
 from cases import KERNEL_DTYPES, make_x0
-from tolerances import assert_close, to_reference
+from tolerances import assert_close, assert_noise_close, to_reference
 
 import diffusion_kernels as dk
 from diffusion_kernels import launch, reference
@@ -46,9 +46,11 @@ def test_drawn_noise_is_bit_identical_to_the_contiguous_layouts(device, schedule
     assert channels_last_launches == [(shape, layout) in TAKEN]
     for out in (x_t, eps, v):
         assert out.stride() == x0.stride()
-    expected = dk.q_sample(x0.contiguous(), t, schedule, **kwargs)
-    for out, ref in zip((x_t, eps, v), expected):
-        torch.testing.assert_close(out.contiguous(), ref, rtol=0, atol=0)
+    ref_x_t, ref_eps, ref_v = dk.q_sample(x0.contiguous(), t, schedule, **kwargs)
+    torch.testing.assert_close(eps.contiguous(), ref_eps, rtol=0, atol=0)  # the stream itself: bit for bit
+    # x_t and v: the same float32 terms, which a GPU compiler may fuse into FMAs differently per kernel.
+    assert_close(x_t, ref_x_t)
+    assert_close(v, ref_v)
 
 
 def test_drawn_noise_is_the_reference_stream(device, schedule):
@@ -56,7 +58,7 @@ def test_drawn_noise_is_the_reference_stream(device, schedule):
     t = torch.tensor([5, 900])
     x_t, eps = dk.q_sample(x0, t, schedule, seed=31, return_noise=True, backend="triton")
     stream = reference.philox_normal(31, x0.shape, dtype=torch.float64)
-    assert_close(eps, stream)
+    assert_noise_close(eps, stream)
     assert_close(x_t, reference.q_sample(to_reference(x0), t, schedule.alpha_bars, stream))
 
 
