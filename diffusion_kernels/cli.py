@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(b)
     b.add_argument("--dtype", action="append", help="float32, bfloat16, float16 (repeatable; default all three)")
     b.add_argument("--sizes", help="element counts, comma-separated (default 65536,1M,16M,64M on a GPU; "
-                                   "1024,16384 on CPU)")
+                                   "4096,16384 on CPU)")
     b.add_argument("--modes", nargs="+", help="xt_eps, xt, given_noise, backward (default all)")
     b.add_argument("--providers", nargs="+", help="fused, eager, compile, diffusers, copy (default all)")
     b.add_argument("--layout", action="append", choices=["contiguous", "channels_last"],
