@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 
 import torch
-from torch.utils.weak import WeakIdKeyDictionary
 
 from . import backend as backends
-from . import checks, launch, reference, seeding
+from . import checks, launch, reference, seeding, user_tables
 from .autograd import noise_affine
 from .schedules import NoiseSchedule, coefficient_tables
 
@@ -66,19 +66,34 @@ class _Form:
     reference: object  # (x, ε) -> out
     reference_velocity: object  # (x, ε) -> v
     check_index: bool = False  # a GPU index tensor is range-checked by the kernel (CPU ones on the host)
+    inputs: tuple = ()  # the tensors the tables come from (a learned ᾱ, σ): what a transform may wrap
 
 
 def _run(x, noise, form: _Form, *, seed, generator, return_noise, return_v, backend, stream,
          offset_strength: float = 0.0):
-    if return_noise not in (False, True, "seed"):
-        raise ValueError(f"return_noise must be True, False or 'seed', got {return_noise!r}")
+    if isinstance(return_noise, str):
+        if return_noise != "seed":
+            raise ValueError(f"return_noise must be True, False or 'seed', got {return_noise!r}")
+    else:
+        return_noise = checks.check_flag(return_noise, "return_noise")
+    return_v = checks.check_flag(return_v, "return_v")
     if return_v and form.velocity_tables is None:
         raise ValueError("this noising form has no v-target (return_v)")
     if return_noise == "seed" and noise is not None:
         raise ValueError("return_noise='seed' keeps a drawn ε as its seed; it cannot be used with a given noise")
-    offset_strength = float(offset_strength)
+    offset_strength = checks.check_real(offset_strength, "offset_noise")
+    if noise is not None and (seed is not None or generator is not None or offset_strength != 0.0):
+        given = [name for name, value in (("seed", seed), ("generator", generator)) if value is not None]
+        given += ["offset_noise"] if offset_strength != 0.0 else []
+        raise ValueError(f"noise was given, so nothing is drawn: {', '.join(given)} would be ignored; "
+                         "pass either noise or the drawing arguments")
     stream = seeding.check_stream(stream)
-    chosen = backends.select(backend, x)
+    chosen = backends.select(backend, x, noise, *form.inputs)
+    if noise is None and backends.under_vmap():
+        # The stream is a function of the position in the tensor the call sees, which under vmap is
+        # one sample: every vmapped sample would get the same ε.
+        raise RuntimeError("drawing noise inside torch.vmap would give every vmapped sample the same ε; pass "
+                           "noise=..., or noise the whole batch outside vmap")
     call_seed = _resolve_seed(seed, generator, x.device, chosen) if noise is None else 0
 
     if chosen == "reference":
@@ -99,7 +114,7 @@ def _run(x, noise, form: _Form, *, seed, generator, return_noise, return_v, back
         if t_rows.numel() == 0:
             t_rows = t_rows.new_zeros(1)
         out, eps, v = noise_affine(x, t_rows, a, b, c, d, noise, call_seed, stream, offset_strength,
-                                   return_noise is True and noise is None, bool(return_v),
+                                   return_noise is True and noise is None, return_v,
                                    form.check_index and form.index.device.type == "cuda" and not _compiling())
         if noise is not None:
             eps = noise
@@ -114,46 +129,14 @@ def _run(x, noise, form: _Form, *, seed, generator, return_noise, return_v, back
     return result[0] if len(result) == 1 else tuple(result)
 
 
-_RAW_TABLES = WeakIdKeyDictionary()
-_VALIDATED = WeakIdKeyDictionary()
+raw_tables = user_tables.raw_tables
+_validated = user_tables.validated
 
 
-def _version(tensor: torch.Tensor):
-    """The tensor's in-place version, or None for one that tracks none (an inference tensor)."""
-    return None if tensor.is_inference() else tensor._version
-
-
-def raw_tables(alpha_bars: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """coefficient_tables of a user's ᾱ tensor, cached per (tensor, in-place version, device).
-
-    A drop-in passes the same ``alphas_cumprod`` buffer every step; deriving its
-    tables once keeps the per-call work to the kernel launch. Tensors that
-    require grad (learned schedules) or track no version (inference tensors),
-    and traced calls, are never cached.
-    """
-    version = _version(alpha_bars)
-    if alpha_bars.requires_grad or version is None or _compiling():
-        return coefficient_tables(alpha_bars, device)
-    per_tensor = _RAW_TABLES.setdefault(alpha_bars, {})
-    key = (version, torch.device(device))
-    if key not in per_tensor:
-        per_tensor.clear()
-        per_tensor[key] = coefficient_tables(alpha_bars, device)
-    return per_tensor[key]
-
-
-def _validated(alpha_bars: torch.Tensor) -> torch.Tensor:
-    """A user's ᾱ tensor, its values checked once per in-place version (a learned one after every
-    optimizer step; an inference tensor every call; never while tracing). NoiseSchedules are
-    checked when built."""
-    if _compiling():
-        return alpha_bars
-    version = _version(alpha_bars)
-    if version is None or _VALIDATED.get(alpha_bars) != version:
-        checks.check_alpha_bars(alpha_bars)
-        if version is not None:
-            _VALIDATED[alpha_bars] = version
-    return alpha_bars
+def _clamped(index: torch.Tensor, T: int) -> torch.Tensor:
+    """The rows the kernel reads for ``index``: unchecked values are clamped to [0, T − 1] there,
+    and the reference reads the same rows (never wrapping −1 to T − 1, never raising)."""
+    return index.clamp(0, T - 1)
 
 
 def _ddpm_form(x, t, schedule, *, check_t: bool, noise=None) -> _Form:
@@ -171,9 +154,11 @@ def _ddpm_form(x, t, schedule, *, check_t: bool, noise=None) -> _Form:
         def velocity_tables(device):
             a, b = raw_tables(alpha_bars, device)
             return -b, a
+    T = alpha_bars.numel()
     return _Form(index, tables, velocity_tables,
-                 lambda x0, eps: reference.q_sample(x0, index, alpha_bars, eps),
-                 lambda x0, eps: reference.velocity(x0, index, alpha_bars, eps), check_index=check_t)
+                 lambda x0, eps: reference.q_sample(x0, _clamped(index, T), alpha_bars, eps),
+                 lambda x0, eps: reference.velocity(x0, _clamped(index, T), alpha_bars, eps), check_index=check_t,
+                 inputs=(alpha_bars,))
 
 
 def table_form(x, t, sqrt_ab: torch.Tensor, sqrt_1m_ab: torch.Tensor, *, check_t: bool = True,
@@ -195,7 +180,7 @@ def table_form(x, t, sqrt_ab: torch.Tensor, sqrt_1m_ab: torch.Tensor, *, check_t
 
     def gathered(x0):
         compute = torch.promote_types(x0.dtype, torch.float32)
-        idx = index.to(sqrt_ab.device)
+        idx = _clamped(index, sqrt_ab.numel()).to(sqrt_ab.device)
         return (reference.broadcast_t(sqrt_ab[idx], x0.ndim).to(x0.device, compute),
                 reference.broadcast_t(sqrt_1m_ab[idx], x0.ndim).to(x0.device, compute), compute)
 
@@ -207,7 +192,8 @@ def table_form(x, t, sqrt_ab: torch.Tensor, sqrt_1m_ab: torch.Tensor, *, check_t
         a, b, compute = gathered(x0)
         return (a * eps.to(compute) - b * x0.to(compute)).to(x0.dtype)
 
-    return _Form(index, tables, velocity_tables, textbook, textbook_velocity, check_index=check_t)
+    return _Form(index, tables, velocity_tables, textbook, textbook_velocity, check_index=check_t,
+                 inputs=(sqrt_ab, sqrt_1m_ab))
 
 
 def q_sample(x0: torch.Tensor, t, schedule, noise: torch.Tensor | None = None, *, seed=None,
@@ -263,6 +249,9 @@ def get_velocity(x0: torch.Tensor, noise: torch.Tensor, t, schedule, *, backend:
                 stream=None)
 
 
+_FLOAT32_MAX = torch.finfo(torch.float32).max
+
+
 def _sigma_form(x, sigma, *, lo: float, hi: float | None, name: str, check: bool, signal, velocity):
     """Per-row coefficient tables from a continuous noise level σ (flow matching, EDM)."""
     if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
@@ -277,7 +266,9 @@ def _sigma_form(x, sigma, *, lo: float, hi: float | None, name: str, check: bool
     if check and not _compiling():
         checks.check_sigma(sigma, lo, hi, name)
     rows = max(sigma.numel(), 1)
-    index = torch.arange(rows).reshape(sigma.shape) if sigma.numel() else torch.zeros(sigma.shape, dtype=torch.long)
+    # The rows index themselves; made where the kernel runs, so no host-to-device copy is needed.
+    index = (torch.arange(rows, device=x.device).reshape(sigma.shape) if sigma.numel()
+             else torch.zeros(sigma.shape, dtype=torch.long, device=x.device))
 
     def tables(device):
         s = sigma.to(device=device, dtype=torch.float64).reshape(-1)
@@ -305,7 +296,8 @@ def flow_match_sample(x0: torch.Tensor, sigma, noise: torch.Tensor | None = None
                                                  check=check_sigma, signal=lambda s: 1.0 - s, velocity=True)
     form = _Form(index, tables, velocity_tables, lambda x, eps: reference.flow_match_sample(x, sigma, eps),
                  lambda x, eps: (eps.to(torch.promote_types(x.dtype, torch.float32))
-                                 - x.to(torch.promote_types(x.dtype, torch.float32))).to(x.dtype))
+                                 - x.to(torch.promote_types(x.dtype, torch.float32))).to(x.dtype),
+                 inputs=(sigma,))
     return _run(x0, noise, form, seed=seed, generator=generator, return_noise=return_noise, return_v=return_v,
                 backend=backend, stream=stream)
 
@@ -316,9 +308,10 @@ def edm_sample(x0: torch.Tensor, sigma, noise: torch.Tensor | None = None, *, se
     """EDM / k-diffusion noising: x_σ = x0 + σ·ε, with ``sigma`` ≥ 0 per sample (or any leading prefix)."""
     x0 = checks.check_x0(x0)
     noise = checks.check_noise(noise, x0)
-    index, tables, _ = _sigma_form(x0, sigma, lo=0.0, hi=None, name="EDM", check=check_sigma,
+    # Bounded by float32's largest value: the kernel's coefficient tables are float32.
+    index, tables, _ = _sigma_form(x0, sigma, lo=0.0, hi=_FLOAT32_MAX, name="EDM", check=check_sigma,
                                    signal=torch.ones_like, velocity=False)
-    form = _Form(index, tables, None, lambda x, eps: reference.edm_sample(x, sigma, eps), None)
+    form = _Form(index, tables, None, lambda x, eps: reference.edm_sample(x, sigma, eps), None, inputs=(sigma,))
     return _run(x0, noise, form, seed=seed, generator=generator, return_noise=return_noise, return_v=False,
                 backend=backend, stream=stream)
 
@@ -327,7 +320,12 @@ def _alphas_of(schedule) -> torch.Tensor:
     if isinstance(schedule, NoiseSchedule):
         return schedule.alphas
     ab = _validated(checks.alpha_bars_of(schedule))
-    return ab / torch.cat([ab.new_ones(1), ab[:-1]])
+    alphas = ab / torch.cat([ab.new_ones(1), ab[:-1]])
+    if not _compiling():
+        # A step is defined only where ᾱ does not grow and is not 0 before its last entry (0/0).
+        checks.check_in_range(alphas, 0.0, 1.0, "the steps need a non-increasing alpha_bars, zero at most at its "
+                                                "end: each α_t = ᾱ_t / ᾱ_(t−1) must lie in")
+    return alphas
 
 
 def forward_step(x_prev: torch.Tensor, t, schedule, noise: torch.Tensor | None = None, *, seed=None,
@@ -349,10 +347,19 @@ def forward_step(x_prev: torch.Tensor, t, schedule, noise: torch.Tensor | None =
     else:
         def tables(device):
             return coefficient_tables(alphas, device)
-    form = _Form(index, tables, None, lambda x, eps: reference.forward_step(x, index, alphas, eps), None,
-                 check_index=check_t)
+    form = _Form(index, tables, None,
+                 lambda x, eps: reference.forward_step(x, _clamped(index, alphas.numel()), alphas, eps), None,
+                 check_index=check_t, inputs=(alphas,))
     return _run(x_prev, noise, form, seed=seed, generator=generator, return_noise=return_noise, return_v=False,
                 backend=backend, stream=stream)
+
+
+def _snapshot_step(step) -> int:
+    if isinstance(step, torch.Tensor) and step.numel() == 1 and not step.is_floating_point():
+        step = step.item()
+    if isinstance(step, bool) or not hasattr(step, "__index__"):
+        raise TypeError(f"snapshot steps must be ints, got {step!r} ({type(step).__name__})")
+    return operator.index(step)
 
 
 def forward_trajectory(x0: torch.Tensor, schedule, t_end: int, *, seed=None,
@@ -381,7 +388,7 @@ def forward_trajectory(x0: torch.Tensor, schedule, t_end: int, *, seed=None,
         raise TypeError(f"t_end must be an int, got {type(t_end).__name__}")
     if not 0 <= t_end < schedule.T:
         raise ValueError(f"t_end = {t_end} is outside [0, T) for a schedule of T={schedule.T} steps")
-    steps = sorted(set(int(s) for s in snapshots)) if snapshots is not None else []
+    steps = sorted(set(_snapshot_step(s) for s in snapshots)) if snapshots is not None else []
     for s in steps:
         if not 0 <= s <= t_end:
             raise ValueError(f"snapshot step {s} is outside [0, t_end={t_end}]")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from . import launch
+from . import launch, reference
 
 
 def _fwd(*args):
@@ -16,6 +16,15 @@ def _bwd(*args):
     if torch.compiler.is_compiling():
         return torch.ops.diffusion_kernels.noise_affine_backward(*args)
     return launch.noise_affine_backward(*args)
+
+
+def _saveable(tensor):
+    """An inference tensor (a table or t made under torch.inference_mode) cannot be saved for
+    backward: a normal copy of it can."""
+    if tensor is None or not tensor.is_inference():
+        return tensor
+    with torch.inference_mode(False):
+        return tensor.clone()
 
 
 def _table_grad(table, t_rows, row_sums):
@@ -62,8 +71,9 @@ class QSample(torch.autograd.Function):
         out, eps, v = _forward(x0, t_rows, a, b, c, d, noise, parts, stream, offset_strength, return_noise, return_v,
                                check_t)
         tables_need_grad = any(ctx.needs_input_grad[i] for i in (2, 3, 4, 5))
-        ctx.save_for_backward(t_rows, a, b, c, d, x0 if tables_need_grad else None,
-                              noise if tables_need_grad else None, seed_tensor)
+        saved = (t_rows, a, b, c, d, x0 if tables_need_grad else None, noise if tables_need_grad else None,
+                 seed_tensor)
+        ctx.save_for_backward(*(_saveable(tensor) for tensor in saved))
         ctx.seed_lo, ctx.seed_hi, ctx.stream, ctx.offset_strength = lo, hi, stream, offset_strength
         ctx.x0_dtype = x0.dtype
         ctx.noise_dtype = noise.dtype if noise is not None else None
@@ -76,6 +86,10 @@ class QSample(torch.autograd.Function):
         t_rows, a, b, c, d, x0, noise, seed_tensor = ctx.saved_tensors
         if g is None and g_v is None:
             return (None,) * 13
+        if torch.is_grad_enabled():
+            # backward(create_graph=True): the gradient must itself be differentiable, so it is
+            # built from PyTorch operations (the same values as the fused backward).
+            return _differentiable_backward(ctx, g, g_v, t_rows, a, b, c, d, x0, noise, seed_tensor)
         need_tables = any(ctx.needs_input_grad[i] for i in (2, 3, 4, 5))
         # Only v was used: the same kernel with (c, d) in the roles of (a, b).
         swap = g is None
@@ -91,3 +105,44 @@ class QSample(torch.autograd.Function):
             grads = [_table_grad(tab, t_rows, sums[:, col]) for tab, col in zip((a, b, c, d), cols)]
         return (gx if ctx.needs_input_grad[0] else None, None, *grads,
                 gn if ctx.needs_input_grad[6] else None, None, None, None, None, None, None)
+
+
+def _per_row(values: torch.Tensor, t_rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """values[t] of each row, shaped to broadcast over ``like`` viewed as (rows, elements per row)."""
+    return values.to(torch.float32)[t_rows].unsqueeze(1)
+
+
+def _differentiable_backward(ctx, g, g_v, t_rows, a, b, c, d, x0, noise, seed_tensor):
+    rows = t_rows.numel()
+    like = g if g is not None else g_v
+    shape = like.shape
+    flat_g = g.reshape(rows, -1).float() if g is not None else None
+    flat_gv = g_v.reshape(rows, -1).float() if g_v is not None else None
+
+    def combine(first, second):
+        parts = []
+        if flat_g is not None:
+            parts.append(flat_g * _per_row(first, t_rows, like))
+        if flat_gv is not None:
+            parts.append(flat_gv * _per_row(second, t_rows, like))
+        return sum(parts[1:], parts[0]).reshape(shape)
+
+    gx = combine(a, c).to(ctx.x0_dtype) if ctx.needs_input_grad[0] else None
+    gn = combine(b, d).to(ctx.noise_dtype) if ctx.needs_input_grad[6] else None
+    grads = [None] * 4
+    if any(ctx.needs_input_grad[i] for i in (2, 3, 4, 5)):
+        eps = noise
+        if eps is None:
+            seed = seed_tensor if seed_tensor is not None else (ctx.seed_hi % 2**32) << 32 | (ctx.seed_lo % 2**32)
+            eps = reference.drawn_noise(seed, shape, (rows,), stream=ctx.stream,
+                                        offset_strength=ctx.offset_strength, device=like.device)
+        x_rows, eps_rows = x0.reshape(rows, -1).float(), eps.reshape(rows, -1).float()
+        sums = []
+        for upstream in (flat_g, flat_gv):
+            for operand in (x_rows, eps_rows):
+                sums.append(None if upstream is None else (upstream * operand).sum(1))
+        for k, table in enumerate((a, b, c, d)):
+            if table is not None and table.requires_grad and sums[k] is not None:
+                grads[k] = torch.zeros(table.numel(), dtype=torch.float32, device=like.device).index_add(
+                    0, t_rows, sums[k])
+    return (gx, None, *grads, gn, None, None, None, None, None, None)

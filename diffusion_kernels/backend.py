@@ -46,11 +46,43 @@ def interpreter_active() -> bool:
     return isinstance(kernels_module().q_sample.noise_affine_fwd_kernel, InterpretedFunction)
 
 
-def select(backend: str, x: torch.Tensor) -> str:
-    """'triton' or 'reference' for a call on ``x``; raises for a backend that cannot run it."""
+def transform_in_use(tensors) -> str | None:
+    """The name of a transform the kernels cannot follow, if one is applied to any of ``tensors``:
+    forward-mode AD (a dual tensor) or a torch.func transform (grad, jvp, vjp, vmap)."""
+    live = [t for t in tensors if isinstance(t, torch.Tensor)]
+    if any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in live):
+        return "a torch.func transform (grad, jacrev, jvp, vmap, ...)"
+    if torch.autograd.forward_ad._current_level >= 0 and any(
+            torch.autograd.forward_ad.unpack_dual(t).tangent is not None for t in live):
+        return "forward-mode AD (torch.autograd.forward_ad)"
+    return None
+
+
+def under_vmap() -> bool:
+    """Whether the call runs inside torch.vmap (at any level of nested torch.func transforms)."""
+    if torch.compiler.is_compiling():
+        return False
+    stack = torch._C._functorch.get_interpreter_stack()
+    return bool(stack) and any(level.key() == torch._C._functorch.TransformType.Vmap for level in stack)
+
+
+def select(backend: str, x: torch.Tensor, *others) -> str:
+    """'triton' or 'reference' for a call on ``x`` (and the call's other tensors ``others``); raises
+    for a backend that cannot run it.
+
+    Under forward-mode AD or a torch.func transform ``"auto"`` takes the reference, whose plain
+    PyTorch operations every transform follows (the same noise stream; the kernels' Function has
+    no forward-mode or batching rule); ``"triton"`` refuses, naming the transform.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "reference":
+        return "reference"
+    transform = None if torch.compiler.is_compiling() else transform_in_use((x, *others))
+    if transform is not None:
+        if backend == "triton":
+            raise RuntimeError(f"backend='triton' cannot run under {transform}: the fused kernels have no rule for "
+                               "it; use backend='auto' or 'reference'")
         return "reference"
     kernel_ok = x.dtype in KERNEL_DTYPES
     if backend == "auto" and x.device.type != "cuda" and torch.compiler.is_compiling():

@@ -4,11 +4,50 @@ from __future__ import annotations
 import math
 import operator
 
+import numpy as np
 import torch
 
 from .schedules import NoiseSchedule
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_flag(value, name: str) -> bool:
+    """A yes/no argument as a bool: True/False, 0/1, numpy's bool_ or a one-element bool/int CPU tensor.
+
+    Anything else is refused rather than read by truthiness (a string or a list would be true).
+    """
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.is_floating_point() or value.device.type != "cpu":
+            raise TypeError(f"{name} must be a bool, got a tensor of shape {tuple(value.shape)} on {value.device}")
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    try:
+        index = operator.index(value)  # ints and numpy's integer and bool_ scalars
+    except TypeError:
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}") from None
+    if index not in (0, 1):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
+    return bool(index)
+
+
+def check_real(value, name: str, *, lo: float | None = None, hi: float | None = None) -> float:
+    """A finite real number (an int, a float or a one-element CPU tensor) within [lo, hi], as a float."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.device.type != "cpu" or value.dtype == torch.bool or value.is_complex():
+            raise TypeError(f"{name} must be a real number, got a {value.dtype} tensor of shape "
+                            f"{tuple(value.shape)} on {value.device}")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__") \
+            or isinstance(value, (str, bytes, complex)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    number = float(value)
+    if number != number or abs(number) == math.inf:  # comparisons: torch.compile traces them
+        raise ValueError(f"{name} must be finite, got {number}")
+    if (lo is not None and number < lo) or (hi is not None and number > hi):
+        raise ValueError(f"{name} must lie in [{lo}, {hi}], got {number}")
+    return number
 
 
 def check_x0(x0, name: str = "x0") -> torch.Tensor:
@@ -67,11 +106,17 @@ def check_t(t, x0: torch.Tensor, T: int, *, check_range: bool = True) -> torch.T
     if isinstance(t, torch.Tensor):
         if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
             raise TypeError(f"t must have an integer dtype, got {t.dtype}")
+        if t.device.type == "meta":
+            raise ValueError("t is on the meta device and holds no values; give it on the CPU or x0's device")
     elif isinstance(t, bool) or not hasattr(t, "__index__") or getattr(t, "ndim", 0) > 0:
         hint = " (torch.as_tensor(t) makes one)" if hasattr(t, "__array__") else ""
         raise TypeError(f"t must be an int or an integer tensor, got {type(t).__name__}{hint}")
     else:
-        t = torch.tensor(operator.index(t), dtype=torch.int64)
+        value = operator.index(t)
+        if check_range and not 0 <= value < T:
+            raise ValueError(f"t = {value} is outside [0, T) for a schedule of T={T} steps")
+        # Unchecked ints are clamped (as the kernel does), which also keeps them in int64.
+        t = torch.tensor(min(max(value, 0), T - 1), dtype=torch.int64)
     if t.ndim > x0.ndim or tuple(t.shape) != tuple(x0.shape[: t.ndim]):
         raise ValueError(
             f"t of shape {tuple(t.shape)} does not fit x0 of shape {tuple(x0.shape)}: t must be a scalar "
@@ -85,7 +130,7 @@ def check_t(t, x0: torch.Tensor, T: int, *, check_range: bool = True) -> torch.T
     return t.to(torch.int64)
 
 
-def check_in_range(values: torch.Tensor, lo: float, hi: float | None, what: str) -> None:
+def check_in_range(values: torch.Tensor, lo: float, hi: float | None, what: str, bound: str | None = None) -> None:
     """Every value in [lo, hi] (or finite and >= lo when hi is None); NaN never passes.
 
     A CPU tensor gets a ValueError naming the value. A GPU tensor is checked on
@@ -97,7 +142,7 @@ def check_in_range(values: torch.Tensor, lo: float, hi: float | None, what: str)
         return
     values = values.detach()
     ok = (values >= lo) & ((values <= hi) if hi is not None else (values < math.inf))
-    bound = f"[{lo}, {hi}]" if hi is not None else f">= {lo} and finite"
+    bound = bound or (f"[{lo}, {hi}]" if hi is not None else f">= {lo} and finite")
     if values.device.type == "cuda":
         torch._assert_async(ok.all(), f"{what} {bound}")
     elif not bool(ok.all()):
@@ -105,8 +150,12 @@ def check_in_range(values: torch.Tensor, lo: float, hi: float | None, what: str)
 
 
 def check_sigma(sigma: torch.Tensor, lo: float, hi: float | None, name: str) -> None:
-    """sigma in [lo, hi] (or finite and >= lo when hi is None), for the noising form ``name``."""
-    check_in_range(sigma, lo, hi, f"{name} needs sigma")
+    """sigma in [lo, hi] (or finite and >= lo when hi is None), for the noising form ``name``.
+
+    A bound of float32's largest value reads as "finite in float32": the kernels' coefficient
+    tables are float32, where a larger σ would become inf."""
+    bound = f">= {lo} and finite in float32 (at most {hi:.4g})" if hi == torch.finfo(torch.float32).max else None
+    check_in_range(sigma, lo, hi, f"{name} needs sigma", bound)
 
 
 def check_alpha_bars(alpha_bars: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,24 @@ class UserError(Exception):
     """A mistake in the command line: printed as one line, exit status 2."""
 
 
+# The optional packages each command needs, and the extra that installs them.
+EXTRAS = {
+    "validate": ("validate", ("scipy", "tqdm")),
+    "figures": ("figures", ("scipy", "matplotlib", "PIL", "sklearn", "tqdm")),
+    "bench": ("bench", ("matplotlib", "tqdm")),
+}
+
+
+def _require_extra(command: str) -> None:
+    """A UserError naming the pip command when a package the command needs is not installed."""
+    import importlib.util
+
+    extra, modules = EXTRAS[command]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"'{command}' needs {', '.join(missing)}: pip install 'diffusion-kernels[{extra}]'")
+
+
 def _resolve_device(name: str | None):
     import torch
 
@@ -50,6 +68,7 @@ def _int_list(text: str) -> list[int]:
 
 
 def cmd_validate(args) -> int:
+    _require_extra("validate")
     device = _resolve_device(args.device)  # before Triton is imported
     from . import validate
 
@@ -67,6 +86,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_figures(args) -> int:
+    _require_extra("figures")
     device = _resolve_device(args.device)  # before Triton is imported
     from . import figures
 
@@ -79,6 +99,7 @@ def cmd_figures(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    _require_extra("bench")
     device = _resolve_device(args.device)  # before Triton is imported
     from . import bench
 

@@ -26,6 +26,13 @@ from . import seeding
 from .backend import interpreter_active, kernels_module, triton_available
 
 MAX_DIMS = 5
+
+
+def concrete(values):
+    """Sizes or strides as ints. Traced with dynamic shapes they are SymInts, and the launch
+    arithmetic (collapsing dims, tiling, the packed divisors' bit lengths) needs their values: the
+    graph then holds this launch for these sizes (a guard on them; another size traces again)."""
+    return [int(v) for v in values]
 _EMPTY = ()
 
 
@@ -82,7 +89,7 @@ def _layout(shape, tensors):
         # The common case, without the general collapse: one dim of stride 1.
         return Layout(True, 1, (1,) * (MAX_DIMS - 1), _UNIT_DIVISORS,
                       [(0 if t is None else 1,) + (0,) * (MAX_DIMS - 1) for t in tensors], True)
-    sizes, strides = collapse_dims(shape, *[t.stride() for t in live])
+    sizes, strides = collapse_dims(concrete(shape), *[concrete(t.stride()) for t in live])
     ndim = len(sizes)
     if ndim > MAX_DIMS or (ndim > 1 and live[0].numel() > MAX_STRIDED_NUMEL):
         return None
@@ -110,7 +117,7 @@ def _entry(layout: Layout, strided, contiguous):
 
 def _prepare(shape, tensors, outputs):
     """(tensors, outputs, Layout of both); a layout the kernels cannot address falls back to contiguous copies."""
-    layout = _layout(shape, tensors + outputs)
+    layout = _layout(concrete(shape), tensors + outputs)
     if layout is not None:
         return tensors, outputs, layout
     tensors = [t.contiguous() if t is not None else None for t in tensors]
@@ -143,6 +150,13 @@ def channels_last_planes(layout: Layout, n: int, rows: int) -> Optional[Planes]:
         return None
     samples = n // (channels * plane)
     return Planes(samples, channels, plane) if rows in (1, samples) else None
+
+
+def packed(*tensors):
+    """Each tensor as a packed (contiguous) one, None kept. The kernels index the row-index and
+    coefficient tables as packed arrays (``t_ptr + row``): a strided or expanded (stride-0) view
+    would be read as if packed, or past its buffer."""
+    return tuple(t if t is None or t.is_contiguous() else t.contiguous() for t in tensors)
 
 
 def _copy_back(pairs):
@@ -254,21 +268,50 @@ def paired(tensor: torch.Tensor, layout: Layout) -> bool:
     return tensor.element_size() == 2 and layout.contiguous
 
 
+# Triton's interpreter swaps module-level functions of triton.language for its own while a
+# kernel runs and swaps them back after, so two interpreted launches at once corrupt each other
+# (errors, garbage values). Interpreted launches therefore take turns; compiled launches need no
+# lock (Triton's launch path is thread-safe once a kernel is compiled).
+_INTERPRETER_LOCK = threading.RLock()
+
+
 def _device_guard(tensor: torch.Tensor):
-    """Make the tensor's GPU current for the launch (Triton launches on the current device); a no-op
-    in the usual case where it already is, which saves the two device switches per call."""
+    """The scope of one launch: the tensor's GPU made current (Triton launches on the current device;
+    a no-op in the usual case where it already is, which saves two device switches per call), or
+    the interpreter's lock on CPU."""
     if tensor.device.type == "cuda" and tensor.device.index != torch.cuda.current_device():
         return torch.cuda.device(tensor.device)
+    if tensor.device.type == "cpu":
+        return _INTERPRETER_LOCK
     return contextlib.nullcontext()
 
 
 _op_body = threading.local()
 
 
+class _TracedInterpreterLaunch:
+    """An interpreted kernel as a registered op's body runs it: launched on real tensors; on the fake
+    tensors of tracing (opcheck, make_fx) nothing runs, as wrap_triton does for a compiled kernel: the
+    outputs were allocated by the body, and their values are not part of a trace."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            from torch._subclasses.fake_tensor import is_fake
+
+            if any(isinstance(a, torch.Tensor) and is_fake(a) for a in args):
+                return None
+            return self.kernel[grid](*args, **kwargs)
+
+        return launch
+
+
 def _launcher(kernel):
     """The kernel wrapped for torch.compile when running as a registered op's body, else as is."""
-    if getattr(_op_body, "active", False) and not interpreter_active():
-        return torch.library.wrap_triton(kernel)
+    if getattr(_op_body, "active", False):
+        return _TracedInterpreterLaunch(kernel) if interpreter_active() else torch.library.wrap_triton(kernel)
     return kernel
 
 
@@ -291,7 +334,13 @@ def _register_triton_op(name: str, placeholder_dtype):
             return tuple(o if o is not None else like.new_empty(0, dtype=placeholder_dtype(like)) for o in outputs)
 
         if triton_available():
-            torch.library.triton_op(name, body, mutates_args=_EMPTY)
+            if interpreter_active():
+                # Interpreted kernels are not Triton JIT functions, so wrap_triton cannot put them in a
+                # traced graph: the op is opaque to tracing instead, with the body as its fake (on fake
+                # tensors the body allocates the outputs and launches nothing).
+                torch.library.custom_op(name, body, mutates_args=_EMPTY).register_fake(body)
+            else:
+                torch.library.triton_op(name, body, mutates_args=_EMPTY)
         return impl
 
     return register
@@ -343,13 +392,14 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
     x0's memory format.
     """
     km = kernels_module()
+    t_rows, a, b, c, d = packed(t_rows, a, b, c, d)
     out = torch.empty_like(x0)
     eps = torch.empty_like(x0) if write_noise and noise is None else None
     v = torch.empty_like(x0) if write_v else None
-    n = x0.numel()
+    n = int(x0.numel())
     if n > 0:
         (x0_, noise_), (out_, eps_, v_), layout = _prepare(x0.shape, [x0, noise], [out, eps, v])
-        rows = t_rows.numel()
+        rows = int(t_rows.numel())
         planes = channels_last_planes(layout, n, rows)
         if planes is not None and noise is None:
             if _channels_last_draw(x0_, out_, eps_, v_, planes, t_rows, a, b, c, d, seed_tensor, seed_lo, seed_hi,
@@ -365,7 +415,7 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
             _launcher(kernel)[tile.grid](
                 x0_, noise_ if noise_ is not None else x0_, out_, eps_ if eps_ is not None else out_,
                 v_ if v_ is not None else out_,
-                t_rows, a, b, c if c is not None else a, d if d is not None else b, a.numel(),
+                t_rows, a, b, c if c is not None else a, d if d is not None else b, int(a.numel()),
                 *tile.row_args, elem_offset,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength, *layout_args, **layout_kw,
                 HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
@@ -394,10 +444,11 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
     registered op).
     """
     km = kernels_module()
+    t_rows, a, b, c, d = packed(t_rows, a, b, c, d)
     gx = torch.empty_like(g, dtype=x0_dtype) if x0_dtype is not None else None
     gn = torch.empty_like(g, dtype=noise_dtype) if noise_dtype is not None else None
-    rows = t_rows.numel()
-    n = g.numel()
+    rows = int(t_rows.numel())
+    n = int(g.numel())
     sums = torch.zeros((rows, 4), dtype=torch.float32, device=g.device) if need_tables else None
     if n > 0:
         x0_in = x0 if need_tables else None
@@ -415,7 +466,7 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
                 g_, gv_ if gv_ is not None else g_, x0_ if x0_ is not None else g_,
                 noise_ if noise_ is not None else g_, gx_ if gx_ is not None else g_, gn_ if gn_ is not None else g_,
                 partials if partials is not None else a,
-                t_rows, a, b, c if c is not None else a, d if d is not None else b, a.numel(),
+                t_rows, a, b, c if c is not None else a, d if d is not None else b, int(a.numel()),
                 *tile.row_args, elem_offset,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength, *layout_args, **layout_kw,
                 HAS_NOISE=noise is not None, HAS_GV=gv is not None,
@@ -457,7 +508,7 @@ def _channels_last_draw(x0, out, eps, v, planes: Planes, t_rows, a, b, c, d, see
     with _device_guard(x0):
         _launcher(km.q_sample.noise_affine_fwd_channels_last_kernel)[tile.grid](
             x0, out, eps if eps is not None else out, v if v is not None else out,
-            t_rows, int(t_rows.numel() > 1), a, b, c if c is not None else a, d if d is not None else b, a.numel(),
+            t_rows, int(t_rows.numel() > 1), a, b, c if c is not None else a, d if d is not None else b, int(a.numel()),
             planes.plane // 4, tile.chunks, tile.divisor,
             s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength,
             C=C, WRITE_NOISE=eps is not None, WRITE_V=v is not None, HAS_OFFSET=offset_strength != 0.0,
@@ -482,6 +533,7 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
     Returns (x_t_end, snapshots) where snapshots has shape (len(snapshot_steps), *x0.shape).
     """
     km = kernels_module()
+    sqrt_alpha, sqrt_beta = packed(sqrt_alpha, sqrt_beta)
     src = x0.contiguous()
     out = torch.empty_like(src)
     snaps = torch.empty((len(snapshot_steps), *x0.shape), dtype=x0.dtype, device=x0.device)

@@ -10,23 +10,71 @@ rescaling. Kernels read float32 square-root tables derived here in float64
 from __future__ import annotations
 
 import math
+import numbers
 
+import numpy as np
 import torch
 
 _F64 = torch.float64
 
 
 def _as_float64_vector(values, name: str) -> torch.Tensor:
-    tensor = torch.as_tensor(values)
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{name} must be a 1-D sequence of real numbers, got {type(values).__name__}")
+    try:
+        # Through numpy, so a list of Python floats stays float64 (torch would make float32 of it).
+        tensor = values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(f"{name} must be a 1-D sequence of real numbers, got {type(values).__name__}: {error}") \
+            from None
     if tensor.dtype == torch.bool or not (tensor.is_floating_point() or tensor.dtype in
                                           (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
         raise TypeError(f"{name} must be real numbers, got dtype {tensor.dtype}")
-    tensor = tensor.detach().to(device="cpu", dtype=_F64)
+    # A copy, never a view of the caller's tensor: the schedule's cached tables must not go stale.
+    tensor = tensor.detach().to(device="cpu", dtype=_F64, copy=True)
     if tensor.ndim != 1 or tensor.numel() == 0:
         raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {tuple(tensor.shape)}")
-    if not torch.isfinite(tensor).all():
-        raise ValueError(f"{name} must be finite")
+    _check_each(tensor, torch.isfinite(tensor), name, "finite")
     return tensor
+
+
+def _check_each(values: torch.Tensor, ok: torch.Tensor, name: str, rule: str) -> None:
+    """Raise naming the first entry of ``values`` where ``ok`` is false."""
+    if not bool(ok.all()):
+        i = int((~ok).nonzero()[0, 0])
+        raise ValueError(f"{name} must be {rule}; {name}[{i}] = {float(values[i])!r}")
+
+
+def _check_number(value, name: str, *, lo: float | None = None, hi: float | None = None,
+                  open_lo: bool = False) -> float:
+    """A constructor's real-valued parameter, finite and within its range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if lo is not None and (value <= lo if open_lo else value < lo):
+        raise ValueError(f"{name} must be {'>' if open_lo else '>='} {lo}, got {value}")
+    if hi is not None and value > hi:
+        raise ValueError(f"{name} must be <= {hi}, got {value}")
+    return value
+
+
+def _check_alpha_bars(alpha_bars: torch.Tensor) -> None:
+    """ᾱ of a schedule built from ᾱ alone: in [0, 1] and non-increasing (each step's α = ᾱ_t / ᾱ_{t−1}
+    lies in [0, 1]), and zero only at its last step (after a zero, α would be 0/0)."""
+    _check_each(alpha_bars, (alpha_bars >= 0) & (alpha_bars <= 1), "alpha_bars", "in [0, 1]")
+    prev = torch.cat([alpha_bars.new_ones(1), alpha_bars[:-1]])
+    _check_each(alpha_bars, alpha_bars <= prev, "alpha_bars", "non-increasing (each step adds noise)")
+    zero_before_end = (alpha_bars[:-1] == 0)
+    _check_each(alpha_bars[:-1], ~zero_before_end, "alpha_bars",
+                "zero at most at its last step (a step after ᾱ = 0 is undefined)")
+
+
+def _check_betas_range(beta_start, beta_end) -> tuple[float, float]:
+    beta_start = _check_number(beta_start, "beta_start", lo=0.0, hi=1.0)
+    beta_end = _check_number(beta_end, "beta_end", lo=0.0, hi=1.0)
+    return beta_start, beta_end
 
 
 def _check_T(T: int) -> int:
@@ -45,9 +93,8 @@ class NoiseSchedule:
 
     def __init__(self, alpha_bars: torch.Tensor, *, betas: torch.Tensor | None = None, name: str = "custom"):
         alpha_bars = _as_float64_vector(alpha_bars, "alpha_bars")
-        if (alpha_bars < 0).any() or (alpha_bars > 1).any():
-            raise ValueError("alpha_bars must lie in [0, 1]")
         if betas is None:
+            _check_alpha_bars(alpha_bars)
             prev = torch.cat([alpha_bars.new_ones(1), alpha_bars[:-1]])
             betas = 1.0 - alpha_bars / prev
         self._alpha_bars = alpha_bars
@@ -59,8 +106,7 @@ class NoiseSchedule:
     @classmethod
     def from_betas(cls, betas, *, name: str = "custom") -> "NoiseSchedule":
         betas = _as_float64_vector(betas, "betas")
-        if (betas < 0).any() or (betas > 1).any():
-            raise ValueError("betas must lie in [0, 1]")
+        _check_each(betas, (betas >= 0) & (betas <= 1), "betas", "in [0, 1]")
         return cls(torch.cumprod(1.0 - betas, dim=0), betas=betas, name=name)
 
     @classmethod
@@ -71,12 +117,14 @@ class NoiseSchedule:
     def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
         """DDPM's linear betas (Ho et al. 2020)."""
         T = _check_T(T)
+        beta_start, beta_end = _check_betas_range(beta_start, beta_end)
         return cls.from_betas(torch.linspace(beta_start, beta_end, T, dtype=_F64), name="linear")
 
     @classmethod
     def scaled_linear(cls, T: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> "NoiseSchedule":
         """Stable Diffusion's betas: linear in sqrt(β)."""
         T = _check_T(T)
+        beta_start, beta_end = _check_betas_range(beta_start, beta_end)
         sqrt_betas = torch.linspace(beta_start**0.5, beta_end**0.5, T, dtype=_F64)
         return cls.from_betas(sqrt_betas**2, name="scaled_linear")
 
@@ -88,6 +136,8 @@ class NoiseSchedule:
         diffusers' ``squaredcos_cap_v2``.
         """
         T = _check_T(T)
+        s = _check_number(s, "s", lo=0.0)
+        max_beta = _check_number(max_beta, "max_beta", lo=0.0, hi=1.0, open_lo=True)
         u = torch.arange(T + 1, dtype=_F64) / T
         f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
         betas = torch.clamp(1.0 - f[1:] / f[:-1], max=max_beta)
@@ -98,6 +148,8 @@ class NoiseSchedule:
                 start: float = -6.0, end: float = 6.0) -> "NoiseSchedule":
         """diffusers' ``sigmoid`` betas: β = σ(linspace(start, end, T)) · (β_end − β_start) + β_start."""
         T = _check_T(T)
+        beta_start, beta_end = _check_betas_range(beta_start, beta_end)
+        start, end = _check_number(start, "start"), _check_number(end, "end")
         x = torch.linspace(start, end, T, dtype=_F64)
         return cls.from_betas(torch.sigmoid(x) * (beta_end - beta_start) + beta_start, name="sigmoid")
 
@@ -106,6 +158,7 @@ class NoiseSchedule:
         """Linear betas scaled by 1000/T, so any T spans DDPM's noise range
         (denoising-diffusion-pytorch's ``linear_beta_schedule``)."""
         T = _check_T(T)
+        beta_start, beta_end = _check_betas_range(beta_start, beta_end)
         scale = 1000 / T
         return cls.from_betas(torch.linspace(scale * beta_start, scale * beta_end, T, dtype=_F64), name="linear_scaled")
 
@@ -115,6 +168,11 @@ class NoiseSchedule:
         """ᾱ(u) following a sigmoid between ``start`` and ``end`` with temperature ``tau``
         (Jabri et al. 2022; denoising-diffusion-pytorch's ``sigmoid_beta_schedule``)."""
         T = _check_T(T)
+        start, end = _check_number(start, "start"), _check_number(end, "end")
+        tau = _check_number(tau, "tau", lo=0.0, open_lo=True)
+        max_beta = _check_number(max_beta, "max_beta", lo=0.0, hi=1.0, open_lo=True)
+        if not start < end:
+            raise ValueError(f"start must be below end, got start={start}, end={end}")
         u = torch.arange(T + 1, dtype=_F64) / T
         v_start = torch.sigmoid(torch.tensor(start / tau, dtype=_F64))
         v_end = torch.sigmoid(torch.tensor(end / tau, dtype=_F64))
@@ -167,7 +225,10 @@ class NoiseSchedule:
         key = (kind, torch.device(device))
         tables = self._tables.get(key)
         if tables is None:
-            tables = self._tables[key] = coefficient_tables(table, key[1])
+            # Made outside inference mode: tables first built under torch.inference_mode() (a preview
+            # before training) must still be savable for backward by later calls.
+            with torch.inference_mode(False):
+                tables = self._tables[key] = coefficient_tables(table, key[1])
         return tables
 
     def coefficient_tables(self, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,7 +240,8 @@ class NoiseSchedule:
         key = ("velocity", torch.device(device))
         if key not in self._tables:
             a, b = self.coefficient_tables(device)
-            self._tables[key] = (-b, a)
+            with torch.inference_mode(False):
+                self._tables[key] = (-b, a)
         return self._tables[key]
 
     def step_tables(self, device) -> tuple[torch.Tensor, torch.Tensor]:

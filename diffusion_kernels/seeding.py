@@ -98,6 +98,10 @@ class DeviceSeed:
 
     def __init__(self, seed: int | None = None, device="cuda", generator: torch.Generator | None = None):
         value = resolve_seed(seed, generator)
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"DeviceSeed(device={str(device)!r}) keeps the seed in GPU memory, but torch sees no "
+                               "CUDA device here; use an int seed, or DeviceSeed(..., device='cpu')")
         signed = value - SEED_BOUND if value >= 2**63 else value
         self.tensor = torch.tensor([signed], dtype=torch.int64, device=device)
 

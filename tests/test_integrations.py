@@ -109,9 +109,16 @@ def test_guided_diffusion_methods_match_their_formulas(device):
 
 
 def test_guided_diffusion_mixin_swaps_into_their_class(device):
-    class TheirGaussianDiffusion:  # the constructor contract the mixin relies on: a float64 betas array
+    class TheirGaussianDiffusion:  # the constructor contract the mixin relies on: their float64 tables
         def __init__(self, *, betas):
             self.betas = np.array(betas, dtype=np.float64)
+            tables = _guided_tables(self.betas)
+            self.alphas_cumprod = np.cumprod(1.0 - self.betas)
+            self.sqrt_alphas_cumprod, self.sqrt_one_minus_alphas_cumprod = tables["sqrt_ab"], tables["sqrt_1m_ab"]
+            self.log_one_minus_alphas_cumprod = tables["log_var"]
+            self.posterior_mean_coef1, self.posterior_mean_coef2 = tables["coef1"], tables["coef2"]
+            self.posterior_variance = tables["post_var"]
+            self.posterior_log_variance_clipped = tables["post_log_var"]
 
         def q_sample(self, x_start, t, noise=None):
             raise AssertionError("the fused q_sample must win the method lookup")

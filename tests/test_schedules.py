@@ -66,10 +66,10 @@ def test_coefficient_tables_are_float32_from_float64():
 
 @pytest.mark.parametrize("bad,error", [
     (lambda: NoiseSchedule.linear(T=0), "T must be a positive int"),
-    (lambda: NoiseSchedule.from_betas([0.1, 1.5]), r"betas must lie in \[0, 1\]"),
+    (lambda: NoiseSchedule.from_betas([0.1, 1.5]), r"betas must be in \[0, 1\]; betas\[1\] = 1.5"),
     (lambda: NoiseSchedule.from_alpha_bars([[0.9]]), "must be a non-empty 1-D"),
     (lambda: NoiseSchedule.from_alpha_bars([0.9, float("nan")]), "must be finite"),
-    (lambda: NoiseSchedule.from_alpha_bars([1.2]), r"alpha_bars must lie in \[0, 1\]"),
+    (lambda: NoiseSchedule.from_alpha_bars([1.2]), r"alpha_bars must be in \[0, 1\]; alpha_bars\[0\] = 1.2"),
 ])
 def test_bad_schedules(bad, error):
     with pytest.raises(ValueError, match=error):

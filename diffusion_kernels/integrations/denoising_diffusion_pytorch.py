@@ -7,7 +7,8 @@ with offset noise drawn inside the same kernel.
     class FusedGaussianDiffusion(FusedNoising, GaussianDiffusion):
         pass
 
-The kernel reads the module's own ``sqrt_alphas_cumprod`` and
+``immiscible=True`` is followed exactly: their ``noise_assignment`` reorders
+the noise before the fused pass. The kernel reads the module's own ``sqrt_alphas_cumprod`` and
 ``sqrt_one_minus_alphas_cumprod`` buffers (float32, made in float64), so the
 numbers are theirs. Its schedules are ``NoiseSchedule.linear_scaled`` (its
 1000/T-scaled linear), ``NoiseSchedule.cosine`` and ``NoiseSchedule.sigmoid_alpha_bar``.
@@ -15,6 +16,8 @@ numbers are theirs. Its schedules are ``NoiseSchedule.linear_scaled`` (its
 from __future__ import annotations
 
 import dataclasses
+
+import torch
 
 from ..api import _run, table_form
 from ..checks import check_noise, check_x0
@@ -27,8 +30,15 @@ class FusedNoising:
         return table_form(x_start, t, self.sqrt_alphas_cumprod, self.sqrt_one_minus_alphas_cumprod, noise=noise)
 
     def q_sample(self, x_start, t, noise=None):
-        """sqrt(ᾱ[t])·x_start + sqrt(1 − ᾱ[t])·ε in one pass, ε drawn in the kernel when not given."""
+        """sqrt(ᾱ[t])·x_start + sqrt(1 − ᾱ[t])·ε in one pass, ε drawn in the kernel when not given.
+
+        With their ``immiscible=True`` the noise (given, or drawn with ``randn_like`` as theirs is)
+        is first reordered across the batch by their own ``noise_assignment``, as their q_sample does.
+        """
         x_start = check_x0(x_start, "x_start")
+        if getattr(self, "immiscible", False):
+            noise = torch.randn_like(x_start) if noise is None else noise
+            noise = noise[self.noise_assignment(x_start, noise)]
         noise = check_noise(noise, x_start)
         return _run(x_start, noise, self._fused_form(x_start, t, noise), seed=None, generator=None, return_noise=False,
                     return_v=False, backend="auto", stream=None)
@@ -50,6 +60,9 @@ class FusedNoising:
         ``noise`` (and ``v``) are the regression targets.
         """
         x_start = check_x0(x_start, "x_start")
+        if getattr(self, "immiscible", False):
+            raise ValueError("q_sample_offset_noise draws its noise inside the kernel, which immiscible=True's "
+                             "reordering of the noise cannot follow; build the noise and call q_sample instead")
         b, c = x_start.shape[:2]
         rows = t.reshape(b, 1).expand(b, c)
         return _run(x_start, None, self._fused_form(x_start, rows), seed=None, generator=None, return_noise=True,

@@ -10,66 +10,108 @@ kernel, with the same return conventions::
     class FusedGaussianDiffusion(FusedForwardProcess, GaussianDiffusion):
         pass
 
+The kernel reads the instance's own float64 numpy tables (``sqrt_alphas_cumprod``,
+``posterior_mean_coef1``, ...) cast to float32, exactly as their
+``_extract_into_tensor`` does, so the numbers are theirs to float32 rounding,
+and results are float32 for float16/bfloat16 input as theirs are. A table is
+converted once per device and converted again when the array is replaced or
+its values change. The tables are ready after ``__init__``, so a first call
+inside ``torch.compile(fullgraph=True)`` traces no numpy.
+
 ``GaussianDiffusionForward(betas)`` is the same object without their package.
-The tables follow their float64 numpy arrays; results are float32 like
-theirs (``_extract_into_tensor`` casts the coefficients to float32).
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from ..api import _Form, _run
+from ..api import _Form, _run, table_form
 from ..checks import check_noise, check_t, check_x0
 from ..reference import broadcast_t
-from ..schedules import NoiseSchedule
+
+# The tables the fused methods read: name -> (their array, what is taken of it in float64).
+_TABLES = {
+    "sqrt_alphas_cumprod": ("sqrt_alphas_cumprod", None),
+    "sqrt_one_minus_alphas_cumprod": ("sqrt_one_minus_alphas_cumprod", None),
+    "variance": ("alphas_cumprod", lambda ab: 1.0 - ab),  # their q_mean_variance's 1.0 - self.alphas_cumprod
+    "log_one_minus_alphas_cumprod": ("log_one_minus_alphas_cumprod", None),
+    "posterior_mean_coef1": ("posterior_mean_coef1", None),
+    "posterior_mean_coef2": ("posterior_mean_coef2", None),
+    "posterior_variance": ("posterior_variance", None),
+    "posterior_log_variance_clipped": ("posterior_log_variance_clipped", None),
+}
 
 
-def _expand(table: np.ndarray, t: torch.Tensor, shape) -> torch.Tensor:
-    values = torch.from_numpy(np.asarray(table)).to(device=t.device)[t].float()
-    return broadcast_t(values, len(shape)).expand(shape)
+class _Converted(NamedTuple):
+    array: np.ndarray  # the instance's array the entry was made from
+    values: np.ndarray  # a copy of its values then
+    per_device: dict  # device -> float32 tensor
+
+
+def _float32_result(x: torch.Tensor) -> torch.Tensor:
+    """Their coefficients are float32 tensors, so a float16/bfloat16 batch comes out float32."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 class FusedForwardProcess:
     """q_sample, q_mean_variance and q_posterior_mean_variance on the fused kernel.
 
-    Needs ``self.betas`` (a 1-D float64 numpy array), as guided-diffusion's
-    ``GaussianDiffusion`` has.
+    Needs their float64 numpy tables (``sqrt_alphas_cumprod``, ``posterior_mean_coef1``, ...), as
+    guided-diffusion's and improved-diffusion's ``GaussianDiffusion`` have.
     """
 
-    def _fused_tables(self):
-        cached = getattr(self, "_fused_cache", None)
-        if cached is not None and cached[0] is self.betas:
-            return cached[1]
-        betas = np.asarray(self.betas, dtype=np.float64)
-        schedule = NoiseSchedule.from_betas(betas, name="guided_diffusion")
-        ab = schedule.alpha_bars.numpy()
-        ab_prev = np.append(1.0, ab[:-1])
-        tables = {
-            "schedule": schedule,
-            "variance": 1.0 - ab,
-            "log_variance": np.log(1.0 - ab),
-            "coef1": betas * np.sqrt(ab_prev) / (1.0 - ab),
-            "coef2": (1.0 - ab_prev) * np.sqrt(1.0 - betas) / (1.0 - ab),
-        }
-        tables["posterior_variance"] = betas * (1.0 - ab_prev) / (1.0 - ab)
-        tables["posterior_log_variance_clipped"] = np.log(
-            np.append(tables["posterior_variance"][1], tables["posterior_variance"][1:]))
-        self._fused_cache = (self.betas, tables)
-        return tables
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in _TABLES:
+            self._fused_table(name, "cpu")
+
+    def _fused_table(self, name: str, device) -> torch.Tensor:
+        """The table ``name`` (of _TABLES) as a float32 tensor on ``device``."""
+        cache = self.__dict__.setdefault("_fused_cache", {})
+        device = torch.device(device)
+        entry = cache.get(name)
+        if not torch.compiler.is_compiling():
+            source, transform = _TABLES[name]
+            array = getattr(self, source)
+            if entry is None or entry.array is not array or not np.array_equal(entry.values, array):
+                entry = cache[name] = _Converted(array, np.array(array, dtype=np.float64), {})
+            if not entry.per_device:
+                values = entry.values if transform is None else transform(entry.values)
+                with torch.inference_mode(False):
+                    entry.per_device["float64"] = torch.from_numpy(np.ascontiguousarray(values))
+        if entry is None:
+            raise RuntimeError(f"{type(self).__name__}: the {name} table was never converted; call the method once "
+                               "outside torch.compile (FusedForwardProcess.__init__ does)")
+        tensor = entry.per_device.get(device)
+        if tensor is None:
+            with torch.inference_mode(False):
+                tensor = entry.per_device[device] = entry.per_device["float64"].to(device=device, dtype=torch.float32)
+        return tensor
+
+    def _fused_expand(self, name: str, t: torch.Tensor, shape) -> torch.Tensor:
+        """Their ``_extract_into_tensor(self.<name>, t, shape)``."""
+        values = self._fused_table(name, t.device)[t]
+        return broadcast_t(values, len(shape)).expand(shape)
+
+    def _fused_sample(self, x_start, t, noise):
+        x_start = _float32_result(check_x0(x_start, "x_start"))
+        noise = check_noise(noise if noise is None else noise.to(x_start.dtype), x_start)
+        form = table_form(x_start, t, self._fused_table("sqrt_alphas_cumprod", x_start.device),
+                          self._fused_table("sqrt_one_minus_alphas_cumprod", x_start.device), noise=noise)
+        return _run(x_start, noise, form, seed=None, generator=None, return_noise=False, return_v=False,
+                    backend="auto", stream=None)
 
     def q_sample(self, x_start, t, noise=None):
         """Sample q(x_t | x_0); ``t`` is a (N,) tensor of step indices, 0 meaning one step."""
-        from ..api import q_sample
-
-        return q_sample(x_start, t, self._fused_tables()["schedule"], noise)
+        return self._fused_sample(x_start, t, noise)
 
     def q_mean_variance(self, x_start, t):
         """(mean, variance, log_variance) of q(x_t | x_0), all of x_start's shape."""
-        tables = self._fused_tables()
-        mean = self.q_sample(x_start, t, torch.zeros_like(x_start))
-        return mean, _expand(tables["variance"], t, x_start.shape), _expand(tables["log_variance"], t,
-                                                                               x_start.shape)
+        mean = self._fused_sample(x_start, t, torch.zeros_like(x_start))
+        return (mean, self._fused_expand("variance", t, x_start.shape),
+                self._fused_expand("log_one_minus_alphas_cumprod", t, x_start.shape))
 
     def q_posterior_mean_variance(self, x_start, x_t, t):
         """(posterior_mean, posterior_variance, posterior_log_variance_clipped) of q(x_{t−1} | x_t, x_0).
@@ -77,26 +119,25 @@ class FusedForwardProcess:
         The mean coef1[t]·x_start + coef2[t]·x_t is one fused pass: the noising
         kernel with x_t in the place of ε.
         """
-        tables = self._fused_tables()
         x_start = check_x0(x_start, "x_start")
         x_t = check_noise(x_t, x_start)
-        index = check_t(t, x_start, len(tables["coef1"]))
-        coef1 = torch.from_numpy(tables["coef1"])
-        coef2 = torch.from_numpy(tables["coef2"])
-
-        def kernel_tables(device):
-            return coef1.to(device=device, dtype=torch.float32), coef2.to(device=device, dtype=torch.float32)
+        dtype = torch.promote_types(torch.promote_types(x_start.dtype, x_t.dtype), torch.float32)
+        x_start, x_t = x_start.to(dtype), x_t.to(dtype)
+        device = x_start.device
+        coef1 = self._fused_table("posterior_mean_coef1", device)
+        coef2 = self._fused_table("posterior_mean_coef2", device)
+        index = check_t(t, x_start, coef1.numel(), check_range=not torch.compiler.is_compiling())
 
         def textbook(x0, xt):
-            c1 = broadcast_t(coef1.float().to(x0.device)[index.to(x0.device)], x0.ndim)
-            c2 = broadcast_t(coef2.float().to(x0.device)[index.to(x0.device)], x0.ndim)
-            return (c1 * x0.float() + c2 * xt.float()).to(x0.dtype)
+            idx = index.clamp(0, coef1.numel() - 1).to(device)
+            c1, c2 = broadcast_t(coef1[idx], x0.ndim), broadcast_t(coef2[idx], x0.ndim)
+            return (c1.to(x0.dtype) * x0 + c2.to(x0.dtype) * xt).to(x0.dtype)
 
-        form = _Form(index, kernel_tables, None, textbook, None, check_index=True)
+        form = _Form(index, lambda dev: (coef1.to(dev), coef2.to(dev)), None, textbook, None, check_index=True)
         mean = _run(x_start, x_t, form, seed=None, generator=None, return_noise=False, return_v=False,
                     backend="auto", stream=None)
-        return (mean, _expand(tables["posterior_variance"], t, x_t.shape),
-                _expand(tables["posterior_log_variance_clipped"], t, x_t.shape))
+        return (mean, self._fused_expand("posterior_variance", t, x_t.shape),
+                self._fused_expand("posterior_log_variance_clipped", t, x_t.shape))
 
 
 class GaussianDiffusionForward(FusedForwardProcess):
@@ -104,17 +145,23 @@ class GaussianDiffusionForward(FusedForwardProcess):
 
     def __init__(self, betas):
         betas = np.array(betas, dtype=np.float64)
-        if betas.ndim != 1 or not ((betas > 0).all() and (betas <= 1).all()):
-            raise ValueError("betas must be a 1-D array with values in (0, 1]")
+        if betas.ndim != 1 or betas.size == 0:
+            raise ValueError(f"betas must be a non-empty 1-D array, got shape {betas.shape}")
+        bad = np.flatnonzero(~((betas > 0) & (betas <= 1)))
+        if bad.size:
+            raise ValueError(f"betas must lie in (0, 1]; betas[{bad[0]}] = {betas[bad[0]]!r}")
         self.betas = betas
         self.num_timesteps = int(betas.shape[0])
-        tables = self._fused_tables()
-        ab = tables["schedule"].alpha_bars.numpy()
+        alphas = 1.0 - betas
+        ab = np.cumprod(alphas, axis=0)
         self.alphas_cumprod = ab
         self.alphas_cumprod_prev = np.append(1.0, ab[:-1])
         self.sqrt_alphas_cumprod = np.sqrt(ab)
         self.sqrt_one_minus_alphas_cumprod = np.sqrt(1.0 - ab)
-        self.posterior_variance = tables["posterior_variance"]
-        self.posterior_log_variance_clipped = tables["posterior_log_variance_clipped"]
-        self.posterior_mean_coef1 = tables["coef1"]
-        self.posterior_mean_coef2 = tables["coef2"]
+        self.log_one_minus_alphas_cumprod = np.log(1.0 - ab)
+        self.posterior_variance = betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - ab)
+        self.posterior_log_variance_clipped = np.log(
+            np.append(self.posterior_variance[1], self.posterior_variance[1:]))
+        self.posterior_mean_coef1 = betas * np.sqrt(self.alphas_cumprod_prev) / (1.0 - ab)
+        self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - ab)
+        super().__init__()

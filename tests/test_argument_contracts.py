@@ -1,0 +1,89 @@
+"""Arguments are read by what they mean, never by truthiness or by silently ignoring them."""
+import numpy as np
+import pytest
+import torch
+
+import diffusion_kernels as dk
+
+
+@pytest.fixture(params=["triton", "reference"])
+def backend(request, device):
+    return request.param
+
+
+@pytest.mark.parametrize("flag", [True, 1, np.bool_(True), torch.tensor(True)], ids=["True", "1", "np", "tensor"])
+def test_return_noise_given_as_any_true_value_returns_the_noise(device, backend, schedule, flag):
+    x0 = torch.randn(3, 9, device=device)
+    x_t, eps = dk.q_sample(x0, torch.tensor([1, 2, 3]), schedule, seed=5, return_noise=flag, backend=backend)
+    assert isinstance(eps, torch.Tensor) and eps.shape == x0.shape
+    torch.testing.assert_close(x_t, dk.q_sample(x0, torch.tensor([1, 2, 3]), schedule, eps, backend="reference"))
+
+
+@pytest.mark.parametrize("flag", [False, 0, np.bool_(False)], ids=["False", "0", "np"])
+def test_return_noise_false_values_return_x_t_alone(device, schedule, flag):
+    out = dk.q_sample(torch.randn(2, 4, device=device), 5, schedule, seed=1, return_noise=flag)
+    assert isinstance(out, torch.Tensor)
+
+
+@pytest.mark.parametrize("flag", ["yes", [1], 2, torch.tensor([1, 1])], ids=["str", "list", "two", "tensor2"])
+def test_return_flags_that_are_not_booleans_are_refused(device, schedule, flag):
+    with pytest.raises((TypeError, ValueError), match="return_noise"):
+        dk.q_sample(torch.randn(2, 4, device=device), 5, schedule, return_noise=flag)
+
+
+@pytest.mark.parametrize("t_value", [-1, -5, 1000, 5000])
+@pytest.mark.parametrize("form", ["int", "cpu_tensor", "device_tensor"])
+def test_unchecked_t_is_clamped_on_both_paths(device, schedule, t_value, form):
+    x0 = torch.randn(2, 6, device=device)
+    noise = torch.randn_like(x0)
+    clamped = min(max(t_value, 0), schedule.T - 1)
+    t = {"int": t_value, "cpu_tensor": torch.tensor([t_value, 3]),
+         "device_tensor": torch.tensor([t_value, 3], device=device)}[form]
+    t_clamped = clamped if form == "int" else torch.tensor([clamped, 3])
+    expected = dk.q_sample(x0, t_clamped, schedule, noise, backend="reference")
+    for backend in ("triton", "reference"):
+        torch.testing.assert_close(dk.q_sample(x0, t, schedule, noise, backend=backend, check_t=False), expected)
+        torch.testing.assert_close(dk.forward_step(x0, t, schedule, noise, backend=backend, check_t=False),
+                                   dk.forward_step(x0, t_clamped, schedule, noise, backend="reference"))
+
+
+@pytest.mark.parametrize("strength", [float("nan"), float("inf"), "0.5", None, [0.1]], ids=str)
+def test_offset_noise_must_be_a_finite_number(device, schedule, strength):
+    with pytest.raises((TypeError, ValueError), match="offset_noise"):
+        dk.q_sample(torch.randn(2, 4, device=device), 3, schedule, offset_noise=strength)
+
+
+@pytest.mark.parametrize("extra", [dict(seed=3), dict(offset_noise=0.1), dict(generator=torch.Generator())],
+                         ids=["seed", "offset_noise", "generator"])
+def test_given_noise_with_drawing_arguments_is_refused(device, schedule, extra):
+    x0 = torch.randn(2, 4, device=device)
+    with pytest.raises(ValueError, match="noise was given.*" + next(iter(extra))):
+        dk.q_sample(x0, 3, schedule, torch.randn_like(x0), **extra)
+
+
+def test_edm_sigma_beyond_float32_is_refused(device):
+    with pytest.raises(ValueError, match="EDM needs sigma"):
+        dk.edm_sample(torch.randn(2, 3, device=device), 1e39)
+
+
+@pytest.mark.parametrize("t", [-2**70, 2**70])
+def test_huge_int_t_is_named(device, schedule, t):
+    with pytest.raises(ValueError, match="outside \\[0, T\\)"):
+        dk.q_sample(torch.randn(2, 3, device=device), t, schedule)
+
+
+def test_meta_t_is_named(device, schedule):
+    with pytest.raises(ValueError, match="meta device"):
+        dk.q_sample(torch.randn(2, 3, device=device), torch.tensor([1, 2], device="meta"), schedule)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_device_seed_without_cuda_names_the_problem():
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        dk.DeviceSeed(5)
+
+
+@pytest.mark.parametrize("snapshots", [[2.5], ["3"], [None]], ids=str)
+def test_snapshot_steps_must_be_ints(device, schedule, snapshots):
+    with pytest.raises(TypeError, match="snapshot steps must be ints"):
+        dk.forward_trajectory(torch.randn(4, device=device), schedule, 5, snapshots=snapshots, seed=1)
