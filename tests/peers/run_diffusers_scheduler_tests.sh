@@ -11,7 +11,7 @@ cd "$checkout"
 for mode in stock patch classes; do
     echo "== $mode"
     if [ "$mode" = stock ]; then
-        "$python" -m pytest -q -p no:cacheprovider tests/schedulers 2>&1 | tail -4
+        "$python" -m pytest -q -p no:cacheprovider tests/schedulers 2>&1 | grep -E "^FAILED|passed|failed"
     else
         DK_FUSED=$mode "$python" -m pytest -q -p no:cacheprovider -p diffusers_fused tests/schedulers 2>&1 | tail -30
     fi
