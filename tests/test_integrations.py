@@ -212,3 +212,17 @@ def test_denoising_diffusion_pytorch_offset_noise(device):
     seed = dk.seeding.draw_seed()
     expected = dk.reference.drawn_noise(seed, x0.shape, (4, 3), offset_strength=0.1)
     assert_noise_close(noise.cpu(), expected)
+
+
+def test_denoising_diffusion_pytorch_immiscible_reorders_the_noise_first(device):
+    """Their immiscible=True reorders the noise across the batch by their noise_assignment (a linear
+    assignment of noise to samples) before the closed form; the fused q_sample does the same."""
+    module = _FusedModule(_ddp_linear(1000)).to(device)
+    module.immiscible = True
+    module.noise_assignment = lambda x_start, noise: torch.arange(noise.shape[0] - 1, -1, -1, device=noise.device)
+    x0, noise, t = _batch(device, torch.float32)
+    sa, s1 = module.sqrt_alphas_cumprod[t].reshape(4, 1, 1, 1), module.sqrt_one_minus_alphas_cumprod[t].reshape(
+        4, 1, 1, 1)
+    torch.testing.assert_close(module.q_sample(x0, t, noise), sa * x0 + s1 * noise.flip(0), rtol=2e-6, atol=2e-6)
+    with pytest.raises(ValueError, match="immiscible"):
+        module.q_sample_offset_noise(x0, t, 0.1)
