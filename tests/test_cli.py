@@ -1,6 +1,7 @@
 """The command line: validation report, exit status, one-line errors."""
 import subprocess
 import sys
+import pytest
 
 
 from diffusion_kernels import cli
@@ -37,3 +38,18 @@ def test_failed_check_gives_status_1(monkeypatch, capsys, device):
     monkeypatch.setattr(validate, "ALPHA", 1.1)  # every p-value is below: the statistical checks must fail
     assert cli.main(["validate", "--device", str(device), "--numel", "1024", "--quiet", "--dtype", "fp32"]) == 1
     assert "result : FAIL" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command,extra", [("validate", "validate"), ("figures", "figures"), ("bench", "bench")])
+def test_a_missing_extra_is_named_in_one_line(monkeypatch, capsys, command, extra):
+    import importlib.util
+
+    from diffusion_kernels import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" or
+                        name == "scipy" else real(name, *a))
+    args = [command] + (["--out", "unused"] if command == "figures" else [])
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"pip install 'diffusion-kernels[{extra}]'" in err[0]

@@ -101,3 +101,24 @@ def test_inference_tensor_alpha_bars_are_derived_and_checked_every_call():
         ab[900] = 2.0
         with pytest.raises(ValueError, match="got 2.0"):
             dk.q_sample(x0, torch.tensor([3, 900]), ab, noise)
+
+
+def test_guided_mixin_compiles_fullgraph_with_a_first_call_inside_the_graph():
+    """The mixin's tables are made in __init__, so a first call inside torch.compile traces no numpy,
+    and the posterior's t range check reads no data there."""
+    import numpy as np
+
+    from diffusion_kernels.integrations.guided_diffusion import GaussianDiffusionForward
+
+    torch._dynamo.reset()
+    diffusion = GaussianDiffusionForward(np.linspace(1e-4, 0.02, 1000))
+    x0, noise = torch.randn(3, 2, 4, 4), torch.randn(3, 2, 4, 4)
+    t = torch.tensor([0, 400, 999])
+    compiled = torch.compile(lambda x, n: (diffusion.q_sample(x, t, n), *diffusion.q_mean_variance(x, t),
+                                           *diffusion.q_posterior_mean_variance(x, n, t)),
+                             fullgraph=True, backend="aot_eager")
+    got = compiled(x0, noise)
+    expected = (diffusion.q_sample(x0, t, noise), *diffusion.q_mean_variance(x0, t),
+                *diffusion.q_posterior_mean_variance(x0, noise, t))
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b)
