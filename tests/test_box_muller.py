@@ -83,7 +83,8 @@ def emulated_gpu_math(request, monkeypatch):
     monkeypatch.setattr(libdevice, "fast_log2f", lg2, raising=False)
     monkeypatch.setattr(libdevice, "fast_cosf", lambda x: tl.cos(x) + sign * SINCOS_ABS_ERROR, raising=False)
     monkeypatch.setattr(libdevice, "fast_sinf", lambda x: tl.sin(x) + sign * SINCOS_ABS_ERROR, raising=False)
-    monkeypatch.setattr(launch, "fast_math", lambda: True)
+    for family in (launch.noising, launch.trajectory, launch.noise_mse):  # where each launcher reads it
+        monkeypatch.setattr(family, "fast_math", lambda: True)
     return sign
 
 

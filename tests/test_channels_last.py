@@ -30,7 +30,7 @@ def channels_last_launches(monkeypatch):
         answers.append(draw(*args, **kwargs))
         return answers[-1]
 
-    monkeypatch.setattr(launch, "_channels_last_draw", spy)
+    monkeypatch.setattr(launch.noising, "_channels_last_draw", spy)
     return answers
 
 

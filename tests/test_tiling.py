@@ -80,7 +80,7 @@ def test_strided_tensor_past_the_32_bit_index_goes_through_contiguous_copies(dev
     x0 = torch.randn(2, 3, 4, 5, device=device).to(memory_format=torch.channels_last)
     t = torch.tensor([10, 900])
     expected = dk.q_sample(x0.contiguous(), t, schedule, seed=3, return_noise=True, backend="triton")
-    monkeypatch.setattr(launch, "MAX_STRIDED_NUMEL", 16)
+    monkeypatch.setattr(launch.layout, "MAX_STRIDED_NUMEL", 16)
     assert launch._layout(x0.shape, [x0]) is None
     x_t, eps = dk.q_sample(x0, t, schedule, seed=3, return_noise=True, backend="triton")
     assert x_t.is_contiguous(memory_format=torch.channels_last)

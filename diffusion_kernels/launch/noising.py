@@ -1,0 +1,152 @@
+"""Launchers of the noising family (kernels/q_sample.py): out = a[t]·x0 + b[t]·ε (and v), forward
+and backward, contiguous, strided and channels-last."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .. import seeding
+from ..backend import interpreter_active, kernels_module
+from .layout import _entry, _prepare, Planes, channels_last_planes, packed, _copy_back, _MEMORY_ORDER, paired
+from .tiling import tiling, channels_last_tiling, fast_math
+from .registry import _device_guard, _launcher, _register_triton_op, _checked, seed_parts, _seed_args
+
+
+@_register_triton_op("diffusion_kernels::noise_affine", lambda x0: x0.dtype)
+def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                 c: Optional[torch.Tensor], d: Optional[torch.Tensor], noise: Optional[torch.Tensor],
+                 seed_tensor: Optional[torch.Tensor], seed_lo: int, seed_hi: int, stream: int, step: int,
+                 offset_strength: float, write_noise: bool, write_v: bool,
+                 elem_offset: int, check_t: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(out, ε, v): out = a[t]·x0 + b[t]·ε and, with ``write_v``, v = c[t]·x0 + d[t]·ε.
+
+    With ``check_t`` the kernel asserts on the device that every t lies in
+    [0, len(a)) (no host sync; a failure surfaces as CUDA's device-side assert).
+
+    ``t_rows`` is an int64 tensor of R row indices into the float32 tables,
+    R dividing x0.numel(). ε is ``noise`` or, when None, drawn from the seed
+    (``seed_tensor`` on the device, else the int32 halves). Outputs not asked
+    for come back None (0-element tensors from the registered op). Outputs keep
+    x0's memory format.
+    """
+    km = kernels_module()
+    t_rows, a, b, c, d = packed(t_rows, a, b, c, d)
+    out = torch.empty_like(x0)
+    eps = torch.empty_like(x0) if write_noise and noise is None else None
+    v = torch.empty_like(x0) if write_v else None
+    n = int(x0.numel())
+    if n > 0:
+        (x0_, noise_), (out_, eps_, v_), layout = _prepare(x0.shape, [x0, noise], [out, eps, v])
+        rows = int(t_rows.numel())
+        planes = channels_last_planes(layout, n, rows)
+        if planes is not None and noise is None:
+            if _channels_last_draw(x0_, out_, eps_, v_, planes, t_rows, a, b, c, d, seed_tensor, seed_lo, seed_hi,
+                                   stream, step, offset_strength, elem_offset, check_t):
+                return out, eps, v
+        elif planes is not None:
+            layout = _MEMORY_ORDER
+        tile = tiling(km.q_sample, n, rows, elem_offset, paired(x0, layout), not layout.contiguous)
+        s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
+        kernel, layout_args, layout_kw = _entry(layout, km.q_sample.noise_affine_fwd_kernel,
+                                                km.q_sample.noise_affine_fwd_contiguous_kernel)
+        with _device_guard(x0):
+            _launcher(kernel)[tile.grid](
+                x0_, noise_ if noise_ is not None else x0_, out_, eps_ if eps_ is not None else out_,
+                v_ if v_ is not None else out_,
+                t_rows, a, b, c if c is not None else a, d if d is not None else b, int(a.numel()),
+                *tile.row_args, elem_offset,
+                s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength, *layout_args, **layout_kw,
+                HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
+                HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
+                SOFT_BF16=interpreter_active(), FAST_MATH=fast_math(), PAIRED=paired(x0, layout),
+                num_warps=km.q_sample.NUM_WARPS, **_checked(check_t),
+            )
+        _copy_back([(out, out_), (eps, eps_), (v, v_)])
+    return out, eps, v
+
+
+@_register_triton_op("diffusion_kernels::noise_affine_backward", lambda g: torch.float32)
+def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: torch.Tensor, a: torch.Tensor,
+                          b: torch.Tensor, c: Optional[torch.Tensor], d: Optional[torch.Tensor],
+                          x0: Optional[torch.Tensor], noise: Optional[torch.Tensor],
+                          seed_tensor: Optional[torch.Tensor], seed_lo: int, seed_hi: int, stream: int, step: int,
+                          offset_strength: float, x0_dtype: Optional[torch.dtype],
+                          noise_dtype: Optional[torch.dtype], need_tables: bool,
+                          elem_offset: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(grad_x0, grad_noise, per-row sums) of out = a·x0 + b·ε and v = c·x0 + d·ε with upstream (g, gv).
+
+    grad_x0 is made when ``x0_dtype`` is given, grad_noise when ``noise_dtype``
+    is. With ``need_tables`` the (R, 4) per-row sums Σ g·x0, Σ g·ε, Σ gv·x0,
+    Σ gv·ε come back (they read ``x0`` and ``noise``, or regenerate ε from the
+    seed). What was not asked for comes back None (0-element tensors from the
+    registered op).
+    """
+    km = kernels_module()
+    t_rows, a, b, c, d = packed(t_rows, a, b, c, d)
+    gx = torch.empty_like(g, dtype=x0_dtype) if x0_dtype is not None else None
+    gn = torch.empty_like(g, dtype=noise_dtype) if noise_dtype is not None else None
+    rows = int(t_rows.numel())
+    n = int(g.numel())
+    sums = torch.zeros((rows, 4), dtype=torch.float32, device=g.device) if need_tables else None
+    if n > 0:
+        x0_in = x0 if need_tables else None
+        noise_in = noise if need_tables else None
+        (g_, gv_, x0_, noise_), (gx_, gn_), layout = _prepare(g.shape, [g, gv, x0_in, noise_in], [gx, gn])
+        if (not need_tables or noise is not None) and channels_last_planes(layout, n, rows) is not None:
+            layout = _MEMORY_ORDER
+        tile = tiling(km.q_sample, n, rows, elem_offset, paired(g, layout), not layout.contiguous)
+        partials = torch.empty((*tile.grid, 4), dtype=torch.float32, device=g.device) if need_tables else None
+        s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
+        kernel, layout_args, layout_kw = _entry(layout, km.q_sample.noise_affine_bwd_kernel,
+                                                km.q_sample.noise_affine_bwd_contiguous_kernel)
+        with _device_guard(g):
+            _launcher(kernel)[tile.grid](
+                g_, gv_ if gv_ is not None else g_, x0_ if x0_ is not None else g_,
+                noise_ if noise_ is not None else g_, gx_ if gx_ is not None else g_, gn_ if gn_ is not None else g_,
+                partials if partials is not None else a,
+                t_rows, a, b, c if c is not None else a, d if d is not None else b, int(a.numel()),
+                *tile.row_args, elem_offset,
+                s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength, *layout_args, **layout_kw,
+                HAS_NOISE=noise is not None, HAS_GV=gv is not None,
+                NEED_GX=gx is not None, NEED_GN=gn is not None, NEED_PARTIALS=need_tables,
+                HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
+                SOFT_BF16=interpreter_active(), FAST_MATH=fast_math(), PAIRED=paired(g, layout),
+                num_warps=km.q_sample.NUM_WARPS,
+            )
+        _copy_back([(gx, gx_), (gn, gn_)])
+        if need_tables:
+            sums = partials.view(rows, tile.chunks, 4).sum(dim=1)
+    return gx, gn, sums
+
+
+def _channels_last_draw(x0, out, eps, v, planes: Planes, t_rows, a, b, c, d, seed_tensor, seed_lo, seed_hi, stream,
+                        step, offset_strength, elem_offset, check_t) -> bool:
+    """Launch the channels-last drawn-noise kernel; False, launching nothing, where its tile does not
+    apply (channels_last_tiling)."""
+    km = kernels_module()
+    tile = channels_last_tiling(km.q_sample, planes, x0.element_size(), elem_offset)
+    if tile is None:
+        return False
+    C = planes.channels
+    s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
+    with _device_guard(x0):
+        _launcher(km.q_sample.noise_affine_fwd_channels_last_kernel)[tile.grid](
+            x0, out, eps if eps is not None else out, v if v is not None else out,
+            t_rows, int(t_rows.numel() > 1), a, b, c if c is not None else a, d if d is not None else b, int(a.numel()),
+            planes.plane // 4, tile.chunks, tile.divisor,
+            s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength,
+            C=C, WRITE_NOISE=eps is not None, WRITE_V=v is not None, HAS_OFFSET=offset_strength != 0.0,
+            SEED_FROM_PTR=from_ptr, BLOCK_J=tile.block // C, SOFT_BF16=interpreter_active(), FAST_MATH=fast_math(),
+            num_warps=km.q_sample.NUM_WARPS, **_checked(check_t),
+        )
+    return True
+
+
+def q_sample_forward(x0, t_rows, sqrt_ab, sqrt_1m_ab, noise=None, *, seed=0, stream: int = 0, step: int = 0,
+                     write_noise: bool = False, elem_offset: int = 0):
+    """(x_t, ε or None) for an int seed or a 1-element int64 device tensor: the common direct call."""
+    seed_tensor, lo, hi = seed_parts(seed)
+    out, eps, _ = noise_affine(x0, t_rows, sqrt_ab, sqrt_1m_ab, None, None, noise, seed_tensor, lo, hi, stream,
+                               step, 0.0, write_noise, False, elem_offset)
+    return out, (eps if write_noise and noise is None else None)

@@ -1,0 +1,127 @@
+"""The scope of a launch (device, the interpreter's turns), the seed's launch arguments, and the
+registration of launchers as ``torch.library`` ops.
+
+The two noising launchers are registered as ``torch.library.triton_op``s
+(``diffusion_kernels::noise_affine`` and ``::noise_affine_backward``) so that
+``torch.compile`` sees the Triton kernels directly (through ``wrap_triton``).
+Eager calls go straight to the Python bodies and launch the kernels directly:
+the dispatcher and the wrap_triton higher-order op cost host time a small
+batch would feel.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+# The registered launchers' annotations are evaluated in this module's namespace (infer_schema).
+from typing import Optional  # noqa: F401
+
+import torch
+
+from .. import seeding
+from ..backend import interpreter_active, triton_available
+
+
+_EMPTY = ()
+
+
+# Triton's interpreter swaps module-level functions of triton.language for its own while a
+# kernel runs and swaps them back after, so two interpreted launches at once corrupt each other
+# (errors, garbage values). Interpreted launches therefore take turns; compiled launches need no
+# lock (Triton's launch path is thread-safe once a kernel is compiled).
+_INTERPRETER_LOCK = threading.RLock()
+
+
+def _device_guard(tensor: torch.Tensor):
+    """The scope of one launch: the tensor's GPU made current (Triton launches on the current device;
+    a no-op in the usual case where it already is, which saves two device switches per call), or
+    the interpreter's lock on CPU."""
+    if tensor.device.type == "cuda" and tensor.device.index != torch.cuda.current_device():
+        return torch.cuda.device(tensor.device)
+    if tensor.device.type == "cpu":
+        return _INTERPRETER_LOCK
+    return contextlib.nullcontext()
+
+
+_op_body = threading.local()
+
+
+class _TracedInterpreterLaunch:
+    """An interpreted kernel as a registered op's body runs it: launched on real tensors; on the fake
+    tensors of tracing (opcheck, make_fx) nothing runs, as wrap_triton does for a compiled kernel: the
+    outputs were allocated by the body, and their values are not part of a trace."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            from torch._subclasses.fake_tensor import is_fake
+
+            if any(isinstance(a, torch.Tensor) and is_fake(a) for a in args):
+                return None
+            return self.kernel[grid](*args, **kwargs)
+
+        return launch
+
+
+def _launcher(kernel):
+    """The kernel wrapped for torch.compile when running as a registered op's body, else as is."""
+    if getattr(_op_body, "active", False):
+        return _TracedInterpreterLaunch(kernel) if interpreter_active() else torch.library.wrap_triton(kernel)
+    return kernel
+
+
+def _register_triton_op(name: str, placeholder_dtype):
+    """Register ``impl`` as the triton_op ``name`` (its launches then go through wrap_triton); return impl.
+
+    ``impl`` returns None for the outputs a call did not ask for; the op, whose
+    schema returns tensors, gives 0-element placeholders of dtype
+    ``placeholder_dtype(first argument)`` instead. Direct calls skip making them.
+    """
+    def register(impl):
+        @functools.wraps(impl)
+        def body(*args, **kwargs):
+            _op_body.active = True
+            try:
+                outputs = impl(*args, **kwargs)
+            finally:
+                _op_body.active = False
+            like = args[0]
+            return tuple(o if o is not None else like.new_empty(0, dtype=placeholder_dtype(like)) for o in outputs)
+
+        if triton_available():
+            if interpreter_active():
+                # Interpreted kernels are not Triton JIT functions, so wrap_triton cannot put them in a
+                # traced graph: the op is opaque to tracing instead, with the body as its fake (on fake
+                # tensors the body allocates the outputs and launches nothing).
+                torch.library.custom_op(name, body, mutates_args=_EMPTY).register_fake(body)
+            else:
+                torch.library.triton_op(name, body, mutates_args=_EMPTY)
+        return impl
+
+    return register
+
+
+# Compile options of a launch that checks t on the device: debug turns the
+# kernel's device_assert on; the overflow sanitiser debug would also add stays off.
+_CHECKED = {"debug": True, "sanitize_overflow": False}
+
+
+def _checked(check_t: bool) -> dict:
+    """The launch options for ``check_t``. Only compiled kernels take them: Triton's interpreter
+    (some versions refuse the keywords) runs assertions by its own debug setting."""
+    return _CHECKED if check_t and not interpreter_active() else {}
+
+
+def seed_parts(seed):
+    """(seed tensor or None, low half, high half) for an int seed or a 1-element int64 device tensor."""
+    if isinstance(seed, torch.Tensor):
+        return seed, 0, 0
+    return (None, *seeding.split_seed(seed))
+
+
+def _seed_args(seed_tensor, seed_lo, seed_hi, placeholder):
+    if seed_tensor is not None:
+        return 0, 0, seed_tensor, True
+    return seed_lo, seed_hi, placeholder, False

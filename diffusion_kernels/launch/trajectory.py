@@ -1,0 +1,42 @@
+"""Launcher of the fused step-by-step forward process (kernels/trajectory.py)."""
+from __future__ import annotations
+
+import torch
+
+from .. import seeding
+from ..backend import interpreter_active, kernels_module
+from .layout import packed
+from .tiling import tiling, fast_math
+from .registry import _device_guard, seed_parts, _seed_args
+
+
+def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream: int = 0, snapshot_steps=()):
+    """x_{t_end} after the steps 0 … t_end, and the snapshots at ``snapshot_steps`` (sorted, unique).
+
+    Returns (x_t_end, snapshots) where snapshots has shape (len(snapshot_steps), *x0.shape).
+    """
+    km = kernels_module()
+    sqrt_alpha, sqrt_beta = packed(sqrt_alpha, sqrt_beta)
+    src = x0.contiguous()
+    out = torch.empty_like(src)
+    snaps = torch.empty((len(snapshot_steps), *x0.shape), dtype=x0.dtype, device=x0.device)
+    n = src.numel()
+    if n == 0:
+        return out, snaps
+    snap_index = torch.full((t_end + 1,), -1, dtype=torch.int32)
+    for k, s in enumerate(snapshot_steps):
+        snap_index[s] = k
+    snap_index = snap_index.to(x0.device)
+    tile = tiling(km.trajectory, n, 1)
+    seed_tensor, lo, hi = seed_parts(seed)
+    s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, snap_index)
+    with _device_guard(x0):
+        km.trajectory.forward_trajectory_kernel[tile.grid](
+            src, out, snaps if len(snapshot_steps) else out, snap_index,
+            sqrt_alpha, sqrt_beta, t_end, *tile.row_args,
+            s_lo, s_hi, s_ptr, seeding.as_int32(stream),
+            HAS_SNAPSHOTS=len(snapshot_steps) > 0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
+            SOFT_BF16=interpreter_active(), FAST_MATH=fast_math(), PAIRED=km.trajectory.PAIRED,
+            num_warps=km.trajectory.NUM_WARPS,
+        )
+    return (out if x0.is_contiguous() else torch.empty_like(x0).copy_(out)), snaps
