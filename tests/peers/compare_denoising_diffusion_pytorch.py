@@ -20,16 +20,7 @@ import torch  # noqa: E402
 
 from diffusion_kernels.integrations.denoising_diffusion_pytorch import FusedNoising  # noqa: E402
 
-FAILURES = []
-
-
-def check(name, fused, stock, rtol=1.3e-6, atol=1e-5):
-    try:
-        torch.testing.assert_close(fused, stock, rtol=rtol, atol=atol)
-        print(f"ok    {name}")
-    except AssertionError as error:
-        FAILURES.append(name)
-        print(f"FAIL  {name}: {str(error).splitlines()[-2:]}")
+from side_by_side import FAILURES, check  # noqa: E402
 
 
 def _load(package_dir):
