@@ -9,11 +9,14 @@ BIN := $(VENV)/bin
 
 # The environment sees the system's packages, so a machine that already has torch
 # and Triton (a GPU machine) keeps them; elsewhere the CPU builds are installed.
-$(BIN)/.ready: pyproject.toml setup.py requirements-cpu.txt
+$(BIN)/.ready: pyproject.toml setup.py requirements-cpu.txt Makefile
 	$(PYTHON) -m venv --system-site-packages $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q -r requirements-cpu.txt
 	$(BIN)/pip install -q -e ".[test]"
+	# The test runners themselves go into the venv even when the system has them, so an activated
+	# venv's `pytest` runs this venv's Python.
+	$(BIN)/pip install -q --force-reinstall --no-deps pytest pytest-benchmark hypothesis
 	touch $@
 
 run: $(BIN)/.ready

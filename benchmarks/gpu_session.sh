@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
-# What a GPU machine runs, in phases each sized to fit a ten-minute call:
+# What a GPU machine runs. One lease, one command (about 8 minutes on an H200, at most 8 files):
+#
+#   RESULTS=$OUT bash benchmarks/gpu_session.sh first             # the GPU round: see first() below
+#   RESULTS=DIR bash benchmarks/gpu_session.sh first --dry-run     # the same phases on CPU (CI runs it)
+#
+# and the follow-up phases for a second lease, each sized to fit a ten-minute call:
 #
 #   bash benchmarks/gpu_session.sh tests              # the test suite on CUDA
 #   bash benchmarks/gpu_session.sh validate           # the full statistical validation
@@ -24,35 +29,36 @@ cd "$(dirname "$0")/.."
 RESULTS=${RESULTS:-benchmarks/results}
 mkdir -p "$RESULTS"
 export PYTHONUNBUFFERED=1
+PYTHON=${PYTHON:-python3}  # the machine's own Python (on the GPU machines a venv with torch and Triton)
 
 install() {
     if compgen -G ".whl/*.whl" >/dev/null; then
-        python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/dk-site .whl/*.whl
+        "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/dk-site .whl/*.whl
         export PYTHONPATH=/tmp/dk-site${PYTHONPATH:+:$PYTHONPATH}
     fi
-    python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
+    "$PYTHON" -m pip install -q --no-deps --no-build-isolation -e . || exit 1
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv \
         | tee "$RESULTS/gpu.txt"
-    python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" \
+    "$PYTHON" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" \
         | tee -a "$RESULTS/gpu.txt"
 }
 
 tests() {
-    python3 -m pytest -q tests benchmarks --benchmark-disable --device cuda -rs 2>&1 | tee "$RESULTS/cuda_tests.log"
+    "$PYTHON" -m pytest -q tests benchmarks --benchmark-disable --device cuda -rs 2>&1 | tee "$RESULTS/cuda_tests.log"
 }
 
 validate() {
-    python3 -m diffusion_kernels validate --stats --quiet 2>&1 | tee "$RESULTS/validate.log"
+    "$PYTHON" -m diffusion_kernels validate --stats --quiet 2>&1 | tee "$RESULTS/validate.log"
 }
 
 bench() {
-    python3 -m diffusion_kernels bench --out "$RESULTS" --quiet "$@" 2>&1 | tee -a "$RESULTS/bench.log"
+    "$PYTHON" -m diffusion_kernels bench --out "$RESULTS" --quiet "$@" 2>&1 | tee -a "$RESULTS/bench.log"
 }
 
 channels_last() {
     # The channels-last tile against eager, torch.compile and the copy, on 4 × 4 × H × W latents; the rows
     # join the bench record beside the contiguous ones.
-    python3 -m diffusion_kernels bench --out "$RESULTS" --quiet --layout channels_last \
+    "$PYTHON" -m diffusion_kernels bench --out "$RESULTS" --quiet --layout channels_last \
         --providers fused eager compile copy --modes xt_eps xt backward --dtype fp32 --dtype bf16 \
         --sizes 65536,16777216,67108864 2>&1 | tee -a "$RESULTS/bench.log"
 }
@@ -63,14 +69,14 @@ profile() {
     # GPU's clocks are measured as found, never locked (--clock-control none).
     ncu --clock-control none --kernel-name regex:noise_affine \
         --metrics dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__inst_issued.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,gpu__time_duration.sum \
-        python3 benchmarks/profile_calls.py 2>&1 | tee "$RESULTS/ncu.log"
+        "$PYTHON" benchmarks/profile_calls.py 2>&1 | tee "$RESULTS/ncu.log"
 }
 
 sanitize() {
     # Every kernel access in bounds, checked by memcheck over the tests of awkward shapes, layouts
     # and t values. With the caching allocator off, an access past a tensor is past its allocation.
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 3 \
-        python3 -m pytest -q tests/test_q_sample_matches_reference.py tests/test_special_values.py \
+        "$PYTHON" -m pytest -q tests/test_q_sample_matches_reference.py tests/test_special_values.py \
         tests/test_tiling.py tests/test_autograd.py --device cuda -p no:cacheprovider 2>&1 | tee "$RESULTS/memcheck.log"
 }
 
@@ -81,14 +87,101 @@ tiles() {
     local cfg
     for cfg in "512 1024 4" "512 512 4" "1024 1024 4" "1024 2048 8" "256 512 4"; do
         set -- $cfg
-        python3 -m diffusion_kernels bench --out "$RESULTS/tiles/quads$1-paired$2-warps$3" --quiet \
+        "$PYTHON" -m diffusion_kernels bench --out "$RESULTS/tiles/quads$1-paired$2-warps$3" --quiet \
             --providers fused copy --modes xt_eps xt --dtype fp32 --dtype bf16 --sizes 16777216,67108864 \
             --block-quads "$1" --block-quads-paired "$2" --num-warps "$3" 2>&1 | tee -a "$RESULTS/tiles.log"
     done
 }
 
+
+# --- the one-lease round ------------------------------------------------------------------------
+# Phases in order, each bounded by `timeout` and logging as it goes; the whole round's files are
+# gpu.txt, gpu_only_tests.log, validate.log, bench.log, the bench JSON and PNG, cuda_tests.log and
+# round.log (8). No venv, no make, no network: the package goes over the machine's torch and Triton.
+
+round_log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$RESULTS/round.log"; }
+
+phase_run() {  # phase_run NAME SECONDS LOG CMD...: the phase under timeout, its status in round.log
+    local name=$1 limit=$2 log=$3 start status
+    shift 3
+    start=$(date +%s)
+    round_log "$name: start (limit ${limit}s)"
+    timeout --kill-after=10 "$limit" "$@" > >(tee "$RESULTS/$log") 2>&1
+    status=$?
+    round_log "$name: exit $status after $(( $(date +%s) - start ))s$([ "$status" -eq 124 ] && echo ' (time limit)')"
+    return 0
+}
+
+install_in_place() {
+    # Wheels carried in .whl/ (diffusers, for its provider and tests) go to a private folder first.
+    # An editable install needs setuptools and wheel already present (--no-build-isolation, no index);
+    # where it fails the package is put on the path from a copy of the tree instead.
+    if compgen -G ".whl/*.whl" >/dev/null; then
+        "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/dk-site .whl/*.whl \
+            >> "$RESULTS/round.log" 2>&1
+        export PYTHONPATH=/tmp/dk-site${PYTHONPATH:+:$PYTHONPATH}
+    fi
+    if ! "$PYTHON" -m pip install -q --no-deps --no-build-isolation -e . >> "$RESULTS/round.log" 2>&1; then
+        rm -rf /tmp/dk-path && mkdir -p /tmp/dk-path
+        cp -r diffusion_kernels /tmp/dk-path/ && cp -r kernels /tmp/dk-path/diffusion_kernels/kernels
+        export PYTHONPATH=/tmp/dk-path${PYTHONPATH:+:$PYTHONPATH}
+        round_log "install: editable install failed; using the tree from PYTHONPATH=/tmp/dk-path"
+    fi
+}
+
+environment() {
+    { date -u +"date %Y-%m-%dT%H:%M:%SZ"
+      if [ "$DRY_RUN" = 1 ]; then echo "dry run on CPU: $(uname -m), $(nproc) cores"
+      else nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>&1 \
+          || rocm-smi --showproductname 2>&1; fi
+      "$PYTHON" -c "import sys, torch, triton, numpy; print('python', sys.version.split()[0], 'torch', torch.__version__,
+'triton', triton.__version__, 'numpy', numpy.__version__, 'cuda', torch.version.cuda, 'hip', torch.version.hip)
+try:
+    import diffusers; print('diffusers', diffusers.__version__)
+except ImportError:
+    print('diffusers not installed: the diffusers provider and tests are skipped')
+import diffusion_kernels; print('diffusion_kernels from', diffusion_kernels.__file__)"
+    } 2>&1 | tee "$RESULTS/gpu.txt"
+}
+
+first() {
+    DRY_RUN=0
+    [ "${1:-}" = "--dry-run" ] && DRY_RUN=1
+    local device=cuda sizes=16M,64M validate_args=(--stats) xdist=() suite=(tests benchmarks)
+    if [ "$DRY_RUN" = 1 ]; then
+        # The same phases, files and order on CPU through Triton's interpreter, at toy sizes.
+        export TRITON_INTERPRET=1
+        device=cpu sizes=4K,16K validate_args=(--numel 4K --dtype fp32,bf16)
+        suite=(tests/test_seeding.py tests/test_noise_stream.py)
+    fi
+    : > "$RESULTS/round.log"
+    round_log "round: $([ "$DRY_RUN" = 1 ] && echo 'dry run on CPU' || echo GPU); results in $RESULTS"
+    install_in_place
+    environment
+    # What only a GPU runs: compiled steps, opcheck, device-side checks, CUDA graphs, GPU generators,
+    # the hardware Box–Muller's accuracy (marked gpu in the suite).
+    phase_run gpu_only_tests 120 gpu_only_tests.log "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu -rs \
+        --device "$device" tests
+    phase_run validate 90 validate.log "$PYTHON" -m diffusion_kernels validate --device "$device" --quiet \
+        "${validate_args[@]}"
+    # Every provider, float32 and bfloat16; the JSON is rewritten after each size and dtype.
+    phase_run bench 210 bench.log "$PYTHON" -m diffusion_kernels bench --device "$device" --out "$RESULTS" \
+        --quiet --dtype fp32,bf16 --sizes "$sizes"
+    "$PYTHON" -c "import xdist" 2>/dev/null && [ "$DRY_RUN" = 0 ] && xdist=(-n 8)
+    local left=$(( 470 - $(date +%s) + ROUND_START ))
+    [ "$left" -lt 30 ] && left=30
+    phase_run cuda_tests "$left" cuda_tests.log "$PYTHON" -m pytest -q -p no:cacheprovider --benchmark-disable \
+        --device "$device" "${xdist[@]}" "${suite[@]}"
+    round_log "round: done; $(ls "$RESULTS" | wc -l) files"
+}
+
 phase=${1:-all}
 shift || true
+ROUND_START=$(date +%s)
+if [ "$phase" = first ]; then
+    first "$@"
+    exit 0
+fi
 install
 case "$phase" in
     tests) tests ;;
@@ -99,6 +192,6 @@ case "$phase" in
     sanitize) sanitize ;;
     tiles) tiles ;;
     all) tests; validate; bench "$@"; channels_last; profile; sanitize; tiles ;;
-    *) echo "unknown phase '$phase': tests, validate, bench, channels_last, profile, sanitize, tiles or all" >&2
+    *) echo "unknown phase '$phase': first, tests, validate, bench, channels_last, profile, sanitize, tiles or all" >&2
        exit 2 ;;
 esac

@@ -101,7 +101,7 @@ def check_t(t, x0: torch.Tensor, T: int, *, check_range: bool = True) -> torch.T
 
     The range [0, T) is checked here for ints and CPU tensors. A GPU tensor is
     not read back (that would stall the host on every call): the kernel checks
-    it on the device when the caller asks (``_Form.check_index``).
+    it on the device when the caller asks (``Form.check_index``).
     """
     if isinstance(t, torch.Tensor):
         if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():

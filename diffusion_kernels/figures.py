@@ -65,12 +65,19 @@ def schedule_curves(out: Path) -> Path:
     """ᾱ_t and log-SNR of every built-in schedule, with the 50 % signal line."""
     plt = _pyplot()
     fig, (ax_ab, ax_snr) = plt.subplots(1, 2, figsize=(13, 4.2))
+    colours = {}
     for name, sched in builtin_schedules().items():
-        style = "--" if "zero" in name else "-"
-        ax_ab.plot(sched.alpha_bars.numpy(), style, label=name)
+        # A zero-terminal-SNR variant follows its base schedule until the last steps: the base is drawn
+        # wide and pale, the variant thin and dashed in the same colour on top, so both stay visible.
+        base = name.split(",")[0]
+        variant = base != name
+        colour = colours.setdefault(base, f"C{len(colours)}")
+        style = dict(color=colour, linestyle="--", linewidth=1.4) if variant else \
+            dict(color=colour, linewidth=3.2, alpha=0.55)
+        ax_ab.plot(sched.alpha_bars.numpy(), label=name, **style)
         snr = sched.snr.numpy()
         with np.errstate(divide="ignore"):
-            ax_snr.plot(np.log(snr), style, label=name)
+            ax_snr.plot(np.log(snr), label=name, **style)
     ax_ab.axhline(0.5, color="r", linestyle="--", alpha=0.5, label="50% signal")
     ax_ab.set(xlabel="time step t", ylabel="ᾱ_t", title="Signal remaining, ᾱ_t")
     ax_snr.set(xlabel="time step t", ylabel="log SNR = log(ᾱ / (1 − ᾱ))", title="Log signal-to-noise ratio")
@@ -95,7 +102,13 @@ def noising_strip(out: Path, image: torch.Tensor, schedule: NoiseSchedule, *, de
 def noising_two_rows(out: Path, pair: torch.Tensor, schedule: NoiseSchedule, *, device, dtype, seed: int) -> Path:
     """Two images, each from clean to pure noise."""
     plt = _pyplot()
-    fig, axes = plt.subplots(2, len(ROW_STEPS), figsize=(2.0 * len(ROW_STEPS), 4.6))
+    # The figure is as tall as two rows of panels of the images' own aspect plus their titles, so no
+    # band of empty space opens between the rows.
+    width = 1.6
+    height = 0.94 * width * pair.shape[-2] / pair.shape[-1]  # 0.94: the panels share the width with gaps
+    fig, axes = plt.subplots(2, len(ROW_STEPS), figsize=(width * len(ROW_STEPS), 2 * (height + 0.35) + 0.4),
+                             gridspec_kw=dict(left=0.005, right=0.995, bottom=0.01, top=0.86, wspace=0.06,
+                                              hspace=0.3))
     t = torch.tensor(ROW_STEPS)
     for row, image in enumerate(pair[:2]):
         x0 = image.to(device=device, dtype=dtype).expand(len(ROW_STEPS), *image.shape)
@@ -204,9 +217,10 @@ def make_all(out, *, device="cpu", dtype=torch.float32, seed: int = 0, images_pa
     from tqdm.auto import tqdm
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     schedule = NoiseSchedule.linear()
+    # The images first: a bad --images path fails before anything is written.
     photos = image_sets.load_images(images_path) if images_path is not None else image_sets.photos()
+    out.mkdir(parents=True, exist_ok=True)
     pair = photos if photos.shape[0] >= 2 else photos.repeat(2, 1, 1, 1)
     digits = image_sets.digits(64)
     kw = dict(device=device, dtype=dtype, seed=seed)

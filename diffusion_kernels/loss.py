@@ -5,7 +5,7 @@ import torch
 
 from . import backend as backends
 from . import checks, launch
-from .api import NoiseHandle
+from .runner import NoiseHandle
 
 
 class NoiseMSE(torch.autograd.Function):

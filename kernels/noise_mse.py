@@ -32,12 +32,12 @@ def noise_mse_fwd_kernel(
     seed_lo, seed_hi, seed_ptr, stream, offset_strength,
     z1, z2, z3, z4, d1, d2, d3, d4, ps0, ps1, ps2, ps3, ps4,
     NDIM: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
-    FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
+    MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
     pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, 0, BLOCK)
     pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-    eps = draw_noise(seed, first_quad, stream, 0, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET, FAST_MATH)
+    eps = draw_noise(seed, first_quad, stream, 0, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET, MATH)
     pred = tl.load(pred_ptr + strided_offset(pos, NDIM, ps0, ps1, ps2, ps3, ps4),
                    mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
     diff = tl.where(mask, pred - eps, 0.0)
@@ -51,13 +51,13 @@ def noise_mse_bwd_kernel(
     seed_lo, seed_hi, seed_ptr, stream, offset_strength,
     z1, z2, z3, z4, d1, d2, d3, d4, ps0, ps1, ps2, ps3, ps4, gs0, gs1, gs2, gs3, gs4,
     NDIM: tl.constexpr, SHARED_LAYOUT: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
-    BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
+    BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
     """grad = 2·scale·upstream·(prediction − ε); the upstream gradient is read on the device (no sync)."""
     pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, 0, BLOCK)
     pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-    eps = draw_noise(seed, first_quad, stream, 0, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET, FAST_MATH)
+    eps = draw_noise(seed, first_quad, stream, 0, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET, MATH)
     pred_off = strided_offset(pos, NDIM, ps0, ps1, ps2, ps3, ps4)
     pred = tl.load(pred_ptr + pred_off, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
     factor = 2.0 * scale * tl.load(upstream_ptr).to(tl.float32)
@@ -73,12 +73,12 @@ def noise_mse_fwd_channels_last_kernel(
     plane_quads, chunks_per_row, row_divisor,
     seed_lo, seed_hi, seed_ptr, stream, offset_strength,
     C: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK_J: tl.constexpr,
-    FAST_MATH: tl.constexpr,
+    MATH: tl.constexpr,
 ):
     pid, sample, j0, offset, mask = channels_last_tile(plane_quads, chunks_per_row, row_divisor, C, BLOCK_J)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
     eps = channels_last_noise(seed, sample, sample * t_stride, j0, plane_quads, stream, 0, offset_strength, C,
-                              BLOCK_J, HAS_OFFSET, FAST_MATH)
+                              BLOCK_J, HAS_OFFSET, MATH)
     pred = tl.load(pred_ptr + offset, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
     diff = tl.where(mask, pred - eps, 0.0)
     tl.store(partial_ptr + pid, tl.sum(diff * diff, axis=0))
@@ -90,12 +90,12 @@ def noise_mse_bwd_channels_last_kernel(
     plane_quads, chunks_per_row, row_divisor,
     seed_lo, seed_hi, seed_ptr, stream, offset_strength,
     C: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK_J: tl.constexpr,
-    SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr,
+    SOFT_BF16: tl.constexpr, MATH: tl.constexpr,
 ):
     pid, sample, j0, offset, mask = channels_last_tile(plane_quads, chunks_per_row, row_divisor, C, BLOCK_J)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
     eps = channels_last_noise(seed, sample, sample * t_stride, j0, plane_quads, stream, 0, offset_strength, C,
-                              BLOCK_J, HAS_OFFSET, FAST_MATH)
+                              BLOCK_J, HAS_OFFSET, MATH)
     pred = tl.load(pred_ptr + offset, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
     factor = 2.0 * scale * tl.load(upstream_ptr).to(tl.float32)
     tl.store(grad_ptr + offset, to_output(factor * (pred - eps), grad_ptr.dtype.element_ty, SOFT_BF16), mask=mask)

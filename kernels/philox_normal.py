@@ -60,14 +60,15 @@ def philox4x32(seed, c0, c1, c2, c3):
 # bits of r1, u2 = k * 2**-24 in [0, 1), and is centred to [-pi, pi) where
 # sin/cos are accurate without a long argument reduction.
 #
-# FAST_MATH (every GPU launch) uses the hardware approximations sin.approx,
-# cos.approx and lg2.approx: one special-function instruction each instead of
-# the math library's polynomial and range-reduction code, which would make a
-# bf16 kernel bound by instruction issue rather than memory. Their constants
-# are folded to one instruction each: -2 ln(u1) = lg2(u1) * (-2 ln 2), and
+# MATH picks the special functions per target (diffusion_kernels.launch.tiling.math_mode):
+#
+# MATH_NVIDIA uses the hardware approximations sin.approx, cos.approx and
+# lg2.approx: one special-function instruction each instead of the math
+# library's polynomial and range-reduction code, which would make a bf16
+# kernel bound by instruction issue rather than memory. Their constants are
+# folded to one instruction each: -2 ln(u1) = lg2(u1) * (-2 ln 2), and
 # theta = k * (2 pi 2**-24) - pi in one FMA, which rounds once where the
 # library path rounds twice (a difference of an ulp of theta).
-#
 # Accuracy against the math library: sin/cos.approx are within 2**-20.9
 # absolute in [-pi, pi), ~3e-6 on a normal after the radius (at most 5.77).
 # lg2.approx is within 2**-22 absolute on [0.5, 2], which is no relative
@@ -76,8 +77,25 @@ def philox4x32(seed, c0, c1, c2, c3):
 # w = u1 - 1 (exact there), from its series -2w + w**2 - (2/3)w**3 (truncation
 # 2**-33); elsewhere r**2 >= 2**-7 and lg2's error moves the radius by at most
 # ~2e-6. A normal is thus within ~5e-6 of the math-library value
-# (diffusion_kernels.tolerances.NOISE_ATOL = 1e-5). Triton's CPU interpreter
-# has no such instructions and runs the library path.
+# (diffusion_kernels.tolerances.NOISE_ATOL = 1e-5).
+#
+# MATH_POLY (AMD GPUs) builds log, sin and cos from float32 multiply-adds, so
+# its accuracy depends on no vendor's instruction error bound and the CPU
+# suite checks it exhaustively: Triton's AMD libdevice has no fast_log2f /
+# fast_sinf / fast_cosf, and its accurate sin/cos cost ~300 instructions each.
+# ln u1 = e ln 2 + 2 atanh(f / (2 + f)) with u1 = (1 + f) 2**e, 1 + f in
+# [sqrt(1/2), sqrt(2)) (the atanh series to s**9, |s| <= 0.172: truncation
+# < 1e-9, and relative accuracy kept as u1 -> 1, where e = 0 and f = u1 - 1
+# exactly). sin and cos of theta = 2 pi r, r = u2 - 1/2, by quadrant,
+# q = round(4r), and Taylor polynomials of x = 2 pi (r - q/4) in
+# [-pi/4, pi/4] (to x**9 and x**10: truncation < 2e-9); r and r - q/4 are
+# exact. About 40 instructions per pair, every one a full-rate ALU op.
+#
+# MATH_LIBRARY (Triton's CPU interpreter, which has none of the instructions)
+# runs the math library's functions.
+MATH_LIBRARY = tl.constexpr(0)
+MATH_NVIDIA = tl.constexpr(1)
+MATH_POLY = tl.constexpr(2)
 ONE_BITS = tl.constexpr(0x3F800000)
 ONE_MINUS_TWO_POW_M24 = tl.constexpr(0.99999994039535522)
 TWO_POW_M24 = tl.constexpr(5.9604644775390625e-08)
@@ -85,19 +103,59 @@ TWO_PI = tl.constexpr(6.283185307179586)
 TWO_PI_POW_M24 = tl.constexpr(6.283185307179586 * 5.9604644775390625e-08)
 PI = tl.constexpr(3.141592653589793)
 MINUS_TWO_LN2 = tl.constexpr(-1.3862943611198906)
+LN2 = tl.constexpr(0.6931471805599453)
+SQRT2_BITS = tl.constexpr(0x3FB504F3)  # the float32 just below sqrt(2)
 SERIES_BELOW = tl.constexpr(-0.00390625)  # -2**-8: w above it takes the series
 
 
 @triton.jit
-def box_muller(ra, rb, FAST_MATH: tl.constexpr):
+def ln_poly(u):
+    """ln u for a normal float32 u > 0 from multiply-adds (MATH_POLY)."""
+    bits = u.to(tl.int32, bitcast=True)
+    e = (bits >> 23) - 127
+    m_bits = (bits & 0x7FFFFF) | ONE_BITS  # u = m 2**e, m in [1, 2)
+    high = m_bits > SQRT2_BITS  # m > sqrt(2): take m / 2 (exact) and e + 1
+    m_bits = tl.where(high, m_bits - 0x800000, m_bits)
+    e = tl.where(high, e + 1, e)
+    f = m_bits.to(tl.float32, bitcast=True) - 1.0  # exact (Sterbenz)
+    s = f / (f + 2.0)
+    s2 = s * s
+    # 2 atanh(s) = s (2 + 2/3 s**2 + 2/5 s**4 + 2/7 s**6 + 2/9 s**8)
+    p = tl.fma(tl.fma(tl.fma(tl.fma(s2, 2.0 / 9.0, 2.0 / 7.0), s2, 2.0 / 5.0), s2, 2.0 / 3.0), s2, 2.0)
+    return tl.fma(e.to(tl.float32), LN2, s * p)
+
+
+@triton.jit
+def cos_sin_poly(rb):
+    """cos and sin of theta = 2 pi (k 2**-24 - 1/2), k = rb >> 8, from multiply-adds (MATH_POLY)."""
+    r = (rb >> 8).to(tl.float32) * TWO_POW_M24 - 0.5
+    q = tl.floor(tl.fma(r, 4.0, 0.5))  # nearest quarter turn, in -2 … 2
+    x = (r - q * 0.25) * TWO_PI  # in [-pi/4, pi/4]
+    x2 = x * x
+    s = tl.fma(x2 * x, tl.fma(tl.fma(tl.fma(x2, 1.0 / 362880.0, -1.0 / 5040.0), x2, 1.0 / 120.0), x2,
+                              -1.0 / 6.0), x)
+    c = tl.fma(tl.fma(tl.fma(tl.fma(tl.fma(x2, -1.0 / 3628800.0, 1.0 / 40320.0), x2, -1.0 / 720.0), x2,
+                             1.0 / 24.0), x2, -0.5), x2, 1.0)
+    quarter = q.to(tl.int32) & 3  # theta = x + quarter · pi/2
+    cos_t = tl.where(quarter == 0, c, tl.where(quarter == 1, -s, tl.where(quarter == 2, -c, s)))
+    sin_t = tl.where(quarter == 0, s, tl.where(quarter == 1, c, tl.where(quarter == 2, -s, -c)))
+    return cos_t, sin_t
+
+
+@triton.jit
+def box_muller(ra, rb, MATH: tl.constexpr):
     """Two independent N(0, 1) from two uint32 blocks."""
     u1 = ((ra >> 9) + ONE_BITS).to(tl.float32, bitcast=True) - ONE_MINUS_TWO_POW_M24
-    if FAST_MATH:
+    if MATH == MATH_NVIDIA:
         theta = tl.fma((rb >> 8).to(tl.float32), TWO_PI_POW_M24, -PI)
         w = u1 - 1.0
         series = tl.fma(tl.fma(w, -2.0 / 3.0, 1.0), w, -2.0) * w
         radius = tl.sqrt(tl.where(w > SERIES_BELOW, series, libdevice.fast_log2f(u1) * MINUS_TWO_LN2))
         return radius * libdevice.fast_cosf(theta), radius * libdevice.fast_sinf(theta)
+    elif MATH == MATH_POLY:
+        radius = tl.sqrt(-2.0 * ln_poly(u1))
+        cos_t, sin_t = cos_sin_poly(rb)
+        return radius * cos_t, radius * sin_t
     else:
         theta = (rb >> 8).to(tl.float32) * TWO_POW_M24 * TWO_PI - PI
         radius = tl.sqrt(-2.0 * tl.log(u1))
@@ -122,7 +180,7 @@ def load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR: tl.constexpr):
 
 
 @triton.jit
-def quad_normals(seed, quad, stream, step, FAST_MATH: tl.constexpr):
+def quad_normals(seed, quad, stream, step, MATH: tl.constexpr):
     """The four normals of each quad in ``quad`` (an int64 block) for a uint64 ``seed``."""
     c0 = (quad & 0xFFFFFFFF).to(tl.uint32)
     c1 = (quad >> 32).to(tl.uint32)
@@ -131,14 +189,14 @@ def quad_normals(seed, quad, stream, step, FAST_MATH: tl.constexpr):
     c2 = (zero + stream).to(tl.uint32, bitcast=True)
     c3 = (zero + step).to(tl.uint32, bitcast=True)
     r0, r1, r2, r3 = philox4x32(seed, c0, c1, c2, c3)
-    n0, n1 = box_muller(r0, r1, FAST_MATH)
-    n2, n3 = box_muller(r2, r3, FAST_MATH)
+    n0, n1 = box_muller(r0, r1, MATH)
+    n2, n3 = box_muller(r2, r3, MATH)
     return n0, n1, n2, n3
 
 
 @triton.jit
 def tile_normals(seed, first_quad, stream, step, BLOCK: tl.constexpr, PAIRED: tl.constexpr,
-                 FAST_MATH: tl.constexpr):
+                 MATH: tl.constexpr):
     """The 4·BLOCK normals of quads first_quad … first_quad + BLOCK − 1, element 4·q + k = lane k of quad q.
 
     The tile is assembled with joins, so every value stays in the registers of
@@ -148,14 +206,14 @@ def tile_normals(seed, first_quad, stream, step, BLOCK: tl.constexpr, PAIRED: tl
     """
     if PAIRED:
         even = first_quad + 2 * tl.arange(0, BLOCK // 2).to(tl.int64)
-        e0, e1, e2, e3 = quad_normals(seed, even, stream, step, FAST_MATH)
-        o0, o1, o2, o3 = quad_normals(seed, even + 1, stream, step, FAST_MATH)
+        e0, e1, e2, e3 = quad_normals(seed, even, stream, step, MATH)
+        o0, o1, o2, o3 = quad_normals(seed, even + 1, stream, step, MATH)
         # Minor dims, innermost last: (quad of the pair, lane // 2, lane % 2).
         tile = tl.join(tl.join(tl.join(e0, o0), tl.join(e2, o2)), tl.join(tl.join(e1, o1), tl.join(e3, o3)))
         return tl.reshape(tile, [4 * BLOCK])
     else:
         quad = first_quad + tl.arange(0, BLOCK).to(tl.int64)
-        n0, n1, n2, n3 = quad_normals(seed, quad, stream, step, FAST_MATH)
+        n0, n1, n2, n3 = quad_normals(seed, quad, stream, step, MATH)
         return tl.interleave(tl.interleave(n0, n2), tl.interleave(n1, n3))
 
 
@@ -165,11 +223,11 @@ OFFSET_STEP = tl.constexpr(-1)
 
 
 @triton.jit
-def row_offset_normal(seed, row, stream, FAST_MATH: tl.constexpr):
+def row_offset_normal(seed, row, stream, MATH: tl.constexpr):
     """The offset-noise normal of ``row`` (a scalar): element ``row`` of the stream's OFFSET_STEP
     subsequence, i.e. lane row % 4 of quad row // 4."""
     rq = row // 4 + tl.zeros([1], dtype=tl.int64)
-    o0, o1, o2, o3 = quad_normals(seed, rq, stream, OFFSET_STEP, FAST_MATH)
+    o0, o1, o2, o3 = quad_normals(seed, rq, stream, OFFSET_STEP, MATH)
     r = row % 4
     off = tl.where(r == 0, o0, tl.where(r == 1, o1, tl.where(r == 2, o2, o3)))
     return tl.sum(off, axis=0)
@@ -177,17 +235,17 @@ def row_offset_normal(seed, row, stream, FAST_MATH: tl.constexpr):
 
 @triton.jit
 def draw_noise(seed, first_quad, stream, step, row, offset_strength, BLOCK: tl.constexpr, PAIRED: tl.constexpr,
-               HAS_OFFSET: tl.constexpr, FAST_MATH: tl.constexpr):
+               HAS_OFFSET: tl.constexpr, MATH: tl.constexpr):
     """ε of the tile starting at first_quad; with HAS_OFFSET plus offset_strength × one normal per row."""
-    eps = tile_normals(seed, first_quad, stream, step, BLOCK, PAIRED, FAST_MATH)
+    eps = tile_normals(seed, first_quad, stream, step, BLOCK, PAIRED, MATH)
     if HAS_OFFSET:
-        eps = eps + offset_strength * row_offset_normal(seed, row, stream, FAST_MATH)
+        eps = eps + offset_strength * row_offset_normal(seed, row, stream, MATH)
     return eps
 
 
 @triton.jit
 def channels_last_normals(seed, sample, j0, plane_quads, stream, step, C: tl.constexpr, BLOCK_J: tl.constexpr,
-                          FAST_MATH: tl.constexpr):
+                          MATH: tl.constexpr):
     """ε of a channels-last tile (tiles.channels_last_tile), in memory order.
 
     Logical (N, C, P) stored as (N, P, C): quad column j of channel c of a
@@ -200,7 +258,7 @@ def channels_last_normals(seed, sample, j0, plane_quads, stream, step, C: tl.con
     j = j0 + tl.arange(0, BLOCK_J).to(tl.int64)
     c = tl.arange(0, C).to(tl.int64)
     quad = (sample * C + c[None, :]) * plane_quads + j[:, None]
-    n0, n1, n2, n3 = quad_normals(seed, quad, stream, step, FAST_MATH)
+    n0, n1, n2, n3 = quad_normals(seed, quad, stream, step, MATH)
     # Minor dims (lane // 2, lane % 2): lane k of quad (j, c) at [j, c, k].
     tile = tl.reshape(tl.join(tl.join(n0, n2), tl.join(n1, n3)), [BLOCK_J, C, 4])
     return tl.reshape(tl.permute(tile, (0, 2, 1)), [4 * C * BLOCK_J])
@@ -208,10 +266,10 @@ def channels_last_normals(seed, sample, j0, plane_quads, stream, step, C: tl.con
 
 @triton.jit
 def channels_last_noise(seed, sample, row, j0, plane_quads, stream, step, offset_strength, C: tl.constexpr,
-                        BLOCK_J: tl.constexpr, HAS_OFFSET: tl.constexpr, FAST_MATH: tl.constexpr):
+                        BLOCK_J: tl.constexpr, HAS_OFFSET: tl.constexpr, MATH: tl.constexpr):
     """draw_noise for a channels-last tile: its ε in memory order; with HAS_OFFSET plus
     offset_strength × the offset normal of ``row`` (the sample's entry of t)."""
-    eps = channels_last_normals(seed, sample, j0, plane_quads, stream, step, C, BLOCK_J, FAST_MATH)
+    eps = channels_last_normals(seed, sample, j0, plane_quads, stream, step, C, BLOCK_J, MATH)
     if HAS_OFFSET:
-        eps = eps + offset_strength * row_offset_normal(seed, row, stream, FAST_MATH)
+        eps = eps + offset_strength * row_offset_normal(seed, row, stream, MATH)
     return eps

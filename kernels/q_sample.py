@@ -60,7 +60,7 @@ def noise_affine_fwd_kernel(
     vs0, vs1, vs2, vs3, vs4,
     NDIM: tl.constexpr, SHARED_LAYOUT: tl.constexpr, HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr,
     WRITE_V: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
-    SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
+    SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
     pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, elem_offset, BLOCK)
     pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
@@ -79,7 +79,7 @@ def noise_affine_fwd_kernel(
     else:
         seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
         eps = draw_noise(seed, first_quad, stream, step, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET,
-                         FAST_MATH)
+                         MATH)
 
     tl.store(
         out_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, os0, os1, os2, os3, os4),
@@ -114,7 +114,7 @@ def noise_affine_bwd_kernel(
     NDIM: tl.constexpr, SHARED_LAYOUT: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_GV: tl.constexpr,
     NEED_GX: tl.constexpr, NEED_GN: tl.constexpr, NEED_PARTIALS: tl.constexpr,
     HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
-    SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
+    SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
     """Gradients of (out, v) with upstream (g, gv).
 
@@ -166,7 +166,7 @@ def noise_affine_bwd_kernel(
         else:
             seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
             eps = draw_noise(seed, first_quad, stream, step, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET,
-                         FAST_MATH)
+                         MATH)
             eps = tl.where(mask, eps, 0.0)
         tl.store(partial_ptr + pid * 4, tl.sum(g * x0, axis=0))
         tl.store(partial_ptr + pid * 4 + 1, tl.sum(g * eps, axis=0))
@@ -191,13 +191,13 @@ def noise_affine_fwd_contiguous_kernel(
     seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
     HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr, WRITE_V: tl.constexpr,
     HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
-    SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
+    SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
     noise_affine_fwd_kernel(
         x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr, t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
         row_len, chunks_per_row, row_divisor, elem_offset, seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
         1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0,
-        1, True, HAS_NOISE, WRITE_NOISE, WRITE_V, HAS_OFFSET, SEED_FROM_PTR, BLOCK, SOFT_BF16, FAST_MATH, PAIRED,
+        1, True, HAS_NOISE, WRITE_NOISE, WRITE_V, HAS_OFFSET, SEED_FROM_PTR, BLOCK, SOFT_BF16, MATH, PAIRED,
     )
 
 
@@ -210,7 +210,7 @@ def noise_affine_bwd_contiguous_kernel(
     HAS_NOISE: tl.constexpr, HAS_GV: tl.constexpr,
     NEED_GX: tl.constexpr, NEED_GN: tl.constexpr, NEED_PARTIALS: tl.constexpr,
     HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
-    SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
+    SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
     noise_affine_bwd_kernel(
         g_ptr, gv_ptr, x0_ptr, noise_ptr, gx_ptr, gn_ptr, partial_ptr, t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
@@ -218,7 +218,7 @@ def noise_affine_bwd_contiguous_kernel(
         1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0,
         1, 0, 0, 0, 0,
         1, True, HAS_NOISE, HAS_GV, NEED_GX, NEED_GN, NEED_PARTIALS, HAS_OFFSET, SEED_FROM_PTR, BLOCK, SOFT_BF16,
-        FAST_MATH, PAIRED,
+        MATH, PAIRED,
     )
 
 
@@ -237,7 +237,7 @@ def noise_affine_fwd_channels_last_kernel(
     plane_quads, chunks_per_row, row_divisor,
     seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
     C: tl.constexpr, WRITE_NOISE: tl.constexpr, WRITE_V: tl.constexpr, HAS_OFFSET: tl.constexpr,
-    SEED_FROM_PTR: tl.constexpr, BLOCK_J: tl.constexpr, SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr,
+    SEED_FROM_PTR: tl.constexpr, BLOCK_J: tl.constexpr, SOFT_BF16: tl.constexpr, MATH: tl.constexpr,
 ):
     """noise_affine_fwd_kernel with drawn ε for a channels-last layout; ``t_stride`` is 1 for a t per
     sample and 0 for one t (its row then serves every sample)."""
@@ -247,7 +247,7 @@ def noise_affine_fwd_channels_last_kernel(
     x0 = tl.load(x0_ptr + offset, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
     eps = channels_last_noise(seed, sample, row, j0, plane_quads, stream, step, offset_strength, C, BLOCK_J,
-                              HAS_OFFSET, FAST_MATH)
+                              HAS_OFFSET, MATH)
     tl.store(out_ptr + offset, to_output(a * x0 + b * eps, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask)
     if WRITE_NOISE:
         tl.store(eps_ptr + offset, to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16), mask=mask)

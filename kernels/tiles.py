@@ -161,3 +161,12 @@ def row_coefficients(t_ptr, a_ptr, b_ptr, row, T):
     a = tl.load(a_ptr + tidx).to(tl.float32)
     b = tl.load(b_ptr + tidx).to(tl.float32)
     return a, b
+
+
+# Every kernel's NUM_WARPS counts NVIDIA warps of 32 lanes. An AMD wavefront has
+# 64 lanes, so an AMD launch takes NUM_WARPS * 32 // AMD_WAVEFRONT wavefronts: the
+# same threads per program, each drawing the same quads with the same
+# instructions per element, and the register budget per thread that the NVIDIA
+# tiles were sized for fits AMD's too (CDNA's 512 VGPRs per lane per SIMD give 4
+# waves per SIMD at up to 128; tests/gpu_compile_check.py gfx942 reports them).
+AMD_WAVEFRONT = 64

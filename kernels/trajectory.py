@@ -32,7 +32,7 @@ def forward_trajectory_kernel(
     sqrt_alpha_ptr, sqrt_beta_ptr, t_end, numel, chunks, row_divisor,
     seed_lo, seed_hi, seed_ptr, stream,
     HAS_SNAPSHOTS: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
-    BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr, FAST_MATH: tl.constexpr, PAIRED: tl.constexpr,
+    BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr,
 ):
     # One row (the whole contiguous tensor): t_end is shared by every element.
     pid, row, first_quad, idx, mask = row_tile(numel, chunks, row_divisor, 0, BLOCK)
@@ -45,7 +45,7 @@ def forward_trajectory_kernel(
     while s <= t_end:
         a = tl.load(sqrt_alpha_ptr + s)
         b = tl.load(sqrt_beta_ptr + s)
-        x = a * x + b * tile_normals(seed, first_quad, stream, s, BLOCK, PAIRED, FAST_MATH)
+        x = a * x + b * tile_normals(seed, first_quad, stream, s, BLOCK, PAIRED, MATH)
         if HAS_SNAPSHOTS:
             # k = the snapshot slot of step s, or -1: a predicated store, no branch.
             # The test is made per element (idx * 0 + k): Triton 3.9's interpreter types a block mask

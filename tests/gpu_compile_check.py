@@ -1,22 +1,27 @@
-"""Compile every kernel variant the launchers issue to CUDA code for a GPU target, without a GPU.
+"""Compile every kernel variant the launchers issue for a GPU target, without a GPU.
 
-Run as a script in a process without TRITON_INTERPRET (the test does):
+Run as a script in a process without TRITON_INTERPRET (the tests do):
 
-    python tests/gpu_compile_check.py [sm]        # default sm 90 (Hopper)
+    python tests/gpu_compile_check.py [TARGET] [--json]
+
+TARGET is an NVIDIA compute capability (90 Hopper, the default; 80 Ampere; 100
+Blackwell) or an AMD architecture (gfx942 MI300, gfx90a MI250). It prints a
+table of per-variant figures (registers, spills, instructions per element,
+vector accesses, special-function instructions); ``--json`` prints one JSON
+line per variant instead.
 
 The launchers are called on CPU tensors with the kernels replaced by
 recorders; each recorded launch is specialised the way Triton's runtime
 would specialise it on a GPU (int arguments equal to 1 become constants, 16-
 divisible ints and device pointers get the divisibility hint, arguments in
 ``do_not_specialize`` stay plain) and compiled through Triton's full pipeline
-(TTIR → TTGIR → LLVM → PTX → cubin via ptxas). Prints one JSON line per variant.
+(NVIDIA: TTIR → TTGIR → LLVM → PTX → cubin via ptxas; AMD: → AMDGCN → hsaco),
+with the launch settings the launchers choose for that vendor (the Box–Muller
+MATH mode, the wavefront count).
 """
 import json
 import os
-import re
-import subprocess
 import sys
-import tempfile
 
 assert os.environ.get("TRITON_INTERPRET", "0") in ("", "0"), "run without TRITON_INTERPRET"
 
@@ -24,6 +29,8 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
+
+from code_objects import amd_figures, nvidia_figures  # noqa: E402
 
 from diffusion_kernels import launch  # noqa: E402
 from diffusion_kernels.backend import kernels_module  # noqa: E402
@@ -140,84 +147,87 @@ def _launch_every_variant():
                                 0.0, write_noise, False, 0)
 
 
-def cuobjdump(cubin: bytes, *flags: str) -> str:
-    """The output of the cuobjdump Triton ships, run on ``cubin``."""
-    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(cubin)
-        f.flush()
-        return subprocess.run([tool, *flags, f.name], capture_output=True, text=True, check=True).stdout
-
-
-def resource_usage(cubin: bytes) -> dict:
-    """Registers and spill bytes per thread."""
-    out = cuobjdump(cubin, "--dump-resource-usage")
-    regs = re.search(r"REG:(\d+)", out)
-    spill = re.search(r"STACK:(\d+)", out)
-    return {"registers": int(regs.group(1)) if regs else None, "stack_bytes": int(spill.group(1)) if spill else None}
-
-
-SASS_LINE = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
-
-
-def sass_instructions(cubin: bytes) -> int:
-    """Machine instructions in the kernel, padding (NOP) and the closing self-branch left out.
-
-    The noising kernels have no loops, so this is also what each thread
-    issues, give or take the instructions a predicate skips.
-    """
-    ops = [m.group(1) for line in cuobjdump(cubin, "-sass").splitlines() if (m := SASS_LINE.match(line))]
-    return sum(op != "NOP" for op in ops) - 1
-
-
-# The Philox round multipliers 0xD2511F53 and 0xCD9E8D57 as PTX prints them (signed).
-PHILOX_MULTIPLIERS = ("-766435501", "-845247145")
-
-
-def philox_multiplies(ptx: str) -> int:
-    """Multiplies by a Philox round constant (wide, or mulhi), not counting address arithmetic."""
-    return sum(
-        any(op in line for op in ("mul.wide.u32", "mul.hi.u32", "mul.lo.s32"))
-        and line.rstrip(";").split()[-1] in PHILOX_MULTIPLIERS
-        for line in ptx.splitlines()
-    )
-
-
 def quads_per_program(constexprs: dict) -> int:
     """BLOCK quads, or for the channels-last tile BLOCK_J columns of C quads."""
     return constexprs["BLOCK"] if "BLOCK" in constexprs else constexprs["BLOCK_J"] * constexprs["C"]
 
 
-def main(sm: int):
+TARGETS = {"80": ("cuda", 80, 32), "90": ("cuda", 90, 32), "100": ("cuda", 100, 32),
+           "gfx942": ("hip", "gfx942", 64), "gfx90a": ("hip", "gfx90a", 64)}
+
+
+def compile_variants(name: str):
+    """Every recorded launch compiled for ``name``; yields one dict of figures per variant."""
+    backend, arch, lanes = TARGETS[name]
+    amd = backend == "hip"
+    # The launch settings the launchers choose on that vendor's GPU, fixed here where no GPU is.
+    math = launch.MATH_POLY if amd else launch.MATH_NVIDIA
+    for family in (launch.noising, launch.trajectory, launch.noise_mse):
+        family.math_mode = lambda device: math
     issue_launches()
-    target = GPUTarget("cuda", sm, 32)
+    target = GPUTarget(backend, arch, lanes)
+    wavefront = kernels_module().tiles.AMD_WAVEFRONT
     for kernel, args, kwargs in recorded:
         kwargs = dict(kwargs)
         options = {k: kwargs.pop(k) for k in ("num_warps", "debug", "sanitize_overflow") if k in kwargs}
+        if amd:
+            options["num_warps"] = max(1, options["num_warps"] * 32 // wavefront)
         num_warps = options["num_warps"]
         signature, constexprs, attrs = specialise(kernel, args, kwargs)
         compiled = triton.compile(ASTSource(kernel, signature, constexprs, attrs), target=target, options=options)
-        ptx = compiled.asm["ptx"]
-        print(json.dumps({
+        figures = (amd_figures if amd else nvidia_figures)(compiled)
+        elements = 4 * quads_per_program(constexprs) / (lanes * num_warps)
+        yield {
+            "target": name,
             "kernel": kernel.__name__,
             "constexprs": {k: str(v) for k, v in constexprs.items() if k.isupper()},
             "specialised_to_one": sorted(k for k in constexprs if not k.isupper()),
-            "ptx_lines": ptx.count("\n"),
             "dtype": next(str(a.dtype).replace("torch.", "") for a in args if isinstance(a, torch.Tensor)),
-            "vector_loads": sum(".v4." in line or ".v2." in line for line in ptx.splitlines() if "ld.global" in line),
             "shape": next(list(a.shape) for a in args if isinstance(a, torch.Tensor)),
-            "philox_multiplies": philox_multiplies(ptx),
-            "shared_memory_ops": ptx.count("st.shared") + ptx.count("ld.shared"),
-            "approx_math_ops": sum(ptx.count(op) for op in ("sin.approx", "cos.approx", "lg2.approx")),
-            "cubin_bytes": len(compiled.asm["cubin"]),
             "debug": options.get("debug", False),
-            "device_asserts": ptx.count(".b8 assertMessage_"),  # one global string per assertion
-            "integer_divisions": len(re.findall(r"\b(?:div|rem)\.[su](?:32|64)\b", ptx)),
-            "sass_instructions": sass_instructions(compiled.asm["cubin"]),
-            "elements_per_thread": 4 * quads_per_program(constexprs) / (32 * num_warps),
-            **resource_usage(compiled.asm["cubin"]),
-        }))
+            "num_warps": num_warps,
+            "elements_per_thread": elements,
+            "instructions_per_element": figures["machine_instructions"] / elements,
+            **figures,
+        }
+
+
+FLAGS = ("HAS_NOISE", "WRITE_NOISE", "WRITE_V", "HAS_OFFSET", "SEED_FROM_PTR", "HAS_SNAPSHOTS")
+
+
+def _describe(v: dict) -> str:
+    c = v["constexprs"]
+    flags = [f.lower() for f in FLAGS if c.get(f) == "True"] + (["debug"] if v["debug"] else [])
+    return f"{v['kernel'].replace('_kernel', '')} {v['dtype']} {'x'.join(map(str, v['shape']))} {','.join(flags)}"
+
+
+def format_table(variants) -> str:
+    lines = [f"{'variant':<72} {'regs':>5} {'spill B':>7} {'instr':>6} {'elem/thr':>8} {'instr/elem':>10} "
+             f"{'vec ld/st':>9} special-function instructions"]
+    for v in variants:
+        special = " ".join(f"{k}:{n}" for k, n in v["special_function_ops"].items()) or "-"
+        lines.append(f"{_describe(v):<72} {v['registers']:>5} {v['stack_bytes']:>7} {v['machine_instructions']:>6} "
+                     f"{v['elements_per_thread']:>8g} {v['instructions_per_element']:>10.1f} "
+                     f"{v['vector_loads']:>4}/{v['vector_stores']:<4} {special}")
+    return "\n".join(lines)
+
+
+def main(argv) -> int:
+    args = [a for a in argv if a != "--json"]
+    name = args[0] if args else "90"
+    if name not in TARGETS or len(args) > 1:
+        print(f"usage: gpu_compile_check.py [{'|'.join(TARGETS)}] [--json]", file=sys.stderr)
+        return 2
+    variants = compile_variants(name)
+    if "--json" in argv:
+        for v in variants:
+            print(json.dumps(v), flush=True)
+    else:
+        variants = list(variants)
+        print(f"{len(variants)} kernel variants compiled for {name} (triton {triton.__version__})")
+        print(format_table(variants))
+    return 0
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 90)
+    sys.exit(main(sys.argv[1:]))

@@ -125,6 +125,7 @@ def test_two_gpu_check_on_device_objects():
     check_device_set([torch.device("cuda:0"), torch.device("cuda:0"), torch.device("cpu")])
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU t is range-checked by the kernel: needs CUDA")
 def test_gpu_t_is_checked_without_a_host_sync(schedule):
     x0 = torch.randn(4, 3, 8, 8, device="cuda")
@@ -138,6 +139,7 @@ def test_gpu_t_is_checked_without_a_host_sync(schedule):
     torch.testing.assert_close(x_t, dk.q_sample(x0, t, schedule, eps, backend="reference"), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU alpha_bars is checked on the device: needs CUDA")
 def test_gpu_alpha_bars_are_checked_without_a_host_sync(schedule):
     x0 = torch.randn(4, 3, 8, device="cuda")
@@ -154,6 +156,7 @@ def test_gpu_alpha_bars_are_checked_without_a_host_sync(schedule):
     assert x_t.requires_grad and bool(torch.isfinite(x_t).all())
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU t is range-checked by the kernel: needs CUDA")
 def test_gpu_t_out_of_range_stops_with_a_device_assert():
     """Like PyTorch's own indexing: a device-side assert, which ends the CUDA context, so in its own process."""

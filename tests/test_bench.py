@@ -36,7 +36,7 @@ def test_bytes_per_mode():
 
 def test_unknown_provider_is_a_one_line_error(capsys):
     assert cli.main(["bench", "--providers", "cudnn", "--quiet"]) == 2
-    assert "unknown provider 'cudnn'" in capsys.readouterr().err
+    assert "--providers: unknown value 'cudnn'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("dtype", ["float32"])
@@ -129,4 +129,4 @@ def test_channels_last_size_not_a_multiple_of_16_is_a_one_line_error(capsys):
 def test_layout_choices_are_the_sweeps():
     (action,) = [a for a in cli.build_parser()._subparsers._group_actions[0].choices["bench"]._actions
                  if a.dest == "layout"]
-    assert tuple(action.choices) == bench.LAYOUTS
+    assert tuple(action.item_choices) == bench.LAYOUTS

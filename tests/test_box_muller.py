@@ -1,7 +1,7 @@
 """The kernels' Box–Muller against float64 math, including the GPU's fast path run on CPU.
 
 On a GPU, Box–Muller uses the special-function instructions lg2.approx,
-sin.approx and cos.approx (kernels/philox_normal.py, FAST_MATH). Triton's
+sin.approx and cos.approx (kernels/philox_normal.py, MATH). Triton's
 interpreter has none of them, so on CPU that path is run with each
 instruction emulated by the math library plus its documented worst-case
 error (CUDA C++ Programming Guide, intrinsic functions: __log2f is within
@@ -9,6 +9,11 @@ error (CUDA C++ Programming Guide, intrinsic functions: __log2f is within
 2**-21.41 and 2**-21.19 absolute on [-pi, pi], taken here as PTX's looser
 2**-20.9), pushed all one way or all the other. Whichever way the errors go,
 the normals must stay within NOISE_ATOL of the float64 reference.
+
+AMD GPUs take MATH_POLY: log, sin and cos from float32 multiply-adds, which the
+interpreter runs as the GPU does (up to the rounding of a fused multiply-add), so
+its accuracy is checked exhaustively here, over every angle and every radius
+the stream can draw, and through whole launches.
 """
 import numpy as np
 import pytest
@@ -31,11 +36,11 @@ SINCOS_ABS_ERROR = 2.0**-20.9  # on [-pi, pi], where the kernel keeps the angle
 
 
 @triton.jit
-def box_muller_kernel(ra_ptr, rb_ptr, z_ptr, N: tl.constexpr, FAST_MATH: tl.constexpr):
+def box_muller_kernel(ra_ptr, rb_ptr, z_ptr, N: tl.constexpr, MATH: tl.constexpr):
     offs = tl.arange(0, N)
     ra = tl.load(ra_ptr + offs).to(tl.uint32, bitcast=True)
     rb = tl.load(rb_ptr + offs).to(tl.uint32, bitcast=True)
-    z0, z1 = box_muller(ra, rb, FAST_MATH)
+    z0, z1 = box_muller(ra, rb, MATH)
     tl.store(z_ptr + offs, z0)
     tl.store(z_ptr + N + offs, z1)
 
@@ -52,12 +57,16 @@ def _hard_inputs(n: int = 4096):
     return ra, rb
 
 
-def _run_box_muller(ra, rb, device, fast_math: bool) -> torch.Tensor:
+def _run_box_muller(ra, rb, device, math: int) -> torch.Tensor:
     n = ra.numel()
     as_int32 = [(((x + 2**31) % 2**32) - 2**31).to(torch.int32).to(device) for x in (ra, rb)]
     z = torch.empty(2 * n, device=device)
-    box_muller_kernel[(1,)](*as_int32, z, N=n, FAST_MATH=fast_math)
+    box_muller_kernel[(1,)](*as_int32, z, N=n, MATH=math)
     return z
+
+
+def _device_math(device) -> int:
+    return launch.math_mode(torch.device(device))
 
 
 def _float64_box_muller(ra, rb) -> torch.Tensor:
@@ -69,11 +78,13 @@ def _float64_box_muller(ra, rb) -> torch.Tensor:
 
 @pytest.fixture(params=[1.0, -1.0], ids=["errors_up", "errors_down"])
 def emulated_gpu_math(request, monkeypatch):
-    """Every launch takes the FAST_MATH path, its instructions emulated at their worst-case errors."""
+    """Every launch takes the NVIDIA path, its instructions emulated at their worst-case errors."""
     if not interpreter_active():
         pytest.skip("a GPU runs the real instructions: test_box_muller_is_accurate_across_its_whole_range")
-    sign = request.param
+    return _emulate_nvidia(monkeypatch, request.param)
 
+
+def _emulate_nvidia(monkeypatch, sign: float) -> float:
     # Called while the interpreter runs a kernel, so tl's functions act on its tensors.
     def lg2(x):
         exact = tl.log2(x)
@@ -83,22 +94,63 @@ def emulated_gpu_math(request, monkeypatch):
     monkeypatch.setattr(libdevice, "fast_log2f", lg2, raising=False)
     monkeypatch.setattr(libdevice, "fast_cosf", lambda x: tl.cos(x) + sign * SINCOS_ABS_ERROR, raising=False)
     monkeypatch.setattr(libdevice, "fast_sinf", lambda x: tl.sin(x) + sign * SINCOS_ABS_ERROR, raising=False)
-    for family in (launch.noising, launch.trajectory, launch.noise_mse):  # where each launcher reads it
-        monkeypatch.setattr(family, "fast_math", lambda: True)
+    _every_launch_takes(monkeypatch, launch.MATH_NVIDIA)
     return sign
 
 
+def _every_launch_takes(monkeypatch, math: int) -> None:
+    for family in (launch.noising, launch.trajectory, launch.noise_mse):  # where each launcher reads it
+        monkeypatch.setattr(family, "math_mode", lambda device: math)
+
+
+@pytest.fixture(params=["nvidia_errors_up", "nvidia_errors_down", "amd_poly"])
+def gpu_math_path(request, monkeypatch):
+    """Every launch takes a GPU's Box–Muller: NVIDIA's instructions emulated at their worst-case
+    errors either way, or AMD's multiply-add polynomials as they are."""
+    if not interpreter_active():
+        pytest.skip("a GPU runs its own path: test_box_muller_is_accurate_across_its_whole_range")
+    if request.param == "amd_poly":
+        _every_launch_takes(monkeypatch, launch.MATH_POLY)
+    else:
+        request.getfixturevalue("emulated_gpu_math_" + request.param.split("_")[-1])
+    return request.param
+
+
+@pytest.fixture
+def emulated_gpu_math_up(monkeypatch):
+    return _emulate_nvidia(monkeypatch, 1.0)
+
+
+@pytest.fixture
+def emulated_gpu_math_down(monkeypatch):
+    return _emulate_nvidia(monkeypatch, -1.0)
+
+
+@pytest.mark.gpu  # on a GPU: the hardware instructions themselves; on CPU, the interpreter's library path
 def test_box_muller_is_accurate_across_its_whole_range(device):
     """The path the device really runs: the hardware approximations on a GPU, the math library on CPU."""
     ra, rb = _hard_inputs()
-    z = _run_box_muller(ra, rb, device, fast_math=not interpreter_active())
+    z = _run_box_muller(ra, rb, device, math=_device_math(device))
     assert_noise_close(z, _float64_box_muller(ra, rb))
 
 
 def test_gpu_box_muller_is_accurate_at_the_instructions_worst_case_errors(emulated_gpu_math):
     ra, rb = _hard_inputs()
-    z = _run_box_muller(ra, rb, "cpu", fast_math=True)
+    z = _run_box_muller(ra, rb, "cpu", math=launch.MATH_NVIDIA)
     assert_noise_close(z, _float64_box_muller(ra, rb))
+
+
+@pytest.mark.skipif(not interpreter_active(), reason="runs the AMD path through Triton's interpreter")
+def test_amd_box_muller_is_accurate_at_every_angle_and_every_radius():
+    """Exhaustive: all 2**24 angles, each paired with one of the 2**23 radii (every radius twice)."""
+    worst = 0.0
+    chunk = 1 << 20
+    for start in range(0, 1 << 24, chunk):
+        i = torch.arange(start, start + chunk, dtype=torch.int64)
+        ra, rb = (i % (1 << 23)) << 9, i << 8
+        z = _run_box_muller(ra, rb, "cpu", math=launch.MATH_POLY)
+        worst = max(worst, float((z.double() - _float64_box_muller(ra, rb)).abs().max()))
+    assert worst < NOISE_ATOL / 4, f"worst error {worst:.3g}"
 
 
 def test_lg2_alone_near_u1_one_would_break_the_noise_tolerance(emulated_gpu_math, monkeypatch):
@@ -106,14 +158,14 @@ def test_lg2_alone_near_u1_one_would_break_the_noise_tolerance(emulated_gpu_math
     emulated error puts radii near 0 off by far more than NOISE_ATOL."""
     monkeypatch.setattr(philox_normal, "SERIES_BELOW", tl.constexpr(0.0))  # w = u1 - 1 < 0: never the series
     ra, rb = _hard_inputs()
-    z = _run_box_muller(ra, rb, "cpu", fast_math=True)
+    z = _run_box_muller(ra, rb, "cpu", math=launch.MATH_NVIDIA)
     error = (to_reference(z) - _float64_box_muller(ra, rb)).abs()
     assert float(error.nan_to_num(nan=np.inf).max()) > 10 * NOISE_ATOL
 
 
 @pytest.mark.parametrize("dtype,layout", [(torch.float32, "contiguous"), (torch.bfloat16, "contiguous"),
                                           (torch.float32, "channels_last")], ids=str)
-def test_q_sample_on_the_gpu_math_path_matches_the_reference(emulated_gpu_math, schedule, dtype, layout):
+def test_q_sample_on_the_gpu_math_path_matches_the_reference(gpu_math_path, schedule, dtype, layout):
     """The fast path through whole launches: the forward (2-byte paired tiles, strided layouts) and
     the backward, which regenerates ε for the gradient of a learned ᾱ table."""
     x0 = torch.randn(3, 4, 6, 10)
@@ -136,7 +188,7 @@ def test_q_sample_on_the_gpu_math_path_matches_the_reference(emulated_gpu_math, 
     torch.testing.assert_close(to_reference(g_ab), g_ab_r, rtol=1e-4, atol=1e-4)
 
 
-def test_noise_mse_and_trajectory_on_the_gpu_math_path_match_the_reference(emulated_gpu_math, schedule):
+def test_noise_mse_and_trajectory_on_the_gpu_math_path_match_the_reference(gpu_math_path, schedule):
     x0 = torch.randn(2, 3, 37)
     t = torch.tensor([10, 900])
     _, handle = dk.q_sample(x0, t, schedule, return_noise="seed", offset_noise=0.1, backend="triton")

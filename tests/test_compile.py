@@ -47,6 +47,7 @@ def test_compiled_given_noise_and_seed_forms_on_cpu():
     torch.testing.assert_close(c, dk.flow_match_sample(x0, torch.tensor([0.2, 0.7]), noise, backend="reference"))
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="compiling the Triton kernel path needs a CUDA device")
 def test_compiled_step_on_gpu_uses_the_kernel_without_graph_break():
     _compiled_matches_eager("cuda", "inductor")
@@ -69,6 +70,7 @@ def test_registered_ops_match_the_direct_launchers(device):
             assert op_out.numel() == 0 if direct_out is None else torch.equal(op_out, direct_out)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="opcheck traces the kernels with wrap_triton: needs CUDA")
 def test_opcheck_on_gpu():
     a, b = SCHEDULE.coefficient_tables("cuda")

@@ -30,6 +30,17 @@ def test_every_figure_is_a_real_picture(figure_dir, name):
     assert pixels.std() > 10  # not a blank canvas
 
 
+def test_two_row_strip_has_no_empty_band_between_its_rows(figure_dir):
+    with Image.open(figure_dir / "noising_two_rows.png") as im:
+        pixels = np.asarray(im.convert("L"))
+    blank = (pixels > 250).all(axis=1)  # rows of pure background
+    longest = run = 0
+    for row_is_blank in blank:
+        run = run + 1 if row_is_blank else 0
+        longest = max(longest, run)
+    assert longest < 0.1 * pixels.shape[0], f"a blank band of {longest} of {pixels.shape[0]} pixel rows"
+
+
 def test_user_images_folder(tmp_path, device):
     src = tmp_path / "mine"
     src.mkdir()
@@ -46,10 +57,12 @@ def test_user_images_folder(tmp_path, device):
 
 
 def test_missing_image_path_is_one_line_error(tmp_path, capsys):
-    status = cli.main(["figures", "--out", str(tmp_path), "--images", str(tmp_path / "nope"), "--quiet"])
+    out = tmp_path / "figs"
+    status = cli.main(["figures", "--out", str(out), "--images", str(tmp_path / "nope"), "--quiet"])
     err = capsys.readouterr().err.strip()
-    assert status == 2
-    assert err == f"diffusion-kernels: error: no such image file or folder: {tmp_path / 'nope'}"
+    assert status == 2 and not out.exists()  # checked before anything is written
+    assert err.startswith(f"diffusion-kernels: error: argument --images: no such image file or folder: "
+                          f"{tmp_path / 'nope'}") and "\n" not in err
 
 
 def test_walkthrough_example_runs_headless(tmp_path):
@@ -58,3 +71,12 @@ def test_walkthrough_example_runs_headless(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "KS p =" in result.stdout
     assert {p.name for p in tmp_path.iterdir()} >= {"schedules.png", "batch_t0_vs_t500.png", "sine_1d.png"}
+
+
+def test_make_all_with_a_missing_images_path_creates_no_folder(tmp_path):
+    from diffusion_kernels import figures
+
+    out = tmp_path / "never"
+    with pytest.raises(FileNotFoundError, match="no such image file"):
+        figures.make_all(out, images_path=tmp_path / "missing", progress=False)
+    assert not out.exists()

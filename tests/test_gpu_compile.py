@@ -1,4 +1,5 @@
-"""Every kernel variant the launchers issue compiles for a Hopper GPU (sm_90), without a GPU.
+"""Every kernel variant the launchers issue compiles for a Hopper GPU (sm_90) and for AMD's MI300
+(gfx942) and MI250 (gfx90a), without a GPU.
 
 Triton compiles ahead of time through its whole pipeline down to a cubin with the
 ptxas it ships; this catches what the interpreter cannot (types of loop-carried
@@ -19,6 +20,14 @@ SCRIPT = Path(__file__).with_name("gpu_compile_check.py")
 PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
 
 
+def _compile_check(target: str) -> list[dict]:
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, str(SCRIPT), target, "--json"], capture_output=True, text=True,
+                            env=env, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
 @pytest.fixture(scope="module")
 def variants():
     if not PTXAS.exists():
@@ -26,7 +35,7 @@ def variants():
     if Version(triton.__version__).release < (3, 6):
         pytest.skip(f"the ahead-of-time compile check drives Triton 3.6's compiler API; this is {triton.__version__}")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    result = subprocess.run([sys.executable, str(SCRIPT), "90"], capture_output=True, text=True, env=env,
+    result = subprocess.run([sys.executable, str(SCRIPT), "90", "--json"], capture_output=True, text=True, env=env,
                             timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
@@ -139,3 +148,69 @@ def test_no_kernel_divides_integers(variants):
     ~30 (32-bit) to ~70 (64-bit) instructions per use, per element for a strided layout."""
     assert all(v["integer_divisions"] == 0 for v in variants), [
         (v["kernel"], v["constexprs"]) for v in variants if v["integer_divisions"]]
+
+
+KERNELS = {"noise_affine_fwd_kernel", "noise_affine_bwd_kernel", "noise_affine_fwd_contiguous_kernel",
+           "noise_affine_bwd_contiguous_kernel", "noise_affine_fwd_channels_last_kernel",
+           "forward_trajectory_kernel", "noise_mse_fwd_kernel", "noise_mse_bwd_kernel",
+           "noise_mse_fwd_channels_last_kernel", "noise_mse_bwd_channels_last_kernel"}
+
+
+@pytest.fixture(scope="module", params=["gfx942", "gfx90a"])
+def amd_variants(request):
+    import triton.backends
+
+    if "amd" not in triton.backends.backends:
+        pytest.skip(f"this Triton build ({triton.__version__}) has no AMD backend")
+    if Version(triton.__version__).release < (3, 6):
+        pytest.skip(f"the ahead-of-time compile check drives Triton 3.6's compiler API; this is {triton.__version__}")
+    return _compile_check(request.param)
+
+
+def _drawn(v) -> bool:
+    return v["philox_multiplies"] > 0
+
+
+def test_every_kernel_compiles_for_amd_without_scratch(amd_variants):
+    assert {v["kernel"] for v in amd_variants} == KERNELS and len(amd_variants) == 52
+    for v in amd_variants:
+        assert v["code_bytes"] > 0 and v["stack_bytes"] == 0, v  # no scratch, no spills
+        assert v["registers"] is not None and v["registers"] <= 256, v  # the architectural VGPRs of a wave64
+
+
+def test_amd_box_muller_runs_on_multiply_adds_only(amd_variants):
+    """MATH_POLY: no vendor transcendental (v_log/v_sin/v_cos/v_exp) whose error bound the stream would
+    rest on; only the square root and the division's reciprocal, both refined to float32 accuracy."""
+    drawn = [v for v in amd_variants if _drawn(v)]
+    assert drawn and all(set(v["special_function_ops"]) <= {"v_sqrt_f32", "v_rcp_f32"} for v in amd_variants)
+    assert all(v["special_function_ops"].get("v_sqrt_f32", 0) > 0 for v in drawn)
+    given = [v for v in amd_variants if v["kernel"] == "noise_affine_fwd_contiguous_kernel"
+             and v["constexprs"]["HAS_NOISE"] == "True"]
+    assert given and all(not _drawn(v) and not v["special_function_ops"] for v in given)
+
+
+def test_amd_writing_the_noise_does_not_recompute_philox(amd_variants):
+    fwd = [v for v in amd_variants if v["kernel"] == "noise_affine_fwd_contiguous_kernel"
+           and v["constexprs"]["HAS_NOISE"] == "False" and v["constexprs"]["WRITE_V"] == "False"
+           and v["constexprs"]["HAS_OFFSET"] == "False"]
+    by_write = {}
+    for v in fwd:
+        by_write.setdefault((v["dtype"], tuple(v["shape"]), v["debug"]), {})[v["constexprs"]["WRITE_NOISE"]] = v
+    pairs = [p for p in by_write.values() if len(p) == 2]
+    assert pairs and all(p["True"]["philox_multiplies"] == p["False"]["philox_multiplies"] > 0 for p in pairs)
+
+
+def test_amd_training_batch_tiles_are_vectorised_at_four_waves_per_simd(amd_variants):
+    """The training batch's drawn-noise tiles: 16-byte global accesses, at most 128 VGPRs (four
+    wavefronts per SIMD of CDNA's 512), and no LDS shuffle for the contiguous tile (the channels-last
+    tile's lane permutation goes through LDS on AMD)."""
+    batch = [v for v in amd_variants if v["shape"] == [16, 4, 64, 64] and not v["debug"]]
+    assert len(batch) == 8
+    for v in batch:
+        assert v["vector_loads"] > 0 and v["vector_stores"] > 0 and v["registers"] <= 128, v
+        if v["kernel"] == "noise_affine_fwd_contiguous_kernel":
+            assert v["shared_memory_ops"] == 0, v
+
+
+def test_no_amd_kernel_divides_integers(amd_variants):
+    assert all(v["integer_divisions"] == 0 for v in amd_variants)

@@ -145,6 +145,7 @@ def test_sigma_that_is_nan_or_infinite_is_refused(device):
         dk.edm_sample(x0, torch.tensor([1.0, float("inf")]))
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU sigma is checked on the device: needs CUDA")
 def test_gpu_sigma_is_checked_without_a_host_sync():
     x0 = torch.randn(4, 3, 8, 8, device="cuda")

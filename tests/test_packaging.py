@@ -1,5 +1,6 @@
 """The wheel as built ships every module of the source tree (kernels/ as diffusion_kernels.kernels),
 and declares only torch, triton and numpy as requirements."""
+import os
 import pathlib
 import subprocess
 import sys
@@ -37,3 +38,48 @@ def test_wheel_requires_only_the_framework_and_the_compiler(wheel):
                 if line.startswith("Requires-Dist:") and "extra ==" not in line]
     names = {r.split(";")[0].split(">")[0].split("<")[0].split("=")[0].split("!")[0].strip() for r in requires}
     assert names == {"torch", "triton", "numpy"}
+
+
+def test_noising_loads_none_of_the_extras():
+    # Every public noising call and the loss, on the reference path (no interpreter, so the check
+    # holds for the plain CPU install too) and on the interpreted kernels.
+    script = """
+import sys, torch, triton
+before = set(sys.modules)  # what torch and Triton load themselves (torch 2.13 loads tqdm) is not ours
+import diffusion_kernels as dk
+s = dk.NoiseSchedule.cosine(50)
+x = torch.randn(2, 3, 4)
+t = torch.tensor([1, 40])
+xt, h = dk.q_sample(x, t, s, seed=1, return_noise="seed")
+dk.noise_mse(xt, h)
+dk.get_velocity(x, torch.randn_like(x), t, s)
+dk.flow_match_sample(x, torch.tensor([0.2, 0.9]), seed=2)
+dk.edm_sample(x, torch.tensor([0.5, 3.0]), seed=3)
+dk.forward_step(x, t, s, seed=4)
+dk.forward_trajectory(x, s, 3, seed=5)
+extras = ("scipy", "matplotlib", "sklearn", "PIL", "tqdm", "diffusers", "hypothesis")
+print([m for m in set(sys.modules) - before if m.split(".")[0] in extras])
+"""
+    for interpret in ("0", "1"):
+        env = {**os.environ, "TRITON_INTERPRET": interpret}
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == "[]", f"TRITON_INTERPRET={interpret}: {run.stdout}"
+
+
+@pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="runs in a virtual environment (the make venv) only")
+def test_the_venv_holds_its_own_test_runner():
+    # An activated venv's `pytest` must be this Python's, not one found further down PATH.
+    assert (pathlib.Path(sys.prefix) / "bin" / "pytest").exists()
+
+
+def test_pytest_device_cuda_without_cuda_is_a_one_line_error(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: --device cuda runs")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--device", "cuda",
+                          str(ROOT / "tests" / "test_seeding.py")], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode != 0
+    lines = [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
+    assert lines == ["ERROR: --device cuda asked for, but torch sees no CUDA device"], lines

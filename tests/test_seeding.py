@@ -37,6 +37,7 @@ def test_device_seed_backward_regenerates_the_forward_noise(device, schedule):
     torch.testing.assert_close(g.double().cpu(), g_r, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graph capture needs a CUDA device")
 def test_cuda_graph_replay_draws_fresh_noise(schedule):
     ds = dk.DeviceSeed(5, device="cuda")
@@ -132,6 +133,7 @@ def test_seed_tensor_holds_the_bits_of_the_int_draw():
     assert int(as_tensor) % 2**64 == as_int
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU generator needs a CUDA device")
 def test_gpu_generator_seeds_the_kernel_without_a_host_sync(schedule):
     x0 = torch.randn(4, 3, 8, 8, device="cuda")

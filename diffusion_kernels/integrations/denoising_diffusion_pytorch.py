@@ -19,7 +19,8 @@ import dataclasses
 
 import torch
 
-from ..api import _run, table_form
+from ..forms import table_form
+from ..runner import run as _run
 from ..checks import check_noise, check_x0
 
 

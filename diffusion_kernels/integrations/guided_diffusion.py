@@ -27,7 +27,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..api import _Form, _run, table_form
+from ..forms import Form as _Form
+from ..forms import table_form
+from ..runner import run as _run
 from ..checks import check_noise, check_t, check_x0
 from ..reference import broadcast_t
 

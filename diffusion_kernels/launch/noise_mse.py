@@ -6,7 +6,7 @@ import torch
 from .. import seeding
 from ..backend import interpreter_active, kernels_module
 from .layout import Layout, _prepare, channels_last_planes, _copy_back, paired
-from .tiling import tiling, channels_last_tiling, fast_math
+from .tiling import tiling, channels_last_tiling, launch_warps, math_mode
 from .registry import _device_guard, seed_parts, _seed_args
 
 
@@ -36,14 +36,14 @@ def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_s
                 pred_, partials, int(rows > 1), planes.plane // 4, tile.chunks, tile.divisor,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
                 C=planes.channels, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr,
-                BLOCK_J=tile.block // planes.channels, FAST_MATH=fast_math(), num_warps=km.noise_mse.NUM_WARPS,
+                BLOCK_J=tile.block // planes.channels, MATH=math_mode(pred.device), num_warps=launch_warps(km.noise_mse, pred.device),
             )
         else:
             km.noise_mse.noise_mse_fwd_kernel[tile.grid](
                 pred_, partials, *tile.row_args, s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
                 *layout.args(),
                 NDIM=layout.ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
-                FAST_MATH=fast_math(), PAIRED=paired(pred, layout), num_warps=km.noise_mse.NUM_WARPS,
+                MATH=math_mode(pred.device), PAIRED=paired(pred, layout), num_warps=launch_warps(km.noise_mse, pred.device),
             )
     return partials.sum()
 
@@ -64,8 +64,8 @@ def noise_mse_backward(pred: torch.Tensor, upstream: torch.Tensor, scale: float,
                 pred_, grad_, upstream, scale, int(rows > 1), planes.plane // 4, tile.chunks, tile.divisor,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
                 C=planes.channels, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr,
-                BLOCK_J=tile.block // planes.channels, SOFT_BF16=interpreter_active(), FAST_MATH=fast_math(),
-                num_warps=km.noise_mse.NUM_WARPS,
+                BLOCK_J=tile.block // planes.channels, SOFT_BF16=interpreter_active(), MATH=math_mode(pred.device),
+                num_warps=launch_warps(km.noise_mse, pred.device),
             )
         else:
             km.noise_mse.noise_mse_bwd_kernel[tile.grid](
@@ -73,7 +73,7 @@ def noise_mse_backward(pred: torch.Tensor, upstream: torch.Tensor, scale: float,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
                 NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
                 SEED_FROM_PTR=from_ptr, BLOCK=tile.block, SOFT_BF16=interpreter_active(),
-                FAST_MATH=fast_math(), PAIRED=paired(pred, layout), num_warps=km.noise_mse.NUM_WARPS,
+                MATH=math_mode(pred.device), PAIRED=paired(pred, layout), num_warps=launch_warps(km.noise_mse, pred.device),
             )
     _copy_back([(grad, grad_)])
     return grad

@@ -9,7 +9,7 @@ import torch
 from .. import seeding
 from ..backend import interpreter_active, kernels_module
 from .layout import _entry, _prepare, Planes, channels_last_planes, packed, _copy_back, _MEMORY_ORDER, paired
-from .tiling import tiling, channels_last_tiling, fast_math
+from .tiling import tiling, channels_last_tiling, launch_warps, math_mode
 from .registry import _device_guard, _launcher, _register_triton_op, _checked, seed_parts, _seed_args
 
 
@@ -59,8 +59,8 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength, *layout_args, **layout_kw,
                 HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
-                SOFT_BF16=interpreter_active(), FAST_MATH=fast_math(), PAIRED=paired(x0, layout),
-                num_warps=km.q_sample.NUM_WARPS, **_checked(check_t),
+                SOFT_BF16=interpreter_active(), MATH=math_mode(x0.device), PAIRED=paired(x0, layout),
+                num_warps=launch_warps(km.q_sample, x0.device), **_checked(check_t),
             )
         _copy_back([(out, out_), (eps, eps_), (v, v_)])
     return out, eps, v
@@ -111,8 +111,8 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
                 HAS_NOISE=noise is not None, HAS_GV=gv is not None,
                 NEED_GX=gx is not None, NEED_GN=gn is not None, NEED_PARTIALS=need_tables,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
-                SOFT_BF16=interpreter_active(), FAST_MATH=fast_math(), PAIRED=paired(g, layout),
-                num_warps=km.q_sample.NUM_WARPS,
+                SOFT_BF16=interpreter_active(), MATH=math_mode(g.device), PAIRED=paired(g, layout),
+                num_warps=launch_warps(km.q_sample, g.device),
             )
         _copy_back([(gx, gx_), (gn, gn_)])
         if need_tables:
@@ -137,8 +137,8 @@ def _channels_last_draw(x0, out, eps, v, planes: Planes, t_rows, a, b, c, d, see
             planes.plane // 4, tile.chunks, tile.divisor,
             s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength,
             C=C, WRITE_NOISE=eps is not None, WRITE_V=v is not None, HAS_OFFSET=offset_strength != 0.0,
-            SEED_FROM_PTR=from_ptr, BLOCK_J=tile.block // C, SOFT_BF16=interpreter_active(), FAST_MATH=fast_math(),
-            num_warps=km.q_sample.NUM_WARPS, **_checked(check_t),
+            SEED_FROM_PTR=from_ptr, BLOCK_J=tile.block // C, SOFT_BF16=interpreter_active(), MATH=math_mode(x0.device),
+            num_warps=launch_warps(km.q_sample, x0.device), **_checked(check_t),
         )
     return True
 

@@ -109,7 +109,26 @@ def channels_last_tiling(kernel_module, planes: Planes, element_size: int, elem_
     return _tiling(planes.samples, row_len, block, 0)
 
 
-def fast_math() -> bool:
-    """Box–Muller on the GPU's special-function instructions (kernels/philox_normal.py): every GPU
-    launch. Triton's interpreter has no such instructions and runs the math library's functions."""
-    return not interpreter_active()
+# The Box–Muller special functions per target (kernels/philox_normal.py, MATH).
+MATH_LIBRARY, MATH_NVIDIA, MATH_POLY = 0, 1, 2
+
+
+def math_mode(device) -> int:
+    """Decided per launch: NVIDIA GPUs take their special-function instructions, AMD GPUs (a ROCm
+    build of torch, whose GPUs are all "cuda" devices) the multiply-add polynomials, and Triton's
+    interpreter, which has no such instructions, the math library's functions."""
+    import torch
+
+    if interpreter_active() or torch.device(device).type != "cuda":
+        return MATH_LIBRARY
+    return MATH_POLY if torch.version.hip else MATH_NVIDIA
+
+
+def launch_warps(kernel_module, device) -> int:
+    """Triton's num_warps for a launch: the kernel's NUM_WARPS warps of 32 lanes on NVIDIA; on AMD, whose
+    wavefronts have 64 lanes, half as many, so each thread takes the same quads (kernels/tiles.py)."""
+    import torch
+
+    if torch.version.hip and torch.device(device).type == "cuda" and not interpreter_active():
+        return max(1, kernel_module.NUM_WARPS * 32 // kernels_module().tiles.AMD_WAVEFRONT)
+    return kernel_module.NUM_WARPS

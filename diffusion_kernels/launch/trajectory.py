@@ -6,7 +6,7 @@ import torch
 from .. import seeding
 from ..backend import interpreter_active, kernels_module
 from .layout import packed
-from .tiling import tiling, fast_math
+from .tiling import tiling, launch_warps, math_mode
 from .registry import _device_guard, seed_parts, _seed_args
 
 
@@ -36,7 +36,7 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
             sqrt_alpha, sqrt_beta, t_end, *tile.row_args,
             s_lo, s_hi, s_ptr, seeding.as_int32(stream),
             HAS_SNAPSHOTS=len(snapshot_steps) > 0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
-            SOFT_BF16=interpreter_active(), FAST_MATH=fast_math(), PAIRED=km.trajectory.PAIRED,
-            num_warps=km.trajectory.NUM_WARPS,
+            SOFT_BF16=interpreter_active(), MATH=math_mode(x0.device), PAIRED=km.trajectory.PAIRED,
+            num_warps=launch_warps(km.trajectory, x0.device),
         )
     return (out if x0.is_contiguous() else torch.empty_like(x0).copy_(out)), snaps

@@ -1,0 +1,62 @@
+"""The record's environment: date, versions, device, the fused backend and the kernel tiles in use."""
+from __future__ import annotations
+
+import datetime
+import platform
+
+import torch
+
+from .spec import TILE_CONSTANTS, check_tiles
+
+
+def environment(device: torch.device) -> dict:
+    import triton
+
+    from .. import backend
+
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+    try:
+        import diffusers
+
+        info["diffusers"] = diffusers.__version__
+    except ImportError:
+        info["diffusers"] = None
+    if device.type == "cuda":
+        info["device"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    else:
+        info["device"] = f"cpu ({platform.processor() or platform.machine()})"
+    info["fused_backend"] = ("triton interpreter" if device.type == "cpu" and backend.interpreter_active()
+                             else "triton" if device.type == "cuda" else "reference")
+    info["tiles"] = tiles()
+    return info
+
+
+def tiles() -> dict:
+    """The noising kernels' tile constants (kernels/q_sample.py) this run uses."""
+    from ..backend import kernels_module
+
+    q_sample = kernels_module().q_sample
+    return {name: getattr(q_sample, name) for name in TILE_CONSTANTS}
+
+
+def set_tiles(**values) -> None:
+    """Override tile constants of the noising and loss kernels for this process (a tuning sweep).
+
+    The noise stream does not depend on them, only the speed does.
+    """
+    from ..backend import kernels_module
+
+    check_tiles(**values)
+    km = kernels_module()
+    for name, value in values.items():
+        for module in (km.q_sample, km.noise_mse):
+            setattr(module, name, value)
+
+

@@ -1,0 +1,48 @@
+"""The sweep's plot: GB/s against size, one panel per (mode, dtype), one line per provider."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .record import _layout
+from .spec import LAYOUTS, MODES, PROVIDERS
+
+
+def plot(record: dict, path: Path) -> Path:
+    """GB/s against size, one panel per (mode, dtype), one line per provider, copy dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in record["rows"] if r["timed"]]
+    modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
+    dtypes = sorted({r["dtype"] for r in rows})
+    fig, axes = plt.subplots(len(modes) or 1, len(dtypes) or 1, figsize=(5 * max(len(dtypes), 1),
+                                                                         3.6 * max(len(modes), 1)), squeeze=False)
+    for i, mode in enumerate(modes):
+        for j, dtype in enumerate(dtypes):
+            ax = axes[i][j]
+            for layout, style in zip(LAYOUTS, ("-", ":")):
+                suffix = "" if layout == "contiguous" else f", {layout}"
+                copy = sorted((r["numel"], r["gbps"]) for r in rows
+                              if r["mode"] == "copy" and r["dtype"] == dtype and _layout(r) == layout)
+                if copy:
+                    ax.plot(*zip(*copy), "k--" if layout == "contiguous" else "k-.", label=f"copy (floor{suffix})")
+                for k, provider in enumerate(PROVIDERS[:-1]):
+                    pts = sorted((r["numel"], r["gbps"]) for r in rows if r["mode"] == mode and r["dtype"] == dtype
+                                 and r["provider"] == provider and _layout(r) == layout)
+                    if pts:
+                        ax.plot(*zip(*pts), "o" + style, color=f"C{k}", label=provider + suffix)
+            ax.set_xscale("log")
+            ax.set(title=f"{mode}, {dtype}", xlabel="elements", ylabel="effective GB/s")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7)
+    env = record["environment"]
+    fig.suptitle(f"q_sample bandwidth on {env['device']}\n{env['date'][:10]}, torch {env['torch']}, "
+                 f"triton {env['triton']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+

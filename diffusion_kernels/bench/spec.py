@@ -1,0 +1,40 @@
+"""What a sweep can ask for: modes, providers, layouts, sizes, tiles; imports nothing heavy,
+so the command line checks its arguments before torch loads."""
+from __future__ import annotations
+
+MODES = ("xt_eps", "xt", "given_noise", "backward")
+PROVIDERS = ("fused", "eager", "compile", "diffusers", "copy")
+PASSES = {"xt_eps": 3, "xt": 2, "given_noise": 3, "backward": 2, "copy": 2}
+LAYOUTS = ("contiguous", "channels_last")
+GPU_SIZES = (4 * 4 * 64 * 64, 1 << 20, 1 << 24, 1 << 26)
+CPU_SIZES = (4 * 4 * 16 * 16, 1 << 14)
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+TILE_CONSTANTS = ("BLOCK_QUADS", "BLOCK_QUADS_PAIRED", "BLOCK_QUADS_STRIDED", "NUM_WARPS")
+
+
+def batch_shape(numel: int, layout: str) -> tuple[int, ...]:
+    """The benchmark's x0 shape: 4 samples; channels_last as 4 × 4 × H × W latents (H a power of two)."""
+    if layout == "contiguous":
+        return 4, max(numel // 4, 1)
+    if layout != "channels_last":
+        raise ValueError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+    if numel % 16:
+        raise ValueError(f"a channels_last batch is 4 × 4 × H × W: {numel} elements is not a multiple of 16")
+    plane = numel // 16
+    height = 1 << ((plane & -plane).bit_length() - 1)  # the largest power of two dividing the plane …
+    while height * height > plane:  # … no taller than the plane is wide
+        height //= 2
+    return 4, 4, height, plane // height
+
+
+def check_tiles(**values) -> None:
+    """A ValueError naming the first tile override that is not a valid value (no torch needed)."""
+    for name, value in values.items():
+        if name not in TILE_CONSTANTS:
+            raise ValueError(f"unknown tile constant {name!r}; choose from {', '.join(TILE_CONSTANTS)}")
+        if not isinstance(value, int) or value < 1 or value & (value - 1):
+            raise ValueError(f"{name} must be a power of two, got {value!r}")
+        if name == "BLOCK_QUADS_PAIRED" and value < 2:
+            raise ValueError("BLOCK_QUADS_PAIRED must be at least 2 (each thread takes a pair of quads)")
+
+

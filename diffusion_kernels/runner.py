@@ -1,0 +1,111 @@
+"""One noising call's shared path: check the drawing arguments, pick the backend, run the kernel or the reference."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from . import backend as backends
+from . import checks, reference, seeding
+from .autograd import noise_affine
+from .forms import Form, compiling
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseHandle:
+    """The ε of a call kept as its seed instead of a tensor (``return_noise="seed"``).
+
+    ``noise_mse`` regenerates ε from it inside its kernel; ``materialize()``
+    gives the tensor when one is wanted after all.
+    """
+
+    seed: object  # int, or a 1-element int64 device tensor
+    stream: int
+    shape: torch.Size
+    rows_shape: torch.Size
+    offset_strength: float
+    dtype: torch.dtype
+    device: torch.device
+
+    def materialize(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """ε as a tensor, in ``dtype`` (default: the noised tensor's dtype)."""
+        return reference.drawn_noise(self.seed, self.shape, self.rows_shape, stream=self.stream,
+                                     offset_strength=self.offset_strength, device=self.device).to(dtype or self.dtype)
+
+
+def resolve_seed(seed, generator, device: torch.device, chosen: str):
+    """An int, or a 1-element int64 tensor read at run time (a DeviceSeed, or any seed under torch.compile)."""
+    if isinstance(seed, seeding.DeviceSeed):
+        if generator is not None:
+            raise ValueError("pass either seed or generator, not both")
+        if seed.device != device:
+            raise ValueError(f"DeviceSeed lives on {seed.device} but x0 is on {device}")
+        return seed.take() if chosen == "triton" else int(seed.take().item()) % seeding.SEED_BOUND
+    if seed is None and compiling():
+        # No host sync inside a compiled graph: the seed stays a tensor (the kernel reads it on the device).
+        return seeding.draw_seed_tensor(generator, device if chosen == "triton" else "cpu")
+    if seed is None and chosen == "triton" and isinstance(generator, torch.Generator) \
+            and generator.device.type == "cuda":
+        # A GPU generator's draw stays where it is, for the kernel to read: an int would stall the host.
+        return seeding.draw_seed_tensor(generator, device)
+    return seeding.resolve_seed(seed, generator)
+
+
+def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backend, stream,
+         offset_strength: float = 0.0):
+    if isinstance(return_noise, str):
+        if return_noise != "seed":
+            raise ValueError(f"return_noise must be True, False or 'seed', got {return_noise!r}")
+    else:
+        return_noise = checks.check_flag(return_noise, "return_noise")
+    return_v = checks.check_flag(return_v, "return_v")
+    if return_v and form.velocity_tables is None:
+        raise ValueError("this noising form has no v-target (return_v)")
+    if return_noise == "seed" and noise is not None:
+        raise ValueError("return_noise='seed' keeps a drawn ε as its seed; it cannot be used with a given noise")
+    offset_strength = checks.check_real(offset_strength, "offset_noise")
+    if noise is not None and (seed is not None or generator is not None or offset_strength != 0.0):
+        given = [name for name, value in (("seed", seed), ("generator", generator)) if value is not None]
+        given += ["offset_noise"] if offset_strength != 0.0 else []
+        raise ValueError(f"noise was given, so nothing is drawn: {', '.join(given)} would be ignored; "
+                         "pass either noise or the drawing arguments")
+    stream = seeding.check_stream(stream)
+    chosen = backends.select(backend, x, noise, *form.inputs)
+    if noise is None and backends.under_vmap():
+        # The stream is a function of the position in the tensor the call sees, which under vmap is
+        # one sample: every vmapped sample would get the same ε.
+        raise RuntimeError("drawing noise inside torch.vmap would give every vmapped sample the same ε; pass "
+                           "noise=..., or noise the whole batch outside vmap")
+    call_seed = resolve_seed(seed, generator, x.device, chosen) if noise is None else 0
+
+    if chosen == "reference":
+        eps = noise
+        if eps is None:
+            eps = reference.drawn_noise(call_seed, x.shape, form.index.shape, stream=stream,
+                                        offset_strength=offset_strength, device=x.device,
+                                        dtype=torch.promote_types(x.dtype, torch.float32))
+        out = form.reference(x, eps)
+        v = form.reference_velocity(x, eps) if return_v else None
+        eps = eps.to(x.dtype)
+    else:
+        a, b = form.tables(x.device)
+        c, d = form.velocity_tables(x.device) if return_v else (None, None)
+        t_rows = form.index.to(device=x.device)
+        if t_rows.ndim != 1:
+            t_rows = t_rows.reshape(-1)
+        if t_rows.numel() == 0:
+            t_rows = t_rows.new_zeros(1)
+        out, eps, v = noise_affine(x, t_rows, a, b, c, d, noise, call_seed, stream, offset_strength,
+                                   return_noise is True and noise is None, return_v,
+                                   form.check_index and form.index.device.type == "cuda" and not compiling())
+        if noise is not None:
+            eps = noise
+
+    result = [out]
+    if return_noise == "seed":
+        result.append(NoiseHandle(call_seed, stream, x.shape, form.index.shape, offset_strength, x.dtype, x.device))
+    elif return_noise:
+        result.append(eps)
+    if return_v:
+        result.append(v)
+    return result[0] if len(result) == 1 else tuple(result)
