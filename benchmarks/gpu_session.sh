@@ -165,8 +165,11 @@ first() {
     phase_run validate 90 validate.log "$PYTHON" -m diffusion_kernels validate --device "$device" --quiet \
         "${validate_args[@]}"
     # Every provider, float32 and bfloat16; the JSON is rewritten after each size and dtype.
+    # The q_sample modes against the providers a user would pick instead (the step, trajectory and loss
+    # modes and the cpu/reference providers are a follow-up call's).
     phase_run bench 210 bench.log "$PYTHON" -m diffusion_kernels bench --device "$device" --out "$RESULTS" \
-        --quiet --dtype fp32,bf16 --sizes "$sizes"
+        --quiet --dtype fp32,bf16 --sizes "$sizes" --modes xt_eps,xt,given_noise,backward \
+        --providers fused,eager,compile,diffusers,copy
     "$PYTHON" -c "import xdist" 2>/dev/null && [ "$DRY_RUN" = 0 ] && xdist=(-n 8)
     local left=$(( 470 - $(date +%s) + ROUND_START ))
     [ "$left" -lt 30 ] && left=30

@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from diffusion_kernels import backend as bench_backend
-from diffusion_kernels import bench
+from diffusion_kernels import bench, cpu_noise
 from diffusion_kernels.schedules import NoiseSchedule
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 NUMEL = 1 << 24 if DEVICE.type == "cuda" else 1 << 12
 SCHEDULE = NoiseSchedule.linear()
-PROVIDERS = ["fused", "eager", "compile", "diffusers", "copy"]
+PROVIDERS = [p for p in bench.PROVIDERS if p != "cpu" or DEVICE.type == "cpu"]
+OURS_AND_EAGER = ("fused", "cpu", "reference", "eager")  # the step, trajectory and loss modes' providers
 INTERPRETED = DEVICE.type == "cpu" and bench_backend.interpreter_active()
 
 
@@ -30,7 +31,9 @@ def scheduler():
 
 
 # The copy floor is measured once per dtype, listed under mode "copy".
-CASES = [(p, m) for p in PROVIDERS if p != "copy" for m in bench.MODES] + [("copy", "copy")]
+CASES = ([(p, m) for p in PROVIDERS if p != "copy" for m in bench.NOISING_MODES]
+         + [(p, m) for p in PROVIDERS if p in OURS_AND_EAGER for m in bench.MODES if m not in bench.NOISING_MODES]
+         + [("copy", "copy")])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -38,6 +41,8 @@ CASES = [(p, m) for p in PROVIDERS if p != "copy" for m in bench.MODES] + [("cop
 def test_q_sample(benchmark, compiled, scheduler, provider, mode, dtype):
     if provider == "diffusers" and scheduler is None:
         pytest.skip("diffusers is not installed")
+    if provider == "cpu" and not cpu_noise.available():
+        pytest.skip("the cpu provider needs numba (the [cpu] extra)")
     gen = torch.Generator().manual_seed(0)
     shape = (4, NUMEL // 4)
     x0, noise, grad = (torch.randn(shape, generator=gen).to(DEVICE, bench.DTYPES[dtype]) for _ in range(3))
@@ -58,4 +63,4 @@ def test_q_sample(benchmark, compiled, scheduler, provider, mode, dtype):
         result = benchmark(work)
     outputs = result if isinstance(result, (tuple, list)) else (result,)
     for out in outputs:
-        assert out.shape == x0.shape and bool(torch.isfinite(out).all())
+        assert out.shape == (() if mode == "loss" else x0.shape) and bool(torch.isfinite(out).all())

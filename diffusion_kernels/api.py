@@ -7,7 +7,7 @@ import operator
 import torch
 
 from . import backend as backends
-from . import checks, launch, reference, seeding
+from . import checks, cpu_noise, launch, reference, seeding
 from .forms import FLOAT32_MAX, Form, alphas_of, clamped, compiling, ddpm_form, raw_tables, sigma_form
 from .runner import NoiseHandle, resolve_seed, run
 from .schedules import NoiseSchedule, coefficient_tables
@@ -40,7 +40,8 @@ def q_sample(x0: torch.Tensor, t, schedule, noise: torch.Tensor | None = None, *
         offset_noise: with drawn noise, add this times one normal per entry of
             ``t`` (pass t of shape (B, C) for per-channel offset noise).
         backend: ``"auto"`` (kernel on CUDA, and on CPU under TRITON_INTERPRET=1;
-            reference otherwise), ``"triton"`` or ``"reference"``.
+            on CPU otherwise the compiled CPU loop where numba is installed, else the
+            reference), ``"triton"``, ``"cpu"`` or ``"reference"``.
         check_t: check that every t lies in [0, T): a ValueError for an int or a
             CPU tensor; for a GPU tensor the kernel checks on the device, with no
             host sync, and a bad t stops it with CUDA's device-side assert (as
@@ -172,9 +173,10 @@ def forward_trajectory(x0: torch.Tensor, schedule, t_end: int, *, seed=None,
     chosen = backends.select(backend, x0)
     call_seed = resolve_seed(seed, generator, x0.device, chosen)
 
-    if chosen == "reference":
+    if chosen in ("reference", "cpu"):
         x_end, kept = reference.forward_trajectory(x0, schedule.alphas, t_end, seed=call_seed, stream=stream,
-                                                   snapshots=steps)
+                                                   snapshots=steps,
+                                                   draw=cpu_noise.philox_normal if chosen == "cpu" else None)
     else:
         sqrt_alpha, sqrt_beta = schedule.step_tables(x0.device)
         x_end, stacked = launch.forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end, seed=call_seed, stream=stream,

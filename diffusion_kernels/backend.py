@@ -11,7 +11,7 @@ import importlib
 
 import torch
 
-BACKENDS = ("auto", "triton", "reference")
+BACKENDS = ("auto", "triton", "cpu", "reference")
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -66,9 +66,18 @@ def under_vmap() -> bool:
     return bool(stack) and any(level.key() == torch._C._functorch.TransformType.Vmap for level in stack)
 
 
+def cpu_available() -> bool:
+    from . import cpu_noise
+
+    return cpu_noise.available()
+
+
 def select(backend: str, x: torch.Tensor, *others) -> str:
-    """'triton' or 'reference' for a call on ``x`` (and the call's other tensors ``others``); raises
-    for a backend that cannot run it.
+    """'triton', 'cpu' or 'reference' for a call on ``x`` (and the call's other tensors ``others``);
+    raises for a backend that cannot run it.
+
+    'cpu' is the reference's formulas with the noise drawn by the compiled CPU loop (cpu_noise, the
+    ``[cpu]`` extra): what ``"auto"`` takes for CPU tensors outside Triton's interpreter.
 
     Under forward-mode AD or a torch.func transform ``"auto"`` takes the reference, whose plain
     PyTorch operations every transform follows (the same noise stream; the kernels' Function has
@@ -78,20 +87,31 @@ def select(backend: str, x: torch.Tensor, *others) -> str:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "reference":
         return "reference"
+    if backend == "cpu":
+        if x.device.type != "cpu":
+            raise RuntimeError(f"backend='cpu' runs on CPU tensors, got device {x.device}")
+        if not cpu_available():
+            from .cpu_noise import EXTRA
+
+            raise RuntimeError(f"backend='cpu' needs numba: {EXTRA}")
     transform = None if torch.compiler.is_compiling() else transform_in_use((x, *others))
     if transform is not None:
-        if backend == "triton":
-            raise RuntimeError(f"backend='triton' cannot run under {transform}: the fused kernels have no rule for "
-                               "it; use backend='auto' or 'reference'")
+        if backend in ("triton", "cpu"):
+            raise RuntimeError(f"backend={backend!r} cannot run under {transform}: its compiled noise has no rule "
+                               "for it; use backend='auto' or 'reference'")
         return "reference"
+    if backend == "cpu":
+        return "cpu"
     kernel_ok = x.dtype in KERNEL_DTYPES
     if backend == "auto" and x.device.type != "cuda" and torch.compiler.is_compiling():
-        # A compiled graph on CPU runs the reference: the interpreter cannot be traced.
+        # A compiled graph on CPU runs the reference: neither the interpreter nor numba can be traced.
         return "reference"
     if backend == "auto":
+        if x.device.type == "cpu" and not (kernel_ok and triton_available() and interpreter_active()):
+            return "cpu" if cpu_available() else "reference"
         if not kernel_ok or not triton_available():
             return "reference"
-        if x.device.type == "cuda" or (x.device.type == "cpu" and interpreter_active()):
+        if x.device.type == "cuda" or x.device.type == "cpu":
             return "triton"
         return "reference"
     if not triton_available():

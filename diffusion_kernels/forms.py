@@ -9,7 +9,7 @@ import dataclasses
 
 import torch
 
-from . import checks, reference, user_tables
+from . import checks, reference, transfer, user_tables
 from .schedules import NoiseSchedule
 
 
@@ -73,7 +73,7 @@ def table_form(x, t, sqrt_ab: torch.Tensor, sqrt_1m_ab: torch.Tensor, *, check_t
     index = checks.check_t(t, x, sqrt_ab.numel(), check_range=check_t and not compiling())
 
     def tables(device):
-        return (sqrt_ab.to(device=device, dtype=torch.float32), sqrt_1m_ab.to(device=device, dtype=torch.float32))
+        return (transfer.to_device(sqrt_ab, device, torch.float32), transfer.to_device(sqrt_1m_ab, device, torch.float32))
 
     def velocity_tables(device):
         a, b = tables(device)
@@ -119,11 +119,11 @@ def sigma_form(x, sigma, *, lo: float, hi: float | None, name: str, check: bool,
              else torch.zeros(sigma.shape, dtype=torch.long, device=x.device))
 
     def tables(device):
-        s = sigma.to(device=device, dtype=torch.float64).reshape(-1)
+        s = transfer.to_device(sigma, device, torch.float64).reshape(-1)
         return signal(s).to(torch.float32), s.to(torch.float32)
 
     def velocity_tables(device):
-        s = sigma.to(device=device).reshape(-1)
+        s = transfer.to_device(sigma, device).reshape(-1)
         return torch.full_like(s, -1.0, dtype=torch.float32), torch.ones_like(s, dtype=torch.float32)
 
     return index, tables, (velocity_tables if velocity else None)

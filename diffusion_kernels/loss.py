@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from . import backend as backends
-from . import checks, launch
+from . import checks, cpu_noise, cpu_path, launch
 from .runner import NoiseHandle
 
 
@@ -47,8 +47,17 @@ def noise_mse(prediction: torch.Tensor, noised: NoiseHandle, *, reduction: str =
                          f"{tuple(noised.shape)}")
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    if backends.select(backend, prediction) == "reference":
-        eps = noised.materialize(torch.float32).to(prediction.device)
+    chosen = backends.select(backend, prediction)
+    if chosen == "cpu":
+        fused = cpu_path.noise_mse(prediction, noised, reduction == "mean")
+        if fused is not None:
+            return fused
+    if chosen in ("reference", "cpu"):
+        if chosen == "cpu" and not isinstance(noised.seed, torch.Tensor):
+            eps = cpu_noise.drawn_noise(noised.seed, noised.shape, noised.rows_shape, stream=noised.stream,
+                                        offset_strength=noised.offset_strength)
+        else:
+            eps = noised.materialize(torch.float32).to(prediction.device)
         diff = prediction.to(torch.promote_types(prediction.dtype, torch.float32)) - eps
         loss = (diff * diff).sum()
         return (loss / max(prediction.numel(), 1) if reduction == "mean" else loss).float()

@@ -131,16 +131,21 @@ def q_sample(x0: torch.Tensor, t, alpha_bars: torch.Tensor, noise: torch.Tensor 
 
 
 def forward_step(x_prev: torch.Tensor, t, alphas: torch.Tensor, noise: torch.Tensor | None = None,
-                 seed: int | None = None, *, stream: int = 0, step: int = 0) -> torch.Tensor:
-    """One forward step, x_t = sqrt(α[t])·x_{t−1} + sqrt(1 − α[t])·ε: q_sample's formula on the α table."""
+                 seed: int | None = None, *, stream: int = 0, step: int = 0, draw=None) -> torch.Tensor:
+    """One forward step, x_t = sqrt(α[t])·x_{t−1} + sqrt(1 − α[t])·ε: q_sample's formula on the α table.
+
+    ``draw`` replaces :func:`philox_normal` (same stream) for the noise: the compiled CPU drawer."""
     if noise is None and seed is not None:
-        noise = philox_normal(seed, x_prev.shape, stream=stream, step=step, device=x_prev.device,
-                              dtype=torch.promote_types(x_prev.dtype, torch.float32))
+        dtype = torch.promote_types(x_prev.dtype, torch.float32)
+        if draw is None:
+            noise = philox_normal(seed, x_prev.shape, stream=stream, step=step, device=x_prev.device, dtype=dtype)
+        else:
+            noise = draw(seed, x_prev.shape, stream=stream, step=step, dtype=dtype)
     return q_sample(x_prev, t, alphas, noise)
 
 
 def forward_trajectory(x0: torch.Tensor, alphas: torch.Tensor, t_end: int, *, seed: int, stream: int = 0,
-                       snapshots=()):
+                       snapshots=(), draw=None):
     """The forward steps 0 … t_end one at a time, step s using the stream's step word s.
 
     Computes in float32 (float64 for float64 input) and returns
@@ -150,7 +155,7 @@ def forward_trajectory(x0: torch.Tensor, alphas: torch.Tensor, t_end: int, *, se
     x = x0.to(compute)
     kept = {}
     for s in range(t_end + 1):
-        x = forward_step(x, s, alphas, seed=seed, stream=stream, step=s)
+        x = forward_step(x, s, alphas, seed=seed, stream=stream, step=s, draw=draw)
         if s in snapshots:
             kept[s] = x.to(x0.dtype)
     return x.to(x0.dtype), kept

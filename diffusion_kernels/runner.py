@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import torch
 
 from . import backend as backends
-from . import checks, reference, seeding
+from . import checks, cpu_noise, cpu_path, reference, seeding, transfer
 from .autograd import noise_affine
 from .forms import Form, compiling
 
@@ -78,19 +79,26 @@ def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backen
                            "noise=..., or noise the whole batch outside vmap")
     call_seed = resolve_seed(seed, generator, x.device, chosen) if noise is None else 0
 
-    if chosen == "reference":
+    done = None
+    if chosen == "cpu" and noise is None and not return_v:
+        done = cpu_path.fused(x, form, call_seed, stream, offset_strength, return_noise is True)
+    if done is not None:
+        out, eps = done
+        v = None
+    elif chosen in ("reference", "cpu"):
         eps = noise
         if eps is None:
-            eps = reference.drawn_noise(call_seed, x.shape, form.index.shape, stream=stream,
-                                        offset_strength=offset_strength, device=x.device,
-                                        dtype=torch.promote_types(x.dtype, torch.float32))
+            draw = cpu_noise.drawn_noise if chosen == "cpu" else functools.partial(reference.drawn_noise,
+                                                                                   device=x.device)
+            eps = draw(call_seed, x.shape, form.index.shape, stream=stream, offset_strength=offset_strength,
+                       dtype=torch.promote_types(x.dtype, torch.float32))
         out = form.reference(x, eps)
         v = form.reference_velocity(x, eps) if return_v else None
         eps = eps.to(x.dtype)
     else:
         a, b = form.tables(x.device)
         c, d = form.velocity_tables(x.device) if return_v else (None, None)
-        t_rows = form.index.to(device=x.device)
+        t_rows = transfer.to_device(form.index, x.device)
         if t_rows.ndim != 1:
             t_rows = t_rows.reshape(-1)
         if t_rows.numel() == 0:

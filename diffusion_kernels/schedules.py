@@ -255,6 +255,7 @@ class NoiseSchedule:
 
 def coefficient_tables(alpha_bars: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
     """float32 sqrt(ᾱ) and sqrt(1 − ᾱ) on ``device``; differentiable in ``alpha_bars``."""
+    from .transfer import to_device
+
     ab64 = alpha_bars.to(_F64)
-    return (ab64.sqrt().to(device=device, dtype=torch.float32),
-            (1.0 - ab64).sqrt().to(device=device, dtype=torch.float32))
+    return to_device(ab64.sqrt(), device, torch.float32), to_device((1.0 - ab64).sqrt(), device, torch.float32)

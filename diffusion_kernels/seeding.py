@@ -42,7 +42,9 @@ def draw_seed_tensor(generator: torch.Generator | None, device) -> torch.Tensor:
     """
     where = generator.device if generator is not None else "cpu"
     drawn = torch.randint(-(2**63), 2**63 - 1, (1,), generator=generator, device=where, dtype=torch.int64)
-    return drawn.to(device)
+    from .transfer import to_device
+
+    return to_device(drawn, device)
 
 
 def resolve_seed(seed=None, generator: torch.Generator | None = None) -> int:

@@ -25,13 +25,22 @@ def test_bench_command_writes_record_and_plot(tmp_path, capsys, device):
             assert r["gbps"] > 0 and r["of_copy"] > 0
     if device.type == "cpu":
         assert all(not r["timed"] for r in rows if r["provider"] == "fused")
+        # On CPU the ratios are taken against the compiled CPU path, side by side with the others.
+        from diffusion_kernels import cpu_noise
+
+        if cpu_noise.available():
+            ours = [r for r in rows if r["provider"] == "cpu"]
+            assert {r["mode"] for r in ours} == set(bench.MODES) and all(r["timed"] for r in ours)
+            assert all(r["speedup_of_fused"] is not None for r in rows if r["provider"] in ("eager", "diffusers"))
+            assert all(r["host_us"] is not None for r in rows if r["timed"])
     assert record["loss_memory"][0]["noise_mse_held_bytes"] == 0
     assert record["loss_memory"][0]["stored_noise_held_bytes"] == 1024 * 2
     assert "held between noising and loss" in out and png_path.stat().st_size > 10_000
 
 
 def test_bytes_per_mode():
-    assert bench.PASSES == {"xt_eps": 3, "xt": 2, "given_noise": 3, "backward": 2, "copy": 2}
+    assert bench.PASSES == {"xt_eps": 3, "xt": 2, "given_noise": 3, "backward": 2, "step": 2, "trajectory": 2,
+                            "loss": 1, "copy": 2}
 
 
 def test_unknown_provider_is_a_one_line_error(capsys):

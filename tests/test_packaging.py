@@ -1,5 +1,6 @@
 """The wheel as built ships every module of the source tree (kernels/ as diffusion_kernels.kernels),
 and declares only torch, triton and numpy as requirements."""
+import importlib.util
 import os
 import pathlib
 import subprocess
@@ -40,12 +41,15 @@ def test_wheel_requires_only_the_framework_and_the_compiler(wheel):
     assert names == {"torch", "triton", "numpy"}
 
 
-def test_noising_loads_none_of_the_extras():
-    # Every public noising call and the loss, on the reference path (no interpreter, so the check
-    # holds for the plain CPU install too) and on the interpreted kernels.
-    script = """
-import sys, torch, triton
+NOISING_SCRIPT = """
+import sys
+if sys.argv[1] == "without_numba":
+    sys.modules["numba"] = None  # as where the [cpu] extra is not installed
+import torch, triton
 before = set(sys.modules)  # what torch and Triton load themselves (torch 2.13 loads tqdm) is not ours
+if sys.argv[1] == "with_numba":
+    import numba  # numba's own imports (it loads scipy when that is installed) are not ours either
+    before = set(sys.modules)
 import diffusion_kernels as dk
 s = dk.NoiseSchedule.cosine(50)
 x = torch.randn(2, 3, 4)
@@ -58,13 +62,23 @@ dk.edm_sample(x, torch.tensor([0.5, 3.0]), seed=3)
 dk.forward_step(x, t, s, seed=4)
 dk.forward_trajectory(x, s, 3, seed=5)
 extras = ("scipy", "matplotlib", "sklearn", "PIL", "tqdm", "diffusers", "hypothesis")
+if sys.argv[1] == "with_numba":
+    extras = extras[1:]  # numba's first compilation loads scipy.linalg (its BLAS bindings) where installed
 print([m for m in set(sys.modules) - before if m.split(".")[0] in extras])
 """
-    for interpret in ("0", "1"):
-        env = {**os.environ, "TRITON_INTERPRET": interpret}
-        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
-        assert run.returncode == 0, run.stderr
-        assert run.stdout.strip() == "[]", f"TRITON_INTERPRET={interpret}: {run.stdout}"
+
+
+@pytest.mark.parametrize("interpret", ["0", "1"])
+@pytest.mark.parametrize("numba", ["without_numba", "with_numba"])
+def test_noising_loads_none_of_the_extras(interpret, numba):
+    # Every public noising call and the loss: on the compiled CPU path or the reference (no interpreter,
+    # as a plain CPU install runs them) and on the interpreted kernels.
+    if numba == "with_numba" and importlib.util.find_spec("numba") is None:
+        pytest.skip("numba (the [cpu] extra) is not installed")
+    env = {**os.environ, "TRITON_INTERPRET": interpret}
+    run = subprocess.run([sys.executable, "-c", NOISING_SCRIPT, numba], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]", f"TRITON_INTERPRET={interpret}, {numba}: {run.stdout}"
 
 
 @pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="runs in a virtual environment (the make venv) only")

@@ -28,7 +28,8 @@ import importlib
 # Each name and the module that holds it; loaded on first use, so the command line can read
 # the sweep's choices (spec) before torch is imported.
 _EXPORTS = {
-    **dict.fromkeys(("MODES", "PROVIDERS", "PASSES", "LAYOUTS", "GPU_SIZES", "CPU_SIZES", "DTYPE_NAMES",
+    **dict.fromkeys(("MODES", "NOISING_MODES", "PROVIDERS", "PASSES", "LAYOUTS", "GPU_SIZES", "CPU_SIZES",
+                     "DTYPE_NAMES", "SMALL_LATENTS", "TRAJECTORY_STEPS",
                      "TILE_CONSTANTS", "batch_shape", "check_tiles"), "spec"),
     **dict.fromkeys(("DTYPES", "cases", "compiled_providers", "diffusers_scheduler", "compile_settings"),
                     "providers"),

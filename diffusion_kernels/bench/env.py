@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 
 import torch
@@ -21,15 +22,17 @@ def environment(device: torch.device) -> dict:
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
-    try:
-        import diffusers
-
-        info["diffusers"] = diffusers.__version__
-    except ImportError:
-        info["diffusers"] = None
+    for name in ("diffusers", "numba"):
+        try:
+            info[name] = __import__(name).__version__
+        except ImportError:
+            info[name] = None
+    info["cores"] = os.cpu_count()
+    info["torch_threads"] = torch.get_num_threads()
     if device.type == "cuda":
         info["device"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
+        info["hip"] = torch.version.hip
     else:
         info["device"] = f"cpu ({platform.processor() or platform.machine()})"
     info["fused_backend"] = ("triton interpreter" if device.type == "cpu" and backend.interpreter_active()

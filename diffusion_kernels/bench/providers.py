@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from .. import reference
-from ..api import q_sample
+from .. import cpu_noise, reference
+from ..api import forward_step, forward_trajectory, q_sample
+from ..loss import noise_mse
+from .spec import TRAJECTORY_STEPS
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -16,16 +19,59 @@ def _textbook(x0, t, ab, noise=None):
     return reference.q_sample(x0, t, ab, noise), noise
 
 
+OURS = {"fused": "auto", "cpu": "cpu", "reference": "reference"}  # provider -> the backend it calls
+
+
+def _ours(backend, mode, x0, t, noise, grad, schedule):
+    """Our call for ``mode`` on ``backend``."""
+    steps = TRAJECTORY_STEPS - 1
+    if mode == "backward":
+        x = x0.detach().requires_grad_(True)
+        y = q_sample(x, t, schedule, noise, backend=backend)
+        return lambda: torch.autograd.grad(y, x, grad, retain_graph=True)
+    if mode == "loss":
+        _, handle = q_sample(x0, t, schedule, seed=1, return_noise="seed", backend=backend)
+        return lambda: noise_mse(noise, handle, backend=backend)
+    return {"xt_eps": lambda: q_sample(x0, t, schedule, return_noise=True, backend=backend),
+            "xt": lambda: q_sample(x0, t, schedule, backend=backend),
+            "given_noise": lambda: q_sample(x0, t, schedule, noise, backend=backend),
+            "step": lambda: forward_step(x0, t, schedule, backend=backend),
+            "trajectory": lambda: forward_trajectory(x0, schedule, steps, backend=backend)}[mode]
+
+
+def _plain(mode, x0, t, noise, schedule, alphas):
+    """The plain-PyTorch counterpart of the step, trajectory and loss modes, each drawing its ε with
+    randn_like (for the loss too: noise_mse regenerates its ε, the counterpart draws one)."""
+    if mode == "step":
+        return lambda: reference.forward_step(x0, t, alphas, torch.randn_like(x0))
+
+    def trajectory():
+        x = x0
+        for s in range(TRAJECTORY_STEPS):
+            x = reference.forward_step(x, s, alphas, torch.randn_like(x))
+        return x
+
+    if mode == "trajectory":
+        return trajectory
+    return lambda: F.mse_loss(noise, torch.randn_like(noise))
+
+
 def cases(provider, mode, x0, t, noise, grad, schedule, ab_device, compiled, scheduler):
     """The callable that performs one (provider, mode) unit of work on these inputs, or None if not offered."""
     if provider == "copy":
         out = torch.empty_like(x0)
         return lambda: out.copy_(x0)
+    if provider == "cpu" and (x0.device.type != "cpu" or not cpu_noise.available()):
+        return None
+    if provider in OURS:
+        return _ours(OURS[provider], mode, x0, t, noise, grad, schedule)
+    if mode in ("step", "trajectory", "loss"):
+        if provider != "eager":
+            return None
+        return _plain(mode, x0, t, noise, schedule, schedule.alphas.to(x0.device))
     if mode == "backward":
         x = x0.detach().requires_grad_(True)
-        if provider == "fused":
-            y = q_sample(x, t, schedule, noise)
-        elif provider == "eager":
+        if provider == "eager":
             y = reference.q_sample(x, t, ab_device, noise)
         elif provider == "compile":
             y = compiled["given"](x, t, ab_device, noise)
@@ -34,10 +80,6 @@ def cases(provider, mode, x0, t, noise, grad, schedule, ab_device, compiled, sch
         else:
             return None
         return lambda: torch.autograd.grad(y, x, grad, retain_graph=True)
-    if provider == "fused":
-        return {"xt_eps": lambda: q_sample(x0, t, schedule, return_noise=True),
-                "xt": lambda: q_sample(x0, t, schedule),
-                "given_noise": lambda: q_sample(x0, t, schedule, noise)}[mode]
     if provider == "eager":
         return {"xt_eps": lambda: _textbook(x0, t, ab_device),
                 "xt": lambda: _textbook(x0, t, ab_device)[0],

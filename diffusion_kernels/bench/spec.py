@@ -2,12 +2,21 @@
 so the command line checks its arguments before torch loads."""
 from __future__ import annotations
 
-MODES = ("xt_eps", "xt", "given_noise", "backward")
-PROVIDERS = ("fused", "eager", "compile", "diffusers", "copy")
-PASSES = {"xt_eps": 3, "xt": 2, "given_noise": 3, "backward": 2, "copy": 2}
+# Modes and the passes over N elements each must make at least (the bytes GB/s is counted from):
+# q_sample's four, one forward step, a trajectory of TRAJECTORY_STEPS steps (read x0, write x_T),
+# and the ε-MSE loss against a regenerated ε (read the prediction).
+MODES = ("xt_eps", "xt", "given_noise", "backward", "step", "trajectory", "loss")
+NOISING_MODES = MODES[:4]
+PASSES = {"xt_eps": 3, "xt": 2, "given_noise": 3, "backward": 2, "step": 2, "trajectory": 2, "loss": 1,
+          "copy": 2}
+TRAJECTORY_STEPS = 10
+# fused: the default path (Triton kernels on a GPU; the interpreter on CPU, untimed); cpu: the compiled
+# CPU loop (backend="cpu", CPU only); reference: the pure-PyTorch reference (backend="reference").
+PROVIDERS = ("fused", "cpu", "reference", "eager", "compile", "diffusers", "copy")
 LAYOUTS = ("contiguous", "channels_last")
-GPU_SIZES = (4 * 4 * 64 * 64, 1 << 20, 1 << 24, 1 << 26)
-CPU_SIZES = (4 * 4 * 16 * 16, 1 << 14)
+SMALL_LATENTS = 4 * 4 * 64 * 64  # host time per call is recorded at this size and below
+GPU_SIZES = (SMALL_LATENTS, 1 << 20, 1 << 24, 1 << 26)
+CPU_SIZES = (1 << 14, SMALL_LATENTS)
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 TILE_CONSTANTS = ("BLOCK_QUADS", "BLOCK_QUADS_PAIRED", "BLOCK_QUADS_STRIDED", "NUM_WARPS")
 

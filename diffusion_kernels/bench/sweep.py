@@ -6,7 +6,7 @@ import torch
 from ..schedules import NoiseSchedule
 from .providers import DTYPES, cases, compile_settings, compiled_providers, diffusers_scheduler
 from .record import Row, _record
-from .spec import CPU_SIZES, GPU_SIZES, MODES, PASSES, PROVIDERS, batch_shape
+from .spec import CPU_SIZES, GPU_SIZES, MODES, PASSES, PROVIDERS, SMALL_LATENTS, batch_shape
 from .timing import _host_us, _temp_bytes, _time_ms, memory_of_loss
 
 
@@ -47,7 +47,7 @@ def _run(device: torch.device, *, sizes=None, dtypes=("float32", "bfloat16", "fl
         copy_gbps = PASSES["copy"] * n * itemsize / copy_ms / 1e6
         if "copy" in providers:
             rows.append(Row("copy", "copy", dtype_name, n, copy_ms, copy_gbps, 1.0,
-                            host_us=_host_us(copy_fn, device) if n <= GPU_SIZES[0] else None, layout=layout))
+                            host_us=_host_us(copy_fn, device) if n <= SMALL_LATENTS else None, layout=layout))
         for mode in modes:
             for provider in providers:
                 if provider == "copy":
@@ -60,7 +60,7 @@ def _run(device: torch.device, *, sizes=None, dtypes=("float32", "bfloat16", "fl
                 gbps = PASSES[mode] * n * itemsize / ms / 1e6
                 rows.append(Row(
                     provider, mode, dtype_name, n, ms, gbps, of_copy=gbps / copy_gbps if timed else None,
-                    host_us=_host_us(fn, device) if n <= GPU_SIZES[0] and timed else None,
+                    host_us=_host_us(fn, device) if n <= SMALL_LATENTS and timed else None,
                     temp_bytes=_temp_bytes(fn, device), timed=timed,
                     note="" if timed else "Triton interpreter on CPU: a correctness run, not a timing",
                     layout=layout,

@@ -6,6 +6,7 @@ import time
 
 import torch
 
+from .. import cpu_noise
 from ..api import q_sample
 from ..loss import noise_mse
 from ..schedules import NoiseSchedule
@@ -17,13 +18,20 @@ def _sync(device):
 
 
 def _time_ms(fn, device, reps: int) -> float:
+    """Median milliseconds of one call: triton.testing.do_bench on CUDA (L2 flushed between runs); on the
+    CPU, calls repeated for about ``reps`` ms (at least 7, at most 2000), after warm-up calls for a fifth of
+    that (a first case measured cold reads up to twice its warm time)."""
     if device.type == "cuda":
         import triton.testing
 
         return float(triton.testing.do_bench(fn, warmup=25, rep=reps, return_mode="median"))
+    warm = time.perf_counter() + reps / 5e3
     fn()
+    while time.perf_counter() < warm:
+        fn()
     samples = []
-    for _ in range(max(3, reps // 20)):
+    budget = time.perf_counter() + reps / 1e3
+    while len(samples) < 7 or (time.perf_counter() < budget and len(samples) < 2000):
         start = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - start) * 1e3)
@@ -65,19 +73,21 @@ def memory_of_loss(device: torch.device, numel: int, dtype: torch.dtype) -> dict
     returned objects) and, on CUDA, the peak memory of the whole step.
     """
     schedule = NoiseSchedule.linear()
+    # Held bytes do not depend on the backend: on CPU the compiled path, not the interpreter, runs it.
+    backend = "cpu" if device.type == "cpu" and cpu_noise.available() else "auto"
     x0 = torch.randn(numel, device=device, dtype=dtype).reshape(4, -1)
     t = torch.tensor([1, 10, 100, 999])
     weight = torch.ones(1, device=device, dtype=dtype, requires_grad=True)
 
     def unfused():
-        x_t, eps = q_sample(x0, t, schedule, return_noise=True)
+        x_t, eps = q_sample(x0, t, schedule, return_noise=True, backend=backend)
         held = eps.untyped_storage().nbytes()
         torch.nn.functional.mse_loss(x_t * weight, eps).backward()
         return held
 
     def fused():
-        x_t, handle = q_sample(x0, t, schedule, return_noise="seed")
-        noise_mse(x_t * weight, handle).backward()
+        x_t, handle = q_sample(x0, t, schedule, return_noise="seed", backend=backend)
+        noise_mse(x_t * weight, handle, backend=backend).backward()
         return 0
 
     out = {"numel": numel, "dtype": str(dtype).replace("torch.", "")}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import seeding
+from .. import seeding, transfer
 from ..backend import interpreter_active, kernels_module
 from .layout import packed
 from .tiling import tiling, launch_warps, math_mode
@@ -26,7 +26,7 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
     snap_index = torch.full((t_end + 1,), -1, dtype=torch.int32)
     for k, s in enumerate(snapshot_steps):
         snap_index[s] = k
-    snap_index = snap_index.to(x0.device)
+    snap_index = transfer.to_device(snap_index, x0.device)
     tile = tiling(km.trajectory, n, 1)
     seed_tensor, lo, hi = seed_parts(seed)
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, snap_index)

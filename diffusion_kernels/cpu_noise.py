@@ -1,0 +1,136 @@
+"""The noise stream on CPU tensors, compiled with numba (the ``[cpu]`` extra): the same Philox integers
+as the kernels and ``reference.philox_normal``, bit for bit, and the same Box–Muller as the AMD kernels
+(kernels/philox_normal.py, MATH_POLY: log, sin and cos from float32 multiply-adds, within NOISE_ATOL of
+the float64 math), in one loop over quads that LLVM vectorises and numba spreads over threads.
+
+Why numba: the pure-PyTorch reference computes Philox as a few hundred whole-tensor int64 operations,
+each a pass over memory, 30-90x slower than torch.randn; one compiled loop keeps a quad's words in
+registers from counter to normal. Without numba the CPU path is the reference (same stream, slower).
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+
+import numpy as np
+import torch
+
+EXTRA = "pip install 'diffusion-kernels[cpu]'"
+OFFSET_STEP = 0xFFFFFFFF  # the step word of offset noise (kernels/philox_normal.py::OFFSET_STEP)
+CHUNK_QUADS = 1024  # quads per work item of a thread: 16 KiB of float32 output, a few µs of work
+SERIAL_BELOW = 1 << 16  # elements below which one thread runs the loop: waking the others costs more
+
+
+@functools.lru_cache(maxsize=None)
+def _loops():
+    """The compiled loops (diffusion_kernels/cpu_loops.py), imported on first use."""
+    from . import cpu_loops
+
+    return cpu_loops
+
+
+@functools.lru_cache(maxsize=None)
+def available() -> bool:
+    return importlib.util.find_spec("numba") is not None
+
+
+def _key(seed: int) -> tuple[np.uint32, np.uint32]:
+    return np.uint32(seed & 0xFFFFFFFF), np.uint32((seed >> 32) & 0xFFFFFFFF)
+
+
+def philox_words(seed: int, first_quad: int, quads: int, *, stream: int = 0, step: int = 0) -> np.ndarray:
+    """The four uint32 Philox outputs of each of ``quads`` counters from ``first_quad``: (quads, 4)."""
+    out = np.empty((quads, 4), dtype=np.uint32)
+    _loops().words(out, np.uint64(first_quad), *_key(seed), np.uint32(stream & 0xFFFFFFFF),
+                   np.uint32(step & 0xFFFFFFFF))
+    return out
+
+
+def philox_normal(seed: int, shape, *, stream: int = 0, step: int = 0, offset: int = 0,
+                  dtype=torch.float32) -> torch.Tensor:
+    """``reference.philox_normal`` on the CPU (same arguments, float32 arithmetic)."""
+    shape = torch.Size(shape)
+    n = shape.numel()
+    first_quad = offset // 4
+    start = offset - 4 * first_quad
+    out = np.empty(4 * ((start + n + 3) // 4), dtype=np.float32)
+    if n:
+        args = (np.int64(first_quad), *_key(seed), np.uint32(stream & 0xFFFFFFFF), np.uint32(step & 0xFFFFFFFF))
+        if n < SERIAL_BELOW:
+            _loops().normals_range(out, 0, out.shape[0] // 4, *args)
+        else:
+            _loops().normals_parallel(out, CHUNK_QUADS, *args)
+    eps = torch.from_numpy(out[start:start + n]).reshape(shape)
+    return eps if dtype == torch.float32 else eps.to(dtype)
+
+
+def drawn_noise(seed: int, shape, rows_shape=(), *, stream: int = 0, offset_strength: float = 0.0,
+                dtype=torch.float32) -> torch.Tensor:
+    """``reference.drawn_noise`` on the CPU: ε plus ``offset_strength`` × one normal per row."""
+    eps = philox_normal(seed, shape, stream=stream)
+    if offset_strength:
+        rows_shape = torch.Size(rows_shape)
+        offsets = philox_normal(seed, rows_shape, stream=stream, step=OFFSET_STEP)
+        eps = eps + offset_strength * offsets.reshape(rows_shape + (1,) * (len(shape) - len(rows_shape)))
+    return eps if dtype == torch.float32 else eps.to(dtype)
+
+
+def noise_affine(x: torch.Tensor, row_len: int, a: torch.Tensor, b: torch.Tensor, offset: torch.Tensor | None,
+                 seed: int, stream: int, write_eps: bool):
+    """q_sample's affine with the noise drawn in the same loop: ``x`` a contiguous float32 CPU tensor read
+    as rows of ``row_len`` elements, ``a``, ``b`` (and ``offset``, the offset normal times its strength)
+    one float32 value per row. Returns (out, ε or None), both shaped like x."""
+    n = x.numel()
+    out = torch.empty_like(x)
+    eps = torch.empty_like(x) if write_eps else out
+    rows = a.numel()
+    off = offset if offset is not None else torch.zeros(rows, dtype=torch.float32)
+    if n:
+        loop = _loops().affine_serial if n < SERIAL_BELOW else _loops().affine_parallel
+        loop(x.reshape(-1).numpy(), out.reshape(-1).numpy(), eps.reshape(-1).numpy(), np.int64(row_len),
+             np.int64(CHUNK_QUADS), a.numpy(), b.numpy(), off.numpy(), *_key(seed), np.uint32(stream & 0xFFFFFFFF),
+             write_eps)
+    return out, (eps if write_eps else None)
+
+
+def _offsets(seed: int, rows: int, stream: int, offset_strength: float) -> np.ndarray:
+    """Each row's offset normal times its strength (zeros without offset noise), float32."""
+    if not offset_strength:
+        return np.zeros(max(rows, 1), dtype=np.float32)
+    return (offset_strength * philox_normal(seed, (rows,), stream=stream, step=OFFSET_STEP)).numpy()
+
+
+def mse(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_strength: float) -> float:
+    """The sum over a contiguous float32 ``pred`` of (pred − ε)², ε regenerated (float64 accumulation,
+    in a fixed order: the same value on every run)."""
+    n = pred.numel()
+    if n == 0:
+        return 0.0
+    flat = pred.reshape(-1).numpy()
+    off = _offsets(seed, rows, stream, offset_strength)
+    quads = (n + 3) // 4
+    partials = np.zeros((quads + CHUNK_QUADS - 1) // CHUNK_QUADS, dtype=np.float64)
+    args = (n // max(rows, 1), off, bool(offset_strength), *_key(seed), np.uint32(stream & 0xFFFFFFFF), flat,
+            np.float32(0.0), False)
+    if n < SERIAL_BELOW:
+        return float(_loops().mse_range(flat, 0, quads, *args))
+    _loops().mse_parallel(flat, CHUNK_QUADS, *args, partials)
+    return float(partials.sum())
+
+
+def mse_grad(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_strength: float,
+             scale: float) -> torch.Tensor:
+    """scale·(pred − ε) for a contiguous float32 ``pred``, ε regenerated."""
+    grad = torch.empty_like(pred)
+    n = pred.numel()
+    if n:
+        flat, out = pred.reshape(-1).numpy(), grad.reshape(-1).numpy()
+        off = _offsets(seed, rows, stream, offset_strength)
+        quads = (n + 3) // 4
+        args = (n // max(rows, 1), off, bool(offset_strength), *_key(seed), np.uint32(stream & 0xFFFFFFFF), out,
+                np.float32(scale), True)
+        if n < SERIAL_BELOW:
+            _loops().mse_range(flat, 0, quads, *args)
+        else:
+            _loops().mse_parallel(flat, CHUNK_QUADS, *args, np.zeros((quads + CHUNK_QUADS - 1) // CHUNK_QUADS))
+    return grad

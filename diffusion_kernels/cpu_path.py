@@ -1,0 +1,71 @@
+"""The cpu backend's one-pass noising: x_t (and ε) in one compiled loop where it applies, the reference's
+formulas over the compiled drawer's ε everywhere else (autograd, v-targets, other dtypes and layouts)."""
+from __future__ import annotations
+
+import torch
+
+from . import cpu_noise
+
+
+def _needs_grad(x: torch.Tensor, inputs) -> bool:
+    return torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (x, *inputs))
+
+
+def fused(x: torch.Tensor, form, seed: int, stream: int, offset_strength: float, write_eps: bool):
+    """(x_t, ε or None) from one pass over ``x``, or None where the pass does not apply.
+
+    The loop computes a[row]·x + b[row]·ε in float32 with ε the stream's normal, as the reference's
+    formula does over the same ε; a call that autograd must follow takes the formula instead.
+    """
+    if (x.dtype not in (torch.float32, torch.bfloat16, torch.float16) or isinstance(seed, torch.Tensor)
+            or _needs_grad(x, form.inputs)):
+        return None
+    if x.dtype != torch.float32 or not x.is_contiguous():
+        # 2-byte I/O (numba has no bfloat16) and strided layouts: the loop runs on a packed float32 copy,
+        # the same float32 arithmetic the reference's formula does, rounded to the I/O dtype at the end.
+        done = fused(x.float().contiguous(), form, seed, stream, offset_strength, write_eps)
+        out, eps = done
+        out = torch.empty_like(x).copy_(out.view(x.shape))
+        return out, (eps.view(x.shape).to(x.dtype) if eps is not None else None)
+    a, b = form.tables(x.device)
+    index = form.index.reshape(-1) if form.index.numel() else form.index.new_zeros(1)
+    rows = index.numel()
+    if not form.check_index:
+        index = index.clamp(0, a.numel() - 1)  # unchecked rows read the table as the kernels do: clamped
+    a_rows, b_rows = a.detach().float()[index], b.detach().float()[index]
+    offset = None
+    if offset_strength:
+        offset = (offset_strength * cpu_noise.philox_normal(seed, (rows,), stream=stream,
+                                                            step=cpu_noise.OFFSET_STEP)).contiguous()
+    return cpu_noise.noise_affine(x, x.numel() // rows if rows else 0, a_rows, b_rows, offset, seed, stream,
+                                  write_eps)
+
+
+class NoiseMSE(torch.autograd.Function):
+    """noise_mse on the compiled loop: ε regenerated in the forward and again in the backward, never stored."""
+
+    @staticmethod
+    def forward(ctx, prediction, seed, rows, stream, offset_strength, mean):
+        total = cpu_noise.mse(prediction, rows, seed, stream, offset_strength)
+        ctx.scale = 2.0 / max(prediction.numel(), 1) if mean else 2.0
+        ctx.args = (rows, seed, stream, offset_strength)
+        ctx.save_for_backward(prediction)
+        value = total / max(prediction.numel(), 1) if mean else total
+        return torch.tensor(value, dtype=torch.float32)
+
+    @staticmethod
+    def backward(ctx, upstream):
+        (prediction,) = ctx.saved_tensors
+        rows, seed, stream, offset_strength = ctx.args
+        grad = cpu_noise.mse_grad(prediction, rows, seed, stream, offset_strength, ctx.scale)
+        return grad * upstream.to(grad.dtype), None, None, None, None, None
+
+
+def noise_mse(prediction: torch.Tensor, handle, mean: bool):
+    """The ε-MSE of ``prediction`` against a handle's ε on the compiled loop, or None where it does not apply
+    (not float32, not contiguous, a seed held in a tensor)."""
+    if (prediction.dtype != torch.float32 or not prediction.is_contiguous()
+            or isinstance(handle.seed, torch.Tensor)):
+        return None
+    rows = max(handle.rows_shape.numel(), 1)
+    return NoiseMSE.apply(prediction, handle.seed, rows, handle.stream, handle.offset_strength, mean)
