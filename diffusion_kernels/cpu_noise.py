@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import threading
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ EXTRA = "pip install 'diffusion-kernels[cpu]'"
 OFFSET_STEP = 0xFFFFFFFF  # the step word of offset noise (kernels/philox_normal.py::OFFSET_STEP)
 CHUNK_QUADS = 1024  # quads per work item of a thread: 16 KiB of float32 output, a few µs of work
 SERIAL_BELOW = 1 << 16  # elements below which one thread runs the loop: waking the others costs more
+# numba's parallel loops may not be entered from two Python threads at once (its workqueue threading
+# layer, the fallback where neither TBB nor OpenMP is there, aborts the process): they take turns.
+_PARALLEL = threading.Lock()
 
 
 @functools.lru_cache(maxsize=None)
@@ -41,8 +45,9 @@ def _key(seed: int) -> tuple[np.uint32, np.uint32]:
 def philox_words(seed: int, first_quad: int, quads: int, *, stream: int = 0, step: int = 0) -> np.ndarray:
     """The four uint32 Philox outputs of each of ``quads`` counters from ``first_quad``: (quads, 4)."""
     out = np.empty((quads, 4), dtype=np.uint32)
-    _loops().words(out, np.uint64(first_quad), *_key(seed), np.uint32(stream & 0xFFFFFFFF),
-                   np.uint32(step & 0xFFFFFFFF))
+    with _PARALLEL:
+        _loops().words(out, np.uint64(first_quad), *_key(seed), np.uint32(stream & 0xFFFFFFFF),
+                       np.uint32(step & 0xFFFFFFFF))
     return out
 
 
@@ -59,7 +64,8 @@ def philox_normal(seed: int, shape, *, stream: int = 0, step: int = 0, offset: i
         if n < SERIAL_BELOW:
             _loops().normals_range(out, 0, out.shape[0] // 4, *args)
         else:
-            _loops().normals_parallel(out, CHUNK_QUADS, *args)
+            with _PARALLEL:
+                _loops().normals_parallel(out, CHUNK_QUADS, *args)
     eps = torch.from_numpy(out[start:start + n]).reshape(shape)
     return eps if dtype == torch.float32 else eps.to(dtype)
 
@@ -86,10 +92,14 @@ def noise_affine(x: torch.Tensor, row_len: int, a: torch.Tensor, b: torch.Tensor
     rows = a.numel()
     off = offset if offset is not None else torch.zeros(rows, dtype=torch.float32)
     if n:
-        loop = _loops().affine_serial if n < SERIAL_BELOW else _loops().affine_parallel
-        loop(x.reshape(-1).numpy(), out.reshape(-1).numpy(), eps.reshape(-1).numpy(), np.int64(row_len),
-             np.int64(CHUNK_QUADS), a.numpy(), b.numpy(), off.numpy(), *_key(seed), np.uint32(stream & 0xFFFFFFFF),
-             write_eps)
+        args = (x.reshape(-1).numpy(), out.reshape(-1).numpy(), eps.reshape(-1).numpy(), np.int64(row_len),
+                np.int64(CHUNK_QUADS), a.numpy(), b.numpy(), off.numpy(), *_key(seed),
+                np.uint32(stream & 0xFFFFFFFF), write_eps)
+        if n < SERIAL_BELOW:
+            _loops().affine_serial(*args)
+        else:
+            with _PARALLEL:
+                _loops().affine_parallel(*args)
     return out, (eps if write_eps else None)
 
 
@@ -114,7 +124,8 @@ def mse(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_strength: 
             np.float32(0.0), False)
     if n < SERIAL_BELOW:
         return float(_loops().mse_range(flat, 0, quads, *args))
-    _loops().mse_parallel(flat, CHUNK_QUADS, *args, partials)
+    with _PARALLEL:
+        _loops().mse_parallel(flat, CHUNK_QUADS, *args, partials)
     return float(partials.sum())
 
 
@@ -132,5 +143,6 @@ def mse_grad(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_stren
         if n < SERIAL_BELOW:
             _loops().mse_range(flat, 0, quads, *args)
         else:
-            _loops().mse_parallel(flat, CHUNK_QUADS, *args, np.zeros((quads + CHUNK_QUADS - 1) // CHUNK_QUADS))
+            with _PARALLEL:
+                _loops().mse_parallel(flat, CHUNK_QUADS, *args, np.zeros((quads + CHUNK_QUADS - 1) // CHUNK_QUADS))
     return grad

@@ -158,3 +158,28 @@ def test_the_loops_give_the_same_bits_on_every_run(schedule):
     _, handle = dk.q_sample(x0, t, schedule, seed=4, return_noise="seed", backend="cpu")
     losses = {float(dk.noise_mse(x0, handle, backend="cpu")) for _ in range(3)}
     assert torch.equal(first, dk.q_sample(x0, t, schedule, seed=4, backend="cpu")) and len(losses) == 1
+
+
+def test_calls_from_many_threads_give_each_its_own_numbers(schedule):
+    """numba's parallel loops are entered by one Python thread at a time; every caller gets what a
+    call alone gives (sizes above SERIAL_BELOW, so the threaded loops run)."""
+    import threading
+
+    x0 = torch.randn(4, 40_000)
+    t = torch.tensor([1, 200, 600, 999])
+    expected = {seed: dk.q_sample(x0, t, schedule, seed=seed, backend="cpu") for seed in range(6)}
+    results, errors = {}, []
+
+    def work(seed):
+        try:
+            results[seed] = dk.q_sample(x0, t, schedule, seed=seed, backend="cpu")
+        except Exception as exc:  # surfaced below: a thread's exception would be lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert all(torch.equal(results[seed], expected[seed]) for seed in range(6))
