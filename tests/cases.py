@@ -56,3 +56,24 @@ def make_t(form, shape, T, generator=None):
 
 def shape_params():
     return [pytest.param(shape, layout, id=name) for name, shape, layout in SHAPES]
+
+
+def run_in_threads(work, count: int) -> list:
+    """``work(k)`` on ``count`` threads at once; the exceptions they raised (a thread's own would not fail a
+    test)."""
+    import threading
+
+    errors = []
+
+    def guarded(k):
+        try:
+            work(k)
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded, args=(k,)) for k in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from cases import KERNEL_DTYPES, T_FORMS, make_t, make_x0, shape_params
+from cases import KERNEL_DTYPES, T_FORMS, make_t, make_x0, run_in_threads, shape_params
 from tolerances import assert_close, assert_noise_close, to_reference
 
 import diffusion_kernels as dk
@@ -163,23 +163,13 @@ def test_the_loops_give_the_same_bits_on_every_run(schedule):
 def test_calls_from_many_threads_give_each_its_own_numbers(schedule):
     """numba's parallel loops are entered by one Python thread at a time; every caller gets what a
     call alone gives (sizes above SERIAL_BELOW, so the threaded loops run)."""
-    import threading
-
     x0 = torch.randn(4, 40_000)
     t = torch.tensor([1, 200, 600, 999])
     expected = {seed: dk.q_sample(x0, t, schedule, seed=seed, backend="cpu") for seed in range(6)}
-    results, errors = {}, []
+    results = {}
 
     def work(seed):
-        try:
-            results[seed] = dk.q_sample(x0, t, schedule, seed=seed, backend="cpu")
-        except Exception as exc:  # surfaced below: a thread's exception would be lost
-            errors.append(exc)
+        results[seed] = dk.q_sample(x0, t, schedule, seed=seed, backend="cpu")
 
-    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    assert run_in_threads(work, 6) == []
     assert all(torch.equal(results[seed], expected[seed]) for seed in range(6))
