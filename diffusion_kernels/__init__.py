@@ -13,9 +13,11 @@ _EXPORTS = {
     "forward_step": "api", "forward_trajectory": "api", "NoiseHandle": "api",
     "QSample": "autograd", "ForwardDiffusion": "forward", "noise_mse": "loss",
     "NoiseSchedule": "schedules", "DeviceSeed": "seeding",
+    "sample_timesteps": "sampling", "sample_sigmas": "sampling",
 }
 _SUBMODULES = {"reference", "seeding", "schedules", "validate", "figures", "images", "bench", "integrations",
-               "launch", "backend", "checks", "tolerances", "api", "autograd", "loss", "forward", "cli"}
+               "launch", "backend", "checks", "tolerances", "api", "autograd", "loss", "forward", "cli",
+               "sampling"}
 
 __all__ = sorted(_EXPORTS) + ["reference"]
 

@@ -21,6 +21,7 @@ def kernels_module():
     importlib.import_module("diffusion_kernels.kernels.q_sample")
     importlib.import_module("diffusion_kernels.kernels.trajectory")
     importlib.import_module("diffusion_kernels.kernels.noise_mse")
+    importlib.import_module("diffusion_kernels.kernels.sampling")
     return importlib.import_module("diffusion_kernels.kernels")
 
 

@@ -92,13 +92,13 @@ def issue_launches():
                          (km.q_sample, "noise_affine_fwd_channels_last_kernel"),
                          (km.trajectory, "forward_trajectory_kernel"), (km.noise_mse, "noise_mse_fwd_kernel"),
                          (km.noise_mse, "noise_mse_bwd_kernel"), (km.noise_mse, "noise_mse_fwd_channels_last_kernel"),
-                         (km.noise_mse, "noise_mse_bwd_channels_last_kernel")):
+                         (km.noise_mse, "noise_mse_bwd_channels_last_kernel"), (km.sampling, "sampling_draws_kernel")):
         setattr(module, name, Recorder(getattr(module, name)))
     try:
         _launch_every_variant()
     finally:
         # Restored before compiling: the contiguous entry points call the strided kernels by name.
-        for module in (km.q_sample, km.trajectory, km.noise_mse):
+        for module in (km.q_sample, km.trajectory, km.noise_mse, km.sampling):
             for name, value in vars(module).items():
                 if isinstance(value, Recorder):
                     setattr(module, name, value.kernel)
@@ -133,6 +133,9 @@ def _launch_every_variant():
         launch.noise_mse_backward(x, torch.ones(()), 1.0, 4, 5, 0, 0.0)
         launch.noise_mse_forward(cl4, 4, 5, 0, 0.1)
         launch.noise_mse_backward(cl4, torch.ones(()), 1.0, 4, 5, 0, 0.0)
+    # A training step's timesteps or σ: a batch's draws, from an int seed and from a device seed.
+    launch.sampling_draws(64, 5, 0, "cpu")
+    launch.sampling_draws(64, torch.tensor([7]), 0, "cpu")
     for dtype in (torch.float32, torch.bfloat16):
         # A training batch: per-sample t, many programs per row (no shape-1 specialisation).
         x = torch.zeros(16, 4, 64, 64, dtype=dtype)
@@ -162,7 +165,7 @@ def compile_variants(name: str):
     amd = backend == "hip"
     # The launch settings the launchers choose on that vendor's GPU, fixed here where no GPU is.
     math = launch.MATH_POLY if amd else launch.MATH_NVIDIA
-    for family in (launch.noising, launch.trajectory, launch.noise_mse):
+    for family in (launch.noising, launch.trajectory, launch.noise_mse, launch.sampling):
         family.math_mode = lambda device: math
     issue_launches()
     target = GPUTarget(backend, arch, lanes)

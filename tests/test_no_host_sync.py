@@ -123,6 +123,8 @@ def test_the_watch_catches_a_blocking_copy_and_a_host_read():
 def test_no_call_synchronizes_on_cuda(schedule):
     device = torch.device("cuda")
     calls = _calls(device, schedule)
+    calls["sample_timesteps"] = lambda: dk.sample_timesteps(64, 1000, device=device)
+    calls["sample_sigmas, logit-normal with a shift"] = lambda: dk.sample_sigmas(64, shift=3.0, device=device)
     for call in calls.values():
         call()
     torch.cuda.synchronize()
