@@ -16,13 +16,19 @@ def _same_device(tensor: torch.Tensor, device: torch.device) -> bool:
 
 
 def to_device(tensor: torch.Tensor, device, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """``tensor`` on ``device`` (in ``dtype``), never stalling the host."""
+    """``tensor`` on ``device`` (in ``dtype``), never stalling the host, except for a host tensor that
+    requires grad (below)."""
     device = torch.device(device)
     if _same_device(tensor, device):
         return tensor if dtype is None else tensor.to(dtype)
     if dtype is not None and tensor.device.type == "cpu":
         tensor = tensor.to(dtype)  # the cast on the host, before the copy: no second pass on the device
-    if tensor.device.type == "cpu" and device.type == "cuda" and not torch.compiler.is_compiling():
+    if (tensor.device.type == "cpu" and device.type == "cuda" and not torch.compiler.is_compiling()
+            and not tensor.requires_grad):
         return tensor.pin_memory().to(device, non_blocking=True)
+    if tensor.requires_grad:
+        # A learned table or σ kept on the host: autograd must follow the copy, which pinning does not
+        # promise, so this (rare) case keeps the ordinary copy.
+        return tensor.to(device=device, dtype=dtype)
     # Under torch.compile Inductor stages its own copies; other pairs of devices have no pinned memory.
     return tensor.to(device=device, dtype=dtype, non_blocking=True)
