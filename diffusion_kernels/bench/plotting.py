@@ -34,11 +34,12 @@ def plot(record: dict, path: Path) -> Path:
                     if pts:
                         ax.plot(*zip(*pts), "o" + style, color=f"C{k}", label=provider + suffix)
             ax.set_xscale("log")
+            ax.set_yscale("log")  # providers an order of magnitude under the copy floor stay readable
             ax.set(title=f"{mode}, {dtype}", xlabel="elements", ylabel="effective GB/s")
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=7)
     env = record["environment"]
-    fig.suptitle(f"q_sample bandwidth on {env['device']}\n{env['date'][:10]}, torch {env['torch']}, "
+    fig.suptitle(f"noising and loss bandwidth on {env['device']}\n{env['date'][:10]}, torch {env['torch']}, "
                  f"triton {env['triton']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
