@@ -30,17 +30,11 @@ RESULTS=${RESULTS:-benchmarks/results}
 mkdir -p "$RESULTS"
 export PYTHONUNBUFFERED=1
 PYTHON=${PYTHON:-python3}  # the machine's own Python (on the GPU machines a venv with torch and Triton)
+DRY_RUN=0
 
-install() {
-    if compgen -G ".whl/*.whl" >/dev/null; then
-        "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/dk-site .whl/*.whl
-        export PYTHONPATH=/tmp/dk-site${PYTHONPATH:+:$PYTHONPATH}
-    fi
-    "$PYTHON" -m pip install -q --no-deps --no-build-isolation -e . || exit 1
-    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv \
-        | tee "$RESULTS/gpu.txt"
-    "$PYTHON" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" \
-        | tee -a "$RESULTS/gpu.txt"
+install() {  # the follow-up phases: the same install and environment record as the round's
+    install_in_place
+    environment
 }
 
 tests() {

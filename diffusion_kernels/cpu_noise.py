@@ -16,8 +16,9 @@ import threading
 import numpy as np
 import torch
 
+from .reference import OFFSET_STEP
+
 EXTRA = "pip install 'diffusion-kernels[cpu]'"
-OFFSET_STEP = 0xFFFFFFFF  # the step word of offset noise (kernels/philox_normal.py::OFFSET_STEP)
 CHUNK_QUADS = 1024  # quads per work item of a thread: 16 KiB of float32 output, a few µs of work
 SERIAL_BELOW = 1 << 16  # elements below which one thread runs the loop: waking the others costs more
 # numba's parallel loops may not be entered from two Python threads at once (its workqueue threading
@@ -70,17 +71,6 @@ def philox_normal(seed: int, shape, *, stream: int = 0, step: int = 0, offset: i
     return eps if dtype == torch.float32 else eps.to(dtype)
 
 
-def drawn_noise(seed: int, shape, rows_shape=(), *, stream: int = 0, offset_strength: float = 0.0,
-                dtype=torch.float32) -> torch.Tensor:
-    """``reference.drawn_noise`` on the CPU: ε plus ``offset_strength`` × one normal per row."""
-    eps = philox_normal(seed, shape, stream=stream)
-    if offset_strength:
-        rows_shape = torch.Size(rows_shape)
-        offsets = philox_normal(seed, rows_shape, stream=stream, step=OFFSET_STEP)
-        eps = eps + offset_strength * offsets.reshape(rows_shape + (1,) * (len(shape) - len(rows_shape)))
-    return eps if dtype == torch.float32 else eps.to(dtype)
-
-
 def noise_affine(x: torch.Tensor, row_len: int, a: torch.Tensor, b: torch.Tensor, offset: torch.Tensor | None,
                  seed: int, stream: int, write_eps: bool):
     """q_sample's affine with the noise drawn in the same loop: ``x`` a contiguous float32 CPU tensor read
@@ -89,8 +79,7 @@ def noise_affine(x: torch.Tensor, row_len: int, a: torch.Tensor, b: torch.Tensor
     n = x.numel()
     out = torch.empty_like(x)
     eps = torch.empty_like(x) if write_eps else out
-    rows = a.numel()
-    off = offset if offset is not None else torch.zeros(rows, dtype=torch.float32)
+    off = offset if offset is not None else torch.zeros(a.numel(), dtype=torch.float32)
     if n:
         args = (x.reshape(-1).numpy(), out.reshape(-1).numpy(), eps.reshape(-1).numpy(), np.int64(row_len),
                 np.int64(CHUNK_QUADS), a.numpy(), b.numpy(), off.numpy(), *_key(seed),
@@ -103,46 +92,40 @@ def noise_affine(x: torch.Tensor, row_len: int, a: torch.Tensor, b: torch.Tensor
     return out, (eps if write_eps else None)
 
 
-def _offsets(seed: int, rows: int, stream: int, offset_strength: float) -> np.ndarray:
+def row_offsets(seed: int, rows: int, stream: int, offset_strength: float) -> torch.Tensor:
     """Each row's offset normal times its strength (zeros without offset noise), float32."""
     if not offset_strength:
-        return np.zeros(max(rows, 1), dtype=np.float32)
-    return (offset_strength * philox_normal(seed, (rows,), stream=stream, step=OFFSET_STEP)).numpy()
+        return torch.zeros(max(rows, 1), dtype=torch.float32)
+    return offset_strength * philox_normal(seed, (rows,), stream=stream, step=OFFSET_STEP)
 
 
-def mse(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_strength: float) -> float:
-    """The sum over a contiguous float32 ``pred`` of (pred − ε)², ε regenerated (float64 accumulation,
-    in a fixed order: the same value on every run)."""
+def _mse_pass(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_strength: float, grad, scale: float):
+    """One pass of the loss loop over a contiguous float32 ``pred``: with ``grad`` (an array) it writes
+    scale·(pred − ε) there, without it returns the sum of (pred − ε)² (float64 partial sums added in a
+    fixed order: the same value on every run)."""
     n = pred.numel()
-    if n == 0:
-        return 0.0
     flat = pred.reshape(-1).numpy()
-    off = _offsets(seed, rows, stream, offset_strength)
+    backward = grad is not None
     quads = (n + 3) // 4
-    partials = np.zeros((quads + CHUNK_QUADS - 1) // CHUNK_QUADS, dtype=np.float64)
-    args = (n // max(rows, 1), off, bool(offset_strength), *_key(seed), np.uint32(stream & 0xFFFFFFFF), flat,
-            np.float32(0.0), False)
+    args = (n // max(rows, 1), row_offsets(seed, rows, stream, offset_strength).numpy(), bool(offset_strength),
+            *_key(seed), np.uint32(stream & 0xFFFFFFFF), grad if backward else flat, np.float32(scale), backward)
     if n < SERIAL_BELOW:
         return float(_loops().mse_range(flat, 0, quads, *args))
+    partials = np.zeros((quads + CHUNK_QUADS - 1) // CHUNK_QUADS, dtype=np.float64)
     with _PARALLEL:
         _loops().mse_parallel(flat, CHUNK_QUADS, *args, partials)
     return float(partials.sum())
+
+
+def mse(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_strength: float) -> float:
+    """The sum over a contiguous float32 ``pred`` of (pred − ε)², ε regenerated."""
+    return _mse_pass(pred, rows, seed, stream, offset_strength, None, 0.0) if pred.numel() else 0.0
 
 
 def mse_grad(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_strength: float,
              scale: float) -> torch.Tensor:
     """scale·(pred − ε) for a contiguous float32 ``pred``, ε regenerated."""
     grad = torch.empty_like(pred)
-    n = pred.numel()
-    if n:
-        flat, out = pred.reshape(-1).numpy(), grad.reshape(-1).numpy()
-        off = _offsets(seed, rows, stream, offset_strength)
-        quads = (n + 3) // 4
-        args = (n // max(rows, 1), off, bool(offset_strength), *_key(seed), np.uint32(stream & 0xFFFFFFFF), out,
-                np.float32(scale), True)
-        if n < SERIAL_BELOW:
-            _loops().mse_range(flat, 0, quads, *args)
-        else:
-            with _PARALLEL:
-                _loops().mse_parallel(flat, CHUNK_QUADS, *args, np.zeros((quads + CHUNK_QUADS - 1) // CHUNK_QUADS))
+    if pred.numel():
+        _mse_pass(pred, rows, seed, stream, offset_strength, grad.reshape(-1).numpy(), scale)
     return grad

@@ -33,10 +33,7 @@ def fused(x: torch.Tensor, form, seed: int, stream: int, offset_strength: float,
     if not form.check_index:
         index = index.clamp(0, a.numel() - 1)  # unchecked rows read the table as the kernels do: clamped
     a_rows, b_rows = a.detach().float()[index], b.detach().float()[index]
-    offset = None
-    if offset_strength:
-        offset = (offset_strength * cpu_noise.philox_normal(seed, (rows,), stream=stream,
-                                                            step=cpu_noise.OFFSET_STEP)).contiguous()
+    offset = cpu_noise.row_offsets(seed, rows, stream, offset_strength) if offset_strength else None
     return cpu_noise.noise_affine(x, x.numel() // rows if rows else 0, a_rows, b_rows, offset, seed, stream,
                                   write_eps)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from . import backend as backends
-from . import checks, cpu_noise, cpu_path, launch
+from . import checks, cpu_noise, cpu_path, launch, reference
 from .runner import NoiseHandle
 
 
@@ -54,8 +54,8 @@ def noise_mse(prediction: torch.Tensor, noised: NoiseHandle, *, reduction: str =
             return fused
     if chosen in ("reference", "cpu"):
         if chosen == "cpu" and not isinstance(noised.seed, torch.Tensor):
-            eps = cpu_noise.drawn_noise(noised.seed, noised.shape, noised.rows_shape, stream=noised.stream,
-                                        offset_strength=noised.offset_strength)
+            eps = reference.drawn_noise(noised.seed, noised.shape, noised.rows_shape, stream=noised.stream,
+                                        offset_strength=noised.offset_strength, draw=cpu_noise.philox_normal)
         else:
             eps = noised.materialize(torch.float32).to(prediction.device)
         diff = prediction.to(torch.promote_types(prediction.dtype, torch.float32)) - eps

@@ -8,6 +8,7 @@ the normals to float32 math-library accuracy.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -89,16 +90,19 @@ def philox_normal(seed, shape, *, stream: int = 0, step: int = 0, offset: int = 
 
 
 def drawn_noise(seed, shape, rows_shape=(), *, stream: int = 0, offset_strength: float = 0.0, device=None,
-                dtype=torch.float32) -> torch.Tensor:
+                dtype=torch.float32, draw=None) -> torch.Tensor:
     """The kernel's ε for ``shape``, plus ``offset_strength`` × one normal per row of ``rows_shape``.
 
     ``rows_shape`` is the shape of ``t`` (a leading prefix of ``shape``); row r's
-    offset normal is element r of the stream's OFFSET_STEP subsequence.
+    offset normal is element r of the stream's OFFSET_STEP subsequence. ``draw``
+    replaces :func:`philox_normal` (same stream): the compiled CPU drawer.
     """
-    eps = philox_normal(seed, shape, stream=stream, device=device, dtype=dtype)
+    if draw is None:
+        draw = functools.partial(philox_normal, device=device)
+    eps = draw(seed, shape, stream=stream, dtype=dtype)
     if offset_strength:
         rows_shape = torch.Size(rows_shape)
-        offsets = philox_normal(seed, rows_shape, stream=stream, step=OFFSET_STEP, device=device, dtype=dtype)
+        offsets = draw(seed, rows_shape, stream=stream, step=OFFSET_STEP, dtype=dtype)
         eps = eps + offset_strength * broadcast_t(offsets, len(shape))
     return eps
 
@@ -136,11 +140,9 @@ def forward_step(x_prev: torch.Tensor, t, alphas: torch.Tensor, noise: torch.Ten
 
     ``draw`` replaces :func:`philox_normal` (same stream) for the noise: the compiled CPU drawer."""
     if noise is None and seed is not None:
-        dtype = torch.promote_types(x_prev.dtype, torch.float32)
-        if draw is None:
-            noise = philox_normal(seed, x_prev.shape, stream=stream, step=step, device=x_prev.device, dtype=dtype)
-        else:
-            noise = draw(seed, x_prev.shape, stream=stream, step=step, dtype=dtype)
+        draw = draw or functools.partial(philox_normal, device=x_prev.device)
+        noise = draw(seed, x_prev.shape, stream=stream, step=step,
+                     dtype=torch.promote_types(x_prev.dtype, torch.float32))
     return q_sample(x_prev, t, alphas, noise)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import torch
 
@@ -88,10 +87,10 @@ def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backen
     elif chosen in ("reference", "cpu"):
         eps = noise
         if eps is None:
-            draw = cpu_noise.drawn_noise if chosen == "cpu" else functools.partial(reference.drawn_noise,
-                                                                                   device=x.device)
-            eps = draw(call_seed, x.shape, form.index.shape, stream=stream, offset_strength=offset_strength,
-                       dtype=torch.promote_types(x.dtype, torch.float32))
+            eps = reference.drawn_noise(call_seed, x.shape, form.index.shape, stream=stream,
+                                        offset_strength=offset_strength, device=x.device,
+                                        dtype=torch.promote_types(x.dtype, torch.float32),
+                                        draw=cpu_noise.philox_normal if chosen == "cpu" else None)
         out = form.reference(x, eps)
         v = form.reference_velocity(x, eps) if return_v else None
         eps = eps.to(x.dtype)

@@ -10,6 +10,7 @@ across devices to float32 rounding.
 """
 from __future__ import annotations
 
+import functools
 import math
 import operator
 
@@ -36,8 +37,9 @@ def _shape(shape) -> torch.Size:
     return size
 
 
-def _draws(shape: torch.Size, seed, generator, stream, device, backend):
-    """(words as int64 in [0, 2**32), normals float32) of the sampling step word, ``shape`` each."""
+def _draws(shape: torch.Size, seed, generator, stream, device, backend, scheme: str = "uniform"):
+    """(words as int64 in [0, 2**32), normals float32) of the sampling step word, ``shape`` each. Off the
+    kernel, which draws both in one pass, only what ``scheme`` reads is computed; the other is None."""
     device = torch.device(device if device is not None else "cpu")
     stream = seeding.check_stream(stream)
     chosen = backends.select(backend, torch.empty(0, device=device))
@@ -46,20 +48,20 @@ def _draws(shape: torch.Size, seed, generator, stream, device, backend):
     if chosen == "triton":
         words, normals = launch.sampling_draws(n, call_seed, stream, device)
         return (words.to(torch.int64) & _MASK32).reshape(shape), normals.reshape(shape)
-    first, quads = 0, (n + 3) // 4
-    if chosen == "cpu" and not isinstance(call_seed, torch.Tensor):
-        lanes = torch.from_numpy(cpu_noise.philox_words(call_seed, first, quads, stream=stream,
+    compiled = chosen == "cpu" and not isinstance(call_seed, torch.Tensor)
+    if scheme == "logit_normal":
+        draw = cpu_noise.philox_normal if compiled else functools.partial(reference.philox_normal, device=device)
+        return None, draw(call_seed, shape, stream=stream, step=SAMPLING_STEP).to(device)
+    quads = (n + 3) // 4
+    if compiled:
+        lanes = torch.from_numpy(cpu_noise.philox_words(call_seed, 0, quads, stream=stream,
                                                         step=SAMPLING_STEP).astype("int64"))
-        normals = cpu_noise.philox_normal(call_seed, shape, stream=stream, step=SAMPLING_STEP)
     else:
         q = torch.arange(quads, dtype=torch.int64, device=device)
         key = call_seed.reshape(()) if isinstance(call_seed, torch.Tensor) else call_seed
-        words4 = reference.philox4x32(q & _MASK32, q >> 32, torch.full_like(q, stream),
-                                      torch.full_like(q, SAMPLING_STEP), key & _MASK32, key >> 32)
-        lanes = torch.stack(words4, dim=1)
-        normals = reference.philox_normal(call_seed, shape, stream=stream, step=SAMPLING_STEP, device=device)
-    words = lanes.reshape(-1)[:n].reshape(shape).to(device)
-    return words, normals.to(device)
+        lanes = torch.stack(reference.philox4x32(q & _MASK32, q >> 32, torch.full_like(q, stream),
+                                                 torch.full_like(q, SAMPLING_STEP), key & _MASK32, key >> 32), dim=1)
+    return lanes.reshape(-1)[:n].reshape(shape).to(device), None
 
 
 def _check_number(value, name: str, *, positive: bool = False) -> float:
@@ -79,9 +81,9 @@ def _recipe(scheme, logit_mean, logit_std, mode_scale) -> tuple:
 
 def _unit(words, normals, scheme, logit_mean, logit_std, mode_scale) -> torch.Tensor:
     """The scheme's u in (0, 1) from a draw, in float64 (a batch's worth of values)."""
-    u = ((words >> 8).to(torch.float64) + 0.5) * 2.0**-24  # the word's 24 high bits, centred: never 0 or 1
     if scheme == "logit_normal":
         return torch.sigmoid(logit_mean + logit_std * normals.to(torch.float64))
+    u = ((words >> 8).to(torch.float64) + 0.5) * 2.0**-24  # the word's 24 high bits, centred: never 0 or 1
     if scheme == "mode":
         return 1.0 - u - mode_scale * (torch.cos(math.pi * u / 2) ** 2 - 1.0 + u)
     if scheme == "cosmap":
@@ -103,7 +105,7 @@ def sample_sigmas(shape, *, scheme: str = "logit_normal", logit_mean: float = 0.
     size = _shape(shape)
     recipe = _recipe(scheme, logit_mean, logit_std, mode_scale)
     shift = _check_number(shift, "shift", positive=True)
-    words, normals = _draws(size, seed, generator, stream, device, backend)
+    words, normals = _draws(size, seed, generator, stream, device, backend, scheme)
     sigma = 1.0 - _unit(words, normals, *recipe)
     if shift != 1.0:
         sigma = shift * sigma / (1.0 + (shift - 1.0) * sigma)
@@ -125,6 +127,6 @@ def sample_timesteps(shape, T: int, *, scheme: str = "uniform", logit_mean: floa
         words, _ = _draws(size, seed, generator, stream, device, backend)
         return (words * T) >> 32
     recipe = _recipe(scheme, logit_mean, logit_std, mode_scale)
-    words, normals = _draws(size, seed, generator, stream, device, backend)
+    words, normals = _draws(size, seed, generator, stream, device, backend, scheme)
     u = _unit(words, normals, *recipe)
     return (u * T).to(torch.int64).clamp_(0, T - 1)
