@@ -121,8 +121,9 @@ def sample_timesteps(shape, T: int, *, scheme: str = "uniform", logit_mean: floa
     the other schemes take t = ⌊u·T⌋ as diffusers' scripts do (``(u * num_train_timesteps).long()``).
     """
     size = _shape(shape)
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-        raise ValueError(f"T must be a positive int (the number of timesteps), got {T!r}")
+    if isinstance(T, bool) or not isinstance(T, int) or not 1 <= T < 2**31:
+        # Below 2**31 the product word·T fits int64: the uniform draw stays exact.
+        raise ValueError(f"T must be a positive int below 2**31 (the number of timesteps), got {T!r}")
     if scheme == "uniform":
         words, _ = _draws(size, seed, generator, stream, device, backend)
         return (words * T) >> 32

@@ -97,6 +97,7 @@ def test_sigmas_are_what_the_flow_scripts_index(scheme):
     (lambda: dk.sample_sigmas(4, logit_mean=float("nan")), "logit_mean must be finite"),
     (lambda: dk.sample_timesteps(4, 0), "T must be a positive int"),
     (lambda: dk.sample_timesteps(4, 10.5), "T must be a positive int"),
+    (lambda: dk.sample_timesteps(4, 2**31), "T must be a positive int below 2\\*\\*31"),
     (lambda: dk.sample_timesteps((2, -1), 10), "negative sizes"),
     (lambda: dk.sample_timesteps("4", 10), "shape must be an int or a sequence of ints"),
 ])
