@@ -11,13 +11,13 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "q_sample": "api", "get_velocity": "api", "flow_match_sample": "api", "edm_sample": "api",
     "forward_step": "api", "forward_trajectory": "api", "NoiseHandle": "api",
-    "QSample": "autograd", "ForwardDiffusion": "forward", "noise_mse": "loss",
+    "QSample": "autograd", "ForwardDiffusion": "forward", "noise_mse": "loss", "diffusion_loss": "loss",
     "NoiseSchedule": "schedules", "DeviceSeed": "seeding",
     "sample_timesteps": "sampling", "sample_sigmas": "sampling",
 }
 _SUBMODULES = {"reference", "seeding", "schedules", "validate", "figures", "images", "bench", "integrations",
                "launch", "backend", "checks", "tolerances", "api", "autograd", "loss", "forward", "cli",
-               "sampling"}
+               "sampling", "objectives"}
 
 __all__ = sorted(_EXPORTS) + ["reference"]
 

@@ -86,7 +86,7 @@ def flow_match_sample(x0: torch.Tensor, sigma, noise: torch.Tensor | None = None
     form = Form(index, tables, velocity_tables, lambda x, eps: reference.flow_match_sample(x, sigma, eps),
                  lambda x, eps: (eps.to(torch.promote_types(x.dtype, torch.float32))
                                  - x.to(torch.promote_types(x.dtype, torch.float32))).to(x.dtype),
-                 inputs=(sigma,))
+                 inputs=(sigma,), objective="flow")
     return run(x0, noise, form, seed=seed, generator=generator, return_noise=return_noise, return_v=return_v,
                 backend=backend, stream=stream)
 
@@ -100,7 +100,8 @@ def edm_sample(x0: torch.Tensor, sigma, noise: torch.Tensor | None = None, *, se
     # Bounded by float32's largest value: the kernel's coefficient tables are float32.
     index, tables, _ = sigma_form(x0, sigma, lo=0.0, hi=FLOAT32_MAX, name="EDM", check=check_sigma,
                                    signal=torch.ones_like, velocity=False)
-    form = Form(index, tables, None, lambda x, eps: reference.edm_sample(x, sigma, eps), None, inputs=(sigma,))
+    form = Form(index, tables, None, lambda x, eps: reference.edm_sample(x, sigma, eps), None, inputs=(sigma,),
+                 objective="edm")
     return run(x0, noise, form, seed=seed, generator=generator, return_noise=return_noise, return_v=False,
                 backend=backend, stream=stream)
 

@@ -28,6 +28,9 @@ class Form:
     reference_velocity: object  # (x, ε) -> v
     check_index: bool = False  # a GPU index tensor is range-checked by the kernel (CPU ones on the host)
     inputs: tuple = ()  # the tensors the tables come from (a learned ᾱ, σ): what a transform may wrap
+    # What the tables mean to a loss (objectives.py): "ddpm" (sqrt(ᾱ), sqrt(1 − ᾱ)), "flow" (1 − σ, σ),
+    # "edm" (1, σ), or "" for a form with no training objective of its own (a forward step).
+    objective: str = ""
 
 
 raw_tables = user_tables.raw_tables
@@ -59,7 +62,7 @@ def ddpm_form(x, t, schedule, *, check_t: bool, noise=None) -> Form:
     return Form(index, tables, velocity_tables,
                  lambda x0, eps: reference.q_sample(x0, clamped(index, T), alpha_bars, eps),
                  lambda x0, eps: reference.velocity(x0, clamped(index, T), alpha_bars, eps), check_index=check_t,
-                 inputs=(alpha_bars,))
+                 inputs=(alpha_bars,), objective="ddpm")
 
 
 def table_form(x, t, sqrt_ab: torch.Tensor, sqrt_1m_ab: torch.Tensor, *, check_t: bool = True,
@@ -94,7 +97,7 @@ def table_form(x, t, sqrt_ab: torch.Tensor, sqrt_1m_ab: torch.Tensor, *, check_t
         return (a * eps.to(compute) - b * x0.to(compute)).to(x0.dtype)
 
     return Form(index, tables, velocity_tables, textbook, textbook_velocity, check_index=check_t,
-                 inputs=(sqrt_ab, sqrt_1m_ab))
+                 inputs=(sqrt_ab, sqrt_1m_ab), objective="ddpm")
 
 
 FLOAT32_MAX = torch.finfo(torch.float32).max

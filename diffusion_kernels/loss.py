@@ -1,65 +1,151 @@
-"""noise_mse: the ε-prediction loss with ε regenerated from its seed, never stored."""
+"""The training losses against a noising call's ε kept as its seed: ``diffusion_loss`` (ε, v, x0 and flow
+targets, weighted per sample) and ``noise_mse`` (its ε, unweighted case). ε and the target are never stored."""
 from __future__ import annotations
 
 import torch
 
 from . import backend as backends
-from . import checks, cpu_noise, cpu_path, launch, reference
+from . import checks, cpu_noise, cpu_path, objectives, reference, transfer
+from .loss_function import DiffusionLoss, reduce
 from .runner import NoiseHandle
 
 
-class NoiseMSE(torch.autograd.Function):
-    """Σ or mean of (prediction − ε)², ε regenerated in the kernel; the backward regenerates it again."""
-
-    @staticmethod
-    def forward(ctx, prediction, seed, rows, stream, offset_strength, mean):
-        total = launch.noise_mse_forward(prediction, rows, seed, stream, offset_strength)
-        scale = 1.0 / max(prediction.numel(), 1) if mean else 1.0
-        ctx.save_for_backward(prediction, seed if isinstance(seed, torch.Tensor) else None)
-        ctx.seed = None if isinstance(seed, torch.Tensor) else seed
-        ctx.rows, ctx.stream, ctx.offset_strength, ctx.scale = rows, stream, offset_strength, scale
-        return total * scale
-
-    @staticmethod
-    def backward(ctx, upstream):
-        prediction, seed_tensor = ctx.saved_tensors
-        seed = seed_tensor if seed_tensor is not None else ctx.seed
-        grad = launch.noise_mse_backward(prediction, upstream, ctx.scale, ctx.rows, seed, ctx.stream,
-                                         ctx.offset_strength)
-        return grad, None, None, None, None, None
-
-
-def noise_mse(prediction: torch.Tensor, noised: NoiseHandle, *, reduction: str = "mean",
-              backend: str = "auto") -> torch.Tensor:
-    """MSE between ``prediction`` and the ε behind ``noised``, without ever storing ε.
-
-    ``noised`` is the :class:`NoiseHandle` that ``q_sample(..., return_noise="seed")``
-    returned. Equals ``F.mse_loss(prediction, ε, reduction=reduction)`` ("mean"
-    or "sum"); forward and backward are each one fused pass over ``prediction``.
-    The loss is float32.
-    """
-    checks.check_x0(prediction, "prediction")
+def _checked_handle(prediction: torch.Tensor, noised) -> NoiseHandle:
     if not isinstance(noised, NoiseHandle):
         raise TypeError("noised must be the NoiseHandle from q_sample(..., return_noise='seed'), "
                         f"got {type(noised).__name__}")
     if prediction.shape != noised.shape:
         raise ValueError(f"prediction has shape {tuple(prediction.shape)} but the noise had shape "
                          f"{tuple(noised.shape)}")
+    if prediction.device != noised.device:
+        raise ValueError(f"prediction is on {prediction.device} but the noise was drawn for {noised.device}")
+    return noised
+
+
+def _row_weights(weighting, handle: NoiseHandle, device) -> torch.Tensor:
+    """A weighting tensor as one weight per row, (rows,): shape ``t``'s (or σ's), that shape with trailing
+    size-1 dims (diffusers' (B, 1, 1, 1)), or one value for every row."""
+    if not weighting.is_floating_point():
+        raise TypeError(f"a weighting tensor must be floating point, got {weighting.dtype}")
+    rows_shape = tuple(handle.rows_shape)
+    shape = tuple(weighting.shape)
+    core = shape
+    while len(core) > len(rows_shape) and core[-1] == 1:
+        core = core[:-1]
+    if weighting.numel() != 1 and core != rows_shape:
+        raise ValueError(f"weighting of shape {shape} does not give one weight per sample: the noising's t (or "
+                         f"sigma) has shape {rows_shape}, so it must have that shape (trailing 1s allowed) or one "
+                         "element")
+    weights = transfer.to_device(weighting, device)
+    rows = max(handle.rows_shape.numel(), 1)
+    return weights.reshape(-1).expand(rows) if weighting.numel() == 1 else weights.reshape(rows)
+
+
+def _reference_loss(prediction, handle, target, x0, weights, reduction, chosen):
+    """The loss as plain PyTorch over the materialised ε: what the kernels are tested against, and
+    what transforms and float64 take."""
+    rows = max(handle.rows_shape.numel(), 1)
+    compute = torch.promote_types(prediction.dtype, torch.float32)
+    residual = prediction.to(compute).reshape(rows, -1)
+    if target.has_eps:
+        if chosen == "cpu" and not isinstance(handle.seed, torch.Tensor):
+            eps = reference.drawn_noise(handle.seed, handle.shape, handle.rows_shape, stream=handle.stream,
+                                        offset_strength=handle.offset_strength, draw=cpu_noise.philox_normal)
+        else:
+            eps = handle.materialize(torch.float32)
+        eps = eps.to(prediction.device, compute).reshape(rows, -1)
+        residual = residual - (eps if target.eps_scale is None else target.eps_scale.to(compute)[:, None] * eps)
+    if target.x0_scale is not None:
+        residual = residual - target.x0_scale.to(compute)[:, None] * x0.to(compute).reshape(rows, -1)
+    sums = (residual * residual).sum(1)
+    return reduce(sums, prediction.numel() // rows, weights, reduction, handle.rows_shape)
+
+
+def diffusion_loss(prediction: torch.Tensor, noised: NoiseHandle, *, target: str = "eps",
+                   x0: torch.Tensor | None = None, weighting=None, snr_gamma: float = 5.0,
+                   reduction: str = "mean", backend: str = "auto") -> torch.Tensor:
+    """The training loss of ``prediction`` against the target behind ``noised``, ε regenerated, never stored.
+
+    Args:
+        prediction: the model's output, shaped like the noised batch.
+        noised: the :class:`NoiseHandle` that ``q_sample``, ``flow_match_sample`` or ``edm_sample``
+            returned with ``return_noise="seed"``.
+        target: ``"eps"``, ``"v"`` (sqrt(ᾱ)·ε − sqrt(1 − ᾱ)·x0; ε − x0 for flow matching), ``"x0"``,
+            or ``"flow"`` (ε − x0, flow matching). See :mod:`diffusion_kernels.objectives`.
+        x0: the clean batch that was noised; read only by the targets that have it (v, x0, flow).
+        weighting: None, ``"min_snr"`` (DDPM, with ``snr_gamma``), ``"sigma_sqrt"`` or ``"cosmap"``
+            (flow matching), or a tensor of per-sample weights (shape t's or σ's, trailing 1s allowed;
+            it may require grad).
+        reduction: ``"mean"``: the mean over samples of weight × the sample's mean squared error (the
+            plain MSE when unweighted); ``"sum"``: Σ weight × squared error; ``"none"``: the per-sample
+            losses, shaped like t (or σ).
+        backend: as in :func:`q_sample`.
+
+    Forward and backward are each one fused pass (a second backward pass only for a gradient to
+    x0); no atomics, float32 accumulation, the same result on every run. The loss is float32
+    (float64 for a float64 prediction, which takes the reference).
+    """
+    prediction = checks.check_x0(prediction, "prediction")
+    handle = _checked_handle(prediction, noised)
+    if handle.form is None:
+        raise ValueError("this NoiseHandle does not say how its batch was noised; make it with "
+                         "return_noise='seed'")
+    if target not in objectives.TARGETS:
+        raise ValueError(f"target must be one of {objectives.TARGETS}, got {target!r}")
+    if reduction not in objectives.REDUCTIONS:
+        raise ValueError(f"reduction must be one of {objectives.REDUCTIONS}, got {reduction!r}")
+    named = None
+    if isinstance(weighting, str):
+        if weighting not in objectives.WEIGHTINGS:
+            raise ValueError(f"weighting must be None, one of {objectives.WEIGHTINGS} or a tensor, got {weighting!r}")
+        named = weighting
+    elif weighting is not None and not isinstance(weighting, torch.Tensor):
+        raise TypeError(f"weighting must be None, a name or a tensor, got {type(weighting).__name__}")
+    snr_gamma = checks.check_real(snr_gamma, "snr_gamma")
+    if not snr_gamma > 0:
+        raise ValueError(f"snr_gamma must be positive, got {snr_gamma}")
+    needs_x0 = target != "eps"
+    if needs_x0:
+        if x0 is None:
+            raise ValueError(f"target={target!r} reads x0: pass the clean batch that was noised as x0=")
+        x0 = checks.check_x0(x0, "x0")
+        if x0.shape != prediction.shape or x0.device != prediction.device:
+            raise ValueError(f"x0 of shape {tuple(x0.shape)} on {x0.device} does not match the prediction's "
+                             f"{tuple(prediction.shape)} on {prediction.device}")
+    else:
+        x0 = None
+
+    device = prediction.device
+    spec = objectives.objective(handle, target, named, snr_gamma, device)
+    weights = spec.weights if isinstance(weighting, str) or weighting is None else _row_weights(weighting, handle,
+                                                                                                device)
+    if handle.rows_shape.numel() == 0:
+        # No sample: no loss to weigh (and the kernels have nothing to read).
+        empty = prediction.new_zeros(handle.rows_shape, dtype=torch.promote_types(prediction.dtype, torch.float32))
+        return empty if reduction == "none" else empty.sum() + 0.0 * prediction.sum()
+    chosen = backends.select(backend, prediction, *(t for t in (x0, weights) if t is not None))
+    if chosen in ("reference", "cpu"):
+        return _reference_loss(prediction, handle, spec, x0, weights, reduction, chosen)
+    seed_tensor = handle.seed if isinstance(handle.seed, torch.Tensor) else None
+    rows = max(handle.rows_shape.numel(), 1)
+    return DiffusionLoss.apply(prediction, x0, weights, spec.eps_scale, spec.x0_scale, seed_tensor, handle.seed,
+                               spec.has_eps, rows, handle.stream, handle.offset_strength, reduction,
+                               handle.rows_shape)
+
+
+def noise_mse(prediction: torch.Tensor, noised: NoiseHandle, *, reduction: str = "mean",
+              backend: str = "auto") -> torch.Tensor:
+    """MSE between ``prediction`` and the ε behind ``noised``, without ever storing ε: the ε-target,
+    unweighted case of :func:`diffusion_loss`.
+
+    Equals ``F.mse_loss(prediction, ε, reduction=reduction)`` ("mean" or "sum").
+    """
+    checks.check_x0(prediction, "prediction")
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    chosen = backends.select(backend, prediction)
-    if chosen == "cpu":
-        fused = cpu_path.noise_mse(prediction, noised, reduction == "mean")
+    handle = _checked_handle(prediction, noised)
+    if backends.select(backend, prediction) == "cpu":
+        fused = cpu_path.noise_mse(prediction, handle, reduction == "mean")
         if fused is not None:
             return fused
-    if chosen in ("reference", "cpu"):
-        if chosen == "cpu" and not isinstance(noised.seed, torch.Tensor):
-            eps = reference.drawn_noise(noised.seed, noised.shape, noised.rows_shape, stream=noised.stream,
-                                        offset_strength=noised.offset_strength, draw=cpu_noise.philox_normal)
-        else:
-            eps = noised.materialize(torch.float32).to(prediction.device)
-        diff = prediction.to(torch.promote_types(prediction.dtype, torch.float32)) - eps
-        loss = (diff * diff).sum()
-        return (loss / max(prediction.numel(), 1) if reduction == "mean" else loss).float()
-    rows = max(noised.rows_shape.numel(), 1)
-    return NoiseMSE.apply(prediction, noised.seed, rows, noised.stream, noised.offset_strength, reduction == "mean")
+    return diffusion_loss(prediction, handle, reduction=reduction, backend=backend)

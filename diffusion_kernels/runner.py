@@ -26,6 +26,8 @@ class NoiseHandle:
     offset_strength: float
     dtype: torch.dtype
     device: torch.device
+    # The noising form: its per-row coefficients and objective, for diffusion_loss's targets and weightings.
+    form: Form | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def materialize(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """ε as a tensor, in ``dtype`` (default: the noised tensor's dtype)."""
@@ -110,7 +112,8 @@ def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backen
 
     result = [out]
     if return_noise == "seed":
-        result.append(NoiseHandle(call_seed, stream, x.shape, form.index.shape, offset_strength, x.dtype, x.device))
+        result.append(NoiseHandle(call_seed, stream, x.shape, form.index.shape, offset_strength, x.dtype, x.device,
+                                  form))
     elif return_noise:
         result.append(eps)
     if return_v:

@@ -41,3 +41,10 @@ def excess_error(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtyp
         return 0.0
     ratio = (a[finite] - e[finite]).abs() / (tol["atol"] + tol["rtol"] * e[finite].abs())
     return float(ratio.max())
+
+
+# A loss (a weighted mean or sum of squared residuals) against the float64 reference over the same
+# ε: float32 squares added in tree reductions per program and then per row, a few ulps of the
+# total, and the drawn ε's NOISE_ATOL, relative to residuals of order 1.
+LOSS_RTOL = 1e-5
+LOSS_ATOL = 1e-6

@@ -10,7 +10,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import diffusion_kernels as dk
-from diffusion_kernels import api, launch, loss, runner
+from diffusion_kernels import api, launch, loss, loss_function, runner
 
 aten = torch.ops.aten
 HOST_READS = {aten._local_scalar_dense.default, aten.item.default}
@@ -50,8 +50,8 @@ def gpu_path_on_meta(monkeypatch):
     monkeypatch.setattr(api.launch, "forward_trajectory",
                         lambda x0, a, b, t_end, seed, stream, snapshot_steps: (
                             torch.empty_like(x0), torch.empty((len(snapshot_steps),) + x0.shape, device=x0.device)))
-    monkeypatch.setattr(loss.launch, "noise_mse_forward", lambda pred, rows, seed, stream, offset: (
-        torch.empty((), device=pred.device)), raising=False)
+    monkeypatch.setattr(loss_function.launch, "noise_mse_forward", lambda pred, rows, seed, stream, offset, target: (
+        torch.empty((rows,), device=pred.device)), raising=False)
     monkeypatch.setattr(loss.backends, "select", lambda backend, x, *others: "triton")
     return torch.device("meta")
 
@@ -80,6 +80,13 @@ def _calls(device, schedule, places=("host", "device")):
                                                              generator=torch.Generator().manual_seed(3))
     _, handle = dk.q_sample(x, t_host, schedule, seed=1, return_noise="seed")
     calls["noise_mse"] = lambda: dk.noise_mse(x, handle)
+    calls["diffusion_loss, v with min-SNR"] = lambda: dk.diffusion_loss(x, handle, target="v", x0=x,
+                                                                       weighting="min_snr")
+    _, flow_handle = dk.flow_match_sample(x, sigma_host, seed=1, return_noise="seed")
+    calls["diffusion_loss, flow with cosmap"] = lambda: dk.diffusion_loss(x, flow_handle, target="flow", x0=x,
+                                                                          weighting="cosmap", reduction="none")
+    calls["diffusion_loss, a host weighting tensor"] = lambda: dk.diffusion_loss(
+        x, flow_handle, weighting=torch.rand(4, 1, 1, 1))
     calls["forward_trajectory with snapshots"] = lambda: dk.forward_trajectory(x, schedule, 20, seed=1,
                                                                                snapshots=[3, 9])
     try:

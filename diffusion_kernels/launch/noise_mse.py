@@ -1,17 +1,34 @@
-"""Launchers of the ε-MSE that regenerates ε (kernels/noise_mse.py)."""
+"""Launchers of the diffusion loss that regenerates ε (kernels/noise_mse.py)."""
 from __future__ import annotations
+
+from typing import NamedTuple, Optional
 
 import torch
 
 from .. import seeding
 from ..backend import interpreter_active, kernels_module
-from .layout import Layout, _prepare, channels_last_planes, _copy_back, paired
+from .layout import Layout, _prepare, channels_last_planes, _copy_back, packed, paired
 from .tiling import tiling, channels_last_tiling, launch_warps, math_mode
 from .registry import _device_guard, seed_parts, _seed_args
 
 
+class Target(NamedTuple):
+    """The loss target ce[row]·ε + cx[row]·x0: ``eps`` says whether it has ε, ``eps_scale`` (ce, float32,
+    one per row) is None for a unit ε, and ``x0`` with ``x0_scale`` (cx) are None for a target without x0."""
+    eps: bool = True
+    eps_scale: Optional[torch.Tensor] = None
+    x0: Optional[torch.Tensor] = None
+    x0_scale: Optional[torch.Tensor] = None
+
+    def switches(self) -> dict:
+        return dict(HAS_EPS=self.eps, EPS_SCALED=self.eps and self.eps_scale is not None, HAS_X0=self.x0 is not None)
+
+
+EPS = Target()
+
+
 def _mse_setup(pred: torch.Tensor, rows: int, seed, layout: Layout):
-    """(kernels, Tiling, Planes or None, seed tensor, seed halves) of a noise_mse launch; Planes when
+    """(kernels, Tiling, Planes or None, seed tensor, seed halves) of a loss launch; Planes when
     the channels-last kernels take the prediction (the Tiling is then theirs)."""
     km = kernels_module()
     planes = channels_last_planes(layout, pred.numel(), rows)
@@ -22,57 +39,75 @@ def _mse_setup(pred: torch.Tensor, rows: int, seed, layout: Layout):
     return km, tile, planes, *seed_parts(seed)
 
 
-def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_strength: float) -> torch.Tensor:
-    """Σ (pred − ε)² as a float32 0-d tensor, ε regenerated from (seed, stream) with ``rows`` offset rows."""
+def _tables(target: Target, pred: torch.Tensor):
+    """The coefficient pointers (packed float32 rows; the prediction stands in for an absent one)."""
+    ce, cx = packed(target.eps_scale, target.x0_scale)
+    return (pred if ce is None else ce), (pred if cx is None else cx)
+
+
+def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_strength: float,
+                      target: Target = EPS) -> torch.Tensor:
+    """Per-row Σ (pred − target)² as float32 of shape (rows,), ε regenerated from (seed, stream) with
+    ``rows`` offset rows."""
     if pred.numel() == 0:
-        return pred.new_zeros((), dtype=torch.float32)
-    (pred_,), _, layout = _prepare(pred.shape, [pred], [])
+        return pred.new_zeros((rows,), dtype=torch.float32)
+    (pred_, x0_), _, layout = _prepare(pred.shape, [pred, target.x0], [])
     km, tile, planes, seed_tensor, lo, hi = _mse_setup(pred_, rows, seed, layout)
     partials = torch.empty(tile.grid, dtype=torch.float32, device=pred.device)
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, partials)
+    ce, cx = _tables(target, pred_)
+    x0_ptr = pred_ if x0_ is None else x0_
     with _device_guard(pred):
         if planes is not None:
             km.noise_mse.noise_mse_fwd_channels_last_kernel[tile.grid](
-                pred_, partials, int(rows > 1), planes.plane // 4, tile.chunks, tile.divisor,
+                pred_, x0_ptr, ce, cx, partials, int(rows > 1), planes.plane // 4, tile.chunks, tile.divisor,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
-                C=planes.channels, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr,
-                BLOCK_J=tile.block // planes.channels, MATH=math_mode(pred.device), num_warps=launch_warps(km.noise_mse, pred.device),
+                C=planes.channels, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, **target.switches(),
+                BLOCK_J=tile.block // planes.channels, MATH=math_mode(pred.device),
+                num_warps=launch_warps(km.noise_mse, pred.device),
             )
         else:
             km.noise_mse.noise_mse_fwd_kernel[tile.grid](
-                pred_, partials, *tile.row_args, s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
-                *layout.args(),
-                NDIM=layout.ndim, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
-                MATH=math_mode(pred.device), PAIRED=paired(pred, layout), num_warps=launch_warps(km.noise_mse, pred.device),
+                pred_, x0_ptr, ce, cx, partials, *tile.row_args, s_lo, s_hi, s_ptr, seeding.as_int32(stream),
+                offset_strength, *layout.args(),
+                NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
+                SEED_FROM_PTR=from_ptr, **target.switches(), BLOCK=tile.block, MATH=math_mode(pred.device),
+                PAIRED=paired(pred, layout), num_warps=launch_warps(km.noise_mse, pred.device),
             )
-    return partials.sum()
+    # A program covers one row of its tiling, so the row sums are sums of whole programs, added in
+    # a fixed order. One t for a channels-last batch tiles by sample: its samples add to the one row.
+    per_row = partials.view(tile.rows, tile.chunks).sum(1)
+    return per_row if tile.rows == rows else per_row.sum().reshape(1)
 
 
-def noise_mse_backward(pred: torch.Tensor, upstream: torch.Tensor, scale: float, rows: int, seed, stream: int,
-                       offset_strength: float) -> torch.Tensor:
-    """2·scale·upstream·(pred − ε), in pred's dtype and layout."""
+def noise_mse_backward(pred: torch.Tensor, row_scale: torch.Tensor, rows: int, seed, stream: int,
+                       offset_strength: float, target: Target = EPS) -> torch.Tensor:
+    """row_scale[row]·(pred − target), in pred's dtype and layout; ``row_scale`` is float32 of shape (rows,)
+    on pred's device."""
     grad = torch.empty_like(pred)
     if pred.numel() == 0:
         return grad
-    (pred_,), (grad_,), layout = _prepare(pred.shape, [pred], [grad])
+    (pred_, x0_), (grad_,), layout = _prepare(pred.shape, [pred, target.x0], [grad])
     km, tile, planes, seed_tensor, lo, hi = _mse_setup(pred_, rows, seed, layout)
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, grad_)
-    upstream = upstream.to(device=pred.device, dtype=torch.float32).reshape(1)
+    ce, cx = _tables(target, pred_)
+    (scale,) = packed(row_scale.to(device=pred.device, dtype=torch.float32).reshape(rows))
+    x0_ptr = pred_ if x0_ is None else x0_
     with _device_guard(pred):
         if planes is not None:
             km.noise_mse.noise_mse_bwd_channels_last_kernel[tile.grid](
-                pred_, grad_, upstream, scale, int(rows > 1), planes.plane // 4, tile.chunks, tile.divisor,
+                pred_, x0_ptr, ce, cx, grad_, scale, int(rows > 1), planes.plane // 4, tile.chunks, tile.divisor,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
-                C=planes.channels, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr,
+                C=planes.channels, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, **target.switches(),
                 BLOCK_J=tile.block // planes.channels, SOFT_BF16=interpreter_active(), MATH=math_mode(pred.device),
                 num_warps=launch_warps(km.noise_mse, pred.device),
             )
         else:
             km.noise_mse.noise_mse_bwd_kernel[tile.grid](
-                pred_, grad_, upstream, scale, *tile.row_args,
+                pred_, x0_ptr, ce, cx, grad_, scale, *tile.row_args,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
                 NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
-                SEED_FROM_PTR=from_ptr, BLOCK=tile.block, SOFT_BF16=interpreter_active(),
+                SEED_FROM_PTR=from_ptr, **target.switches(), BLOCK=tile.block, SOFT_BF16=interpreter_active(),
                 MATH=math_mode(pred.device), PAIRED=paired(pred, layout), num_warps=launch_warps(km.noise_mse, pred.device),
             )
     _copy_back([(grad, grad_)])

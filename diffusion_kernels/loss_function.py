@@ -1,0 +1,65 @@
+"""The diffusion loss on the kernels: one pass forward (per-row sums of squares), one pass backward,
+ε regenerated in both; and the reduction both the kernels and the reference share."""
+from __future__ import annotations
+
+import torch
+
+from . import launch
+
+
+def reduce(sums: torch.Tensor, row_len: int, weights, reduction: str, rows_shape) -> torch.Tensor:
+    """The loss from per-row sums of squared residuals: per sample w·(sum / row_len) ("none"),
+    their mean over the rows ("mean", the plain MSE when unweighted), or Σ w·sum ("sum")."""
+    if reduction == "sum":
+        return (sums if weights is None else sums * weights).sum()
+    per_row = sums / max(row_len, 1)
+    if weights is not None:
+        per_row = per_row * weights
+    if reduction == "none":
+        return per_row.reshape(rows_shape)
+    return per_row.sum() / max(sums.numel(), 1)
+
+
+def _row_factor(upstream: torch.Tensor, rows: int, row_len: int, reduction: str) -> torch.Tensor:
+    """d loss / d (w_r·sum_r) per row, float32 (rows,), from the upstream gradient, on the device."""
+    g = upstream.to(torch.float32).reshape(-1)
+    if reduction == "mean":
+        g = g / (max(rows, 1) * max(row_len, 1))
+    elif reduction == "none":
+        g = g / max(row_len, 1)
+    return g.expand(rows) if g.numel() == 1 else g
+
+
+class DiffusionLoss(torch.autograd.Function):
+    """Gradients to the prediction (the kernel, 2·w·factor·residual), to x0 where the target reads it
+    (−cx times that, a second pass) and to a weighting tensor (factor·sum per row)."""
+
+    @staticmethod
+    def forward(ctx, prediction, x0, weights, eps_scale, x0_scale, seed_tensor, seed, has_eps, rows, stream,
+                offset_strength, reduction, rows_shape):
+        seed = seed_tensor if seed_tensor is not None else seed
+        target = launch.Target(has_eps, eps_scale, x0 if x0_scale is not None else None, x0_scale)
+        sums = launch.noise_mse_forward(prediction, rows, seed, stream, offset_strength, target)
+        row_len = prediction.numel() // rows
+        ctx.save_for_backward(prediction, x0, weights, eps_scale, x0_scale, seed_tensor, sums)
+        ctx.args = (seed, has_eps, rows, stream, offset_strength, reduction, row_len)
+        w = None if weights is None else weights.detach().to(torch.float32).reshape(rows)
+        return reduce(sums, row_len, w, reduction, rows_shape)
+
+    @staticmethod
+    def backward(ctx, upstream):
+        prediction, x0, weights, eps_scale, x0_scale, seed_tensor, sums = ctx.saved_tensors
+        seed, has_eps, rows, stream, offset_strength, reduction, row_len = ctx.args
+        seed = seed_tensor if seed_tensor is not None else seed
+        factor = _row_factor(upstream, rows, row_len, reduction)
+        scale = 2.0 * factor if weights is None else 2.0 * factor * weights.detach().to(torch.float32).reshape(rows)
+        target = launch.Target(has_eps, eps_scale, x0 if x0_scale is not None else None, x0_scale)
+        grad_pred = grad_x0 = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_pred = launch.noise_mse_backward(prediction, scale, rows, seed, stream, offset_strength, target)
+        if ctx.needs_input_grad[1] and x0_scale is not None:
+            grad_x0 = launch.noise_mse_backward(prediction, -scale * x0_scale, rows, seed, stream, offset_strength,
+                                                target).to(x0.dtype)
+        if ctx.needs_input_grad[2]:
+            grad_w = (factor * sums).reshape(weights.shape).to(weights.dtype)
+        return grad_pred, grad_x0, grad_w, None, None, None, None, None, None, None, None, None, None
