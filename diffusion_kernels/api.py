@@ -18,7 +18,8 @@ __all__ = ["NoiseHandle", "q_sample", "get_velocity", "flow_match_sample", "edm_
 
 def q_sample(x0: torch.Tensor, t, schedule, noise: torch.Tensor | None = None, *, seed=None,
              generator: torch.Generator | None = None, return_noise=False, return_v: bool = False,
-             offset_noise: float = 0.0, backend: str = "auto", check_t: bool = True, stream: int | None = None):
+             offset_noise: float = 0.0, input_perturbation: float = 0.0, backend: str = "auto",
+             check_t: bool = True, stream: int | None = None):
     """Noise ``x0`` to step ``t``: x_t = sqrt(ᾱ[t])·x0 + sqrt(1 − ᾱ[t])·ε.
 
     Args:
@@ -39,6 +40,9 @@ def q_sample(x0: torch.Tensor, t, schedule, noise: torch.Tensor | None = None, *
             The result is ``x_t``, ``(x_t, ε)``, ``(x_t, v)`` or ``(x_t, ε, v)``.
         offset_noise: with drawn noise, add this times one normal per entry of
             ``t`` (pass t of shape (B, C) for per-channel offset noise).
+        input_perturbation: with drawn noise, diffusers' ``--input_perturbation`` γ: x_t is built from
+            ε + γ·ε′ (ε′ a second normal per element, drawn in the same pass from the stream's
+            PERTURB_STEP word) while the returned ε, its handle and v keep ε, the loss target.
         backend: ``"auto"`` (kernel on CUDA, and on CPU under TRITON_INTERPRET=1;
             on CPU otherwise the compiled CPU loop where numba is installed, else the
             reference), ``"triton"``, ``"cpu"`` or ``"reference"``.
@@ -54,7 +58,7 @@ def q_sample(x0: torch.Tensor, t, schedule, noise: torch.Tensor | None = None, *
     noise = checks.check_noise(noise, x0)
     form = ddpm_form(x0, t, schedule, check_t=check_t, noise=noise)
     return run(x0, noise, form, seed=seed, generator=generator, return_noise=return_noise, return_v=return_v,
-                backend=backend, stream=stream, offset_strength=offset_noise)
+                backend=backend, stream=stream, offset_strength=offset_noise, perturbation=input_perturbation)
 
 
 def get_velocity(x0: torch.Tensor, noise: torch.Tensor, t, schedule, *, backend: str = "auto",

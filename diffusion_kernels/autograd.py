@@ -33,25 +33,26 @@ def _table_grad(table, t_rows, row_sums):
     return torch.zeros(table.numel(), dtype=torch.float32, device=row_sums.device).index_add_(0, t_rows, row_sums)
 
 
-def _forward(x0, t_rows, a, b, c, d, noise, seed_parts, stream, offset_strength, return_noise, return_v, check_t):
+def _forward(x0, t_rows, a, b, c, d, noise, seed_parts, stream, offset_strength, return_noise, return_v, check_t,
+             perturbation=0.0):
     """(out, ε or None, v or None) from one launch of the fused forward kernel."""
     seed_tensor, lo, hi = seed_parts
     out, eps, v = _fwd(x0, t_rows, a, b, c, d, noise, seed_tensor, lo, hi, stream, 0, offset_strength,
-                       return_noise and noise is None, return_v, 0, check_t)
+                       return_noise and noise is None, return_v, 0, check_t, perturbation)
     return out, (eps if return_noise and noise is None else None), (v if return_v else None)
 
 
 def noise_affine(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v,
-                 check_t=False):
+                 check_t=False, perturbation=0.0):
     """QSample.apply, or the launch alone when nothing needs a gradient: an inference or data-noising
     call then skips the autograd Function's bookkeeping, a few microseconds a small batch would feel."""
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x0, a, b, c, d, noise))
     if needs_grad or torch.compiler.is_compiling():
         return QSample.apply(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v,
-                             check_t)
+                             check_t, perturbation)
     return _forward(x0, t_rows, a, b, c, d, noise, launch.seed_parts(seed), stream, offset_strength, return_noise,
-                    return_v, check_t)
+                    return_v, check_t, perturbation)
 
 
 class QSample(torch.autograd.Function):
@@ -66,11 +67,16 @@ class QSample(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v, check_t):
+    def forward(ctx, x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v, check_t,
+                perturbation=0.0):
         seed_tensor, lo, hi = parts = launch.seed_parts(seed)
         out, eps, v = _forward(x0, t_rows, a, b, c, d, noise, parts, stream, offset_strength, return_noise, return_v,
-                               check_t)
+                               check_t, perturbation)
         tables_need_grad = any(ctx.needs_input_grad[i] for i in (2, 3, 4, 5))
+        if tables_need_grad and perturbation:
+            # The tables' gradients would need ε + γ·ε′ regenerated in the backward kernel, which
+            # regenerates ε alone: refused rather than given wrong.
+            raise NotImplementedError("input_perturbation with a schedule that requires grad is not supported")
         saved = (t_rows, a, b, c, d, x0 if tables_need_grad else None, noise if tables_need_grad else None,
                  seed_tensor)
         ctx.save_for_backward(*(_saveable(tensor) for tensor in saved))
@@ -85,7 +91,7 @@ class QSample(torch.autograd.Function):
     def backward(ctx, g, _g_eps, g_v):
         t_rows, a, b, c, d, x0, noise, seed_tensor = ctx.saved_tensors
         if g is None and g_v is None:
-            return (None,) * 13
+            return (None,) * 14
         if torch.is_grad_enabled():
             # backward(create_graph=True): the gradient must itself be differentiable, so it is
             # built from PyTorch operations (the same values as the fused backward).
@@ -104,7 +110,7 @@ class QSample(torch.autograd.Function):
             cols = (2, 3, 0, 1) if swap else (0, 1, 2, 3)
             grads = [_table_grad(tab, t_rows, sums[:, col]) for tab, col in zip((a, b, c, d), cols)]
         return (gx if ctx.needs_input_grad[0] else None, None, *grads,
-                gn if ctx.needs_input_grad[6] else None, None, None, None, None, None, None)
+                gn if ctx.needs_input_grad[6] else None, None, None, None, None, None, None, None)
 
 
 def _per_row(values: torch.Tensor, t_rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -145,4 +151,4 @@ def _differentiable_backward(ctx, g, g_v, t_rows, a, b, c, d, x0, noise, seed_te
             if table is not None and table.requires_grad and sums[k] is not None:
                 grads[k] = torch.zeros(table.numel(), dtype=torch.float32, device=like.device).index_add(
                     0, t_rows, sums[k])
-    return (gx, None, *grads, gn, None, None, None, None, None, None)
+    return (gx, None, *grads, gn, None, None, None, None, None, None, None)

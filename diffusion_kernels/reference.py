@@ -60,6 +60,7 @@ def _box_muller(ra: torch.Tensor, rb: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 OFFSET_STEP = 0xFFFFFFFF  # the step word of offset noise (kernels/philox_normal.py::OFFSET_STEP)
+PERTURB_STEP = 0xFFFFFFFD  # the step word of input perturbation's ε′ (kernels/philox_normal.py::PERTURB_STEP)
 
 
 def philox_normal(seed, shape, *, stream: int = 0, step: int = 0, offset: int = 0,
@@ -105,6 +106,14 @@ def drawn_noise(seed, shape, rows_shape=(), *, stream: int = 0, offset_strength:
         offsets = draw(seed, rows_shape, stream=stream, step=OFFSET_STEP, dtype=dtype)
         eps = eps + offset_strength * broadcast_t(offsets, len(shape))
     return eps
+
+
+def perturbed_noise(eps: torch.Tensor, seed, perturbation: float, *, stream: int = 0, draw=None) -> torch.Tensor:
+    """ε + perturbation·ε′, ε′ the stream's PERTURB_STEP normals over ε's shape: what x_t is built from
+    under input perturbation (the loss target stays ε)."""
+    if draw is None:
+        draw = functools.partial(philox_normal, device=eps.device)
+    return eps + perturbation * draw(seed, eps.shape, stream=stream, step=PERTURB_STEP, dtype=eps.dtype).to(eps.device)
 
 
 def broadcast_t(t: torch.Tensor, ndim: int) -> torch.Tensor:

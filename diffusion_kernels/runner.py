@@ -54,7 +54,7 @@ def resolve_seed(seed, generator, device: torch.device, chosen: str):
 
 
 def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backend, stream,
-         offset_strength: float = 0.0):
+         offset_strength: float = 0.0, perturbation: float = 0.0):
     if isinstance(return_noise, str):
         if return_noise != "seed":
             raise ValueError(f"return_noise must be True, False or 'seed', got {return_noise!r}")
@@ -66,6 +66,9 @@ def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backen
     if return_noise == "seed" and noise is not None:
         raise ValueError("return_noise='seed' keeps a drawn ε as its seed; it cannot be used with a given noise")
     offset_strength = checks.check_real(offset_strength, "offset_noise")
+    perturbation = checks.check_real(perturbation, "input_perturbation")
+    if perturbation != 0.0 and noise is not None:
+        raise ValueError("input_perturbation draws its ε′ with ε; with a given noise, pass noise + γ·ε′ instead")
     if noise is not None and (seed is not None or generator is not None or offset_strength != 0.0):
         given = [name for name, value in (("seed", seed), ("generator", generator)) if value is not None]
         given += ["offset_noise"] if offset_strength != 0.0 else []
@@ -81,7 +84,7 @@ def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backen
     call_seed = resolve_seed(seed, generator, x.device, chosen) if noise is None else 0
 
     done = None
-    if chosen == "cpu" and noise is None and not return_v:
+    if chosen == "cpu" and noise is None and not return_v and perturbation == 0.0:
         done = cpu_path.fused(x, form, call_seed, stream, offset_strength, return_noise is True)
     if done is not None:
         out, eps = done
@@ -93,7 +96,9 @@ def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backen
                                         offset_strength=offset_strength, device=x.device,
                                         dtype=torch.promote_types(x.dtype, torch.float32),
                                         draw=cpu_noise.philox_normal if chosen == "cpu" else None)
-        out = form.reference(x, eps)
+        noised = eps if perturbation == 0.0 else reference.perturbed_noise(
+            eps, call_seed, perturbation, stream=stream, draw=cpu_noise.philox_normal if chosen == "cpu" else None)
+        out = form.reference(x, noised)
         v = form.reference_velocity(x, eps) if return_v else None
         eps = eps.to(x.dtype)
     else:
@@ -106,7 +111,8 @@ def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backen
             t_rows = t_rows.new_zeros(1)
         out, eps, v = noise_affine(x, t_rows, a, b, c, d, noise, call_seed, stream, offset_strength,
                                    return_noise is True and noise is None, return_v,
-                                   form.check_index and form.index.device.type == "cuda" and not compiling())
+                                   form.check_index and form.index.device.type == "cuda" and not compiling(),
+                                   perturbation)
         if noise is not None:
             eps = noise
 

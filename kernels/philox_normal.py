@@ -220,6 +220,9 @@ def tile_normals(seed, first_quad, stream, step, BLOCK: tl.constexpr, PAIRED: tl
 # The counter's step word of offset noise: q_sample draws with step 0 and a
 # trajectory with steps 0 … T−1, so the all-ones word never collides.
 OFFSET_STEP = tl.constexpr(-1)
+# diffusers' --input_perturbation: the second normal ε′ of x_t = a·x0 + b·(ε + γ·ε′), element for element
+# the same tile geometry as ε, at its own step word (-3; -2 is the samplers', kernels/sampling.py).
+PERTURB_STEP = tl.constexpr(-3)
 
 
 @triton.jit

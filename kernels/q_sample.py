@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from .convert import to_output
-from .philox_normal import channels_last_noise, draw_noise, load_seed
+from .philox_normal import PERTURB_STEP, channels_last_noise, channels_last_normals, draw_noise, load_seed, tile_normals
 from .tiles import channels_last_tile, offset_like, row_coefficients, row_tile, strided_offset, unravel
 
 # Quads (4 elements) per program and warps per program. A drawn-noise kernel
@@ -51,7 +51,7 @@ def noise_affine_fwd_kernel(
     x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr,
     t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
     row_len, chunks_per_row, row_divisor, elem_offset,
-    seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
+    seed_lo, seed_hi, seed_ptr, stream, step, offset_strength, perturbation,
     z1, z2, z3, z4, d1, d2, d3, d4,
     xs0, xs1, xs2, xs3, xs4,
     ns0, ns1, ns2, ns3, ns4,
@@ -60,8 +60,9 @@ def noise_affine_fwd_kernel(
     vs0, vs1, vs2, vs3, vs4,
     NDIM: tl.constexpr, SHARED_LAYOUT: tl.constexpr, HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr,
     WRITE_V: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
-    SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr,
+    SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr, PERTURB: tl.constexpr,
 ):
+    """PERTURB (drawn ε only): x_t from ε + perturbation·ε′ while ε and v keep ε (input perturbation)."""
     pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, elem_offset, BLOCK)
     pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
@@ -80,10 +81,15 @@ def noise_affine_fwd_kernel(
         seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
         eps = draw_noise(seed, first_quad, stream, step, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET,
                          MATH)
+    noised = eps
+    if PERTURB:
+        perturb_seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
+        noised = eps + perturbation * tile_normals(perturb_seed, first_quad, stream, PERTURB_STEP, BLOCK, PAIRED,
+                                                   MATH)
 
     tl.store(
         out_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, os0, os1, os2, os3, os4),
-        to_output(a * x0 + b * eps, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
+        to_output(a * x0 + b * noised, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
     )
     if WRITE_NOISE:
         tl.store(
@@ -188,16 +194,18 @@ def noise_affine_fwd_contiguous_kernel(
     x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr,
     t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
     row_len, chunks_per_row, row_divisor, elem_offset,
-    seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
+    seed_lo, seed_hi, seed_ptr, stream, step, offset_strength, perturbation,
     HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr, WRITE_V: tl.constexpr,
     HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
-    SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr,
+    SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr, PERTURB: tl.constexpr,
 ):
     noise_affine_fwd_kernel(
         x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr, t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
         row_len, chunks_per_row, row_divisor, elem_offset, seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
+        perturbation,
         1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0,
         1, True, HAS_NOISE, WRITE_NOISE, WRITE_V, HAS_OFFSET, SEED_FROM_PTR, BLOCK, SOFT_BF16, MATH, PAIRED,
+        PERTURB,
     )
 
 
@@ -235,9 +243,10 @@ def noise_affine_fwd_channels_last_kernel(
     x0_ptr, out_ptr, eps_ptr, v_ptr,
     t_ptr, t_stride, a_ptr, b_ptr, c_ptr, d_ptr, T,
     plane_quads, chunks_per_row, row_divisor,
-    seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
+    seed_lo, seed_hi, seed_ptr, stream, step, offset_strength, perturbation,
     C: tl.constexpr, WRITE_NOISE: tl.constexpr, WRITE_V: tl.constexpr, HAS_OFFSET: tl.constexpr,
     SEED_FROM_PTR: tl.constexpr, BLOCK_J: tl.constexpr, SOFT_BF16: tl.constexpr, MATH: tl.constexpr,
+    PERTURB: tl.constexpr,
 ):
     """noise_affine_fwd_kernel with drawn ε for a channels-last layout; ``t_stride`` is 1 for a t per
     sample and 0 for one t (its row then serves every sample)."""
@@ -248,7 +257,11 @@ def noise_affine_fwd_channels_last_kernel(
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
     eps = channels_last_noise(seed, sample, row, j0, plane_quads, stream, step, offset_strength, C, BLOCK_J,
                               HAS_OFFSET, MATH)
-    tl.store(out_ptr + offset, to_output(a * x0 + b * eps, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask)
+    noised = eps
+    if PERTURB:
+        noised = eps + perturbation * channels_last_normals(seed, sample, j0, plane_quads, stream, PERTURB_STEP, C,
+                                                            BLOCK_J, MATH)
+    tl.store(out_ptr + offset, to_output(a * x0 + b * noised, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask)
     if WRITE_NOISE:
         tl.store(eps_ptr + offset, to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16), mask=mask)
     if WRITE_V:

@@ -35,12 +35,18 @@ def test_bench_command_writes_record_and_plot(tmp_path, capsys, device):
             assert all(r["host_us"] is not None for r in rows if r["timed"])
     assert record["loss_memory"][0]["noise_mse_held_bytes"] == 0
     assert record["loss_memory"][0]["stored_noise_held_bytes"] == 1024 * 2
+    # A training step's kept tensors: the kernel path keeps neither ε nor the target for its backward.
+    saved = {(r["mode"], r["provider"]): r["saved_bytes"] for r in rows if r["mode"] in bench.TRAINING_MODES}
+    assert {p for _, p in saved} >= {"fused", "eager", "compile", "diffusers"}
+    assert saved["train_eps", "fused"] < saved["train_eps", "eager"]
+    assert saved["train_eps", "fused"] < saved["train_eps", "diffusers"]
+    assert saved["train_flow", "fused"] <= saved["train_flow", "eager"]
     assert "held between noising and loss" in out and png_path.stat().st_size > 10_000
 
 
 def test_bytes_per_mode():
     assert bench.PASSES == {"xt_eps": 3, "xt": 2, "given_noise": 3, "backward": 2, "step": 2, "trajectory": 2,
-                            "loss": 1, "copy": 2}
+                            "loss": 1, "train_eps": 5, "train_flow": 7, "copy": 2}
 
 
 def test_unknown_provider_is_a_one_line_error(capsys):

@@ -44,7 +44,7 @@ def variants():
 def test_every_kernel_compiles_for_sm90(variants):
     kernels = {v["kernel"] for v in variants}
     assert kernels == KERNELS
-    assert len(variants) == 54
+    assert len(variants) == 75
     for v in variants:
         assert v["cubin_bytes"] > 0 and v["registers"] is not None and v["registers"] <= 255
 
@@ -79,6 +79,30 @@ def test_trajectory_draws_each_quad_once(variants):
     for v in variants:
         if v["kernel"] == "forward_trajectory_kernel":
             assert v["philox_multiplies"] <= 20  # one Philox call (10 rounds × 2 wide multiplies) per thread per step
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_input_perturbation_draws_each_quad_twice_and_nothing_more(variants, dtype):
+    """ε and ε′ (input perturbation): two Philox calls per quad, in one thread, without spills."""
+    plain = _fwd(variants, dtype, HAS_NOISE=False, WRITE_NOISE=True, WRITE_V=False, HAS_OFFSET=False,
+                 PERTURB=False)
+    perturbed = _fwd(variants, dtype, HAS_NOISE=False, WRITE_NOISE=True, PERTURB=True)
+    assert perturbed["philox_multiplies"] == 2 * plain["philox_multiplies"] > 0
+    assert perturbed["stack_bytes"] == 0 and perturbed["vector_loads"] > 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_loss_targets_draw_only_what_they_read(variants, dtype):
+    """diffusion_loss's kernels: an x0 target draws no ε; a v target (scaled ε and x0) draws each quad once,
+    as the ε target does, and reads x0 with vector loads."""
+    by_target = {(v["kernel"], v["constexprs"]["HAS_EPS"], v["constexprs"]["HAS_X0"], v["constexprs"]["HAS_OFFSET"]): v
+                 for v in variants if v["kernel"].startswith("noise_mse_") and v["dtype"] == dtype}
+    x0 = by_target["noise_mse_fwd_kernel", "False", "True", "False"]
+    v_target = by_target["noise_mse_fwd_kernel", "True", "True", "False"]
+    eps = by_target["noise_mse_bwd_kernel", "True", "False", "False"]  # the same residual, ε alone
+    assert x0["philox_multiplies"] == 0
+    assert v_target["philox_multiplies"] == eps["philox_multiplies"] > 0
+    assert v_target["vector_loads"] > eps["vector_loads"] and v_target["stack_bytes"] == 0
 
 
 def test_box_muller_uses_the_hardware_approximations(variants):
@@ -169,7 +193,7 @@ def _drawn(v) -> bool:
 
 
 def test_every_kernel_compiles_for_amd_without_scratch(amd_variants):
-    assert {v["kernel"] for v in amd_variants} == KERNELS and len(amd_variants) == 54
+    assert {v["kernel"] for v in amd_variants} == KERNELS and len(amd_variants) == 75
     for v in amd_variants:
         assert v["code_bytes"] > 0 and v["stack_bytes"] == 0, v  # no scratch, no spills
         assert v["registers"] is not None and v["registers"] <= 256, v  # the architectural VGPRs of a wave64

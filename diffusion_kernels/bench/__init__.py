@@ -12,6 +12,10 @@ Modes and the bytes each moves (N elements of s bytes):
   xt           draw ε, write x_t only         2·N·s
   given_noise  read x0 and ε, write x_t       3·N·s
   backward     gradient to x0 (read g, write) 2·N·s
+  step, trajectory, loss: one forward step, ten steps, the ε-MSE (bench/spec.py)
+  train_eps    a text-to-image step: t, noising, ε / min-SNR loss, backward    5·N·s
+  train_flow   an SD3 / Flux step: σ, noising, flow loss, backward              7·N·s
+               (bench/training.py; the "saved MB" column: what the step keeps for its backward)
   copy         read x0, write a copy          2·N·s
 
 Layouts: contiguous x0 of shape (4, N/4), or channels_last latents 4 × 4 × H × W
@@ -28,7 +32,7 @@ import importlib
 # Each name and the module that holds it; loaded on first use, so the command line can read
 # the sweep's choices (spec) before torch is imported.
 _EXPORTS = {
-    **dict.fromkeys(("MODES", "NOISING_MODES", "PROVIDERS", "PASSES", "LAYOUTS", "GPU_SIZES", "CPU_SIZES",
+    **dict.fromkeys(("MODES", "NOISING_MODES", "TRAINING_MODES", "PROVIDERS", "PASSES", "LAYOUTS", "GPU_SIZES", "CPU_SIZES",
                      "DTYPE_NAMES", "SMALL_LATENTS", "TRAJECTORY_STEPS",
                      "TILE_CONSTANTS", "batch_shape", "check_tiles"), "spec"),
     **dict.fromkeys(("DTYPES", "cases", "compiled_providers", "diffusers_scheduler", "compile_settings"),

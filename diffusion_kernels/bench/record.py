@@ -20,6 +20,7 @@ class Row:
     speedup_of_fused: float | None = None  # this provider's time / ours (fused; cpu where fused is untimed)
     host_us: float | None = None
     temp_bytes: int | None = None
+    saved_bytes: int | None = None  # a training step's tensors kept for its backward (bench/training.py)
     timed: bool = True
     note: str = ""
     layout: str = "contiguous"
@@ -46,7 +47,7 @@ def format_table(record: dict) -> str:
     lines = [f"device: {env['device']}   torch {env['torch']}   triton {env['triton']}   {env['date']}",
              f"{'mode':<12} {'dtype':<9} {'layout':<13} {'numel':>10} {'provider':<10} {'median ms':>10} "
              f"{'GB/s':>8} "
-             f"{'of copy':>8} {'ours x':>8} {'host us':>8} {'temp MB':>8}"]
+             f"{'of copy':>8} {'ours x':>8} {'host us':>8} {'temp MB':>8} {'saved MB':>8}"]
     for r in record["rows"]:
         def fmt(v, spec):
             return format(v, spec) if v is not None else "-"
@@ -58,7 +59,8 @@ def format_table(record: dict) -> str:
             f"{fmt(r['median_ms'] if timed else None, '.4f'):>10} "
             f"{fmt(r['gbps'] if timed else None, '.1f'):>8} {fmt(r['of_copy'], '.2f'):>8} "
             f"{fmt(r['speedup_of_fused'], '.2f'):>8} {fmt(r['host_us'], '.1f'):>8} "
-            f"{fmt(r['temp_bytes'] / 2**20 if r['temp_bytes'] is not None else None, '.1f'):>8}{mark}")
+            f"{fmt(r['temp_bytes'] / 2**20 if r['temp_bytes'] is not None else None, '.1f'):>8} "
+            f"{fmt(r['saved_bytes'] / 2**20 if r.get('saved_bytes') is not None else None, '.3f'):>8}{mark}")
     lines.append("")
     lines.append("ε-prediction step, stored ε + F.mse_loss vs noise_mse (ε kept as its seed):")
     for m in record["loss_memory"]:

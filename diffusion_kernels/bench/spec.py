@@ -4,11 +4,14 @@ from __future__ import annotations
 
 # Modes and the passes over N elements each must make at least (the bytes GB/s is counted from):
 # q_sample's four, one forward step, a trajectory of TRAJECTORY_STEPS steps (read x0, write x_T),
-# and the ε-MSE loss against a regenerated ε (read the prediction).
-MODES = ("xt_eps", "xt", "given_noise", "backward", "step", "trajectory", "loss")
+# the ε-MSE loss against a regenerated ε (read the prediction), and a training step (bench/training.py):
+# noising (read x0, write x_t), the loss forward (read the prediction; x0 too for the flow target) and
+# backward (read them, write the gradient), the stand-in model's own passes not counted.
+MODES = ("xt_eps", "xt", "given_noise", "backward", "step", "trajectory", "loss", "train_eps", "train_flow")
 NOISING_MODES = MODES[:4]
+TRAINING_MODES = ("train_eps", "train_flow")
 PASSES = {"xt_eps": 3, "xt": 2, "given_noise": 3, "backward": 2, "step": 2, "trajectory": 2, "loss": 1,
-          "copy": 2}
+          "train_eps": 5, "train_flow": 7, "copy": 2}
 TRAJECTORY_STEPS = 10
 # fused: the default path (Triton kernels on a GPU; the interpreter on CPU, untimed); cpu: the compiled
 # CPU loop (backend="cpu", CPU only); reference: the pure-PyTorch reference (backend="reference").

@@ -6,8 +6,10 @@ import torch
 from ..schedules import NoiseSchedule
 from .providers import DTYPES, cases, compile_settings, compiled_providers, diffusers_scheduler
 from .record import Row, _record
-from .spec import CPU_SIZES, GPU_SIZES, MODES, PASSES, PROVIDERS, SMALL_LATENTS, batch_shape
+from .providers import OURS
+from .spec import CPU_SIZES, GPU_SIZES, MODES, PASSES, PROVIDERS, SMALL_LATENTS, TRAINING_MODES, batch_shape
 from .timing import _host_us, _temp_bytes, _time_ms, memory_of_loss
+from .training import training_step
 
 
 def run(device: torch.device, **kwargs) -> dict:
@@ -52,7 +54,10 @@ def _run(device: torch.device, *, sizes=None, dtypes=("float32", "bfloat16", "fl
             for provider in providers:
                 if provider == "copy":
                     continue
-                fn = cases(provider, mode, x0, t, noise, grad, schedule, ab_device, compiled, scheduler)
+                if mode in TRAINING_MODES:
+                    fn = training_step(provider, mode, x0, schedule, OURS.get(provider))
+                else:
+                    fn = cases(provider, mode, x0, t, noise, grad, schedule, ab_device, compiled, scheduler)
                 if fn is None:
                     continue
                 timed = fused_timed or provider != "fused"
@@ -62,6 +67,7 @@ def _run(device: torch.device, *, sizes=None, dtypes=("float32", "bfloat16", "fl
                     provider, mode, dtype_name, n, ms, gbps, of_copy=gbps / copy_gbps if timed else None,
                     host_us=_host_us(fn, device) if n <= SMALL_LATENTS and timed else None,
                     temp_bytes=_temp_bytes(fn, device), timed=timed,
+                    saved_bytes=fn.saved_bytes() if mode in TRAINING_MODES else None,
                     note="" if timed else "Triton interpreter on CPU: a correctness run, not a timing",
                     layout=layout,
                 ))

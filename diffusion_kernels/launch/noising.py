@@ -18,8 +18,12 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
                  c: Optional[torch.Tensor], d: Optional[torch.Tensor], noise: Optional[torch.Tensor],
                  seed_tensor: Optional[torch.Tensor], seed_lo: int, seed_hi: int, stream: int, step: int,
                  offset_strength: float, write_noise: bool, write_v: bool,
-                 elem_offset: int, check_t: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 elem_offset: int, check_t: bool = False,
+                 perturbation: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(out, ε, v): out = a[t]·x0 + b[t]·ε and, with ``write_v``, v = c[t]·x0 + d[t]·ε.
+
+    A nonzero ``perturbation`` γ (drawn ε only) makes out = a[t]·x0 + b[t]·(ε + γ·ε′), ε′ the stream's
+    PERTURB_STEP normals; ε and v keep ε.
 
     With ``check_t`` the kernel asserts on the device that every t lies in
     [0, len(a)) (no host sync; a failure surfaces as CUDA's device-side assert).
@@ -42,7 +46,7 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
         planes = channels_last_planes(layout, n, rows)
         if planes is not None and noise is None:
             if _channels_last_draw(x0_, out_, eps_, v_, planes, t_rows, a, b, c, d, seed_tensor, seed_lo, seed_hi,
-                                   stream, step, offset_strength, elem_offset, check_t):
+                                   stream, step, offset_strength, elem_offset, check_t, perturbation):
                 return out, eps, v
         elif planes is not None:
             layout = _MEMORY_ORDER
@@ -56,11 +60,12 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
                 v_ if v_ is not None else out_,
                 t_rows, a, b, c if c is not None else a, d if d is not None else b, int(a.numel()),
                 *tile.row_args, elem_offset,
-                s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength, *layout_args, **layout_kw,
-                HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
+                s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength, perturbation, *layout_args,
+                **layout_kw, HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
                 SOFT_BF16=interpreter_active(), MATH=math_mode(x0.device), PAIRED=paired(x0, layout),
-                num_warps=launch_warps(km.q_sample, x0.device), **_checked(check_t),
+                PERTURB=perturbation != 0.0 and noise is None, num_warps=launch_warps(km.q_sample, x0.device),
+                **_checked(check_t),
             )
         _copy_back([(out, out_), (eps, eps_), (v, v_)])
     return out, eps, v
@@ -121,7 +126,7 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
 
 
 def _channels_last_draw(x0, out, eps, v, planes: Planes, t_rows, a, b, c, d, seed_tensor, seed_lo, seed_hi, stream,
-                        step, offset_strength, elem_offset, check_t) -> bool:
+                        step, offset_strength, elem_offset, check_t, perturbation=0.0) -> bool:
     """Launch the channels-last drawn-noise kernel; False, launching nothing, where its tile does not
     apply (channels_last_tiling)."""
     km = kernels_module()
@@ -135,10 +140,10 @@ def _channels_last_draw(x0, out, eps, v, planes: Planes, t_rows, a, b, c, d, see
             x0, out, eps if eps is not None else out, v if v is not None else out,
             t_rows, int(t_rows.numel() > 1), a, b, c if c is not None else a, d if d is not None else b, int(a.numel()),
             planes.plane // 4, tile.chunks, tile.divisor,
-            s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength,
+            s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength, perturbation,
             C=C, WRITE_NOISE=eps is not None, WRITE_V=v is not None, HAS_OFFSET=offset_strength != 0.0,
             SEED_FROM_PTR=from_ptr, BLOCK_J=tile.block // C, SOFT_BF16=interpreter_active(), MATH=math_mode(x0.device),
-            num_warps=launch_warps(km.q_sample, x0.device), **_checked(check_t),
+            PERTURB=perturbation != 0.0, num_warps=launch_warps(km.q_sample, x0.device), **_checked(check_t),
         )
     return True
 
