@@ -32,7 +32,9 @@ def scheduler():
 
 # The copy floor is measured once per dtype, listed under mode "copy".
 CASES = ([(p, m) for p in PROVIDERS if p != "copy" for m in bench.NOISING_MODES]
-         + [(p, m) for p in PROVIDERS if p in OURS_AND_EAGER for m in bench.MODES if m not in bench.NOISING_MODES]
+         + [(p, m) for p in PROVIDERS if p in OURS_AND_EAGER for m in bench.MODES
+            if m not in bench.NOISING_MODES + bench.TRAINING_MODES]
+         + [(p, m) for p in PROVIDERS if p != "copy" for m in bench.TRAINING_MODES]
          + [("copy", "copy")])
 
 
@@ -63,4 +65,5 @@ def test_q_sample(benchmark, compiled, scheduler, provider, mode, dtype):
         result = benchmark(work)
     outputs = result if isinstance(result, (tuple, list)) else (result,)
     for out in outputs:
-        assert out.shape == (() if mode == "loss" else x0.shape) and bool(torch.isfinite(out).all())
+        assert out.shape == (() if mode in ("loss", *bench.TRAINING_MODES) else x0.shape)
+        assert bool(torch.isfinite(out).all())

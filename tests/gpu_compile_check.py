@@ -128,7 +128,7 @@ def _launch_every_variant():
         cl4 = torch.randn(4, 4, 8, 8).to(dtype).to(memory_format=torch.channels_last)
         launch.noise_affine(cl4, t, a, b, -b, a, None, seed_t, 0, 0, 3, 0, 0.1, True, True, 0)
         # input perturbation (a second normal per element), contiguous and channels-last
-        launch.noise_affine(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.1, True, False, 0, False, 0.1)
+        launch.noise_affine(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, True, False, 0, False, 0.1)
         launch.noise_affine(cl4, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.1, False, False, 0, False, 0.1)
         sa, sb = NoiseSchedule.linear().step_tables("cpu")
         launch.forward_trajectory(x, sa, sb, 999, seed=5, snapshot_steps=(10, 500))

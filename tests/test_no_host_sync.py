@@ -42,7 +42,8 @@ def gpu_path_on_meta(monkeypatch):
     """The triton branch of every call, its launches stubbed, so its host code runs on meta tensors."""
     monkeypatch.setattr(runner.backends, "select", lambda backend, x, *others: "triton")
 
-    def noise_affine(x, t_rows, a, b, c, d, noise, seed, stream, offset, write_noise, return_v, check):
+    def noise_affine(x, t_rows, a, b, c, d, noise, seed, stream, offset, write_noise, return_v, check,
+                     perturbation=0.0):
         return (torch.empty_like(x), torch.empty_like(x) if write_noise else None,
                 torch.empty_like(x) if return_v else None)
 
@@ -80,6 +81,8 @@ def _calls(device, schedule, places=("host", "device")):
                                                              generator=torch.Generator().manual_seed(3))
     _, handle = dk.q_sample(x, t_host, schedule, seed=1, return_noise="seed")
     calls["noise_mse"] = lambda: dk.noise_mse(x, handle)
+    calls["q_sample with input perturbation"] = lambda: dk.q_sample(x, t_host, schedule, seed=1,
+                                                                    input_perturbation=0.1)
     calls["diffusion_loss, v with min-SNR"] = lambda: dk.diffusion_loss(x, handle, target="v", x0=x,
                                                                        weighting="min_snr")
     _, flow_handle = dk.flow_match_sample(x, sigma_host, seed=1, return_noise="seed")

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from .. import cpu_noise, reference
 from ..api import forward_step, forward_trajectory, q_sample
 from ..loss import noise_mse
-from .spec import TRAJECTORY_STEPS
+from .spec import TRAINING_MODES, TRAJECTORY_STEPS
+from .training import training_step
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -63,6 +64,8 @@ def cases(provider, mode, x0, t, noise, grad, schedule, ab_device, compiled, sch
         return lambda: out.copy_(x0)
     if provider == "cpu" and (x0.device.type != "cpu" or not cpu_noise.available()):
         return None
+    if mode in TRAINING_MODES:
+        return training_step(provider, mode, x0, schedule, OURS.get(provider))
     if provider in OURS:
         return _ours(OURS[provider], mode, x0, t, noise, grad, schedule)
     if mode in ("step", "trajectory", "loss"):

@@ -6,10 +6,8 @@ import torch
 from ..schedules import NoiseSchedule
 from .providers import DTYPES, cases, compile_settings, compiled_providers, diffusers_scheduler
 from .record import Row, _record
-from .providers import OURS
 from .spec import CPU_SIZES, GPU_SIZES, MODES, PASSES, PROVIDERS, SMALL_LATENTS, TRAINING_MODES, batch_shape
 from .timing import _host_us, _temp_bytes, _time_ms, memory_of_loss
-from .training import training_step
 
 
 def run(device: torch.device, **kwargs) -> dict:
@@ -54,10 +52,7 @@ def _run(device: torch.device, *, sizes=None, dtypes=("float32", "bfloat16", "fl
             for provider in providers:
                 if provider == "copy":
                     continue
-                if mode in TRAINING_MODES:
-                    fn = training_step(provider, mode, x0, schedule, OURS.get(provider))
-                else:
-                    fn = cases(provider, mode, x0, t, noise, grad, schedule, ab_device, compiled, scheduler)
+                fn = cases(provider, mode, x0, t, noise, grad, schedule, ab_device, compiled, scheduler)
                 if fn is None:
                     continue
                 timed = fused_timed or provider != "fused"

@@ -14,7 +14,6 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .. import cpu_noise
 from ..api import flow_match_sample, q_sample
 from ..loss import diffusion_loss
 from ..sampling import sample_sigmas, sample_timesteps
@@ -111,9 +110,8 @@ def _schedulers():
 
 
 def training_step(provider: str, mode: str, x0: torch.Tensor, schedule, ours_backend: str | None):
-    """A callable running one training step (forward and backward) of ``mode`` for ``provider``, or None."""
-    if provider == "cpu" and (x0.device.type != "cpu" or not cpu_noise.available()):
-        return None
+    """A callable running one training step (forward and backward) of ``mode`` for ``provider``, or None
+    (``ours_backend``: the backend our provider calls; None for the others)."""
     w = torch.ones((), device=x0.device, dtype=x0.dtype, requires_grad=True)
     alphas_cumprod = schedule.alpha_bars.float().to(x0.device)
     if ours_backend is not None:
@@ -135,7 +133,7 @@ def training_step(provider: str, mode: str, x0: torch.Tensor, schedule, ours_bac
 
 
 class _stepper:
-    """step(): loss and backward; ``saved_bytes()``: the bytes autograd keeps from that forward for the
+    """step(): loss and backward (returns the loss); ``saved_bytes()``: the bytes autograd keeps from that forward for the
     backward beyond the step's inputs (unique storages: x_t for the stand-in model, and what the recipe
     keeps: its ε, target or residual), measured on any device."""
 
@@ -145,7 +143,9 @@ class _stepper:
 
     def __call__(self):
         self.w.grad = None
-        self.loss_fn().backward()
+        loss = self.loss_fn()
+        loss.backward()
+        return loss.detach()
 
     def saved_bytes(self) -> int:
         storages = {}
