@@ -191,43 +191,75 @@ def affine_parallel(x, out, eps, row_len, chunk, a, b, off, k0, k1, stream, writ
 
 
 @jit()
-def mse_range(pred, lo, hi, row_len, off, has_off, k0, k1, stream, grad, scale, backward):
-    """Over the elements of quads [lo, hi): the sum of (pred − ε)² (float64, four partial sums in a fixed
-    order), and with ``backward`` grad = scale·(pred − ε) instead; ε = the stream's normal, plus its row's
-    offset normal with ``has_off``. The normals are drawn first into a buffer by the vectorised loop."""
-    n = pred.shape[0]
-    buf = np.empty(4 * (hi - lo), dtype=np.float32)
-    normals_range(buf, 0, hi - lo, lo, k0, k1, stream, u32(0))
-    start = 4 * lo
-    count = min(4 * hi, n) - start
-    if has_off:
-        for i in range(count):
-            buf[i] += off[(start + i) // row_len]
+def loss_range(pred, x0, s, e, row, k0, k1, stream, off, ce, cx, has_eps, has_x0, grad, scale, backward):
+    """Over elements [s, e) of one row: the sum of r² (float64, four partial sums in a fixed order), and
+    with ``backward`` grad = scale[row]·r instead; r = pred − (ce[row]·(ε + off[row]) + cx[row]·x0), the
+    terms the target has (``has_eps``, ``has_x0``). The normals are drawn first into a buffer by the
+    vectorised loop, quad-aligned (a range that starts inside a quad draws that whole quad)."""
+    q0 = s // 4
+    base = 4 * q0
+    quads = (e - base + 3) // 4
+    buf = np.zeros(4 * quads, dtype=np.float32)
+    if has_eps:
+        normals_range(buf, 0, quads, q0, k0, k1, stream, u32(0))
+    c_e = ce[row]
+    c_x = cx[row]
+    o = off[row]
+    count = e - s
+    for i in range(count):
+        j = np.uint64(s + i)
+        target = f32(0.0)
+        if has_eps:
+            target = c_e * (buf[np.uint64(s - base + i)] + o)
+        if has_x0:
+            target += c_x * x0[j]
+        buf[np.uint64(s - base + i)] = pred[j] - target
     if backward:
+        g = scale[row]
         for i in range(count):
-            grad[np.uint64(start + i)] = scale * (pred[np.uint64(start + i)] - buf[np.uint64(i)])
+            grad[np.uint64(s + i)] = g * buf[np.uint64(s - base + i)]
         return 0.0
     s0 = s1 = s2 = s3 = 0.0
     for k in range(count // 4):
-        i = np.uint64(4 * k)
-        j = np.uint64(start) + i
-        d0 = np.float64(pred[j] - buf[i])
-        d1 = np.float64(pred[j + one] - buf[i + one])
-        d2 = np.float64(pred[j + two] - buf[i + two])
-        d3 = np.float64(pred[j + three] - buf[i + three])
+        i = np.uint64(s - base + 4 * k)
+        d0 = np.float64(buf[i])
+        d1 = np.float64(buf[i + one])
+        d2 = np.float64(buf[i + two])
+        d3 = np.float64(buf[i + three])
         s0 += d0 * d0
         s1 += d1 * d1
         s2 += d2 * d2
         s3 += d3 * d3
     for i in range(4 * (count // 4), count):
-        d = np.float64(pred[start + i] - buf[i])
+        d = np.float64(buf[np.uint64(s - base + i)])
         s0 += d * d
     return (s0 + s1) + (s2 + s3)
 
 
+@jit()
+def _loss_item(item, pred, x0, row_len, chunk, chunks, k0, k1, stream, off, ce, cx, has_eps, has_x0, grad, scale,
+               backward):
+    """Work item ``item``: chunk item % chunks of row item // chunks (rows never share an item, so the
+    items' sums add up per row)."""
+    row = item // chunks
+    s = row * row_len + (item - row * chunks) * chunk
+    e = min(s + chunk, (row + 1) * row_len)
+    if s >= e:
+        return 0.0
+    return loss_range(pred, x0, s, e, row, k0, k1, stream, off, ce, cx, has_eps, has_x0, grad, scale, backward)
+
+
+@jit()
+def loss_serial(pred, x0, row_len, chunk, chunks, k0, k1, stream, off, ce, cx, has_eps, has_x0, grad, scale,
+                backward, partials):
+    for item in range(partials.shape[0]):
+        partials[item] = _loss_item(item, pred, x0, row_len, chunk, chunks, k0, k1, stream, off, ce, cx, has_eps,
+                                    has_x0, grad, scale, backward)
+
+
 @jit(parallel=True)
-def mse_parallel(pred, chunk, row_len, off, has_off, k0, k1, stream, grad, scale, backward, partials):
-    quads = (pred.shape[0] + 3) // 4
-    for block in numba.prange(partials.shape[0]):
-        partials[block] = mse_range(pred, block * chunk, min((block + 1) * chunk, quads), row_len, off, has_off,
-                                    k0, k1, stream, grad, scale, backward)
+def loss_parallel(pred, x0, row_len, chunk, chunks, k0, k1, stream, off, ce, cx, has_eps, has_x0, grad, scale,
+                  backward, partials):
+    for item in numba.prange(partials.shape[0]):
+        partials[item] = _loss_item(item, pred, x0, row_len, chunk, chunks, k0, k1, stream, off, ce, cx, has_eps,
+                                    has_x0, grad, scale, backward)

@@ -99,33 +99,55 @@ def row_offsets(seed: int, rows: int, stream: int, offset_strength: float) -> to
     return offset_strength * philox_normal(seed, (rows,), stream=stream, step=OFFSET_STEP)
 
 
-def _mse_pass(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_strength: float, grad, scale: float):
-    """One pass of the loss loop over a contiguous float32 ``pred``: with ``grad`` (an array) it writes
-    scale·(pred − ε) there, without it returns the sum of (pred − ε)² (float64 partial sums added in a
-    fixed order: the same value on every run)."""
+def _loss_pass(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_strength: float, target, grad,
+               scale) -> torch.Tensor:
+    """One pass of the loss loop over a contiguous float32 ``pred`` (and x0): with ``grad`` (an array) it
+    writes scale[row]·r there; without, returns the per-row sums of r² (float64, (rows,)), each the sum of
+    its work items' sums in a fixed order: the same value on every run and for any thread count."""
     n = pred.numel()
-    flat = pred.reshape(-1).numpy()
+    row_len = n // rows
+    chunk = 4 * CHUNK_QUADS
+    chunks = max(-(-row_len // chunk), 1)
+    ones = torch.ones(rows, dtype=torch.float32)
+    ce = target.eps_scale if target.eps_scale is not None else ones
+    cx = target.x0_scale if target.x0_scale is not None else ones
+    x0 = target.x0 if target.x0 is not None else pred
     backward = grad is not None
-    quads = (n + 3) // 4
-    args = (n // max(rows, 1), row_offsets(seed, rows, stream, offset_strength).numpy(), bool(offset_strength),
-            *_key(seed), np.uint32(stream & 0xFFFFFFFF), grad if backward else flat, np.float32(scale), backward)
+    partials = np.zeros(rows * chunks, dtype=np.float64)
+    args = (pred.reshape(-1).numpy(), x0.reshape(-1).numpy(), np.int64(row_len), np.int64(chunk), np.int64(chunks),
+            *_key(seed), np.uint32(stream & 0xFFFFFFFF), row_offsets(seed, rows, stream, offset_strength).numpy(),
+            ce.numpy(), cx.numpy(), bool(target.eps), target.x0 is not None,
+            grad if backward else np.empty(1, dtype=np.float32), (scale if backward else ones).numpy(), backward,
+            partials)
     if n < SERIAL_BELOW:
-        return float(_loops().mse_range(flat, 0, quads, *args))
-    partials = np.zeros((quads + CHUNK_QUADS - 1) // CHUNK_QUADS, dtype=np.float64)
-    with _PARALLEL:
-        _loops().mse_parallel(flat, CHUNK_QUADS, *args, partials)
-    return float(partials.sum())
+        _loops().loss_serial(*args)
+    else:
+        with _PARALLEL:
+            _loops().loss_parallel(*args)
+    return torch.from_numpy(partials.reshape(rows, chunks).sum(1))
 
 
-def mse(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_strength: float) -> float:
-    """The sum over a contiguous float32 ``pred`` of (pred − ε)², ε regenerated."""
-    return _mse_pass(pred, rows, seed, stream, offset_strength, None, 0.0) if pred.numel() else 0.0
+def _float32_rows(*tables):
+    return [t if t is None else t.detach().to(torch.float32).contiguous() for t in tables]
 
 
-def mse_grad(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_strength: float,
-             scale: float) -> torch.Tensor:
-    """scale·(pred − ε) for a contiguous float32 ``pred``, ε regenerated."""
+def loss_sums(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_strength: float,
+              target) -> torch.Tensor:
+    """``launch.noise_mse_forward`` on the CPU loop: per-row Σ r² (float32, (rows,)) for a contiguous
+    float32 ``pred`` (and ``target.x0``), ε regenerated."""
+    if pred.numel() == 0:
+        return torch.zeros(rows, dtype=torch.float32)
+    ce, cx = _float32_rows(target.eps_scale, target.x0_scale)
+    return _loss_pass(pred, rows, seed, stream, offset_strength, target._replace(eps_scale=ce, x0_scale=cx), None,
+                      None).float()
+
+
+def loss_grad(pred: torch.Tensor, row_scale: torch.Tensor, rows: int, seed: int, stream: int,
+              offset_strength: float, target) -> torch.Tensor:
+    """``launch.noise_mse_backward`` on the CPU loop: row_scale[row]·r, ε regenerated."""
     grad = torch.empty_like(pred)
     if pred.numel():
-        _mse_pass(pred, rows, seed, stream, offset_strength, grad.reshape(-1).numpy(), scale)
+        ce, cx, scale = _float32_rows(target.eps_scale, target.x0_scale, row_scale.reshape(rows))
+        _loss_pass(pred, rows, seed, stream, offset_strength, target._replace(eps_scale=ce, x0_scale=cx),
+                   grad.reshape(-1).numpy(), scale)
     return grad

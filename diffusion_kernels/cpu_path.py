@@ -1,5 +1,6 @@
 """The cpu backend's one-pass noising: x_t (and ε) in one compiled loop where it applies, the reference's
-formulas over the compiled drawer's ε everywhere else (autograd, v-targets, other dtypes and layouts)."""
+formulas over the compiled drawer's ε everywhere else (autograd, v-targets, other dtypes and layouts);
+and the loss's passes on the compiled loop."""
 from __future__ import annotations
 
 import torch
@@ -38,31 +39,15 @@ def fused(x: torch.Tensor, form, seed: int, stream: int, offset_strength: float,
                                   write_eps)
 
 
-class NoiseMSE(torch.autograd.Function):
-    """noise_mse on the compiled loop: ε regenerated in the forward and again in the backward, never stored."""
-
-    @staticmethod
-    def forward(ctx, prediction, seed, rows, stream, offset_strength, mean):
-        total = cpu_noise.mse(prediction, rows, seed, stream, offset_strength)
-        ctx.scale = 2.0 / max(prediction.numel(), 1) if mean else 2.0
-        ctx.args = (rows, seed, stream, offset_strength)
-        ctx.save_for_backward(prediction)
-        value = total / max(prediction.numel(), 1) if mean else total
-        return torch.tensor(value, dtype=torch.float32)
-
-    @staticmethod
-    def backward(ctx, upstream):
-        (prediction,) = ctx.saved_tensors
-        rows, seed, stream, offset_strength = ctx.args
-        grad = cpu_noise.mse_grad(prediction, rows, seed, stream, offset_strength, ctx.scale)
-        return grad * upstream.to(grad.dtype), None, None, None, None, None
+# The loss passes on the compiled loop, with launch.noise_mse_forward / _backward's signatures
+# (loss_function.DiffusionLoss runs either pair).
+LOSS_PASSES = (cpu_noise.loss_sums, cpu_noise.loss_grad)
 
 
-def noise_mse(prediction: torch.Tensor, handle, mean: bool):
-    """The ε-MSE of ``prediction`` against a handle's ε on the compiled loop, or None where it does not apply
-    (not float32, not contiguous, a seed held in a tensor)."""
-    if (prediction.dtype != torch.float32 or not prediction.is_contiguous()
-            or isinstance(handle.seed, torch.Tensor)):
-        return None
-    rows = max(handle.rows_shape.numel(), 1)
-    return NoiseMSE.apply(prediction, handle.seed, rows, handle.stream, handle.offset_strength, mean)
+def loss_inputs(prediction: torch.Tensor, x0, handle):
+    """(prediction, x0) as the loop reads them (contiguous float32; a conversion autograd follows back),
+    or None where the loop does not apply (a seed held in a tensor)."""
+    if isinstance(handle.seed, torch.Tensor) or any(
+            t is not None and t.dtype not in (torch.float32, torch.bfloat16, torch.float16) for t in (prediction, x0)):
+        return None  # float64 keeps the reference's precision
+    return tuple(t if t is None else t.to(torch.float32).contiguous() for t in (prediction, x0))

@@ -6,7 +6,7 @@ import torch
 
 from . import backend as backends
 from . import checks, cpu_noise, cpu_path, objectives, reference, transfer
-from .loss_function import DiffusionLoss, reduce
+from .loss_function import KERNEL_PASSES, DiffusionLoss, reduce
 from .runner import NoiseHandle
 
 
@@ -124,13 +124,19 @@ def diffusion_loss(prediction: torch.Tensor, noised: NoiseHandle, *, target: str
         empty = prediction.new_zeros(handle.rows_shape, dtype=torch.promote_types(prediction.dtype, torch.float32))
         return empty if reduction == "none" else empty.sum() + 0.0 * prediction.sum()
     chosen = backends.select(backend, prediction, *(t for t in (x0, weights) if t is not None))
-    if chosen in ("reference", "cpu"):
+    passes = KERNEL_PASSES
+    if chosen == "cpu":
+        inputs = cpu_path.loss_inputs(prediction, x0, handle)
+        if inputs is None:
+            return _reference_loss(prediction, handle, spec, x0, weights, reduction, chosen)
+        (prediction, x0), passes = inputs, cpu_path.LOSS_PASSES
+    elif chosen == "reference":
         return _reference_loss(prediction, handle, spec, x0, weights, reduction, chosen)
     seed_tensor = handle.seed if isinstance(handle.seed, torch.Tensor) else None
     rows = max(handle.rows_shape.numel(), 1)
     return DiffusionLoss.apply(prediction, x0, weights, spec.eps_scale, spec.x0_scale, seed_tensor, handle.seed,
                                spec.has_eps, rows, handle.stream, handle.offset_strength, reduction,
-                               handle.rows_shape)
+                               handle.rows_shape, passes)
 
 
 def noise_mse(prediction: torch.Tensor, noised: NoiseHandle, *, reduction: str = "mean",
@@ -143,9 +149,4 @@ def noise_mse(prediction: torch.Tensor, noised: NoiseHandle, *, reduction: str =
     checks.check_x0(prediction, "prediction")
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    handle = _checked_handle(prediction, noised)
-    if backends.select(backend, prediction) == "cpu":
-        fused = cpu_path.noise_mse(prediction, handle, reduction == "mean")
-        if fused is not None:
-            return fused
-    return diffusion_loss(prediction, handle, reduction=reduction, backend=backend)
+    return diffusion_loss(prediction, _checked_handle(prediction, noised), reduction=reduction, backend=backend)

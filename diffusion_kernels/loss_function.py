@@ -1,5 +1,5 @@
-"""The diffusion loss on the kernels: one pass forward (per-row sums of squares), one pass backward,
-ε regenerated in both; and the reduction both the kernels and the reference share."""
+"""The diffusion loss on the kernels (or the compiled CPU loop): one pass forward (per-row sums of
+squares), one pass backward, ε regenerated in both; and the reduction every path shares."""
 from __future__ import annotations
 
 import torch
@@ -30,16 +30,22 @@ def _row_factor(upstream: torch.Tensor, rows: int, row_len: int, reduction: str)
     return g.expand(rows) if g.numel() == 1 else g
 
 
+# The forward and backward passes (per-row sums of squares; scale·residual) on the Triton kernels;
+# cpu_path.LOSS_PASSES are the same on the compiled CPU loop.
+KERNEL_PASSES = (launch.noise_mse_forward, launch.noise_mse_backward)
+
+
 class DiffusionLoss(torch.autograd.Function):
     """Gradients to the prediction (the kernel, 2·w·factor·residual), to x0 where the target reads it
     (−cx times that, a second pass) and to a weighting tensor (factor·sum per row)."""
 
     @staticmethod
     def forward(ctx, prediction, x0, weights, eps_scale, x0_scale, seed_tensor, seed, has_eps, rows, stream,
-                offset_strength, reduction, rows_shape):
+                offset_strength, reduction, rows_shape, passes=KERNEL_PASSES):
         seed = seed_tensor if seed_tensor is not None else seed
         target = launch.Target(has_eps, eps_scale, x0 if x0_scale is not None else None, x0_scale)
-        sums = launch.noise_mse_forward(prediction, rows, seed, stream, offset_strength, target)
+        forward_pass, ctx.backward_pass = passes
+        sums = forward_pass(prediction, rows, seed, stream, offset_strength, target)
         row_len = prediction.numel() // rows
         ctx.save_for_backward(prediction, x0, weights, eps_scale, x0_scale, seed_tensor, sums)
         ctx.args = (seed, has_eps, rows, stream, offset_strength, reduction, row_len)
@@ -56,10 +62,10 @@ class DiffusionLoss(torch.autograd.Function):
         target = launch.Target(has_eps, eps_scale, x0 if x0_scale is not None else None, x0_scale)
         grad_pred = grad_x0 = grad_w = None
         if ctx.needs_input_grad[0]:
-            grad_pred = launch.noise_mse_backward(prediction, scale, rows, seed, stream, offset_strength, target)
+            grad_pred = ctx.backward_pass(prediction, scale, rows, seed, stream, offset_strength, target)
         if ctx.needs_input_grad[1] and x0_scale is not None:
-            grad_x0 = launch.noise_mse_backward(prediction, -scale * x0_scale, rows, seed, stream, offset_strength,
-                                                target).to(x0.dtype)
+            grad_x0 = ctx.backward_pass(prediction, -scale * x0_scale, rows, seed, stream, offset_strength,
+                                        target).to(x0.dtype)
         if ctx.needs_input_grad[2]:
             grad_w = (factor * sums).reshape(weights.shape).to(weights.dtype)
-        return grad_pred, grad_x0, grad_w, None, None, None, None, None, None, None, None, None, None
+        return grad_pred, grad_x0, grad_w, None, None, None, None, None, None, None, None, None, None, None

@@ -37,11 +37,11 @@ def _weighting(name, rows_shape, device):
     return (torch.rand(rows_shape, dtype=torch.float64) + 0.5).to(device).requires_grad_(True)
 
 
-def _check_against_reference(prediction, handle, x0, target, weighting, reduction, dtype):
+def _check_against_reference(prediction, handle, x0, target, weighting, reduction, dtype, backend="triton"):
     pred = prediction.detach().requires_grad_(True)
     x0_in = x0.detach().requires_grad_(target != "eps")
     loss = dk.diffusion_loss(pred, handle, target=target, x0=x0_in, weighting=weighting, reduction=reduction,
-                             backend="triton")
+                             backend=backend)
     pred64 = to_reference(pred).requires_grad_(True)
     x0_64 = to_reference(x0_in).requires_grad_(target != "eps")
     w64 = weighting
@@ -117,6 +117,44 @@ def test_flow_loss_matches_the_reference_with_gradients(device, dtype, shape, la
     prediction = make_x0(shape, "contiguous", dtype, device)  # a layout unlike x0's: the strided loss reads both
     _check_against_reference(prediction, handle, x0, target, _weighting(weighting, rows_shape, device), reduction,
                              dtype)
+
+
+CPU_SHAPES = [LOSS_SHAPES[0], LOSS_SHAPES[3], LOSS_SHAPES[5], LOSS_SHAPES[6],
+              ("threads_odd_rows", (3, 23_457), "contiguous", (3,))]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape, layout, rows_shape", [pytest.param(*c[1:], id=c[0]) for c in CPU_SHAPES])
+@pytest.mark.parametrize("target, weighting", [("eps", None), ("v", "min_snr"), ("x0", "tensor")],
+                         ids=lambda v: str(v))
+def test_the_cpu_loop_loss_matches_the_reference(schedule, dtype, shape, layout, rows_shape, target, weighting):
+    """The compiled CPU loop's passes, on one thread and (above cpu_noise.SERIAL_BELOW) many, rows whose
+    length is not a multiple of 4 included."""
+    if not dk.backend.cpu_available():
+        pytest.skip("the cpu backend needs numba (the [cpu] extra)")
+    torch.manual_seed(2)
+    x0 = make_x0(shape, layout, dtype, "cpu")
+    _, handle = dk.q_sample(x0, _t_of(shape, rows_shape), schedule, seed=13, return_noise="seed", offset_noise=0.1,
+                            backend="cpu")
+    prediction = make_x0(shape, layout, dtype, "cpu")
+    for reduction in objectives.REDUCTIONS:
+        _check_against_reference(prediction, handle, x0, target, _weighting(weighting, rows_shape, "cpu"),
+                                 reduction, dtype, backend="cpu")
+
+
+def test_the_cpu_loop_loss_keeps_neither_eps_nor_the_target(schedule):
+    if not dk.backend.cpu_available():
+        pytest.skip("the cpu backend needs numba (the [cpu] extra)")
+    x0 = torch.randn(4, 3, 16, 16)
+    _, handle = dk.q_sample(x0, torch.tensor([1, 10, 100, 999]), schedule, seed=1, return_noise="seed",
+                            backend="cpu")
+    pred = torch.randn_like(x0, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        loss = dk.diffusion_loss(pred, handle, target="v", x0=x0, weighting="min_snr", backend="cpu")
+    big = [t for t in saved if t.numel() >= x0.numel()]
+    assert all(t.data_ptr() in (pred.data_ptr(), x0.data_ptr()) for t in big), [t.shape for t in big]
+    loss.backward()
 
 
 def test_edm_x0_loss_with_its_weighting(device):
