@@ -10,10 +10,11 @@
 #   bash benchmarks/gpu_session.sh validate           # the full statistical validation
 #   bash benchmarks/gpu_session.sh bench [ARGS...]    # the sweep; ARGS go to `diffusion-kernels bench`
 #   bash benchmarks/gpu_session.sh channels_last      # the sweep's drawn-noise modes on channels_last latents
+#   bash benchmarks/gpu_session.sh training           # the training-step modes (train_eps, train_flow)
 #   bash benchmarks/gpu_session.sh profile            # Nsight Compute counters of the fused kernels
 #   bash benchmarks/gpu_session.sh sanitize           # compute-sanitizer memcheck of the kernel tests
 #   bash benchmarks/gpu_session.sh tiles              # the fused kernel under a few tile settings
-#   bash benchmarks/gpu_session.sh all                # all seven in turn
+#   bash benchmarks/gpu_session.sh all                # all eight in turn
 #
 # Every phase first installs the project over the machine's own torch and
 # Triton (pip install --no-deps -e .). Logs, the JSON record and its plot land
@@ -55,6 +56,14 @@ channels_last() {
     "$PYTHON" -m diffusion_kernels bench --out "$RESULTS" --quiet --layout channels_last \
         --providers fused eager compile copy --modes xt_eps xt backward --dtype fp32 --dtype bf16 \
         --sizes 65536,16777216,67108864 2>&1 | tee -a "$RESULTS/bench.log"
+}
+
+training() {
+    # A whole training step (sampler, noising, loss, backward) for the ε / min-SNR and flow / logit-normal
+    # recipes against eager, torch.compile and diffusers' scripts; time, temporary and kept memory.
+    "$PYTHON" -m diffusion_kernels bench --out "$RESULTS" --quiet --modes train_eps train_flow \
+        --providers fused eager compile diffusers copy --dtype fp32 --dtype bf16 \
+        --sizes 1048576,16777216 2>&1 | tee -a "$RESULTS/bench.log"
 }
 
 profile() {
@@ -185,10 +194,12 @@ case "$phase" in
     validate) validate ;;
     bench) bench "$@" ;;
     channels_last) channels_last ;;
+    training) training ;;
     profile) profile ;;
     sanitize) sanitize ;;
     tiles) tiles ;;
-    all) tests; validate; bench "$@"; channels_last; profile; sanitize; tiles ;;
-    *) echo "unknown phase '$phase': first, tests, validate, bench, channels_last, profile, sanitize, tiles or all" >&2
+    all) tests; validate; bench "$@"; channels_last; training; profile; sanitize; tiles ;;
+    *) echo "unknown phase '$phase': first, tests, validate, bench, channels_last, training, profile, sanitize, tiles" \
+            "or all" >&2
        exit 2 ;;
 esac

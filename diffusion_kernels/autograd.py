@@ -21,7 +21,7 @@ def _bwd(*args):
 def _saveable(tensor):
     """An inference tensor (a table or t made under torch.inference_mode) cannot be saved for
     backward: a normal copy of it can."""
-    if tensor is None or not tensor.is_inference():
+    if tensor is None or torch.compiler.is_compiling() or not tensor.is_inference():
         return tensor
     with torch.inference_mode(False):
         return tensor.clone()

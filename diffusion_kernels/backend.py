@@ -25,7 +25,10 @@ def kernels_module():
     return importlib.import_module("diffusion_kernels.kernels")
 
 
+# Fixed for the life of a process: torch.compile evaluates them once while tracing and keeps the
+# answer, instead of tracing into the imports (which it cannot follow: a graph break).
 @functools.lru_cache(maxsize=None)
+@torch.compiler.assume_constant_result
 def triton_available() -> bool:
     try:
         importlib.import_module("triton")
@@ -35,6 +38,7 @@ def triton_available() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
+@torch.compiler.assume_constant_result
 def interpreter_active() -> bool:
     """True when the kernels run under Triton's CPU interpreter (TRITON_INTERPRET=1).
 

@@ -6,7 +6,7 @@ import torch
 
 from . import backend as backends
 from . import checks, cpu_noise, cpu_path, objectives, reference, transfer
-from .loss_function import KERNEL_PASSES, DiffusionLoss, reduce
+from .loss_function import DiffusionLoss, reduce
 from .runner import NoiseHandle
 
 
@@ -124,7 +124,7 @@ def diffusion_loss(prediction: torch.Tensor, noised: NoiseHandle, *, target: str
         empty = prediction.new_zeros(handle.rows_shape, dtype=torch.promote_types(prediction.dtype, torch.float32))
         return empty if reduction == "none" else empty.sum() + 0.0 * prediction.sum()
     chosen = backends.select(backend, prediction, *(t for t in (x0, weights) if t is not None))
-    passes = KERNEL_PASSES
+    passes = None  # the kernels'
     if chosen == "cpu":
         inputs = cpu_path.loss_inputs(prediction, x0, handle)
         if inputs is None:

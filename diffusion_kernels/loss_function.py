@@ -30,9 +30,10 @@ def _row_factor(upstream: torch.Tensor, rows: int, row_len: int, reduction: str)
     return g.expand(rows) if g.numel() == 1 else g
 
 
-# The forward and backward passes (per-row sums of squares; scale·residual) on the Triton kernels;
-# cpu_path.LOSS_PASSES are the same on the compiled CPU loop.
-KERNEL_PASSES = (launch.noise_mse_forward, launch.noise_mse_backward)
+def kernel_passes():
+    """The forward and backward passes (per-row sums of squares; scale·residual) on the Triton kernels,
+    looked up per call; cpu_path.LOSS_PASSES are the same on the compiled CPU loop."""
+    return launch.noise_mse_forward, launch.noise_mse_backward
 
 
 class DiffusionLoss(torch.autograd.Function):
@@ -41,10 +42,10 @@ class DiffusionLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, prediction, x0, weights, eps_scale, x0_scale, seed_tensor, seed, has_eps, rows, stream,
-                offset_strength, reduction, rows_shape, passes=KERNEL_PASSES):
+                offset_strength, reduction, rows_shape, passes=None):
         seed = seed_tensor if seed_tensor is not None else seed
         target = launch.Target(has_eps, eps_scale, x0 if x0_scale is not None else None, x0_scale)
-        forward_pass, ctx.backward_pass = passes
+        forward_pass, ctx.backward_pass = passes or kernel_passes()
         sums = forward_pass(prediction, rows, seed, stream, offset_strength, target)
         row_len = prediction.numel() // rows
         ctx.save_for_backward(prediction, x0, weights, eps_scale, x0_scale, seed_tensor, sums)

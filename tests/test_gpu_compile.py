@@ -214,7 +214,7 @@ def test_amd_box_muller_runs_on_multiply_adds_only(amd_variants):
 def test_amd_writing_the_noise_does_not_recompute_philox(amd_variants):
     fwd = [v for v in amd_variants if v["kernel"] == "noise_affine_fwd_contiguous_kernel"
            and v["constexprs"]["HAS_NOISE"] == "False" and v["constexprs"]["WRITE_V"] == "False"
-           and v["constexprs"]["HAS_OFFSET"] == "False"]
+           and v["constexprs"]["HAS_OFFSET"] == "False" and v["constexprs"]["PERTURB"] == "False"]
     by_write = {}
     for v in fwd:
         by_write.setdefault((v["dtype"], tuple(v["shape"]), v["debug"]), {})[v["constexprs"]["WRITE_NOISE"]] = v

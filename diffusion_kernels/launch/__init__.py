@@ -12,5 +12,5 @@ from .tiling import Tiling, next_power_of_2, block_quads, divisor_magic, packed_
 from .registry import seed_parts  # noqa: F401
 from .noising import noise_affine, noise_affine_backward, q_sample_forward, _channels_last_draw  # noqa: F401
 from .trajectory import forward_trajectory  # noqa: F401
-from .noise_mse import Target, noise_mse_forward, noise_mse_backward  # noqa: F401
+from .noise_mse import Target, loss_grad, loss_sums, noise_mse_forward, noise_mse_backward  # noqa: F401
 from .sampling import sampling_draws  # noqa: F401

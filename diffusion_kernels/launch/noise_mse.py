@@ -9,7 +9,7 @@ from .. import seeding
 from ..backend import interpreter_active, kernels_module
 from .layout import Layout, _prepare, channels_last_planes, _copy_back, packed, paired
 from .tiling import tiling, channels_last_tiling, launch_warps, math_mode
-from .registry import _device_guard, seed_parts, _seed_args
+from .registry import _device_guard, _launcher, _register_triton_op, seed_parts, _seed_args
 
 
 class Target(NamedTuple):
@@ -27,16 +27,17 @@ class Target(NamedTuple):
 EPS = Target()
 
 
-def _mse_setup(pred: torch.Tensor, rows: int, seed, layout: Layout):
-    """(kernels, Tiling, Planes or None, seed tensor, seed halves) of a loss launch; Planes when
-    the channels-last kernels take the prediction (the Tiling is then theirs)."""
+def _mse_setup(pred: torch.Tensor, rows: int, layout: Layout):
+    """(kernels, Tiling, Planes or None) of a loss launch; Planes when the channels-last kernels take
+    the prediction (the Tiling is then theirs)."""
     km = kernels_module()
-    planes = channels_last_planes(layout, pred.numel(), rows)
+    planes = channels_last_planes(layout, int(pred.numel()), rows)
     tile = planes and channels_last_tiling(km.noise_mse, planes, pred.element_size())
     if not tile:
         planes = None
-        tile = tiling(km.noise_mse, pred.numel(), rows, paired=paired(pred, layout), strided=not layout.contiguous)
-    return km, tile, planes, *seed_parts(seed)
+        tile = tiling(km.noise_mse, int(pred.numel()), rows, paired=paired(pred, layout),
+                      strided=not layout.contiguous)
+    return km, tile, planes
 
 
 def _tables(target: Target, pred: torch.Tensor):
@@ -45,21 +46,24 @@ def _tables(target: Target, pred: torch.Tensor):
     return (pred if ce is None else ce), (pred if cx is None else cx)
 
 
-def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_strength: float,
-                      target: Target = EPS) -> torch.Tensor:
-    """Per-row Σ (pred − target)² as float32 of shape (rows,), ε regenerated from (seed, stream) with
-    ``rows`` offset rows."""
+@_register_triton_op("diffusion_kernels::loss_sums", lambda pred: torch.float32)
+def loss_sums(pred: torch.Tensor, x0: Optional[torch.Tensor], eps_scale: Optional[torch.Tensor],
+              x0_scale: Optional[torch.Tensor], has_eps: bool, rows: int, seed_tensor: Optional[torch.Tensor],
+              seed_lo: int, seed_hi: int, stream: int, offset_strength: float) -> tuple[torch.Tensor]:
+    """(per-row Σ (pred − target)², float32 of shape (rows,)), ε regenerated from the seed (``seed_tensor``
+    on the device, else the int32 halves) with ``rows`` offset rows."""
+    target = Target(has_eps, eps_scale, x0, x0_scale)
     if pred.numel() == 0:
-        return pred.new_zeros((rows,), dtype=torch.float32)
+        return (pred.new_zeros((rows,), dtype=torch.float32),)
     (pred_, x0_), _, layout = _prepare(pred.shape, [pred, target.x0], [])
-    km, tile, planes, seed_tensor, lo, hi = _mse_setup(pred_, rows, seed, layout)
+    km, tile, planes = _mse_setup(pred_, rows, layout)
     partials = torch.empty(tile.grid, dtype=torch.float32, device=pred.device)
-    s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, partials)
+    s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, partials)
     ce, cx = _tables(target, pred_)
     x0_ptr = pred_ if x0_ is None else x0_
     with _device_guard(pred):
         if planes is not None:
-            km.noise_mse.noise_mse_fwd_channels_last_kernel[tile.grid](
+            _launcher(km.noise_mse.noise_mse_fwd_channels_last_kernel)[tile.grid](
                 pred_, x0_ptr, ce, cx, partials, int(rows > 1), planes.plane // 4, tile.chunks, tile.divisor,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
                 C=planes.channels, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, **target.switches(),
@@ -67,7 +71,7 @@ def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_s
                 num_warps=launch_warps(km.noise_mse, pred.device),
             )
         else:
-            km.noise_mse.noise_mse_fwd_kernel[tile.grid](
+            _launcher(km.noise_mse.noise_mse_fwd_kernel)[tile.grid](
                 pred_, x0_ptr, ce, cx, partials, *tile.row_args, s_lo, s_hi, s_ptr, seeding.as_int32(stream),
                 offset_strength, *layout.args(),
                 NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
@@ -77,25 +81,28 @@ def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_s
     # A program covers one row of its tiling, so the row sums are sums of whole programs, added in
     # a fixed order. One t for a channels-last batch tiles by sample: its samples add to the one row.
     per_row = partials.view(tile.rows, tile.chunks).sum(1)
-    return per_row if tile.rows == rows else per_row.sum().reshape(1)
+    return (per_row if tile.rows == rows else per_row.sum().reshape(1),)
 
 
-def noise_mse_backward(pred: torch.Tensor, row_scale: torch.Tensor, rows: int, seed, stream: int,
-                       offset_strength: float, target: Target = EPS) -> torch.Tensor:
-    """row_scale[row]·(pred − target), in pred's dtype and layout; ``row_scale`` is float32 of shape (rows,)
-    on pred's device."""
+@_register_triton_op("diffusion_kernels::loss_grad", lambda pred: pred.dtype)
+def loss_grad(pred: torch.Tensor, row_scale: torch.Tensor, x0: Optional[torch.Tensor],
+              eps_scale: Optional[torch.Tensor], x0_scale: Optional[torch.Tensor], has_eps: bool, rows: int,
+              seed_tensor: Optional[torch.Tensor], seed_lo: int, seed_hi: int, stream: int,
+              offset_strength: float) -> tuple[torch.Tensor]:
+    """(row_scale[row]·(pred − target),) in pred's dtype and layout; ``row_scale`` float32 (rows,)."""
+    target = Target(has_eps, eps_scale, x0, x0_scale)
     grad = torch.empty_like(pred)
     if pred.numel() == 0:
-        return grad
+        return (grad,)
     (pred_, x0_), (grad_,), layout = _prepare(pred.shape, [pred, target.x0], [grad])
-    km, tile, planes, seed_tensor, lo, hi = _mse_setup(pred_, rows, seed, layout)
-    s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, grad_)
+    km, tile, planes = _mse_setup(pred_, rows, layout)
+    s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, grad_)
     ce, cx = _tables(target, pred_)
     (scale,) = packed(row_scale.to(device=pred.device, dtype=torch.float32).reshape(rows))
     x0_ptr = pred_ if x0_ is None else x0_
     with _device_guard(pred):
         if planes is not None:
-            km.noise_mse.noise_mse_bwd_channels_last_kernel[tile.grid](
+            _launcher(km.noise_mse.noise_mse_bwd_channels_last_kernel)[tile.grid](
                 pred_, x0_ptr, ce, cx, grad_, scale, int(rows > 1), planes.plane // 4, tile.chunks, tile.divisor,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
                 C=planes.channels, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, **target.switches(),
@@ -103,7 +110,7 @@ def noise_mse_backward(pred: torch.Tensor, row_scale: torch.Tensor, rows: int, s
                 num_warps=launch_warps(km.noise_mse, pred.device),
             )
         else:
-            km.noise_mse.noise_mse_bwd_kernel[tile.grid](
+            _launcher(km.noise_mse.noise_mse_bwd_kernel)[tile.grid](
                 pred_, x0_ptr, ce, cx, grad_, scale, *tile.row_args,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
                 NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
@@ -111,4 +118,24 @@ def noise_mse_backward(pred: torch.Tensor, row_scale: torch.Tensor, rows: int, s
                 MATH=math_mode(pred.device), PAIRED=paired(pred, layout), num_warps=launch_warps(km.noise_mse, pred.device),
             )
     _copy_back([(grad, grad_)])
-    return grad
+    return (grad,)
+
+
+def _op(name, direct):
+    """The registered op under torch.compile (the graph then holds the kernels), else the body itself."""
+    return getattr(torch.ops.diffusion_kernels, name) if torch.compiler.is_compiling() else direct
+
+
+def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_strength: float,
+                      target: Target = EPS) -> torch.Tensor:
+    """Per-row Σ (pred − target)² as float32 of shape (rows,), ε regenerated from (seed, stream)."""
+    return _op("loss_sums", loss_sums)(pred, target.x0, target.eps_scale, target.x0_scale, target.eps, rows,
+                                       *seed_parts(seed), stream, offset_strength)[0]
+
+
+def noise_mse_backward(pred: torch.Tensor, row_scale: torch.Tensor, rows: int, seed, stream: int,
+                       offset_strength: float, target: Target = EPS) -> torch.Tensor:
+    """row_scale[row]·(pred − target), in pred's dtype and layout; ``row_scale`` is float32 of shape (rows,)
+    on pred's device."""
+    return _op("loss_grad", loss_grad)(pred, row_scale, target.x0, target.eps_scale, target.x0_scale, target.eps,
+                                       rows, *seed_parts(seed), stream, offset_strength)[0]

@@ -1,8 +1,9 @@
 """The scope of a launch (device, the interpreter's turns), the seed's launch arguments, and the
 registration of launchers as ``torch.library`` ops.
 
-The two noising launchers are registered as ``torch.library.triton_op``s
-(``diffusion_kernels::noise_affine`` and ``::noise_affine_backward``) so that
+The noising and loss launchers are registered as ``torch.library.triton_op``s
+(``diffusion_kernels::noise_affine``, ``::noise_affine_backward``, ``::loss_sums`` and
+``::loss_grad``) so that
 ``torch.compile`` sees the Triton kernels directly (through ``wrap_triton``).
 Eager calls go straight to the Python bodies and launch the kernels directly:
 the dispatcher and the wrap_triton higher-order op cost host time a small
