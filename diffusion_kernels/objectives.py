@@ -78,6 +78,13 @@ def objective(handle, target: str, weighting, snr_gamma: float, device) -> Objec
     if target == "v" and form.velocity_tables is None:
         raise ValueError(f"target='v' needs a noising with a v-target (q_sample or flow_match_sample), "
                          f"not a {kind or 'forward-step'} one")
+    if (target == "v" or weighting is not None) and torch.is_grad_enabled() and any(
+            isinstance(t, torch.Tensor) and t.requires_grad for t in form.inputs):
+        # The v coefficients and the weights are read from the tables as constants: a gradient to a
+        # learned schedule or σ through them would be silently missing.
+        raise NotImplementedError(f"target={target!r} with weighting={weighting!r} reads the noising's schedule "
+                                  "(or σ), which requires grad here: its gradient through the loss is not "
+                                  "supported")
     rows = max(handle.rows_shape.numel(), 1)
     eps_scale = x0_scale = None
     if target == "v":

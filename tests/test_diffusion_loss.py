@@ -256,3 +256,16 @@ def test_bad_objectives_are_refused_with_the_reason(device, schedule):
         noised = kwargs.pop("noised")
         with pytest.raises(error, match=message):
             dk.diffusion_loss(torch.zeros_like(x0), noised, **kwargs)
+
+
+def test_a_loss_that_reads_a_learned_schedule_is_refused(device):
+    """The v coefficients and min-SNR weights are constants to the loss: with a schedule that requires grad
+    its gradient through them would be missing, so the call is refused; ε and x0 targets do not read it."""
+    learned = dk.NoiseSchedule.linear().alpha_bars.clone().requires_grad_(True)
+    x0 = torch.randn(2, 3, 4, device=device)
+    _, handle = dk.q_sample(x0, torch.tensor([3, 700]), learned, seed=1, return_noise="seed", backend="triton")
+    pred = torch.randn_like(x0)
+    for kwargs in (dict(target="v", x0=x0), dict(weighting="min_snr")):
+        with pytest.raises(NotImplementedError, match="requires grad"):
+            dk.diffusion_loss(pred, handle, backend="triton", **kwargs)
+    assert torch.isfinite(dk.diffusion_loss(pred, handle, target="x0", x0=x0, backend="triton"))
