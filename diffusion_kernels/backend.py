@@ -25,25 +25,34 @@ def kernels_module():
     return importlib.import_module("diffusion_kernels.kernels")
 
 
-# Fixed for the life of a process: torch.compile evaluates them once while tracing and keeps the
-# answer, instead of tracing into the imports (which it cannot follow: a graph break).
-@functools.lru_cache(maxsize=None)
+# Fixed for the life of a process, so computed once (_FIXED) and, under torch.compile, evaluated while
+# tracing and kept as constants, instead of traced into the imports (which Dynamo cannot follow).
+_FIXED: dict = {}
+
+
 @torch.compiler.assume_constant_result
 def triton_available() -> bool:
-    try:
-        importlib.import_module("triton")
-    except ImportError:
-        return False
-    return True
+    if "triton" not in _FIXED:
+        try:
+            importlib.import_module("triton")
+            _FIXED["triton"] = True
+        except ImportError:
+            _FIXED["triton"] = False
+    return _FIXED["triton"]
 
 
-@functools.lru_cache(maxsize=None)
 @torch.compiler.assume_constant_result
 def interpreter_active() -> bool:
     """True when the kernels run under Triton's CPU interpreter (TRITON_INTERPRET=1).
 
-    Fixed once the kernels are imported (Triton decides when it decorates them), so cached.
+    Fixed once the kernels are imported (Triton decides when it decorates them), so computed once.
     """
+    if "interpreter" not in _FIXED:
+        _FIXED["interpreter"] = _interpreted()
+    return _FIXED["interpreter"]
+
+
+def _interpreted() -> bool:
     if not triton_available():
         return False
     from triton.runtime.interpreter import InterpretedFunction
