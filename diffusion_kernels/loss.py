@@ -146,7 +146,6 @@ def noise_mse(prediction: torch.Tensor, noised: NoiseHandle, *, reduction: str =
 
     Equals ``F.mse_loss(prediction, ε, reduction=reduction)`` ("mean" or "sum").
     """
-    checks.check_x0(prediction, "prediction")
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    return diffusion_loss(prediction, _checked_handle(prediction, noised), reduction=reduction, backend=backend)
+    return diffusion_loss(prediction, noised, reduction=reduction, backend=backend)

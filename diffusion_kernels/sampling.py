@@ -108,8 +108,13 @@ def sample_sigmas(shape, *, scheme: str = "logit_normal", logit_mean: float = 0.
     words, normals = _draws(size, seed, generator, stream, device, backend, scheme)
     sigma = 1.0 - _unit(words, normals, *recipe)
     if shift != 1.0:
-        sigma = shift * sigma / (1.0 + (shift - 1.0) * sigma)
+        sigma = time_shift(sigma, shift)
     return sigma.to(torch.float32)
+
+
+def time_shift(sigma, shift: float):
+    """SD3's time shift of a noise level: s·σ / (1 + (s − 1)·σ)."""
+    return shift * sigma / (1.0 + (shift - 1.0) * sigma)
 
 
 def sample_timesteps(shape, T: int, *, scheme: str = "uniform", logit_mean: float = 0.0, logit_std: float = 1.0,

@@ -16,14 +16,10 @@ import torch.nn.functional as F
 
 from ..api import flow_match_sample, q_sample
 from ..loss import diffusion_loss
-from ..sampling import sample_sigmas, sample_timesteps
+from ..sampling import sample_sigmas, sample_timesteps, time_shift
 
 SNR_GAMMA = 5.0
 SHIFT = 3.0  # SD3's FlowMatchEulerDiscreteScheduler shift
-
-
-def _shifted(sigma):
-    return SHIFT * sigma / (1 + (SHIFT - 1) * sigma)
 
 
 def _eager_eps(x0, w, alphas_cumprod):
@@ -40,7 +36,8 @@ def _eager_eps(x0, w, alphas_cumprod):
 
 def _eager_flow(x0, w):
     """The flow / logit-normal recipe in plain PyTorch on the device, ε and the target stored."""
-    sigma = _shifted(torch.sigmoid(torch.randn(x0.shape[0], device=x0.device))).reshape(-1, *[1] * (x0.ndim - 1))
+    sigma = time_shift(torch.sigmoid(torch.randn(x0.shape[0], device=x0.device)), SHIFT)
+    sigma = sigma.reshape(-1, *[1] * (x0.ndim - 1))
     noise = torch.randn_like(x0)
     noisy = (1.0 - sigma) * x0 + sigma * noise
     target = noise - x0
