@@ -13,7 +13,7 @@ _EXPORTS = {
     "forward_step": "api", "forward_trajectory": "api", "NoiseHandle": "api",
     "QSample": "autograd", "ForwardDiffusion": "forward", "noise_mse": "loss", "diffusion_loss": "loss",
     "NoiseSchedule": "schedules", "DeviceSeed": "seeding",
-    "sample_timesteps": "sampling", "sample_sigmas": "sampling",
+    "sample_timesteps": "sampling", "sample_sigmas": "sampling", "script_recipe": "sampling",
 }
 _SUBMODULES = {"reference", "seeding", "schedules", "validate", "figures", "images", "bench", "integrations",
                "launch", "backend", "checks", "tolerances", "api", "autograd", "loss", "forward", "cli",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from . import launch, reference
+from . import checks, launch, reference
 
 
 def _fwd(*args):
@@ -73,10 +73,7 @@ class QSample(torch.autograd.Function):
         out, eps, v = _forward(x0, t_rows, a, b, c, d, noise, parts, stream, offset_strength, return_noise, return_v,
                                check_t, perturbation)
         tables_need_grad = any(ctx.needs_input_grad[i] for i in (2, 3, 4, 5))
-        if tables_need_grad and perturbation:
-            # The tables' gradients would need ε + γ·ε′ regenerated in the backward kernel, which
-            # regenerates ε alone: refused rather than given wrong.
-            raise NotImplementedError("input_perturbation with a schedule that requires grad is not supported")
+        checks.refuse_perturbation_grad(perturbation, tables_need_grad)
         saved = (t_rows, a, b, c, d, x0 if tables_need_grad else None, noise if tables_need_grad else None,
                  seed_tensor)
         ctx.save_for_backward(*(_saveable(tensor) for tensor in saved))

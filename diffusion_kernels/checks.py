@@ -32,6 +32,17 @@ def check_flag(value, name: str) -> bool:
     return bool(index)
 
 
+def check_int(value, name: str) -> int:
+    """An integer argument as an int: a Python int, a numpy integer, a one-element integer tensor, or anything
+    else ``operator.index`` takes. Bools and floats are refused rather than read as numbers."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+        raise TypeError(f"{name} must be an int, got a bool")
+    try:
+        return operator.index(value)
+    except (TypeError, RuntimeError):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})") from None
+
+
 def check_real(value, name: str, *, lo: float | None = None, hi: float | None = None) -> float:
     """A finite real number (an int, a float or a one-element CPU tensor) within [lo, hi], as a float."""
     if isinstance(value, torch.Tensor):
@@ -50,9 +61,35 @@ def check_real(value, name: str, *, lo: float | None = None, hi: float | None = 
     return number
 
 
+def refuse_perturbation_grad(perturbation: float, tables_need_grad: bool) -> None:
+    """Input perturbation with a schedule (or σ) that requires grad is refused on every backend: the kernels'
+    backward regenerates ε alone, not ε + γ·ε′, so the tables' gradient would be wrong there."""
+    if perturbation != 0.0 and tables_need_grad:
+        raise NotImplementedError("input_perturbation with a schedule (or sigma) that requires grad is not "
+                                  "supported: detach it, or noise without input_perturbation")
+
+
+# Tensor types a call reads as plain tensors: their values are their storage's.
+PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
+
+
+def check_plain(tensor, name: str):
+    """Refuse tensor subclasses (DTensor, wrappers with their own dispatch), whose values the kernels and
+    the CPU loop would read from the wrong storage, or which would mix with plain tensors, with what to pass."""
+    if isinstance(tensor, torch.Tensor) and type(tensor) not in PLAIN_TENSOR_TYPES:
+        kind = type(tensor).__name__
+        if kind == "DTensor":
+            raise TypeError(f"{name} is a DTensor, which is not supported: pass its local shard "
+                            f"({name}.to_local()) with a stream per rank, or the whole tensor ({name}.full_tensor())")
+        raise TypeError(f"{name} is a {kind}, a tensor subclass, which is not supported: pass a plain torch.Tensor "
+                        f"(e.g. {name}.as_subclass(torch.Tensor))")
+    return tensor
+
+
 def check_x0(x0, name: str = "x0") -> torch.Tensor:
     if not isinstance(x0, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x0).__name__}")
+    check_plain(x0, name)
     if x0.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {x0.dtype}")
     return x0
@@ -75,6 +112,7 @@ def alpha_bars_of(schedule) -> torch.Tensor:
     if isinstance(schedule, NoiseSchedule):
         return schedule._alpha_bars
     if isinstance(schedule, torch.Tensor):
+        check_plain(schedule, "schedule")
         if not schedule.is_floating_point():
             raise TypeError(f"an alpha_bars tensor must be floating point, got {schedule.dtype}")
         if schedule.ndim != 1 or schedule.numel() == 0:
@@ -104,6 +142,7 @@ def check_t(t, x0: torch.Tensor, T: int, *, check_range: bool = True) -> torch.T
     it on the device when the caller asks (``Form.check_index``).
     """
     if isinstance(t, torch.Tensor):
+        check_plain(t, "t")
         if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
             raise TypeError(f"t must have an integer dtype, got {t.dtype}")
         if t.device.type == "meta":

@@ -6,6 +6,10 @@ of work, which LLVM vectorises (unsigned indices: no negative-index wraparound t
 driver that spreads ranges over threads; small tensors call the body directly, since waking the
 threads costs more than their work.
 """
+import os
+import sys
+import tempfile
+
 import numba
 import numpy as np
 
@@ -15,9 +19,59 @@ one, two, three = np.uint64(1), np.uint64(2), np.uint64(3)
 MASK32 = np.uint64(0xFFFFFFFF)
 SHIFT32 = np.uint64(32)
 
+# numba's default threading layer takes GNU OpenMP where it finds it, and libgomp does not survive fork():
+# a DataLoader worker forked after a threaded call aborts ("fork() called from a process already using GNU
+# OpenMP") or hangs. "forksafe" takes TBB, a non-GNU OpenMP or numba's own workqueue, each safe across fork.
+# A layer the user names in NUMBA_THREADING_LAYER is theirs to choose.
+# numba reads its settings from the environment again before it compiles, so the choice is made there.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    os.environ["NUMBA_THREADING_LAYER"] = numba.config.THREADING_LAYER = "forksafe"
+
+
+def _probe():
+    return 0
+
+
+def _cache_setting():
+    """Whether the loops are cached on disk, and where (None: where numba looks by itself).
+
+    numba caches beside this file, else in the user's cache directory; where neither can be written (a
+    read-only install in a container with a read-only home) it refuses to decorate a cached function. The
+    loops are then cached in a directory of the temporary folder, else not at all: slower to start, never
+    a crash. numba picks a function's cache location when it decorates it, so the probe decorates one.
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return True, None
+    try:
+        numba.njit(cache=True)(_probe)
+        return True, None
+    except RuntimeError:
+        pass
+    folder = os.path.join(tempfile.gettempdir(), f"diffusion-kernels-numba-{os.getuid() if hasattr(os, 'getuid') else 0}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError:
+        print("diffusion-kernels: numba can write no cache for the CPU loops (the package's folder, the user's "
+              "cache and the temporary folder are read-only), so they compile on every process's first call; "
+              "set NUMBA_CACHE_DIR to a writable folder to keep them", file=sys.stderr)
+        return False, None
+    print(f"diffusion-kernels: the package's folder and the user's cache are read-only, so the CPU loops are "
+          f"cached in {folder} (set NUMBA_CACHE_DIR to choose)", file=sys.stderr)
+    return True, folder
+
+
+CACHE, _CACHE_DIR = _cache_setting()
+# The fallback folder applies to this module's functions alone: numba reads CACHE_DIR when it decorates a
+# function, and the setting is given back at the end of this module.
+_USER_CACHE_DIR = numba.config.CACHE_DIR
+if _CACHE_DIR is not None:
+    numba.config.CACHE_DIR = _CACHE_DIR
+
 
 def jit(**options):
-    return numba.njit(cache=True, fastmath=False, error_model="numpy", **options)
+    return numba.njit(cache=CACHE, fastmath=False, error_model="numpy", **options)
 
 
 @jit(inline="always")
@@ -263,3 +317,6 @@ def loss_parallel(pred, x0, row_len, chunk, chunks, k0, k1, stream, off, ce, cx,
     for item in numba.prange(partials.shape[0]):
         partials[item] = _loss_item(item, pred, x0, row_len, chunk, chunks, k0, k1, stream, off, ce, cx, has_eps,
                                     has_x0, grad, scale, backward)
+
+
+numba.config.CACHE_DIR = _USER_CACHE_DIR

@@ -9,8 +9,11 @@ registers from counter to normal. Without numba the CPU path is the reference (s
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
+import os
+import sys
 import threading
 
 import numpy as np
@@ -26,12 +29,51 @@ SERIAL_BELOW = 1 << 16  # elements below which one thread runs the loop: waking 
 _PARALLEL = threading.Lock()
 
 
+QUIET = "DIFFUSION_KERNELS_QUIET"  # set to 1: no notice while the loops compile
+_TOLD: list = []  # one notice per process
+
+
 @functools.lru_cache(maxsize=None)
 def _loops():
-    """The compiled loops (diffusion_kernels/cpu_loops.py), imported on first use."""
+    """The compiled loops' module (diffusion_kernels/cpu_loops.py), imported on first use."""
     from . import cpu_loops
 
     return cpu_loops
+
+
+def _cached_on_disk(loops, dispatcher) -> bool:
+    try:
+        return loops.CACHE and os.path.exists(dispatcher._cache._cache_file._index_path)
+    except AttributeError:  # numba's cache layout changed: say nothing rather than guess
+        return True
+
+
+def _loop(name: str):
+    """One compiled loop. Its first call after an install compiles it (the noising loops together take about
+    15 s on two cores): said once per process on stderr, so that it does not look like a hang."""
+    loops = _loops()
+    dispatcher = getattr(loops, name)
+    if not _TOLD and not dispatcher.overloads and not _cached_on_disk(loops, dispatcher):
+        _TOLD.append(name)
+        if os.environ.get(QUIET, "") in ("", "0"):
+            print(f"diffusion-kernels: compiling the CPU noise loops (numba) on their first use, about 15 s; "
+                  f"they are cached afterwards (set {QUIET}=1 to silence this line)", file=sys.stderr, flush=True)
+    return dispatcher
+
+
+@contextlib.contextmanager
+def _threads():
+    """A parallel loop runs on as many threads as torch uses (torch.set_num_threads), one caller at a time."""
+    numba = _loops().numba  # imported through the loops' module, which picks the threading layer first
+    with _PARALLEL:
+        numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+        yield
+
+
+def _threaded(n: int) -> bool:
+    """Whether a loop over ``n`` elements runs on threads: waking them costs more than a small tensor's work,
+    and a process that asked torch for one thread (a DataLoader worker) gets the serial loop."""
+    return n >= SERIAL_BELOW and torch.get_num_threads() > 1
 
 
 @functools.lru_cache(maxsize=None)
@@ -46,8 +88,8 @@ def _key(seed: int) -> tuple[np.uint32, np.uint32]:
 def philox_words(seed: int, first_quad: int, quads: int, *, stream: int = 0, step: int = 0) -> np.ndarray:
     """The four uint32 Philox outputs of each of ``quads`` counters from ``first_quad``: (quads, 4)."""
     out = np.empty((quads, 4), dtype=np.uint32)
-    with _PARALLEL:
-        _loops().words(out, np.uint64(first_quad), *_key(seed), np.uint32(stream & 0xFFFFFFFF),
+    with _threads():
+        _loop("words")(out, np.uint64(first_quad), *_key(seed), np.uint32(stream & 0xFFFFFFFF),
                        np.uint32(step & 0xFFFFFFFF))
     return out
 
@@ -62,11 +104,11 @@ def philox_normal(seed: int, shape, *, stream: int = 0, step: int = 0, offset: i
     out = np.empty(4 * ((start + n + 3) // 4), dtype=np.float32)
     if n:
         args = (np.int64(first_quad), *_key(seed), np.uint32(stream & 0xFFFFFFFF), np.uint32(step & 0xFFFFFFFF))
-        if n < SERIAL_BELOW:
-            _loops().normals_range(out, 0, out.shape[0] // 4, *args)
+        if not _threaded(n):
+            _loop("normals_range")(out, 0, out.shape[0] // 4, *args)
         else:
-            with _PARALLEL:
-                _loops().normals_parallel(out, CHUNK_QUADS, *args)
+            with _threads():
+                _loop("normals_parallel")(out, CHUNK_QUADS, *args)
     eps = torch.from_numpy(out[start:start + n]).reshape(shape)
     return eps if dtype == torch.float32 else eps.to(dtype)
 
@@ -84,11 +126,11 @@ def noise_affine(x: torch.Tensor, row_len: int, a: torch.Tensor, b: torch.Tensor
         args = (x.reshape(-1).numpy(), out.reshape(-1).numpy(), eps.reshape(-1).numpy(), np.int64(row_len),
                 np.int64(CHUNK_QUADS), a.numpy(), b.numpy(), off.numpy(), *_key(seed),
                 np.uint32(stream & 0xFFFFFFFF), write_eps)
-        if n < SERIAL_BELOW:
-            _loops().affine_serial(*args)
+        if not _threaded(n):
+            _loop("affine_serial")(*args)
         else:
-            with _PARALLEL:
-                _loops().affine_parallel(*args)
+            with _threads():
+                _loop("affine_parallel")(*args)
     return out, (eps if write_eps else None)
 
 
@@ -119,11 +161,11 @@ def _loss_pass(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_str
             ce.numpy(), cx.numpy(), bool(target.eps), target.x0 is not None,
             grad if backward else np.empty(1, dtype=np.float32), (scale if backward else ones).numpy(), backward,
             partials)
-    if n < SERIAL_BELOW:
-        _loops().loss_serial(*args)
+    if not _threaded(n):
+        _loop("loss_serial")(*args)
     else:
-        with _PARALLEL:
-            _loops().loss_parallel(*args)
+        with _threads():
+            _loop("loss_parallel")(*args)
     return torch.from_numpy(partials.reshape(rows, chunks).sum(1))
 
 

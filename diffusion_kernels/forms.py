@@ -107,6 +107,7 @@ def sigma_form(x, sigma, *, lo: float, hi: float | None, name: str, check: bool,
     """Per-row coefficient tables from a continuous noise level σ (flow matching, EDM)."""
     if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
         sigma = torch.tensor(float(sigma), dtype=torch.float64)
+    checks.check_plain(sigma, "sigma")
     if not isinstance(sigma, torch.Tensor) or not sigma.is_floating_point():
         raise TypeError(f"sigma must be a float or a floating-point tensor, got "
                         f"{sigma.dtype if isinstance(sigma, torch.Tensor) else type(sigma).__name__}")
@@ -121,12 +122,18 @@ def sigma_form(x, sigma, *, lo: float, hi: float | None, name: str, check: bool,
     index = (torch.arange(rows, device=x.device).reshape(sigma.shape) if sigma.numel()
              else torch.zeros(sigma.shape, dtype=torch.long, device=x.device))
 
+    def levels(device, dtype=None):
+        s = transfer.to_device(sigma, device, dtype).reshape(-1)
+        # An empty batch still reads one row (the index and every gather take at least one, as a
+        # schedule's table always has): σ = 1 there, finite in every coefficient and weighting.
+        return s if s.numel() else torch.ones(1, dtype=s.dtype, device=s.device)
+
     def tables(device):
-        s = transfer.to_device(sigma, device, torch.float64).reshape(-1)
+        s = levels(device, torch.float64)
         return signal(s).to(torch.float32), s.to(torch.float32)
 
     def velocity_tables(device):
-        s = transfer.to_device(sigma, device).reshape(-1)
+        s = levels(device)
         return torch.full_like(s, -1.0, dtype=torch.float32), torch.ones_like(s, dtype=torch.float32)
 
     return index, tables, (velocity_tables if velocity else None)

@@ -25,6 +25,7 @@ def _checked_handle(prediction: torch.Tensor, noised) -> NoiseHandle:
 def _row_weights(weighting, handle: NoiseHandle, device) -> torch.Tensor:
     """A weighting tensor as one weight per row, (rows,): shape ``t``'s (or σ's), that shape with trailing
     size-1 dims (diffusers' (B, 1, 1, 1)), or one value for every row."""
+    checks.check_plain(weighting, "weighting")
     if not weighting.is_floating_point():
         raise TypeError(f"a weighting tensor must be floating point, got {weighting.dtype}")
     rows_shape = tuple(handle.rows_shape)
@@ -58,6 +59,9 @@ def _reference_loss(prediction, handle, target, x0, weights, reduction, chosen):
     if target.x0_scale is not None:
         residual = residual - target.x0_scale.to(compute)[:, None] * x0.to(compute).reshape(rows, -1)
     sums = (residual * residual).sum(1)
+    # The loss's dtype is the computation's (float32, float64 for a float64 prediction) on every backend,
+    # whatever the weighting tensor's dtype.
+    weights = weights if weights is None else weights.to(compute)
     return reduce(sums, prediction.numel() // rows, weights, reduction, handle.rows_shape)
 
 

@@ -53,6 +53,14 @@ def resolve_seed(seed, generator, device: torch.device, chosen: str):
     return seeding.resolve_seed(seed, generator)
 
 
+def follow_layout(x: torch.Tensor, t):
+    """``t`` (shaped like ``x``) with the strides ``torch.empty_like(x)`` gives, copied only where they differ."""
+    if t is None or (t.is_contiguous() and x.is_contiguous()) or backends.transform_in_use((x, t)):
+        return t  # a transform's batched tensor hides its layout (and cannot be copied into a plain one)
+    target = torch.empty_like(x, dtype=t.dtype)
+    return t if target.stride() == t.stride() else target.copy_(t)
+
+
 def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backend, stream,
          offset_strength: float = 0.0, perturbation: float = 0.0):
     if isinstance(return_noise, str):
@@ -81,6 +89,8 @@ def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backen
         # one sample: every vmapped sample would get the same ε.
         raise RuntimeError("drawing noise inside torch.vmap would give every vmapped sample the same ε; pass "
                            "noise=..., or noise the whole batch outside vmap")
+    checks.refuse_perturbation_grad(perturbation, torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in form.inputs))
     call_seed = resolve_seed(seed, generator, x.device, chosen) if noise is None else 0
 
     done = None
@@ -115,6 +125,10 @@ def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backen
                                    perturbation)
         if noise is not None:
             eps = noise
+    if chosen != "triton":
+        # Laid out as the kernels lay out theirs (torch.empty_like(x)): channels_last in, channels_last out.
+        out, v = follow_layout(x, out), follow_layout(x, v)
+        eps = follow_layout(x, eps) if noise is None else eps
 
     result = [out]
     if return_noise == "seed":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 
 import torch
 
@@ -21,15 +20,16 @@ from . import checks, cpu_noise, launch, reference, seeding
 from .runner import resolve_seed
 
 SCHEMES = ("uniform", "logit_normal", "mode", "cosmap")
+FLOAT32_TINY = torch.finfo(torch.float32).tiny
 SAMPLING_STEP = 0xFFFFFFFE  # kernels/sampling.py::SAMPLING_STEP (-2 as a 32-bit word)
 _MASK32 = 0xFFFFFFFF
 
 
 def _shape(shape) -> torch.Size:
-    if isinstance(shape, int) and not isinstance(shape, bool):
-        shape = (shape,)
+    if hasattr(shape, "__index__") and getattr(shape, "ndim", 0) == 0:
+        shape = (shape,)  # one size: an int, a numpy integer, a 0-d integer tensor
     try:
-        size = torch.Size(operator.index(s) for s in shape)
+        size = torch.Size(checks.check_int(s, "shape") for s in shape)
     except TypeError:
         raise TypeError(f"shape must be an int or a sequence of ints, got {shape!r}") from None
     if any(s < 0 for s in size):
@@ -71,31 +71,73 @@ def _check_number(value, name: str, *, positive: bool = False) -> float:
     return value
 
 
+# SD3's mode density u' = 1 − u − s·(cos²(πu/2) − 1 + u) is a density on (0, 1) only while the map is
+# monotone: du'/du = −1 − s + s·(π/2)·sin(πu) ≤ 0 for every u needs −1 ≤ s ≤ 1/(π/2 − 1) = 2/(π − 2),
+# the range the SD3 paper gives. Outside it u' leaves (0, 1) (s = 10 puts a quarter of u' below 0).
+MODE_SCALE_RANGE = (-1.0, 2.0 / (math.pi - 2.0))
+# |normal| of the stream never exceeds sqrt(−2·ln(2**-24)) = 5.768 (Box–Muller's smallest u1 is 2**-24;
+# kernels/philox_normal.py), so a logit-normal draw z = m + s·n lies within |m| + 5.8·s of 0.
+NORMAL_BOUND = 5.8
+# σ = sigmoid(−z) stays a normal float32 (≥ 2**-126 ≈ 1.2e-38) while z ≤ 87: the bound on |m| + 5.8·s.
+LOGIT_BOUND = 87.0
+
+
 def _recipe(scheme, logit_mean, logit_std, mode_scale) -> tuple:
     """The density's arguments, checked: (scheme, logit_mean, logit_std, mode_scale)."""
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
-    return (scheme, _check_number(logit_mean, "logit_mean"), _check_number(logit_std, "logit_std", positive=True),
-            _check_number(mode_scale, "mode_scale"))
+    recipe = (scheme, _check_number(logit_mean, "logit_mean"), _check_number(logit_std, "logit_std", positive=True),
+              _check_number(mode_scale, "mode_scale"))
+    lo, hi = MODE_SCALE_RANGE
+    if scheme == "mode" and not lo <= recipe[3] <= hi:
+        raise ValueError(f"mode_scale must lie in [{lo}, {hi:.4f}] (2/(π − 2)), where SD3's mode density is one "
+                         f"(its map of u stays monotone in (0, 1)); got {recipe[3]}")
+    if scheme == "logit_normal" and abs(recipe[1]) + NORMAL_BOUND * recipe[2] > LOGIT_BOUND:
+        raise ValueError(f"|logit_mean| + {NORMAL_BOUND}·logit_std must be at most {LOGIT_BOUND}, got "
+                         f"{abs(recipe[1]) + NORMAL_BOUND * recipe[2]:.4g}: beyond it a draw's σ = sigmoid(−z) "
+                         "underflows float32 to 0 (or t reaches the end of its range)")
+    return recipe
 
 
-def _unit(words, normals, scheme, logit_mean, logit_std, mode_scale) -> torch.Tensor:
-    """The scheme's u in (0, 1) from a draw, in float64 (a batch's worth of values)."""
+def _complement(words, normals, scheme, logit_mean, logit_std, mode_scale) -> torch.Tensor:
+    """1 − u' for the scheme's u' (the density diffusers' ``compute_density_for_timestep_sampling`` draws),
+    float64, written so that it never rounds to 0 or above 1: it is σ before the shift, and t = T − ⌈σ·T⌉.
+
+    u, the word's 24 high bits centred, lies in [2**-25, 1 − 2**-25]; the forms below are 1 − u' with the
+    1 − · done exactly (uniform), or the same quantity without the subtraction (the others).
+    """
+    if scheme == "logit_normal":  # 1 − sigmoid(z) = sigmoid(−z), > 0 for every z the recipe check admits
+        return torch.sigmoid(-(logit_mean + logit_std * normals.to(torch.float64)))
+    u = ((words >> 8).to(torch.float64) + 0.5) * 2.0**-24  # never 0 or 1
+    if scheme == "mode":  # 1 − u' = u + s·(u − sin²(πu/2)): in (0, 1) for u in (0, 1) over MODE_SCALE_RANGE
+        return u + mode_scale * (u - torch.sin(math.pi * u / 2) ** 2)
+    if scheme == "cosmap":  # 1 − (1 − 1/(tan(πu/2) + 1))
+        return 1.0 / (torch.tan(math.pi * u / 2) + 1.0)
+    return 1.0 - u
+
+
+def _smallest_complement(scheme, logit_mean, logit_std, mode_scale) -> float:
+    """The least value :func:`_complement` can take for a recipe: at the extreme words or normals, since each
+    scheme's form is monotone in its draw (the mode map over MODE_SCALE_RANGE)."""
     if scheme == "logit_normal":
-        return torch.sigmoid(logit_mean + logit_std * normals.to(torch.float64))
-    u = ((words >> 8).to(torch.float64) + 0.5) * 2.0**-24  # the word's 24 high bits, centred: never 0 or 1
+        return 1.0 / (1.0 + math.exp(logit_mean + NORMAL_BOUND * logit_std))
+    ends = (2.0**-25, 1.0 - 2.0**-25)
     if scheme == "mode":
-        return 1.0 - u - mode_scale * (torch.cos(math.pi * u / 2) ** 2 - 1.0 + u)
+        return min(u + mode_scale * (u - math.sin(math.pi * u / 2) ** 2) for u in ends)
     if scheme == "cosmap":
-        return 1.0 - 1.0 / (torch.tan(math.pi * u / 2) + 1.0)
-    return u
+        return 1.0 / (math.tan(math.pi * ends[1] / 2) + 1.0)
+    return ends[0]
 
 
 def sample_sigmas(shape, *, scheme: str = "logit_normal", logit_mean: float = 0.0, logit_std: float = 1.0,
                   mode_scale: float = 1.29, shift: float = 1.0, device=None, seed=None,
                   generator: torch.Generator | None = None, stream: int | None = None,
                   backend: str = "auto") -> torch.Tensor:
-    """Flow-matching noise levels σ in (0, 1), float32, drawn on ``device`` with no host sync.
+    """Flow-matching noise levels σ in (0, 1], float32, drawn on ``device`` with no host sync.
+
+    Every σ is strictly above 0; it may round to 1.0 in float32 (from 1 − 2**-25). The recipe's arguments
+    are refused where a draw could leave that range: ``mode_scale`` outside [−1, 2/(π − 2)],
+    ``|logit_mean| + 5.8·logit_std`` above 87, a ``shift`` small enough to underflow σ.
 
     σ = 1 − u for the scheme's u, then SD3's time shift σ' = s·σ / (1 + (s − 1)·σ): the continuum of
     what diffusers' SD3/Flux scripts draw, σ = sigmas[⌊u·T⌋] of the flow-matching scheduler's σ table,
@@ -105,11 +147,39 @@ def sample_sigmas(shape, *, scheme: str = "logit_normal", logit_mean: float = 0.
     size = _shape(shape)
     recipe = _recipe(scheme, logit_mean, logit_std, mode_scale)
     shift = _check_number(shift, "shift", positive=True)
+    smallest = time_shift(_smallest_complement(*recipe), shift)
+    if smallest < FLOAT32_TINY:
+        raise ValueError(f"shift={shift} with this scheme can give σ = {smallest:.3g}, which float32 cannot hold "
+                         f"above 0 (its smallest normal value is {FLOAT32_TINY:.3g}); use a larger shift")
     words, normals = _draws(size, seed, generator, stream, device, backend, scheme)
-    sigma = 1.0 - _unit(words, normals, *recipe)
+    sigma = _complement(words, normals, *recipe)
     if shift != 1.0:
         sigma = time_shift(sigma, shift)
     return sigma.to(torch.float32)
+
+
+# diffusers' SD3/Flux training scripts pass one ``--weighting_scheme`` to two places:
+# compute_density_for_timestep_sampling draws u from "logit_normal" or "mode" and uniformly for every other
+# name, and compute_loss_weighting_for_sd3 weights the loss for "sigma_sqrt" and "cosmap" only. So the
+# script's "cosmap" means a uniform draw and a cosmap weighting, never the cosmap density as well.
+SCRIPT_WEIGHTING_SCHEMES = {
+    "logit_normal": ("logit_normal", None),
+    "mode": ("mode", None),
+    "cosmap": ("uniform", "cosmap"),
+    "sigma_sqrt": ("uniform", "sigma_sqrt"),
+    "none": ("uniform", None),
+}
+
+
+def script_recipe(weighting_scheme: str) -> tuple[str, str | None]:
+    """``(scheme, weighting)`` for diffusers' ``--weighting_scheme``: pass ``scheme`` to :func:`sample_sigmas`
+    (or :func:`sample_timesteps`) and ``weighting`` to ``diffusion_loss``, and a step draws and weighs as
+    the script does. ``sample_sigmas(scheme="cosmap")`` draws from SD3's cosmap density instead, which the
+    scripts never do; with ``weighting="cosmap"`` as well it would apply cosmap twice."""
+    if weighting_scheme not in SCRIPT_WEIGHTING_SCHEMES:
+        raise ValueError(f"unknown weighting_scheme {weighting_scheme!r}; diffusers' scripts take "
+                         f"{', '.join(SCRIPT_WEIGHTING_SCHEMES)}")
+    return SCRIPT_WEIGHTING_SCHEMES[weighting_scheme]
 
 
 def time_shift(sigma, shift: float):
@@ -126,13 +196,19 @@ def sample_timesteps(shape, T: int, *, scheme: str = "uniform", logit_mean: floa
     the other schemes take t = ⌊u·T⌋ as diffusers' scripts do (``(u * num_train_timesteps).long()``).
     """
     size = _shape(shape)
-    if isinstance(T, bool) or not isinstance(T, int) or not 1 <= T < 2**31:
+    try:
+        steps = checks.check_int(T, "T")
+    except TypeError:
+        steps = 0
+    if not 1 <= steps < 2**31:
         # Below 2**31 the product word·T fits int64: the uniform draw stays exact.
         raise ValueError(f"T must be a positive int below 2**31 (the number of timesteps), got {T!r}")
+    T = steps
     if scheme == "uniform":
         words, _ = _draws(size, seed, generator, stream, device, backend)
         return (words * T) >> 32
     recipe = _recipe(scheme, logit_mean, logit_std, mode_scale)
     words, normals = _draws(size, seed, generator, stream, device, backend, scheme)
-    u = _unit(words, normals, *recipe)
-    return (u * T).to(torch.int64).clamp_(0, T - 1)
+    # ⌊u'·T⌋ = T − ⌈(1 − u')·T⌉ for an integer T, and 1 − u' lies in (0, 1]: t in [0, T) with no clamp,
+    # where u'·T itself can round up to T (u' = sigmoid(z) is 1.0 in float64 from z ≈ 37).
+    return T - torch.ceil(_complement(words, normals, *recipe) * T).to(torch.int64)

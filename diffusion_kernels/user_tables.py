@@ -35,8 +35,9 @@ class _Entry(NamedTuple):
 
 
 def _cacheable(alpha_bars: torch.Tensor) -> bool:
-    return (alpha_bars.device.type == "cpu" and not alpha_bars.is_inference()
-            and not torch.compiler.is_compiling())
+    # is_compiling() first: Dynamo cannot trace is_inference(), and a traced call keeps nothing anyway.
+    return (not torch.compiler.is_compiling() and alpha_bars.device.type == "cpu"
+            and not alpha_bars.is_inference())
 
 
 def _current_entry(alpha_bars: torch.Tensor):
