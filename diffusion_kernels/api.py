@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import operator
-
 import torch
 
 from . import backend as backends
@@ -137,11 +135,10 @@ def forward_step(x_prev: torch.Tensor, t, schedule, noise: torch.Tensor | None =
 
 
 def _snapshot_step(step) -> int:
-    if isinstance(step, torch.Tensor) and step.numel() == 1 and not step.is_floating_point():
-        step = step.item()
-    if isinstance(step, bool) or not hasattr(step, "__index__"):
-        raise TypeError(f"snapshot steps must be ints, got {step!r} ({type(step).__name__})")
-    return operator.index(step)
+    try:
+        return checks.check_int(step, "a snapshot step")
+    except TypeError:
+        raise TypeError(f"snapshot steps must be ints, got {step!r} ({type(step).__name__})") from None
 
 
 def forward_trajectory(x0: torch.Tensor, schedule, t_end: int, *, seed=None,
@@ -162,12 +159,7 @@ def forward_trajectory(x0: torch.Tensor, schedule, t_end: int, *, seed=None,
     x0 = checks.check_x0(x0)
     if not isinstance(schedule, NoiseSchedule):
         schedule = NoiseSchedule.from_alpha_bars(checks.alpha_bars_of(schedule))
-    if isinstance(t_end, torch.Tensor):
-        if t_end.ndim != 0 or t_end.is_floating_point():
-            raise TypeError("t_end must be an int (or a 0-d integer tensor)")
-        t_end = int(t_end)
-    if isinstance(t_end, bool) or not isinstance(t_end, int):
-        raise TypeError(f"t_end must be an int, got {type(t_end).__name__}")
+    t_end = checks.check_int(t_end, "t_end")
     if not 0 <= t_end < schedule.T:
         raise ValueError(f"t_end = {t_end} is outside [0, T) for a schedule of T={schedule.T} steps")
     steps = sorted(set(_snapshot_step(s) for s in snapshots)) if snapshots is not None else []

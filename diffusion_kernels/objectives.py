@@ -11,8 +11,8 @@ Weightings, one number per row (the per-sample loss is the row's mean squared er
 
 - ``"min_snr"`` (DDPM): Min-SNR-γ as diffusers' ``train_text_to_image.py`` applies it, with
   SNR = ᾱ/(1 − ᾱ): min(SNR, γ)/SNR for ε, min(SNR, γ)/(SNR + 1) for v, min(SNR, γ) for x0. Where
-  SNR = 0 (a zero-terminal-SNR schedule's last step) the ε weight is 1, its limit, as diffusers'
-  zero-terminal-SNR scripts set it; the plain formula would give 0/0.
+  SNR = 0 (a zero-terminal-SNR schedule's last step) the ε weight is 1, the formula's value for every
+  SNR below γ and its limit at 0; diffusers' scripts compute 0/0 there, a NaN in the batch's loss.
 - ``"sigma_sqrt"``, ``"cosmap"`` (flow matching): ``compute_loss_weighting_for_sd3``: σ⁻², and
   2/(π·(1 − 2σ + 2σ²)).
 """

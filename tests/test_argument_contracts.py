@@ -87,3 +87,75 @@ def test_device_seed_without_cuda_names_the_problem():
 def test_snapshot_steps_must_be_ints(device, schedule, snapshots):
     with pytest.raises(TypeError, match="snapshot steps must be ints"):
         dk.forward_trajectory(torch.randn(4, device=device), schedule, 5, snapshots=snapshots, seed=1)
+
+
+@pytest.mark.parametrize("integer", [np.int64(3), np.int32(3), torch.tensor(3), torch.tensor([3])],
+                         ids=["np.int64", "np.int32", "0-d tensor", "1-element tensor"])
+def test_integer_likes_are_taken_wherever_an_int_is(device, schedule, integer):
+    x0 = torch.randn(2, 5, device=device)
+    assert torch.equal(dk.forward_trajectory(x0, schedule, integer, seed=integer, stream=integer),
+                       dk.forward_trajectory(x0, schedule, 3, seed=3, stream=3))
+    # (as t, a 1-element tensor is t of shape (1,), one per sample of a batch of one)
+    t = integer if getattr(integer, "ndim", 0) == 0 else 3
+    assert torch.equal(dk.q_sample(x0, t, schedule, seed=integer, stream=integer),
+                       dk.q_sample(x0, 3, schedule, seed=3, stream=3))
+    _, kept = dk.forward_trajectory(x0, schedule, 5, snapshots=[integer], seed=1)
+    assert list(kept) == [3]
+    assert dk.sample_timesteps(integer, integer, seed=1).shape == (3,)
+
+
+class _Tagged(torch.Tensor):
+    """A tensor subclass of the kind libraries wrap tensors in."""
+
+
+@pytest.mark.parametrize("argument", ["x0", "noise", "t", "sigma", "schedule"])
+def test_tensor_subclasses_are_refused_with_what_to_pass(argument):
+    x0, noise, t, sigma = torch.randn(2, 3), torch.randn(2, 3), torch.tensor([1, 2]), torch.tensor([0.2, 0.5])
+    schedule = dk.NoiseSchedule.linear().alpha_bars
+    wrapped = {"x0": x0, "noise": noise, "t": t, "sigma": sigma, "schedule": schedule}
+    wrapped[argument] = wrapped[argument].as_subclass(_Tagged)
+    with pytest.raises(TypeError, match=f"{argument} is a _Tagged, a tensor subclass.*as_subclass\\(torch.Tensor\\)"):
+        if argument == "sigma":
+            dk.flow_match_sample(wrapped["x0"], wrapped["sigma"], seed=1)
+        else:
+            dk.q_sample(wrapped["x0"], wrapped["t"], wrapped["schedule"], wrapped["noise"])
+
+
+def test_a_parameter_is_a_plain_tensor():
+    x0 = torch.nn.Parameter(torch.randn(2, 3))
+    assert dk.q_sample(x0, 4, dk.NoiseSchedule.linear(), seed=1).shape == (2, 3)
+
+
+DTENSOR_SCRIPT = """
+import os, torch, torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.tensor import distribute_tensor, Shard
+import diffusion_kernels as dk
+dist.init_process_group("gloo", init_method="tcp://127.0.0.1:" + os.environ["PORT"], rank=0, world_size=1)
+mesh = init_device_mesh("cpu", (1,))
+x0 = distribute_tensor(torch.randn(4, 3), mesh, [Shard(0)])
+for backend in ("cpu", "reference", "auto"):
+    try:
+        dk.q_sample(x0, torch.tensor([1, 2, 3, 4]), dk.NoiseSchedule.linear(), seed=1, backend=backend)
+    except TypeError as error:
+        print(error)
+dist.destroy_process_group()
+"""
+
+
+def test_a_dtensor_is_refused_naming_to_local_and_full_tensor():
+    import socket
+    import subprocess
+    import sys
+
+    dist = pytest.importorskip("torch.distributed")
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available in this build")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = subprocess.run([sys.executable, "-c", DTENSOR_SCRIPT], capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "PORT": str(port)})
+    lines = run.stdout.splitlines()
+    assert run.returncode == 0 and len(lines) == 3, run.stdout + run.stderr
+    assert all("x0 is a DTensor" in line and "x0.to_local()" in line and "x0.full_tensor()" in line for line in lines)

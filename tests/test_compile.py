@@ -176,3 +176,60 @@ def test_guided_mixin_compiles_fullgraph_with_a_first_call_inside_the_graph():
                 *diffusion.q_posterior_mean_variance(x0, noise, t))
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b)
+
+
+def _schedule_forms():
+    """Every schedule form the README offers: a NoiseSchedule, a user's ᾱ tensor (float64, float32), and a
+    patched diffusers scheduler's alphas_cumprod buffer."""
+    from diffusers import DDPMScheduler
+
+    return {"NoiseSchedule": SCHEDULE, "alpha_bars_float64": SCHEDULE.alpha_bars.clone(),
+            "alpha_bars_float32": SCHEDULE.alpha_bars.float(),
+            "scheduler_alphas_cumprod": DDPMScheduler(num_train_timesteps=1000).alphas_cumprod}
+
+
+DDPM_LOSSES = [(target, weighting) for target in ("eps", "v", "x0") for weighting in (None, "min_snr", "tensor")]
+FLOW_LOSSES = [(target, weighting) for target in ("eps", "v", "x0", "flow")
+               for weighting in (None, "sigma_sqrt", "cosmap", "tensor")]
+
+
+def every_call(x0, t, sigma, weight, prediction, schedule, backend, flow_too=True):
+    """Each noising call on ``schedule`` and each target × weighting of diffusion_loss, in one graph (the
+    flow-matching half, which reads no schedule, where ``flow_too``)."""
+    x_t, eps, v = dk.q_sample(x0, t, schedule, seed=3, return_noise=True, return_v=True, backend=backend)
+    outputs = [x_t, eps, v, dk.get_velocity(x0, eps, t, schedule, backend=backend),
+               dk.forward_step(x0, t, schedule, seed=4, backend=backend),
+               dk.edm_sample(x0, sigma * 3, seed=6, backend=backend)]
+    _, noised = dk.q_sample(x0, t, schedule, seed=3, return_noise="seed", backend=backend)
+    for target, weighting in DDPM_LOSSES:
+        w = weight if weighting == "tensor" else weighting
+        outputs.append(dk.diffusion_loss(prediction, noised, target=target, x0=x0, weighting=w, backend=backend))
+    if not flow_too:
+        return outputs
+    x_s, flow = dk.flow_match_sample(x0, sigma, seed=5, return_noise="seed", backend=backend)
+    outputs.append(x_s)
+    for target, weighting in FLOW_LOSSES:
+        w = weight if weighting == "tensor" else weighting
+        outputs.append(dk.diffusion_loss(prediction, flow, target=target, x0=x0, weighting=w, backend=backend))
+    return outputs
+
+
+@pytest.mark.parametrize("backend", ["triton", "reference"])
+@pytest.mark.parametrize("form", ["NoiseSchedule", "alpha_bars_float64", "alpha_bars_float32",
+                                  "scheduler_alphas_cumprod"])
+def test_every_schedule_form_compiles_fullgraph_for_every_call_target_and_weighting(device, form, backend):
+    if backend == "triton" and not (device.type == "cuda" or dk.backend.interpreter_active()):
+        pytest.skip("the kernel path needs CUDA or Triton's interpreter (TRITON_INTERPRET=1)")
+    torch._dynamo.reset()
+    schedule = _schedule_forms()[form]
+    gen = torch.Generator().manual_seed(0)
+    x0, prediction = torch.randn(3, 2, 4, 4, generator=gen).to(device), torch.randn(3, 2, 4, 4, generator=gen).to(device)
+    t, sigma = torch.tensor([0, 500, 999], device=device), torch.tensor([0.1, 0.5, 0.9], device=device)
+    weight = torch.tensor([0.5, 1.0, 2.0], device=device)
+    compiled = torch.compile(every_call, fullgraph=True, backend="aot_eager" if device.type == "cpu" else "inductor")
+    flow_too = form == "NoiseSchedule"
+    got = compiled(x0, t, sigma, weight, prediction, schedule, backend, flow_too)
+    expected = every_call(x0, t, sigma, weight, prediction, schedule, backend, flow_too)
+    assert len(got) == len(expected)
+    for ours, eager in zip(got, expected):
+        torch.testing.assert_close(ours, eager, rtol=1e-5, atol=1e-6)

@@ -2,6 +2,8 @@
 training scripts draw them, and refused with a clear error for arguments that make no sense."""
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -109,3 +111,105 @@ def test_bad_arguments_are_named(call, message):
 def test_empty_shapes_draw_nothing(device):
     assert dk.sample_timesteps((0, 3), 10, device=device, seed=1).shape == (0, 3)
     assert dk.sample_sigmas(0, device=device, seed=1).shape == (0,)
+
+
+# Every u the samplers can draw: the 24 high bits of a word, each value once.
+ALL_WORDS = torch.arange(2**24, dtype=torch.int64) << 8
+
+
+@pytest.mark.parametrize("scheme,mode_scale", [("uniform", 1.29), ("cosmap", 1.29),
+                                               ("mode", sampling.MODE_SCALE_RANGE[0]),
+                                               ("mode", sampling.MODE_SCALE_RANGE[1]), ("mode", 0.0)])
+def test_every_drawable_u_gives_sigma_in_range_and_t_below_T(scheme, mode_scale):
+    """Exhaustive over the 2**24 values of u. The mode map is linear in its scale for a fixed u, so its two
+    range ends bound every scale between them."""
+    recipe = sampling._recipe(scheme, 0.0, 1.0, mode_scale)
+    complement = sampling._complement(ALL_WORDS, None, *recipe)
+    sigma = complement.to(torch.float32)
+    assert bool((sigma > 0).all()) and bool((sigma <= 1).all())
+    assert float(complement.min()) >= sampling._smallest_complement(*recipe)
+    for T in (1, 1000, 2**31 - 1):
+        t = T - torch.ceil(complement * T).to(torch.int64)
+        assert int(t.min()) >= 0 and int(t.max()) <= T - 1
+
+
+def test_the_stream_normals_stay_within_the_bound_the_logit_check_assumes():
+    # Box–Muller's largest radius is at its smallest u1 = 2**-24; the float32 math is within NOISE_ATOL of it.
+    from diffusion_kernels.tolerances import NOISE_ATOL
+
+    assert math.sqrt(-2.0 * math.log(2.0**-24)) + NOISE_ATOL < sampling.NORMAL_BOUND
+    recipe = sampling._recipe("logit_normal", 0.0, sampling.LOGIT_BOUND / sampling.NORMAL_BOUND, 1.29)
+    extreme = torch.tensor([-sampling.NORMAL_BOUND, sampling.NORMAL_BOUND])
+    complement = sampling._complement(None, extreme, *recipe)
+    assert bool((complement.to(torch.float32) > 0).all()) and bool((complement <= 1).all())
+    t = 2**31 - 1 - torch.ceil(complement * (2**31 - 1)).to(torch.int64)
+    assert int(t.min()) >= 0 and int(t.max()) <= 2**31 - 2
+
+
+def test_a_wide_logit_normal_never_gives_sigma_zero(device):
+    """σ = 0 made sigma_sqrt's σ⁻² infinite by division; what is left is float32's range: σ⁻² of a σ below
+    2**-64 exceeds it, exactly as the float64 weight rounded to float32 does."""
+    sigma = dk.sample_sigmas(100_000, logit_std=10.0, device=device, seed=3)
+    assert bool((sigma > 0).all()) and bool((sigma <= 1).all())
+    x0 = torch.randn(100_000, 2, device=device)
+    # The reference: 100,000 rows of two elements would be 100,000 programs in Triton's interpreter.
+    _, noised = dk.flow_match_sample(x0, sigma, seed=1, return_noise="seed", backend="reference")
+    weighted = dk.diffusion_loss(x0, noised, weighting="sigma_sqrt", reduction="none", backend="reference")
+    plain = dk.diffusion_loss(x0, noised, reduction="none", backend="reference")
+    large = sigma.double() ** -2 > torch.finfo(torch.float32).max
+    assert not bool(torch.isnan(weighted).any())
+    assert torch.equal(torch.isinf(weighted), large & (plain > 0))
+    torch.testing.assert_close(weighted[~large], (plain.double() * sigma.double() ** -2).float()[~large])
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: dk.sample_sigmas(4, scheme="mode", mode_scale=10), "mode_scale must lie in \\[-1.0, 1.7519\\]"),
+    (lambda: dk.sample_sigmas(4, scheme="mode", mode_scale=-3), "mode_scale must lie in"),
+    (lambda: dk.sample_timesteps(4, 1000, scheme="mode", mode_scale=10), "mode_scale must lie in"),
+    (lambda: dk.sample_timesteps(4, 1000, scheme="mode", mode_scale=-1.01), "mode_scale must lie in"),
+    (lambda: dk.sample_sigmas(4, logit_std=16.0), "logit_std must be at most 87"),
+    (lambda: dk.sample_timesteps(4, 1000, scheme="logit_normal", logit_mean=-90.0), "must be at most 87"),
+    (lambda: dk.sample_sigmas(4, scheme="uniform", shift=1e-35), "float32 cannot hold"),
+])
+def test_recipes_whose_draws_would_leave_the_range_are_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize("T", [np.int64(1000), np.int32(7), torch.tensor(1000), torch.tensor([12])])
+@pytest.mark.parametrize("shape", [np.int64(4), torch.tensor(4), (np.int64(2), 3), torch.tensor([2, 3])])
+def test_integer_likes_are_ints(T, shape):
+    t = dk.sample_timesteps(shape, T, seed=2)
+    assert t.shape == dk.sample_timesteps(torch.Size([int(s) for s in np.atleast_1d(np.asarray(shape))]),
+                                          int(T), seed=2).shape
+    assert int(t.max()) < int(T)
+
+
+@pytest.mark.parametrize("T", [True, 10.0, torch.tensor(10.0), torch.tensor([3, 4])])
+def test_numbers_that_are_not_integers_are_no_T(T):
+    with pytest.raises(ValueError, match="T must be a positive int"):
+        dk.sample_timesteps(4, T)
+
+
+@pytest.mark.parametrize("weighting_scheme", list(sampling.SCRIPT_WEIGHTING_SCHEMES))
+def test_script_recipe_draws_and_weighs_as_diffusers_scripts(weighting_scheme):
+    """train_dreambooth_sd3.py passes one --weighting_scheme to compute_density_for_timestep_sampling and to
+    compute_loss_weighting_for_sd3; script_recipe splits it into our sampler's scheme and loss weighting."""
+    scheme, weighting = dk.script_recipe(weighting_scheme)
+    theirs = training_utils.compute_density_for_timestep_sampling(
+        weighting_scheme, N, generator=torch.Generator().manual_seed(2), **RECIPE)
+    ours = dk.sample_timesteps(N, 1000, scheme=scheme, seed=21, **RECIPE)
+    assert scipy_stats.ks_2samp(ours.numpy(), (theirs * 1000).long().numpy()).pvalue > ALPHA
+    sigma = torch.tensor([0.05, 0.3, 0.5, 0.9])
+    x0 = torch.randn(4, 6)
+    _, noised = dk.flow_match_sample(x0, sigma, seed=1, return_noise="seed")
+    prediction = torch.randn(4, 6)
+    weighted = dk.diffusion_loss(prediction, noised, weighting=weighting, reduction="none")
+    plain = dk.diffusion_loss(prediction, noised, reduction="none")
+    expected = training_utils.compute_loss_weighting_for_sd3(weighting_scheme, sigma)
+    torch.testing.assert_close(weighted / plain, expected.float(), rtol=1e-5, atol=0)
+
+
+def test_an_unknown_script_weighting_scheme_is_named():
+    with pytest.raises(ValueError, match="unknown weighting_scheme 'cos'"):
+        dk.script_recipe("cos")
