@@ -26,7 +26,7 @@ test: $(BIN)/.ready
 	$(BIN)/python -m pytest -q tests benchmarks --benchmark-disable
 
 bench: $(BIN)/.ready
-	$(BIN)/diffusion-kernels bench
+	$(BIN)/diffusion-kernels bench --out benchmarks/results
 
 figures: $(BIN)/.ready
 	$(BIN)/diffusion-kernels figures --out docs/figures

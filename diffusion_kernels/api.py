@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
+
 import torch
 
 from . import backend as backends
 from . import checks, cpu_noise, launch, reference, seeding
 from .forms import FLOAT32_MAX, Form, alphas_of, clamped, compiling, ddpm_form, raw_tables, sigma_form
+from .hints import Device, Noised, ReturnNoise, Schedule, Seed, Sigma, Timesteps
 from .runner import NoiseHandle, resolve_seed, run
 from .schedules import NoiseSchedule, coefficient_tables
 
@@ -14,10 +17,10 @@ __all__ = ["NoiseHandle", "q_sample", "get_velocity", "flow_match_sample", "edm_
            "forward_trajectory", "raw_tables"]
 
 
-def q_sample(x0: torch.Tensor, t, schedule, noise: torch.Tensor | None = None, *, seed=None,
-             generator: torch.Generator | None = None, return_noise=False, return_v: bool = False,
-             offset_noise: float = 0.0, input_perturbation: float = 0.0, backend: str = "auto",
-             check_t: bool = True, stream: int | None = None):
+def q_sample(x0: torch.Tensor, t: Timesteps, schedule: Schedule, noise: torch.Tensor | None = None, *,
+             seed: Seed = None, generator: torch.Generator | None = None, return_noise: ReturnNoise = False,
+             return_v: bool = False, offset_noise: float = 0.0, input_perturbation: float = 0.0,
+             backend: str = "auto", check_t: bool = True, stream: int | None = None) -> Noised:
     """Noise ``x0`` to step ``t``: x_t = sqrt(ᾱ[t])·x0 + sqrt(1 − ᾱ[t])·ε.
 
     Args:
@@ -59,8 +62,8 @@ def q_sample(x0: torch.Tensor, t, schedule, noise: torch.Tensor | None = None, *
                 backend=backend, stream=stream, offset_strength=offset_noise, perturbation=input_perturbation)
 
 
-def get_velocity(x0: torch.Tensor, noise: torch.Tensor, t, schedule, *, backend: str = "auto",
-                 check_t: bool = True) -> torch.Tensor:
+def get_velocity(x0: torch.Tensor, noise: torch.Tensor, t: Timesteps, schedule: Schedule, *,
+                 backend: str = "auto", check_t: bool = True) -> torch.Tensor:
     """The v-target v = sqrt(ᾱ[t])·ε − sqrt(1 − ᾱ[t])·x0 for a given ε, in one fused pass."""
     x0 = checks.check_x0(x0)
     if noise is None:
@@ -72,9 +75,10 @@ def get_velocity(x0: torch.Tensor, noise: torch.Tensor, t, schedule, *, backend:
                 stream=None)
 
 
-def flow_match_sample(x0: torch.Tensor, sigma, noise: torch.Tensor | None = None, *, seed=None,
-                      generator: torch.Generator | None = None, return_noise=False, return_v: bool = False,
-                      backend: str = "auto", check_sigma: bool = True, stream: int | None = None):
+def flow_match_sample(x0: torch.Tensor, sigma: Sigma, noise: torch.Tensor | None = None, *, seed: Seed = None,
+                      generator: torch.Generator | None = None, return_noise: ReturnNoise = False,
+                      return_v: bool = False, backend: str = "auto", check_sigma: bool = True,
+                      stream: int | None = None) -> Noised:
     """Flow matching / rectified flow: x_σ = (1 − σ)·x0 + σ·ε (diffusers' ``scale_noise``).
 
     ``sigma`` in [0, 1] is a float or a tensor of shape () or a leading prefix
@@ -93,9 +97,9 @@ def flow_match_sample(x0: torch.Tensor, sigma, noise: torch.Tensor | None = None
                 backend=backend, stream=stream)
 
 
-def edm_sample(x0: torch.Tensor, sigma, noise: torch.Tensor | None = None, *, seed=None,
-               generator: torch.Generator | None = None, return_noise=False, backend: str = "auto",
-               check_sigma: bool = True, stream: int | None = None):
+def edm_sample(x0: torch.Tensor, sigma: Sigma, noise: torch.Tensor | None = None, *, seed: Seed = None,
+               generator: torch.Generator | None = None, return_noise: ReturnNoise = False, backend: str = "auto",
+               check_sigma: bool = True, stream: int | None = None) -> Noised:
     """EDM / k-diffusion noising: x_σ = x0 + σ·ε, with ``sigma`` ≥ 0 per sample (or any leading prefix)."""
     x0 = checks.check_x0(x0)
     noise = checks.check_noise(noise, x0)
@@ -108,9 +112,9 @@ def edm_sample(x0: torch.Tensor, sigma, noise: torch.Tensor | None = None, *, se
                 backend=backend, stream=stream)
 
 
-def forward_step(x_prev: torch.Tensor, t, schedule, noise: torch.Tensor | None = None, *, seed=None,
-                 generator: torch.Generator | None = None, return_noise=False, backend: str = "auto",
-                 check_t: bool = True, stream: int | None = None):
+def forward_step(x_prev: torch.Tensor, t: Timesteps, schedule: Schedule, noise: torch.Tensor | None = None, *,
+                 seed: Seed = None, generator: torch.Generator | None = None, return_noise: ReturnNoise = False,
+                 backend: str = "auto", check_t: bool = True, stream: int | None = None) -> Noised:
     """One step of the forward process, x_t ~ q(x_t | x_{t−1}) = N(sqrt(α_t)·x_{t−1}, β_t·I).
 
     Steps are 0-indexed like the schedule's tables: applying t = 0, 1, …, k to
@@ -125,7 +129,7 @@ def forward_step(x_prev: torch.Tensor, t, schedule, noise: torch.Tensor | None =
     if isinstance(schedule, NoiseSchedule):
         tables = schedule.step_tables
     else:
-        def tables(device):
+        def tables(device: Device) -> tuple[torch.Tensor, torch.Tensor]:
             return coefficient_tables(alphas, device)
     form = Form(index, tables, None,
                  lambda x, eps: reference.forward_step(x, clamped(index, alphas.numel()), alphas, eps), None,
@@ -134,16 +138,17 @@ def forward_step(x_prev: torch.Tensor, t, schedule, noise: torch.Tensor | None =
                 backend=backend, stream=stream)
 
 
-def _snapshot_step(step) -> int:
+def _snapshot_step(step: object) -> int:
     try:
         return checks.check_int(step, "a snapshot step")
     except TypeError:
         raise TypeError(f"snapshot steps must be ints, got {step!r} ({type(step).__name__})") from None
 
 
-def forward_trajectory(x0: torch.Tensor, schedule, t_end: int, *, seed=None,
-                       generator: torch.Generator | None = None, snapshots=None, backend: str = "auto",
-                       stream: int | None = None):
+def forward_trajectory(x0: torch.Tensor, schedule: Schedule, t_end: int, *, seed: Seed = None,
+                       generator: torch.Generator | None = None, snapshots: Iterable[int] | None = None,
+                       backend: str = "auto", stream: int | None = None
+                       ) -> torch.Tensor | tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """x_{t_end} by applying the forward steps 0 … t_end one after another, in one fused kernel.
 
     The sample stays in registers across the steps and step s draws its own

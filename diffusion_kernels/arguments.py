@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                     f"List options are {LIST_STYLE} (--dtype fp32,bf16 or --dtype fp32 --dtype bf16); "
                     "counts take K, M and G suffixes (1M = 1048576).",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def common(p):
@@ -115,10 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seed of the noise stream, in [0, 2**64) (default 0)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    def dtype_list(p, what):
+    def dtype_list(p, what, default="all three"):
         p.add_argument("--dtype", action=_ListAction, item_choices=tuple(DTYPES),
                        help=f"{what} ({LIST_STYLE}; float32/fp32, bfloat16/bf16, float16/fp16; "
-                            "default all three)")
+                            f"default {default})")
 
     v = sub.add_parser("validate", help="check the fused path against the float64 reference and test the "
                                         "drawn noise's statistics; exit 0 on pass, 1 on fail")
@@ -134,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "on a GPU; 10,100 on CPU, where the interpreter runs ~8 ms per step)")
     v.add_argument("--copies", type=_bounded("--copies", 2, 1 << 16), default=64,
                    help="noisings of the image per timestep for --stats, in [2, 65536] (default 64)")
-    v.add_argument("--backend", default="auto", choices=["auto", "triton", "reference"])
+    v.add_argument("--backend", default="auto", choices=["auto", "triton", "cpu", "reference"],
+                   help="the path to check: auto (the kernels on a GPU, or the CPU loop on CPU tensors), triton, "
+                        "cpu (the compiled CPU loop, the [cpu] extra) or reference (default auto)")
     v.set_defaults(func="validate")
 
     f = sub.add_parser("figures", help="draw the forward-diffusion figures (schedules, noising strips, batch "
@@ -150,21 +155,23 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time fused q_sample against eager, torch.compile, diffusers and a plain "
                                      "copy; print a table, write a JSON record and a PNG plot")
     common(b)
-    dtype_list(b, "I/O dtypes to time")
+    dtype_list(b, "I/O dtypes to time", "all three on a GPU, float32,bfloat16 on CPU")
     b.add_argument("--sizes", action=_ListAction, item=_bounded("--sizes", *SIZE_RANGE, parse=_count),
                    help=f"element counts in [4, 2G], {LIST_STYLE} (default 64K,1M,16M,64M on a GPU; "
-                        "4096,16384 on CPU)")
+                        "16K,64K on CPU)")
     b.add_argument("--modes", action=_ListAction, item_choices=spec.MODES,
-                   help=f"{', '.join(spec.MODES)} ({LIST_STYLE}; default all)")
+                   help=f"{', '.join(spec.MODES)} ({LIST_STYLE}; default all on a GPU, "
+                        f"{','.join(spec.CPU_DEFAULTS['modes'])} on CPU)")
     b.add_argument("--providers", action=_ListAction, item_choices=spec.PROVIDERS,
-                   help=f"{', '.join(spec.PROVIDERS)} ({LIST_STYLE}; default all)")
+                   help=f"{', '.join(spec.PROVIDERS)} ({LIST_STYLE}; default all on a GPU, "
+                        f"{','.join(spec.CPU_DEFAULTS['providers'])} on CPU)")
     b.add_argument("--layout", action=_ListAction, item_choices=spec.LAYOUTS,
                    help="x0's memory layout: contiguous (4, N/4) or channels_last 4 × 4 × H × W latents "
                         f"({LIST_STYLE}; default contiguous)")
     b.add_argument("--reps", type=_bounded("--reps", 1, 100_000), default=100,
                    help="timing budget per case in ms on a GPU, in [1, 100000] (default 100)")
-    b.add_argument("--out", default="benchmarks/results", help="folder for the JSON and PNG (default "
-                   "benchmarks/results); the JSON is updated after every size and dtype, and a record of "
+    b.add_argument("--out", default=spec.DEFAULT_OUT, help=f"folder for the JSON and PNG (default "
+                   f"./{spec.DEFAULT_OUT}); the JSON is updated after every size and dtype, and a record of "
                    "the same device and day there is merged, not overwritten")
     tiles = b.add_argument_group("kernel tiles", "override the noising kernels' tile constants for this run "
                                  "(a tuning sweep; the noise stream does not change; write each setting to its "
@@ -185,6 +192,6 @@ def parse(argv, commands) -> argparse.Namespace:
         near = difflib.get_close_matches(argv[0], commands, n=1)
         hint = f"; did you mean '{near[0]}'?" if near else f"; choose from {', '.join(commands)}"
         raise UserError(f"unknown command {argv[0]!r}{hint}")
-    if not argv or argv[0] not in (*commands, "-h", "--help"):
+    if not argv or argv[0] not in (*commands, "-h", "--help", "--version"):
         argv = ["validate", *argv]
     return parser.parse_args(argv)

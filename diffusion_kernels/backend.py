@@ -105,9 +105,9 @@ def select(backend: str, x: torch.Tensor, *others) -> str:
         if x.device.type != "cpu":
             raise RuntimeError(f"backend='cpu' runs on CPU tensors, got device {x.device}")
         if not cpu_available():
-            from .cpu_noise import EXTRA
+            from .install import extra_line
 
-            raise RuntimeError(f"backend='cpu' needs numba: {EXTRA}")
+            raise RuntimeError(f"backend='cpu' needs numba: {extra_line('cpu')}")
     transform = None if torch.compiler.is_compiling() else transform_in_use((x, *others))
     if transform is not None:
         if backend in ("triton", "cpu"):

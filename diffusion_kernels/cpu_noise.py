@@ -21,7 +21,6 @@ import torch
 
 from .reference import OFFSET_STEP
 
-EXTRA = "pip install 'diffusion-kernels[cpu]'"
 CHUNK_QUADS = 1024  # quads per work item of a thread: 16 KiB of float32 output, a few µs of work
 SERIAL_BELOW = 1 << 16  # elements below which one thread runs the loop: waking the others costs more
 # numba's parallel loops may not be entered from two Python threads at once (its workqueue threading

@@ -1,7 +1,12 @@
 """ForwardDiffusion: the teaching notebook's forward-process object, on the fused path."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import cast
+
 import torch
+
+from .hints import Timesteps
 
 from .api import forward_step, forward_trajectory, q_sample
 from .schedules import NoiseSchedule
@@ -38,24 +43,28 @@ class ForwardDiffusion:
     def alpha_bars(self) -> torch.Tensor:
         return self.schedule.alpha_bars
 
-    def q_sample(self, x_start: torch.Tensor, t, noise: torch.Tensor | None = None, *, seed: int | None = None,
+    def q_sample(self, x_start: torch.Tensor, t: Timesteps, noise: torch.Tensor | None = None, *, seed: int | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """x_t ~ q(x_t | x_0) by the closed form."""
-        return q_sample(x_start, t, self.schedule, noise, seed=seed, generator=generator, backend=self.backend)
+        return cast(torch.Tensor, q_sample(x_start, t, self.schedule, noise, seed=seed, generator=generator,
+                                           backend=self.backend))
 
-    def add_noise(self, x0: torch.Tensor, t, noise: torch.Tensor | None = None, *, seed: int | None = None,
+    def add_noise(self, x0: torch.Tensor, t: Timesteps, noise: torch.Tensor | None = None, *, seed: int | None = None,
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(x_t, ε): the noised sample and the noise that made it."""
-        return q_sample(x0, t, self.schedule, noise, seed=seed, generator=generator, return_noise=True,
-                        backend=self.backend)
+        return cast(tuple[torch.Tensor, torch.Tensor], q_sample(x0, t, self.schedule, noise, seed=seed,
+                                                                generator=generator, return_noise=True,
+                                                                backend=self.backend))
 
-    def step(self, x_prev: torch.Tensor, t, noise: torch.Tensor | None = None, *, seed: int | None = None,
+    def step(self, x_prev: torch.Tensor, t: Timesteps, noise: torch.Tensor | None = None, *, seed: int | None = None,
              generator: torch.Generator | None = None) -> torch.Tensor:
         """One step x_t ~ q(x_t | x_{t−1}) (steps 0-indexed like the tables)."""
-        return forward_step(x_prev, t, self.schedule, noise, seed=seed, generator=generator, backend=self.backend)
+        return cast(torch.Tensor, forward_step(x_prev, t, self.schedule, noise, seed=seed, generator=generator,
+                                               backend=self.backend))
 
-    def trajectory(self, x0: torch.Tensor, t_end: int, *, snapshots=None, seed: int | None = None,
-                   generator: torch.Generator | None = None):
+    def trajectory(self, x0: torch.Tensor, t_end: int, *, snapshots: Iterable[int] | None = None,
+                   seed: int | None = None, generator: torch.Generator | None = None
+                   ) -> torch.Tensor | tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """The steps 0 … t_end in one fused kernel; ``(x_t_end, {step: x_step})`` with ``snapshots``."""
         return forward_trajectory(x0, self.schedule, t_end, snapshots=snapshots, seed=seed, generator=generator,
                                   backend=self.backend)

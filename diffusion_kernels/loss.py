@@ -10,7 +10,7 @@ from .loss_function import DiffusionLoss, reduce
 from .runner import NoiseHandle
 
 
-def _checked_handle(prediction: torch.Tensor, noised) -> NoiseHandle:
+def _checked_handle(prediction: torch.Tensor, noised: object) -> NoiseHandle:
     if not isinstance(noised, NoiseHandle):
         raise TypeError("noised must be the NoiseHandle from q_sample(..., return_noise='seed'), "
                         f"got {type(noised).__name__}")
@@ -22,7 +22,7 @@ def _checked_handle(prediction: torch.Tensor, noised) -> NoiseHandle:
     return noised
 
 
-def _row_weights(weighting, handle: NoiseHandle, device) -> torch.Tensor:
+def _row_weights(weighting: torch.Tensor, handle: NoiseHandle, device: torch.device) -> torch.Tensor:
     """A weighting tensor as one weight per row, (rows,): shape ``t``'s (or σ's), that shape with trailing
     size-1 dims (diffusers' (B, 1, 1, 1)), or one value for every row."""
     checks.check_plain(weighting, "weighting")
@@ -42,7 +42,9 @@ def _row_weights(weighting, handle: NoiseHandle, device) -> torch.Tensor:
     return weights.reshape(-1).expand(rows) if weighting.numel() == 1 else weights.reshape(rows)
 
 
-def _reference_loss(prediction, handle, target, x0, weights, reduction, chosen):
+def _reference_loss(prediction: torch.Tensor, handle: NoiseHandle, target: objectives.Objective,
+                    x0: torch.Tensor | None, weights: torch.Tensor | None, reduction: str,
+                    chosen: str) -> torch.Tensor:
     """The loss as plain PyTorch over the materialised ε: what the kernels are tested against, and
     what transforms and float64 take."""
     rows = max(handle.rows_shape.numel(), 1)
@@ -56,7 +58,7 @@ def _reference_loss(prediction, handle, target, x0, weights, reduction, chosen):
             eps = handle.materialize(torch.float32)
         eps = eps.to(prediction.device, compute).reshape(rows, -1)
         residual = residual - (eps if target.eps_scale is None else target.eps_scale.to(compute)[:, None] * eps)
-    if target.x0_scale is not None:
+    if target.x0_scale is not None and x0 is not None:
         residual = residual - target.x0_scale.to(compute)[:, None] * x0.to(compute).reshape(rows, -1)
     sums = (residual * residual).sum(1)
     # The loss's dtype is the computation's (float32, float64 for a float64 prediction) on every backend,
@@ -66,7 +68,8 @@ def _reference_loss(prediction, handle, target, x0, weights, reduction, chosen):
 
 
 def diffusion_loss(prediction: torch.Tensor, noised: NoiseHandle, *, target: str = "eps",
-                   x0: torch.Tensor | None = None, weighting=None, snr_gamma: float = 5.0,
+                   x0: torch.Tensor | None = None, weighting: str | torch.Tensor | None = None,
+                   snr_gamma: float = 5.0,
                    reduction: str = "mean", backend: str = "auto") -> torch.Tensor:
     """The training loss of ``prediction`` against the target behind ``noised``, ε regenerated, never stored.
 

@@ -11,7 +11,17 @@ from __future__ import annotations
 import functools
 import math
 
+from collections.abc import Callable, Sequence
+from typing import Union
+
 import torch
+
+from .hints import Device, Sigma, Timesteps
+
+# A 32- or 64-bit word: an int, or an int64 tensor holding it (a seed read on the device).
+Word = Union[int, torch.Tensor]
+# A drawer of the stream's normals with philox_normal's signature (the compiled CPU loop's).
+Drawer = Callable[..., torch.Tensor]
 
 _MASK32 = 0xFFFFFFFF
 _PHILOX_ROUND_A = 0xD2511F53
@@ -33,21 +43,22 @@ def _mul_hi_lo(a: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return hi & _MASK32, lo
 
 
-def philox4x32(c0, c1, c2, c3, k0, k1, rounds: int = 10):
+def philox4x32(c0: Word, c1: Word, c2: Word, c3: Word, k0: Word, k1: Word, rounds: int = 10
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Philox4x32 (Salmon et al. 2011) on int64 tensors holding uint32 values.
 
     The key words may be ints or int64 tensors (a seed read on the device).
     """
-    c0, c1, c2, c3 = (torch.as_tensor(c, dtype=torch.int64) & _MASK32 for c in (c0, c1, c2, c3))
-    c0, c1, c2, c3 = torch.broadcast_tensors(c0, c1, c2, c3)
+    w0, w1, w2, w3 = torch.broadcast_tensors(*(torch.as_tensor(c, dtype=torch.int64) & _MASK32
+                                               for c in (c0, c1, c2, c3)))
     k0, k1 = k0 & _MASK32, k1 & _MASK32
     for _ in range(rounds):
-        hi_b, lo_b = _mul_hi_lo(_PHILOX_ROUND_B, c2)
-        hi_a, lo_a = _mul_hi_lo(_PHILOX_ROUND_A, c0)
-        c0, c1, c2, c3 = hi_b ^ c1 ^ k0, lo_b, hi_a ^ c3 ^ k1, lo_a
+        hi_b, lo_b = _mul_hi_lo(_PHILOX_ROUND_B, w2)
+        hi_a, lo_a = _mul_hi_lo(_PHILOX_ROUND_A, w0)
+        w0, w1, w2, w3 = hi_b ^ w1 ^ k0, lo_b, hi_a ^ w3 ^ k1, lo_a
         k0 = (k0 + _PHILOX_KEY_A) & _MASK32
         k1 = (k1 + _PHILOX_KEY_B) & _MASK32
-    return c0, c1, c2, c3
+    return w0, w1, w2, w3
 
 
 def _box_muller(ra: torch.Tensor, rb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,8 +74,8 @@ OFFSET_STEP = 0xFFFFFFFF  # the step word of offset noise (kernels/philox_normal
 PERTURB_STEP = 0xFFFFFFFD  # the step word of input perturbation's ε′ (kernels/philox_normal.py::PERTURB_STEP)
 
 
-def philox_normal(seed, shape, *, stream: int = 0, step: int = 0, offset: int = 0,
-                  device=None, dtype=torch.float32) -> torch.Tensor:
+def philox_normal(seed: Word, shape: Sequence[int], *, stream: int = 0, step: int = 0, offset: int = 0,
+                  device: Device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The ε the fused kernel draws for a tensor of ``shape`` with ``seed``.
 
     Element i (row-major logical position, shifted by ``offset``) is lane i % 4
@@ -90,8 +101,9 @@ def philox_normal(seed, shape, *, stream: int = 0, step: int = 0, offset: int = 
     return lanes[start:start + n].reshape(shape).to(dtype)
 
 
-def drawn_noise(seed, shape, rows_shape=(), *, stream: int = 0, offset_strength: float = 0.0, device=None,
-                dtype=torch.float32, draw=None) -> torch.Tensor:
+def drawn_noise(seed: Word, shape: Sequence[int], rows_shape: Sequence[int] = (), *, stream: int = 0,
+                offset_strength: float = 0.0, device: Device | None = None, dtype: torch.dtype = torch.float32,
+                draw: Drawer | None = None) -> torch.Tensor:
     """The kernel's ε for ``shape``, plus ``offset_strength`` × one normal per row of ``rows_shape``.
 
     ``rows_shape`` is the shape of ``t`` (a leading prefix of ``shape``); row r's
@@ -108,7 +120,8 @@ def drawn_noise(seed, shape, rows_shape=(), *, stream: int = 0, offset_strength:
     return eps
 
 
-def perturbed_noise(eps: torch.Tensor, seed, perturbation: float, *, stream: int = 0, draw=None) -> torch.Tensor:
+def perturbed_noise(eps: torch.Tensor, seed: Word, perturbation: float, *, stream: int = 0,
+                    draw: Drawer | None = None) -> torch.Tensor:
     """ε + perturbation·ε′, ε′ the stream's PERTURB_STEP normals over ε's shape: what x_t is built from
     under input perturbation (the loss target stays ε)."""
     if draw is None:
@@ -121,7 +134,7 @@ def broadcast_t(t: torch.Tensor, ndim: int) -> torch.Tensor:
     return t.reshape(t.shape + (1,) * (ndim - t.ndim))
 
 
-def q_sample(x0: torch.Tensor, t, alpha_bars: torch.Tensor, noise: torch.Tensor | None = None,
+def q_sample(x0: torch.Tensor, t: Timesteps, alpha_bars: torch.Tensor, noise: torch.Tensor | None = None,
              seed: int | None = None, *, stream: int = 0) -> torch.Tensor:
     """x_t = sqrt(ᾱ[t])·x0 + sqrt(1 − ᾱ[t])·ε, eagerly, in plain PyTorch.
 
@@ -143,8 +156,9 @@ def q_sample(x0: torch.Tensor, t, alpha_bars: torch.Tensor, noise: torch.Tensor 
     return (sqrt_ab * x0.to(compute) + sqrt_1m_ab * noise.to(compute)).to(x0.dtype)
 
 
-def forward_step(x_prev: torch.Tensor, t, alphas: torch.Tensor, noise: torch.Tensor | None = None,
-                 seed: int | None = None, *, stream: int = 0, step: int = 0, draw=None) -> torch.Tensor:
+def forward_step(x_prev: torch.Tensor, t: Timesteps, alphas: torch.Tensor, noise: torch.Tensor | None = None,
+                 seed: int | None = None, *, stream: int = 0, step: int = 0, draw: Drawer | None = None
+                 ) -> torch.Tensor:
     """One forward step, x_t = sqrt(α[t])·x_{t−1} + sqrt(1 − α[t])·ε: q_sample's formula on the α table.
 
     ``draw`` replaces :func:`philox_normal` (same stream) for the noise: the compiled CPU drawer."""
@@ -156,7 +170,8 @@ def forward_step(x_prev: torch.Tensor, t, alphas: torch.Tensor, noise: torch.Ten
 
 
 def forward_trajectory(x0: torch.Tensor, alphas: torch.Tensor, t_end: int, *, seed: int, stream: int = 0,
-                       snapshots=(), draw=None):
+                       snapshots: Sequence[int] = (), draw: Drawer | None = None
+                       ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """The forward steps 0 … t_end one at a time, step s using the stream's step word s.
 
     Computes in float32 (float64 for float64 input) and returns
@@ -172,7 +187,7 @@ def forward_trajectory(x0: torch.Tensor, alphas: torch.Tensor, t_end: int, *, se
     return x.to(x0.dtype), kept
 
 
-def velocity(x0: torch.Tensor, t, alpha_bars: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+def velocity(x0: torch.Tensor, t: Timesteps, alpha_bars: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """The v-target v = sqrt(ᾱ[t])·ε − sqrt(1 − ᾱ[t])·x0 (Salimans & Ho 2022), eagerly."""
     compute = torch.promote_types(x0.dtype, torch.float32)
     t = torch.as_tensor(t, device=alpha_bars.device)
@@ -182,19 +197,19 @@ def velocity(x0: torch.Tensor, t, alpha_bars: torch.Tensor, noise: torch.Tensor)
     return (sqrt_ab * noise.to(compute) - sqrt_1m_ab * x0.to(compute)).to(x0.dtype)
 
 
-def _sigma_like(sigma, x0: torch.Tensor, compute) -> torch.Tensor:
+def _sigma_like(sigma: Sigma, x0: torch.Tensor, compute: torch.dtype) -> torch.Tensor:
     sigma = torch.as_tensor(sigma, dtype=torch.float64)
     return broadcast_t(sigma, x0.ndim).to(device=x0.device, dtype=compute)
 
 
-def flow_match_sample(x0: torch.Tensor, sigma, noise: torch.Tensor) -> torch.Tensor:
+def flow_match_sample(x0: torch.Tensor, sigma: Sigma, noise: torch.Tensor) -> torch.Tensor:
     """Rectified-flow / flow-matching interpolation x_σ = (1 − σ)·x0 + σ·ε, eagerly."""
     compute = torch.promote_types(x0.dtype, torch.float32)
     s = _sigma_like(sigma, x0, compute)
     return ((1.0 - s) * x0.to(compute) + s * noise.to(compute)).to(x0.dtype)
 
 
-def edm_sample(x0: torch.Tensor, sigma, noise: torch.Tensor) -> torch.Tensor:
+def edm_sample(x0: torch.Tensor, sigma: Sigma, noise: torch.Tensor) -> torch.Tensor:
     """EDM / k-diffusion noising x_σ = x0 + σ·ε, eagerly."""
     compute = torch.promote_types(x0.dtype, torch.float32)
     s = _sigma_like(sigma, x0, compute)

@@ -19,7 +19,7 @@ class NoiseHandle:
     gives the tensor when one is wanted after all.
     """
 
-    seed: object  # int, or a 1-element int64 device tensor
+    seed: int | torch.Tensor  # int, or a 1-element int64 device tensor
     stream: int
     shape: torch.Size
     rows_shape: torch.Size

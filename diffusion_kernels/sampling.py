@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import TypeVar, cast
 
 import torch
 
 from . import backend as backends
 from . import checks, cpu_noise, launch, reference, seeding
+from .hints import Device, Seed, Shape
 from .runner import resolve_seed
+
+Recipe = tuple[str, float, float, float]  # (scheme, logit_mean, logit_std, mode_scale)
+SigmaValue = TypeVar("SigmaValue", float, torch.Tensor)
 
 SCHEMES = ("uniform", "logit_normal", "mode", "cosmap")
 FLOAT32_TINY = torch.finfo(torch.float32).tiny
@@ -25,11 +30,11 @@ SAMPLING_STEP = 0xFFFFFFFE  # kernels/sampling.py::SAMPLING_STEP (-2 as a 32-bit
 _MASK32 = 0xFFFFFFFF
 
 
-def _shape(shape) -> torch.Size:
-    if hasattr(shape, "__index__") and getattr(shape, "ndim", 0) == 0:
-        shape = (shape,)  # one size: an int, a numpy integer, a 0-d integer tensor
+def _shape(shape: Shape) -> torch.Size:
+    # One size (an int, a numpy integer, a 0-d integer tensor), or a sequence of them.
+    sizes = (shape,) if hasattr(shape, "__index__") and getattr(shape, "ndim", 0) == 0 else shape
     try:
-        size = torch.Size(checks.check_int(s, "shape") for s in shape)
+        size = torch.Size(checks.check_int(s, "shape") for s in sizes)  # type: ignore[union-attr]
     except TypeError:
         raise TypeError(f"shape must be an int or a sequence of ints, got {shape!r}") from None
     if any(s < 0 for s in size):
@@ -37,7 +42,8 @@ def _shape(shape) -> torch.Size:
     return size
 
 
-def _draws(shape: torch.Size, seed, generator, stream, device, backend, scheme: str = "uniform"):
+def _draws(shape: torch.Size, seed: Seed, generator: torch.Generator | None, stream: int | None, device: Device | None,
+           backend: str, scheme: str = "uniform") -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(words as int64 in [0, 2**32), normals float32) of the sampling step word, ``shape`` each. Off the
     kernel, which draws both in one pass, only what ``scheme`` reads is computed; the other is None."""
     device = torch.device(device if device is not None else "cpu")
@@ -64,7 +70,7 @@ def _draws(shape: torch.Size, seed, generator, stream, device, backend, scheme: 
     return lanes.reshape(-1)[:n].reshape(shape).to(device), None
 
 
-def _check_number(value, name: str, *, positive: bool = False) -> float:
+def _check_number(value: object, name: str, *, positive: bool = False) -> float:
     value = checks.check_real(value, name)
     if not math.isfinite(value) or (positive and value <= 0):
         raise ValueError(f"{name} must be {'a positive' if positive else 'a finite'} number, got {value!r}")
@@ -82,7 +88,7 @@ NORMAL_BOUND = 5.8
 LOGIT_BOUND = 87.0
 
 
-def _recipe(scheme, logit_mean, logit_std, mode_scale) -> tuple:
+def _recipe(scheme: str, logit_mean: float, logit_std: float, mode_scale: float) -> Recipe:
     """The density's arguments, checked: (scheme, logit_mean, logit_std, mode_scale)."""
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
@@ -99,7 +105,8 @@ def _recipe(scheme, logit_mean, logit_std, mode_scale) -> tuple:
     return recipe
 
 
-def _complement(words, normals, scheme, logit_mean, logit_std, mode_scale) -> torch.Tensor:
+def _complement(words: torch.Tensor | None, normals: torch.Tensor | None, scheme: str, logit_mean: float,
+                logit_std: float, mode_scale: float) -> torch.Tensor:
     """1 − u' for the scheme's u' (the density diffusers' ``compute_density_for_timestep_sampling`` draws),
     float64, written so that it never rounds to 0 or above 1: it is σ before the shift, and t = T − ⌈σ·T⌉.
 
@@ -107,8 +114,8 @@ def _complement(words, normals, scheme, logit_mean, logit_std, mode_scale) -> to
     1 − · done exactly (uniform), or the same quantity without the subtraction (the others).
     """
     if scheme == "logit_normal":  # 1 − sigmoid(z) = sigmoid(−z), > 0 for every z the recipe check admits
-        return torch.sigmoid(-(logit_mean + logit_std * normals.to(torch.float64)))
-    u = ((words >> 8).to(torch.float64) + 0.5) * 2.0**-24  # never 0 or 1
+        return torch.sigmoid(-(logit_mean + logit_std * cast(torch.Tensor, normals).to(torch.float64)))
+    u = ((cast(torch.Tensor, words) >> 8).to(torch.float64) + 0.5) * 2.0**-24  # never 0 or 1
     if scheme == "mode":  # 1 − u' = u + s·(u − sin²(πu/2)): in (0, 1) for u in (0, 1) over MODE_SCALE_RANGE
         return u + mode_scale * (u - torch.sin(math.pi * u / 2) ** 2)
     if scheme == "cosmap":  # 1 − (1 − 1/(tan(πu/2) + 1))
@@ -116,7 +123,7 @@ def _complement(words, normals, scheme, logit_mean, logit_std, mode_scale) -> to
     return 1.0 - u
 
 
-def _smallest_complement(scheme, logit_mean, logit_std, mode_scale) -> float:
+def _smallest_complement(scheme: str, logit_mean: float, logit_std: float, mode_scale: float) -> float:
     """The least value :func:`_complement` can take for a recipe: at the extreme words or normals, since each
     scheme's form is monotone in its draw (the mode map over MODE_SCALE_RANGE)."""
     if scheme == "logit_normal":
@@ -129,8 +136,8 @@ def _smallest_complement(scheme, logit_mean, logit_std, mode_scale) -> float:
     return ends[0]
 
 
-def sample_sigmas(shape, *, scheme: str = "logit_normal", logit_mean: float = 0.0, logit_std: float = 1.0,
-                  mode_scale: float = 1.29, shift: float = 1.0, device=None, seed=None,
+def sample_sigmas(shape: Shape, *, scheme: str = "logit_normal", logit_mean: float = 0.0, logit_std: float = 1.0,
+                  mode_scale: float = 1.29, shift: float = 1.0, device: Device | None = None, seed: Seed = None,
                   generator: torch.Generator | None = None, stream: int | None = None,
                   backend: str = "auto") -> torch.Tensor:
     """Flow-matching noise levels σ in (0, 1], float32, drawn on ``device`` with no host sync.
@@ -182,13 +189,14 @@ def script_recipe(weighting_scheme: str) -> tuple[str, str | None]:
     return SCRIPT_WEIGHTING_SCHEMES[weighting_scheme]
 
 
-def time_shift(sigma, shift: float):
+def time_shift(sigma: SigmaValue, shift: float) -> SigmaValue:
     """SD3's time shift of a noise level: s·σ / (1 + (s − 1)·σ)."""
     return shift * sigma / (1.0 + (shift - 1.0) * sigma)
 
 
-def sample_timesteps(shape, T: int, *, scheme: str = "uniform", logit_mean: float = 0.0, logit_std: float = 1.0,
-                     mode_scale: float = 1.29, device=None, seed=None, generator: torch.Generator | None = None,
+def sample_timesteps(shape: Shape, T: int, *, scheme: str = "uniform", logit_mean: float = 0.0,
+                     logit_std: float = 1.0, mode_scale: float = 1.29, device: Device | None = None,
+                     seed: Seed = None, generator: torch.Generator | None = None,
                      stream: int | None = None, backend: str = "auto") -> torch.Tensor:
     """Integer timesteps in [0, T), int64, drawn on ``device`` with no host sync.
 
@@ -206,7 +214,7 @@ def sample_timesteps(shape, T: int, *, scheme: str = "uniform", logit_mean: floa
     T = steps
     if scheme == "uniform":
         words, _ = _draws(size, seed, generator, stream, device, backend)
-        return (words * T) >> 32
+        return (cast(torch.Tensor, words) * T) >> 32
     recipe = _recipe(scheme, logit_mean, logit_std, mode_scale)
     words, normals = _draws(size, seed, generator, stream, device, backend, scheme)
     # ⌊u'·T⌋ = T − ⌈(1 − u')·T⌉ for an integer T, and 1 − u' lies in (0, 1]: t in [0, T) with no clamp,

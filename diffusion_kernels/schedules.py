@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from .hints import Device
+
 _F64 = torch.float64
 
 
-def _as_float64_vector(values, name: str) -> torch.Tensor:
+def _as_float64_vector(values: object, name: str) -> torch.Tensor:
     if isinstance(values, (str, bytes)):
         raise TypeError(f"{name} must be a 1-D sequence of real numbers, got {type(values).__name__}")
     try:
@@ -45,7 +48,7 @@ def _check_each(values: torch.Tensor, ok: torch.Tensor, name: str, rule: str) ->
         raise ValueError(f"{name} must be {rule}; {name}[{i}] = {float(values[i])!r}")
 
 
-def _check_number(value, name: str, *, lo: float | None = None, hi: float | None = None,
+def _check_number(value: object, name: str, *, lo: float | None = None, hi: float | None = None,
                   open_lo: bool = False) -> float:
     """A constructor's real-valued parameter, finite and within its range."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -71,7 +74,7 @@ def _check_alpha_bars(alpha_bars: torch.Tensor) -> None:
                 "zero at most at its last step (a step after ᾱ = 0 is undefined)")
 
 
-def _check_betas_range(beta_start, beta_end) -> tuple[float, float]:
+def _check_betas_range(beta_start: float, beta_end: float) -> tuple[float, float]:
     beta_start = _check_number(beta_start, "beta_start", lo=0.0, hi=1.0)
     beta_end = _check_number(beta_end, "beta_end", lo=0.0, hi=1.0)
     return beta_start, beta_end
@@ -91,7 +94,8 @@ class NoiseSchedule:
     CPU tensor of length ``T``.
     """
 
-    def __init__(self, alpha_bars: torch.Tensor, *, betas: torch.Tensor | None = None, name: str = "custom"):
+    def __init__(self, alpha_bars: torch.Tensor | Sequence[float], *, betas: torch.Tensor | None = None,
+                 name: str = "custom") -> None:
         alpha_bars = _as_float64_vector(alpha_bars, "alpha_bars")
         if betas is None:
             _check_alpha_bars(alpha_bars)
@@ -104,13 +108,13 @@ class NoiseSchedule:
 
     # ---- constructors -------------------------------------------------------------
     @classmethod
-    def from_betas(cls, betas, *, name: str = "custom") -> "NoiseSchedule":
+    def from_betas(cls, betas: torch.Tensor | Sequence[float], *, name: str = "custom") -> "NoiseSchedule":
         betas = _as_float64_vector(betas, "betas")
         _check_each(betas, (betas >= 0) & (betas <= 1), "betas", "in [0, 1]")
         return cls(torch.cumprod(1.0 - betas, dim=0), betas=betas, name=name)
 
     @classmethod
-    def from_alpha_bars(cls, alpha_bars, *, name: str = "custom") -> "NoiseSchedule":
+    def from_alpha_bars(cls, alpha_bars: torch.Tensor | Sequence[float], *, name: str = "custom") -> "NoiseSchedule":
         return cls(alpha_bars, name=name)
 
     @classmethod
@@ -221,7 +225,7 @@ class NoiseSchedule:
         """Signal-to-noise ratio ᾱ / (1 − ᾱ)."""
         return self._alpha_bars / (1.0 - self._alpha_bars)
 
-    def _cached(self, kind: str, table: torch.Tensor, device):
+    def _cached(self, kind: str, table: torch.Tensor, device: Device) -> tuple[torch.Tensor, torch.Tensor]:
         key = (kind, torch.device(device))
         tables = self._tables.get(key)
         if tables is None:
@@ -231,11 +235,11 @@ class NoiseSchedule:
                 tables = self._tables[key] = coefficient_tables(table, key[1])
         return tables
 
-    def coefficient_tables(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+    def coefficient_tables(self, device: Device) -> tuple[torch.Tensor, torch.Tensor]:
         """float32 (sqrt(ᾱ), sqrt(1 − ᾱ)) on ``device``, derived in float64, cached per device."""
         return self._cached("closed_form", self._alpha_bars, device)
 
-    def velocity_tables(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+    def velocity_tables(self, device: Device) -> tuple[torch.Tensor, torch.Tensor]:
         """float32 (−sqrt(1 − ᾱ), sqrt(ᾱ)): v = sqrt(ᾱ)·ε − sqrt(1 − ᾱ)·x0 as c·x0 + d·ε."""
         key = ("velocity", torch.device(device))
         if key not in self._tables:
@@ -244,7 +248,7 @@ class NoiseSchedule:
                 self._tables[key] = (-b, a)
         return self._tables[key]
 
-    def step_tables(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+    def step_tables(self, device: Device) -> tuple[torch.Tensor, torch.Tensor]:
         """float32 (sqrt(α), sqrt(β)) of the single steps on ``device``, cached per device."""
         return self._cached("step", 1.0 - self._betas, device)
 
@@ -253,7 +257,7 @@ class NoiseSchedule:
         return f"NoiseSchedule({self.name}, T={self.T}, alpha_bar[0]={ab[0]:.6g}, alpha_bar[-1]={ab[-1]:.6g})"
 
 
-def coefficient_tables(alpha_bars: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+def coefficient_tables(alpha_bars: torch.Tensor, device: Device) -> tuple[torch.Tensor, torch.Tensor]:
     """float32 sqrt(ᾱ) and sqrt(1 − ᾱ) on ``device``; differentiable in ``alpha_bars``."""
     from .transfer import to_device
 

@@ -8,13 +8,14 @@ draw consecutive values) get independent streams.
 from __future__ import annotations
 
 import operator
+from typing import SupportsIndex
 
 import torch
 
 SEED_BOUND = 2**64
 
 
-def check_seed(seed, name: str = "seed", bound: int = SEED_BOUND) -> int:
+def check_seed(seed: SupportsIndex, name: str = "seed", bound: int = SEED_BOUND) -> int:
     """``seed`` as an int in [0, bound); the errors name the argument."""
     if isinstance(seed, bool):
         raise TypeError(f"{name} must be an int, got bool")
@@ -34,7 +35,7 @@ def draw_seed(generator: torch.Generator | None = None) -> int:
     return int(value) % SEED_BOUND
 
 
-def draw_seed_tensor(generator: torch.Generator | None, device) -> torch.Tensor:
+def draw_seed_tensor(generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor:
     """The draw of :func:`draw_seed` kept as a 1-element int64 tensor on ``device``: no host read.
 
     It is drawn where the generator lives (torch's CPU generator by default)
@@ -47,7 +48,7 @@ def draw_seed_tensor(generator: torch.Generator | None, device) -> torch.Tensor:
     return to_device(drawn, device)
 
 
-def resolve_seed(seed=None, generator: torch.Generator | None = None) -> int:
+def resolve_seed(seed: SupportsIndex | None = None, generator: torch.Generator | None = None) -> int:
     if seed is not None:
         if generator is not None:
             raise ValueError("pass either seed or generator, not both")
@@ -86,7 +87,7 @@ def default_stream() -> int:
     return 0
 
 
-def check_stream(stream) -> int:
+def check_stream(stream: SupportsIndex | None) -> int:
     return check_seed(stream, "stream", 2**32) if stream is not None else default_stream()
 
 
@@ -98,7 +99,8 @@ class DeviceSeed:
     replay: call k of a ``DeviceSeed(S)`` uses seed S + k (mod 2**64).
     """
 
-    def __init__(self, seed: int | None = None, device="cuda", generator: torch.Generator | None = None):
+    def __init__(self, seed: int | None = None, device: torch.device | str = "cuda",
+                 generator: torch.Generator | None = None) -> None:
         value = resolve_seed(seed, generator)
         device = torch.device(device)
         if device.type == "cuda" and not torch.cuda.is_available():

@@ -1,5 +1,6 @@
 """The command line: validation report, exit status, one-line errors."""
 import subprocess
+from pathlib import Path
 import sys
 import pytest
 
@@ -52,7 +53,14 @@ def test_a_missing_extra_is_named_in_one_line(monkeypatch, capsys, command, extr
     args = [command] + (["--out", "unused"] if command == "figures" else [])
     assert cli.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"pip install 'diffusion-kernels[{extra}]'" in err[0]
+    from diffusion_kernels.install import extra_line
+
+    # The line for how this copy is installed: here an editable checkout, whose folder pip takes.
+    line = extra_line(extra)
+    assert len(err) == 1 and err[0].endswith(line), err
+    assert line.startswith("pip install ") and f"[{extra}]'" in line
+    root = line.split("'")[1][: -len(f"[{extra}]")]
+    assert (Path(root) / "pyproject.toml").is_file(), line
 
 
 USAGE_ERRORS = [

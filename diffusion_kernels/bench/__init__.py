@@ -33,13 +33,13 @@ import importlib
 # the sweep's choices (spec) before torch is imported.
 _EXPORTS = {
     **dict.fromkeys(("MODES", "NOISING_MODES", "TRAINING_MODES", "PROVIDERS", "PASSES", "LAYOUTS", "GPU_SIZES", "CPU_SIZES",
-                     "DTYPE_NAMES", "SMALL_LATENTS", "TRAJECTORY_STEPS",
+                     "DTYPE_NAMES", "SMALL_LATENTS", "TRAJECTORY_STEPS", "CPU_DEFAULTS", "estimate_seconds",
                      "TILE_CONSTANTS", "batch_shape", "check_tiles"), "spec"),
     **dict.fromkeys(("DTYPES", "cases", "compiled_providers", "diffusers_scheduler", "compile_settings"),
                     "providers"),
     **dict.fromkeys(("memory_of_loss",), "timing"),
     **dict.fromkeys(("environment", "tiles", "set_tiles"), "env"),
-    **dict.fromkeys(("Row", "format_table", "merge", "write", "record_path", "mergeable"), "record"),
+    **dict.fromkeys(("Row", "format_table", "format_header", "format_row", "format_memory", "merge", "write", "record_path", "mergeable"), "record"),
     "plot": "plotting",
     "run": "sweep",
 }

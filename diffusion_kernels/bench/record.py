@@ -42,26 +42,34 @@ def _speedups(rows: list[Row]) -> None:
             r.speedup_of_fused = r.median_ms / f.median_ms
 
 
-def format_table(record: dict) -> str:
-    env = record["environment"]
-    lines = [f"device: {env['device']}   torch {env['torch']}   triton {env['triton']}   {env['date']}",
-             f"{'mode':<12} {'dtype':<9} {'layout':<13} {'numel':>10} {'provider':<10} {'median ms':>10} "
-             f"{'GB/s':>8} "
-             f"{'of copy':>8} {'ours x':>8} {'host us':>8} {'temp MB':>8} {'saved MB':>8}"]
-    for r in record["rows"]:
-        def fmt(v, spec):
-            return format(v, spec) if v is not None else "-"
+def format_header(env: dict) -> list[str]:
+    return [f"device: {env['device']}   torch {env['torch']}   triton {env['triton']}   {env['date']}",
+            f"{'mode':<12} {'dtype':<9} {'layout':<13} {'numel':>10} {'provider':<10} {'median ms':>10} "
+            f"{'GB/s':>8} "
+            f"{'of copy':>8} {'ours x':>8} {'host us':>8} {'temp MB':>8} {'saved MB':>8}"]
 
-        mark = "" if r["timed"] else "  (interpreter: correctness run, untimed)"
-        timed = r["timed"]
-        lines.append(
-            f"{r['mode']:<12} {r['dtype']:<9} {_layout(r):<13} {r['numel']:>10} {r['provider']:<10} "
+
+def format_row(r: dict) -> str:
+    def fmt(v, spec):
+        return format(v, spec) if v is not None else "-"
+
+    mark = "" if r["timed"] else "  (interpreter: correctness run, untimed)"
+    timed = r["timed"]
+    return (f"{r['mode']:<12} {r['dtype']:<9} {_layout(r):<13} {r['numel']:>10} {r['provider']:<10} "
             f"{fmt(r['median_ms'] if timed else None, '.4f'):>10} "
             f"{fmt(r['gbps'] if timed else None, '.1f'):>8} {fmt(r['of_copy'], '.2f'):>8} "
-            f"{fmt(r['speedup_of_fused'], '.2f'):>8} {fmt(r['host_us'], '.1f'):>8} "
+            f"{fmt(r.get('speedup_of_fused'), '.2f'):>8} {fmt(r['host_us'], '.1f'):>8} "
             f"{fmt(r['temp_bytes'] / 2**20 if r['temp_bytes'] is not None else None, '.1f'):>8} "
             f"{fmt(r['saved_bytes'] / 2**20 if r.get('saved_bytes') is not None else None, '.3f'):>8}{mark}")
-    lines.append("")
+
+
+def format_table(record: dict) -> str:
+    lines = format_header(record["environment"]) + [format_row(r) for r in record["rows"]]
+    return "\n".join(lines + [format_memory(record)])
+
+
+def format_memory(record: dict) -> str:
+    lines = [""]
     lines.append("ε-prediction step, stored ε + F.mse_loss vs noise_mse (ε kept as its seed):")
     for m in record["loss_memory"]:
         line = (f"  {m['dtype']:<9} numel {m['numel']}: held between noising and loss "

@@ -20,6 +20,18 @@ LAYOUTS = ("contiguous", "channels_last")
 SMALL_LATENTS = 4 * 4 * 64 * 64  # host time per call is recorded at this size and below
 GPU_SIZES = (SMALL_LATENTS, 1 << 20, 1 << 24, 1 << 26)
 CPU_SIZES = (1 << 14, SMALL_LATENTS)
+# A plain `bench` on a CPU: what a CPU user runs (the compiled loop against eager and diffusers), sized to
+# finish in about a minute on two cores; the interpreter's untimed rows and torch.compile's compiles are
+# asked for by name.
+CPU_DEFAULTS = dict(dtypes=("float32", "bfloat16"), modes=("xt_eps", "xt", "loss", "train_eps", "train_flow"),
+                    providers=("cpu", "eager", "diffusers", "copy"))
+DEFAULT_OUT = "bench-results"
+
+
+def estimate_seconds(cases: int, reps: int, cpu: bool) -> float:
+    """A rough wall time of a sweep: each case times for about ``reps`` ms after a fifth of that in warm-up,
+    and on a CPU also times 200 calls of host work (bench/timing.py)."""
+    return cases * (1.2 * reps + (300 if cpu else 50)) / 1e3
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 TILE_CONSTANTS = ("BLOCK_QUADS", "BLOCK_QUADS_PAIRED", "BLOCK_QUADS_STRIDED", "NUM_WARPS")
 

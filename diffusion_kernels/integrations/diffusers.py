@@ -54,7 +54,11 @@ def _refusal(name: str) -> str:
 
 
 def _stock_class(name: str):
-    import diffusers
+    try:
+        import diffusers
+    except ModuleNotFoundError as missing:
+        raise ModuleNotFoundError(f"Fused{name} builds on diffusers' {name}, and diffusers is not installed: "
+                                  "pip install diffusers", name="diffusers") from missing
 
     return getattr(diffusers, name, None)
 

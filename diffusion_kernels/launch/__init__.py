@@ -14,3 +14,10 @@ from .noising import noise_affine, noise_affine_backward, q_sample_forward, _cha
 from .trajectory import forward_trajectory  # noqa: F401
 from .noise_mse import Target, loss_grad, loss_sums, noise_mse_forward, noise_mse_backward  # noqa: F401
 from .sampling import sampling_draws  # noqa: F401
+
+__all__ = ["MAX_DIMS", "MAX_STRIDED_NUMEL", "Layout", "Planes", "collapse_dims", "channels_last_planes", "packed",
+           "paired", "concrete", "Tiling", "next_power_of_2", "block_quads", "divisor_magic", "packed_divisor",
+           "tiling", "chunks_per_row", "channels_last_tiling", "math_mode", "MATH_LIBRARY", "MATH_NVIDIA",
+           "MATH_POLY", "seed_parts", "noise_affine", "noise_affine_backward", "q_sample_forward",
+           "forward_trajectory", "Target", "loss_grad", "loss_sums", "noise_mse_forward", "noise_mse_backward",
+           "sampling_draws"]
