@@ -46,3 +46,17 @@ import diffusion_kernels.integrations.diffusers  # noqa: E402,F401
 heavy = sorted(m for m in ("scipy", "matplotlib", "sklearn", "PIL", "tqdm") if m in sys.modules)
 assert heavy == [], f"a noising call imported optional packages: {heavy}"
 print("wheel snippets ok:", dk.__file__)
+
+# The README's quickstart, as a user copies it, against the wheel (no numba here: the reference's stream).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import contextlib  # noqa: E402
+import io  # noqa: E402
+
+from readme_blocks import quickstart  # noqa: E402
+
+code, printed = quickstart()
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    exec(compile(code, "README quickstart", "exec"), {})
+assert out.getvalue() == printed, (out.getvalue(), printed)
+print("README quickstart ok")

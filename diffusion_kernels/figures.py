@@ -62,28 +62,32 @@ def _save(fig, path: Path) -> Path:
 
 
 def schedule_curves(out: Path) -> Path:
-    """ᾱ_t and log-SNR of every built-in schedule, with the 50 % signal line."""
+    """ᾱ_t and log-SNR of every built-in schedule, with the 50 % signal line, and the last steps magnified."""
     plt = _pyplot()
-    fig, (ax_ab, ax_snr) = plt.subplots(1, 2, figsize=(13, 4.2))
-    colours = {}
-    for name, sched in builtin_schedules().items():
-        # A zero-terminal-SNR variant follows its base schedule until the last steps: the base is drawn
-        # wide and pale, the variant thin and dashed in the same colour on top, so both stay visible.
-        base = name.split(",")[0]
-        variant = base != name
-        colour = colours.setdefault(base, f"C{len(colours)}")
-        style = dict(color=colour, linestyle="--", linewidth=1.4) if variant else \
-            dict(color=colour, linewidth=3.2, alpha=0.55)
-        ax_ab.plot(sched.alpha_bars.numpy(), label=name, **style)
-        snr = sched.snr.numpy()
+    fig, (ax_ab, ax_snr) = plt.subplots(1, 2, figsize=(13, 4.6))
+    # The zero-terminal-SNR variant follows its base schedule until the last steps: drawn in its own colour,
+    # thin and dashed over the base's wide solid line, with the last steps magnified where the two part.
+    inset = ax_ab.inset_axes([0.5, 0.42, 0.46, 0.36])
+    tail = slice(850, None)
+    for k, (name, sched) in enumerate(builtin_schedules().items()):
+        variant = "," in name
+        style = dict(color=f"C{k}", linestyle="--", linewidth=1.6) if variant else dict(color=f"C{k}", linewidth=2.6)
+        ab = sched.alpha_bars.numpy()
+        ax_ab.plot(ab, label=name, **style)
+        if name.startswith("linear"):
+            inset.plot(np.arange(len(ab))[tail], ab[tail], **style)
         with np.errstate(divide="ignore"):
-            ax_snr.plot(np.log(snr), label=name, **style)
-    ax_ab.axhline(0.5, color="r", linestyle="--", alpha=0.5, label="50% signal")
+            ax_snr.plot(np.log(sched.snr.numpy()), label=name, **style)
+    inset.set_title("linear, last steps: ᾱ reaches 0 only with zero terminal SNR", fontsize=7)
+    inset.tick_params(labelsize=6)
+    inset.grid(True, alpha=0.3)
+    ax_ab.axhline(0.5, color="r", linestyle=":", alpha=0.5, label="50% signal")
     ax_ab.set(xlabel="time step t", ylabel="ᾱ_t", title="Signal remaining, ᾱ_t")
     ax_snr.set(xlabel="time step t", ylabel="log SNR = log(ᾱ / (1 − ᾱ))", title="Log signal-to-noise ratio")
     for ax in (ax_ab, ax_snr):
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+    ax_ab.legend(fontsize=8, loc="lower left")
+    ax_snr.legend(fontsize=8, loc="lower left")
     return _save(fig, out / "schedules.png")
 
 
@@ -92,8 +96,13 @@ def noising_strip(out: Path, image: torch.Tensor, schedule: NoiseSchedule, *, de
     plt = _pyplot()
     x0 = image.to(device=device, dtype=dtype).expand(len(STRIP_STEPS), *image.shape)
     x_t = q_sample(x0, torch.tensor(STRIP_STEPS), schedule, seed=seed)
-    fig, axes = plt.subplots(1, len(STRIP_STEPS), figsize=(1.9 * len(STRIP_STEPS), 2.3))
-    for ax, t, x in zip(axes, STRIP_STEPS, x_t):
+    # Two rows of large thumbnails: one row of eleven would leave each a few dozen pixels wide.
+    columns = (len(STRIP_STEPS) + 1) // 2
+    aspect = image.shape[-2] / image.shape[-1]
+    fig, axes = plt.subplots(2, columns, figsize=(3.6 * columns, 2 * (3.6 * aspect + 0.55)))
+    for ax in axes.flat[len(STRIP_STEPS):]:
+        ax.axis("off")
+    for ax, t, x in zip(axes.flat, STRIP_STEPS, x_t):
         _show(ax, x, f"t={t}\nᾱ={float(schedule.alpha_bars[t]):.3f}")
     fig.suptitle("Closed-form forward diffusion: x_t = sqrt(ᾱ_t)·x_0 + sqrt(1 − ᾱ_t)·ε")
     return _save(fig, out / "noising_strip.png")

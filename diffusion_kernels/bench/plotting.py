@@ -37,11 +37,16 @@ def plot(record: dict, path: Path) -> Path:
             ax.set_yscale("log")  # providers an order of magnitude under the copy floor stay readable
             ax.set(title=f"{mode}, {dtype}", xlabel="elements", ylabel="effective GB/s")
             ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=7)
+    # One legend for the figure, below the panels: inside a panel it covered the copy line.
+    labels = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            labels.setdefault(label, handle)
     env = record["environment"]
     fig.suptitle(f"noising and loss bandwidth on {env['device']}\n{env['date'][:10]}, torch {env['torch']}, "
                  f"triton {env['triton']}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(labels.values(), labels.keys(), loc="lower center", ncol=min(len(labels), 5), fontsize=8)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
