@@ -122,3 +122,31 @@ def test_validate_steps_bound_is_the_schedule_length():
 
     assert cli.VALIDATE_T == NoiseSchedule.linear().T
 
+
+
+def test_version_prints_the_packages_version(capsys):
+    import diffusion_kernels
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"diffusion-kernels {diffusion_kernels.__version__}"
+
+
+@pytest.mark.skipif(not __import__("diffusion_kernels").cpu_noise.available(), reason="the cpu backend needs numba")
+def test_validate_runs_on_the_cpu_backend(capsys):
+    assert cli.main(["validate", "--device", "cpu", "--backend", "cpu", "--numel", "4096", "--dtype", "fp32",
+                     "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "backend: cpu" in out and "result : PASS" in out
+
+
+def test_bench_defaults_on_cpu_are_the_minute_sweep_into_its_own_folder():
+    from diffusion_kernels.bench import spec
+
+    args = cli.parse(["bench"])
+    assert args.out == spec.DEFAULT_OUT == "bench-results"
+    assert "fused" not in spec.CPU_DEFAULTS["providers"] and "compile" not in spec.CPU_DEFAULTS["providers"]
+    cases = len(spec.CPU_SIZES) * len(spec.CPU_DEFAULTS["dtypes"]) * (
+        len(spec.CPU_DEFAULTS["modes"]) * (len(spec.CPU_DEFAULTS["providers"]) - 1) + 1)
+    assert spec.estimate_seconds(cases, args.reps, cpu=True) < 90

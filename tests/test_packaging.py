@@ -97,3 +97,15 @@ def test_pytest_device_cuda_without_cuda_is_a_one_line_error(tmp_path):
     assert run.returncode != 0
     lines = [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
     assert lines == ["ERROR: --device cuda asked for, but torch sees no CUDA device"], lines
+
+
+def test_the_wheel_carries_its_license_type_marker_and_version(wheel):
+    import diffusion_kernels
+
+    names = wheel.namelist()
+    assert "diffusion_kernels/py.typed" in names
+    (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    text = wheel.read(metadata).decode()
+    assert "License-Expression: MIT" in text
+    assert f"Version: {diffusion_kernels.__version__}" in text
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
