@@ -47,7 +47,8 @@ def _cache_setting():
         return True, None
     except RuntimeError:
         pass
-    folder = os.path.join(tempfile.gettempdir(), f"diffusion-kernels-numba-{os.getuid() if hasattr(os, 'getuid') else 0}")
+    user = os.getuid() if hasattr(os, "getuid") else 0
+    folder = os.path.join(tempfile.gettempdir(), f"diffusion-kernels-numba-{user}")
     try:
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):

@@ -43,7 +43,8 @@ class ForwardDiffusion:
     def alpha_bars(self) -> torch.Tensor:
         return self.schedule.alpha_bars
 
-    def q_sample(self, x_start: torch.Tensor, t: Timesteps, noise: torch.Tensor | None = None, *, seed: int | None = None,
+    def q_sample(self, x_start: torch.Tensor, t: Timesteps, noise: torch.Tensor | None = None, *,
+                 seed: int | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """x_t ~ q(x_t | x_0) by the closed form."""
         return cast(torch.Tensor, q_sample(x_start, t, self.schedule, noise, seed=seed, generator=generator,

@@ -3,23 +3,12 @@ same shapes, dtypes, memory layouts and values (to the stream's tolerance), or t
 tested on a CPU must not fail, or answer differently, on a GPU."""
 import pytest
 import torch
-from cases import make_x0
+from cases import make_x0, runnable_backends
 from tolerances import NOISE_ATOL, TOLERANCE
 
 import diffusion_kernels as dk
-from diffusion_kernels import backend as backends
-from diffusion_kernels import cpu_noise
 
 SCHEDULE = dk.NoiseSchedule.linear()
-
-
-def _backends(device):
-    chosen = ["reference"]
-    if device.type == "cpu" and cpu_noise.available():
-        chosen.append("cpu")
-    if device.type == "cuda" or backends.interpreter_active():
-        chosen.append("triton")
-    return chosen
 
 
 def _x(shape, layout="contiguous", dtype=torch.float32, device="cpu", seed=0):
@@ -47,7 +36,10 @@ def _loss(noising, target, weighting, device, shape=(3, 2, 5), dtype=torch.float
                                              backend="reference")
         else:
             _, handle = dk.forward_step(x0, 4, SCHEDULE, seed=5, return_noise="seed", backend="reference")
-        w = weighting if weighting != "tensor64" else torch.rand(rows, dtype=torch.float64, generator=torch.Generator().manual_seed(4)).to(device) + 0.5
+        gen = torch.Generator().manual_seed(4)
+        w = weighting
+        if weighting == "tensor64":
+            w = torch.rand(rows, dtype=torch.float64, generator=gen).to(device) + 0.5
         prediction = _x(shape, dtype=dtype, device=device, seed=1)
         return dk.diffusion_loss(prediction, handle, target=target, x0=x0, weighting=w, reduction="none",
                                  backend=backend)
@@ -140,7 +132,7 @@ def _scale(name):
 
 @pytest.mark.parametrize("name", list(CALLS))
 def test_every_backend_answers_alike(name, device):
-    outcomes = {backend: _outcome(CALLS[name], backend, device) for backend in _backends(device)}
+    outcomes = {backend: _outcome(CALLS[name], backend, device) for backend in runnable_backends(device)}
     reference = outcomes.pop("reference")
     for backend, outcome in outcomes.items():
         if isinstance(reference, tuple) or isinstance(outcome, tuple):
@@ -165,13 +157,13 @@ def test_every_backend_answers_alike(name, device):
 
 
 def test_a_float64_weighting_gives_a_float32_loss_everywhere(device):
-    for backend in _backends(device):
+    for backend in runnable_backends(device):
         loss = _loss("ddpm", "eps", "tensor64", device)(backend)
         assert loss.dtype == torch.float32, backend
 
 
 def test_outputs_follow_x0s_channels_last_layout(device):
-    for backend in _backends(device):
+    for backend in runnable_backends(device):
         x0 = _x((2, 3, 4, 5), "channels_last", device=device)
         for out in dk.q_sample(x0, torch.tensor([1, 2]), SCHEDULE, seed=1, return_noise=True, return_v=True,
                                backend=backend):

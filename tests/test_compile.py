@@ -223,7 +223,7 @@ def test_every_schedule_form_compiles_fullgraph_for_every_call_target_and_weight
     torch._dynamo.reset()
     schedule = _schedule_forms()[form]
     gen = torch.Generator().manual_seed(0)
-    x0, prediction = torch.randn(3, 2, 4, 4, generator=gen).to(device), torch.randn(3, 2, 4, 4, generator=gen).to(device)
+    x0, prediction = (torch.randn(3, 2, 4, 4, generator=gen).to(device) for _ in range(2))
     t, sigma = torch.tensor([0, 500, 999], device=device), torch.tensor([0.1, 0.5, 0.9], device=device)
     weight = torch.tensor([0.5, 1.0, 2.0], device=device)
     compiled = torch.compile(every_call, fullgraph=True, backend="aot_eager" if device.type == "cpu" else "inductor")

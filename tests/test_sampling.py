@@ -3,12 +3,12 @@ training scripts draw them, and refused with a clear error for arguments that ma
 import math
 
 import numpy as np
-
 import pytest
 import torch
+from cases import runnable_backends
 
 import diffusion_kernels as dk
-from diffusion_kernels import backend, cpu_noise, reference, sampling
+from diffusion_kernels import reference, sampling
 
 scipy_stats = pytest.importorskip("scipy.stats", reason="scipy is a test dependency (pip install -e .[test])")
 training_utils = pytest.importorskip("diffusers.training_utils", reason="diffusers is a test dependency")
@@ -16,15 +16,6 @@ training_utils = pytest.importorskip("diffusers.training_utils", reason="diffuse
 ALPHA = 1e-3  # KS p-value below which a distribution is rejected
 N = 20_000
 RECIPE = dict(logit_mean=0.4, logit_std=0.8, mode_scale=1.29)
-
-
-def _backends(device):
-    chosen = ["reference"]
-    if device.type == "cuda" or backend.interpreter_active():
-        chosen.append("triton")
-    if device.type == "cpu" and cpu_noise.available():
-        chosen.append("cpu")
-    return chosen
 
 
 def test_the_words_are_the_streams_at_the_sampling_step(device):
@@ -38,9 +29,9 @@ def test_the_words_are_the_streams_at_the_sampling_step(device):
 @pytest.mark.parametrize("scheme", sampling.SCHEMES)
 def test_every_backend_draws_the_same(device, scheme):
     t = {b: dk.sample_timesteps((3, 50), 1000, scheme=scheme, device=device, seed=5, backend=b, **RECIPE)
-         for b in _backends(device)}
+         for b in runnable_backends(device)}
     s = {b: dk.sample_sigmas(150, scheme=scheme, device=device, seed=5, shift=3.0, backend=b, **RECIPE)
-         for b in _backends(device)}
+         for b in runnable_backends(device)}
     first = next(iter(t))
     for b in t:
         assert t[b].dtype == torch.int64 and t[b].shape == (3, 50) and s[b].dtype == torch.float32

@@ -39,7 +39,8 @@ _EXPORTS = {
                     "providers"),
     **dict.fromkeys(("memory_of_loss",), "timing"),
     **dict.fromkeys(("environment", "tiles", "set_tiles"), "env"),
-    **dict.fromkeys(("Row", "format_table", "format_header", "format_row", "format_memory", "merge", "write", "record_path", "mergeable"), "record"),
+    **dict.fromkeys(("Row", "format_table", "format_header", "format_row", "format_memory", "merge", "write",
+                     "record_path", "mergeable"), "record"),
     "plot": "plotting",
     "run": "sweep",
 }
