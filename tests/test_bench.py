@@ -7,8 +7,10 @@ from diffusion_kernels import bench, cli
 
 
 def test_bench_command_writes_record_and_plot(tmp_path, capsys, device):
+    # Every mode and provider by name: on a CPU a plain bench runs only the CPU user's minute.
     status = cli.main(["bench", "--device", str(device), "--sizes", "1024", "--dtype", "bf16", "--quiet",
-                       "--out", str(tmp_path), "--reps", "20"])
+                       "--out", str(tmp_path), "--reps", "20", "--modes", ",".join(bench.MODES),
+                       "--providers", ",".join(bench.PROVIDERS)])
     out = capsys.readouterr().out
     assert status == 0
     (json_path,) = tmp_path.glob("*.json")
