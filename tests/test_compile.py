@@ -178,14 +178,14 @@ def test_guided_mixin_compiles_fullgraph_with_a_first_call_inside_the_graph():
         torch.testing.assert_close(a, b)
 
 
-def _schedule_forms():
+def _schedule_form(form):
     """Every schedule form the README offers: a NoiseSchedule, a user's ᾱ tensor (float64, float32), and a
     patched diffusers scheduler's alphas_cumprod buffer."""
-    from diffusers import DDPMScheduler
-
+    if form == "scheduler_alphas_cumprod":
+        diffusers = pytest.importorskip("diffusers", reason="the scheduler's buffer needs diffusers (a test extra)")
+        return diffusers.DDPMScheduler(num_train_timesteps=1000).alphas_cumprod
     return {"NoiseSchedule": SCHEDULE, "alpha_bars_float64": SCHEDULE.alpha_bars.clone(),
-            "alpha_bars_float32": SCHEDULE.alpha_bars.float(),
-            "scheduler_alphas_cumprod": DDPMScheduler(num_train_timesteps=1000).alphas_cumprod}
+            "alpha_bars_float32": SCHEDULE.alpha_bars.float()}[form]
 
 
 DDPM_LOSSES = [(target, weighting) for target in ("eps", "v", "x0") for weighting in (None, "min_snr", "tensor")]
@@ -221,7 +221,7 @@ def test_every_schedule_form_compiles_fullgraph_for_every_call_target_and_weight
     if backend == "triton" and not (device.type == "cuda" or dk.backend.interpreter_active()):
         pytest.skip("the kernel path needs CUDA or Triton's interpreter (TRITON_INTERPRET=1)")
     torch._dynamo.reset()
-    schedule = _schedule_forms()[form]
+    schedule = _schedule_form(form)
     gen = torch.Generator().manual_seed(0)
     x0, prediction = (torch.randn(3, 2, 4, 4, generator=gen).to(device) for _ in range(2))
     t, sigma = torch.tensor([0, 500, 999], device=device), torch.tensor([0.1, 0.5, 0.9], device=device)

@@ -15,8 +15,9 @@ from diffusion_kernels import cpu_noise
 
 pytestmark = pytest.mark.skipif(not cpu_noise.available(), reason="the CPU loops need numba (the [cpu] extra)")
 
-PACKAGE = Path(__file__).resolve().parents[1] / "diffusion_kernels"
-KERNELS = PACKAGE.parent / "kernels"
+# The package as imported: the source tree (whose kernels/ ships as diffusion_kernels.kernels), or an install.
+PACKAGE = Path(cpu_noise.__file__).resolve().parent
+KERNELS = PACKAGE / "kernels" if (PACKAGE / "kernels").is_dir() else PACKAGE.parent / "kernels"
 TIMEOUT = 240  # seconds: a cold numba compile of the loops takes ~15-30 s on two cores; a hang takes forever
 
 # 16×4×32×32 = 65,536 elements: at cpu_noise.SERIAL_BELOW, so the parent's call runs on threads.
@@ -85,7 +86,8 @@ def _read_only_install(tmp_path: Path) -> Path:
     ``__pycache__`` folder is a plain file (as unwritable to a root process as to anyone)."""
     root = tmp_path / "site"
     shutil.copytree(PACKAGE, root / "diffusion_kernels", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(KERNELS, root / "diffusion_kernels" / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
+    if not (root / "diffusion_kernels" / "kernels").is_dir():
+        shutil.copytree(KERNELS, root / "diffusion_kernels" / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
     for folder in [root / "diffusion_kernels", *(root / "diffusion_kernels").rglob("*")]:
         if folder.is_dir():
             (folder / "__pycache__").write_text("not a folder")
