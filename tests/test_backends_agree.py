@@ -168,3 +168,47 @@ def test_outputs_follow_x0s_channels_last_layout(device):
         for out in dk.q_sample(x0, torch.tensor([1, 2]), SCHEDULE, seed=1, return_noise=True, return_v=True,
                                backend=backend):
             assert out.is_contiguous(memory_format=torch.channels_last), backend
+
+
+EMPTY_FORMS = {  # name -> call(n, backend, device) for a batch of n samples
+    "q_sample": lambda n, b, d: dk.q_sample(_x((n, 3, 4), device=d), torch.arange(n, device=d), SCHEDULE, seed=1,
+                                            return_noise=True, return_v=True, backend=b),
+    "get_velocity": lambda n, b, d: dk.get_velocity(_x((n, 3), device=d), _x((n, 3), device=d, seed=2),
+                                                    torch.arange(n, device=d), SCHEDULE, backend=b),
+    "flow_match_sample": lambda n, b, d: dk.flow_match_sample(_x((n, 3), device=d), _sigma(n, d), seed=1,
+                                                              return_noise=True, return_v=True, backend=b),
+    "edm_sample": lambda n, b, d: dk.edm_sample(_x((n, 3), device=d), _sigma(n, d), seed=1, return_noise=True,
+                                                backend=b),
+    "forward_step": lambda n, b, d: dk.forward_step(_x((n, 3), device=d), torch.arange(n, device=d), SCHEDULE,
+                                                    seed=1, return_noise=True, backend=b),
+    **{f"loss_{noising}_{target}_{weighting}_{reduction}": (
+        lambda n, b, d, noising=noising, target=target, weighting=weighting, reduction=reduction:
+            _loss_reduced(noising, target, weighting, reduction, n, b, d))
+       for noising, target, weighting in (("ddpm", "v", "min_snr"), ("ddpm", "x0", None), ("flow", "flow", "cosmap"),
+                                          ("flow", "v", "sigma_sqrt"), ("step", "eps", None))
+       for reduction in ("mean", "sum", "none")},
+}
+
+
+def _loss_reduced(noising, target, weighting, reduction, n, backend, device):
+    x0 = _x((n, 2, 3), device=device)
+    if noising == "ddpm":
+        _, handle = dk.q_sample(x0, torch.arange(n, device=device), SCHEDULE, seed=5, return_noise="seed")
+    elif noising == "flow":
+        _, handle = dk.flow_match_sample(x0, _sigma(n, device), seed=5, return_noise="seed")
+    else:
+        _, handle = dk.forward_step(x0, torch.arange(n, device=device), SCHEDULE, seed=5, return_noise="seed")
+    return dk.diffusion_loss(_x((n, 2, 3), device=device, seed=1), handle, target=target, x0=x0,
+                             weighting=weighting, reduction=reduction, backend=backend)
+
+
+@pytest.mark.parametrize("name", list(EMPTY_FORMS))
+def test_an_empty_batch_answers_in_the_form_of_a_full_one(name, device):
+    for backend in runnable_backends(device):
+        full, empty = (EMPTY_FORMS[name](n, backend, device) for n in (2, 0))
+        full, empty = (r if isinstance(r, tuple) else (r,) for r in (full, empty))
+        assert len(full) == len(empty), backend
+        for f, e in zip(full, empty):
+            assert e.dtype == f.dtype and e.ndim == f.ndim, (backend, e.dtype, f.dtype, e.shape, f.shape)
+            assert e.shape == tuple(0 if i == 0 and f.ndim and not name.endswith(("_mean", "_sum")) else s
+                                    for i, s in enumerate(f.shape)), (backend, e.shape, f.shape)
