@@ -1,24 +1,29 @@
 """QSample: the fused noising kernels as a torch.autograd.Function."""
 from __future__ import annotations
 
+from typing import Any, Optional, Tuple, cast
+
 import torch
 
 from . import checks, launch, reference
 
+# (x_t, ε or None, v or None): what the noising Function returns.
+Outputs = Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]
 
-def _fwd(*args):
+
+def _fwd(*args: Any) -> Any:
     if torch.compiler.is_compiling():
         return torch.ops.diffusion_kernels.noise_affine(*args)
     return launch.noise_affine(*args)
 
 
-def _bwd(*args):
+def _bwd(*args: Any) -> Any:
     if torch.compiler.is_compiling():
         return torch.ops.diffusion_kernels.noise_affine_backward(*args)
     return launch.noise_affine_backward(*args)
 
 
-def _saveable(tensor):
+def _saveable(tensor: torch.Tensor | None) -> torch.Tensor | None:
     """An inference tensor (a table or t made under torch.inference_mode) cannot be saved for
     backward: a normal copy of it can."""
     if tensor is None or torch.compiler.is_compiling() or not tensor.is_inference():
@@ -27,14 +32,15 @@ def _saveable(tensor):
         return tensor.clone()
 
 
-def _table_grad(table, t_rows, row_sums):
+def _table_grad(table: torch.Tensor | None, t_rows: torch.Tensor, row_sums: torch.Tensor) -> torch.Tensor | None:
     if table is None or not table.requires_grad:
         return None
     return torch.zeros(table.numel(), dtype=torch.float32, device=row_sums.device).index_add_(0, t_rows, row_sums)
 
 
-def _forward(x0, t_rows, a, b, c, d, noise, seed_parts, stream, offset_strength, return_noise, return_v, check_t,
-             perturbation=0.0):
+def _forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None, d: torch.Tensor | None, noise: torch.Tensor | None, seed_parts: tuple[Any, int, int],
+             stream: int, offset_strength: float, return_noise: bool, return_v: bool, check_t: bool,
+             perturbation: float = 0.0) -> Outputs:
     """(out, ε or None, v or None) from one launch of the fused forward kernel."""
     seed_tensor, lo, hi = seed_parts
     out, eps, v = _fwd(x0, t_rows, a, b, c, d, noise, seed_tensor, lo, hi, stream, 0, offset_strength,
@@ -42,8 +48,9 @@ def _forward(x0, t_rows, a, b, c, d, noise, seed_parts, stream, offset_strength,
     return out, (eps if return_noise and noise is None else None), (v if return_v else None)
 
 
-def noise_affine(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v,
-                 check_t=False, perturbation=0.0):
+def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None, d: torch.Tensor | None, noise: torch.Tensor | None, seed: int | torch.Tensor,
+                 stream: int, offset_strength: float, return_noise: bool, return_v: bool, check_t: bool = False,
+                 perturbation: float = 0.0) -> Outputs:
     """QSample.apply, or the launch alone when nothing needs a gradient: an inference or data-noising
     call then skips the autograd Function's bookkeeping, a few microseconds a small batch would feel."""
     needs_grad = torch.is_grad_enabled() and any(
@@ -67,8 +74,9 @@ class QSample(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v, check_t,
-                perturbation=0.0):
+    def forward(ctx: Any, x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None, d: torch.Tensor | None, noise: torch.Tensor | None, seed: int | torch.Tensor,
+                stream: int, offset_strength: float, return_noise: bool, return_v: bool, check_t: bool,
+                perturbation: float = 0.0) -> Outputs:
         seed_tensor, lo, hi = parts = launch.seed_parts(seed)
         out, eps, v = _forward(x0, t_rows, a, b, c, d, noise, parts, stream, offset_strength, return_noise, return_v,
                                check_t, perturbation)
@@ -85,7 +93,7 @@ class QSample(torch.autograd.Function):
         return out, eps, v
 
     @staticmethod
-    def backward(ctx, g, _g_eps, g_v):
+    def backward(ctx: Any, g: torch.Tensor | None, _g_eps: torch.Tensor | None, g_v: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         t_rows, a, b, c, d, x0, noise, seed_tensor = ctx.saved_tensors
         if g is None and g_v is None:
             return (None,) * 14
@@ -102,7 +110,7 @@ class QSample(torch.autograd.Function):
                             ctx.seed_hi, ctx.stream, 0, ctx.offset_strength,
                             ctx.x0_dtype if ctx.needs_input_grad[0] else None,
                             ctx.noise_dtype if ctx.needs_input_grad[6] else None, need_tables, 0)
-        grads = [None] * 4
+        grads: list[torch.Tensor | None] = [None] * 4
         if need_tables:
             cols = (2, 3, 0, 1) if swap else (0, 1, 2, 3)
             grads = [_table_grad(tab, t_rows, sums[:, col]) for tab, col in zip((a, b, c, d), cols)]
@@ -115,14 +123,15 @@ def _per_row(values: torch.Tensor, t_rows: torch.Tensor, like: torch.Tensor) -> 
     return values.to(torch.float32)[t_rows].unsqueeze(1)
 
 
-def _differentiable_backward(ctx, g, g_v, t_rows, a, b, c, d, x0, noise, seed_tensor):
+def _differentiable_backward(ctx: Any, g: torch.Tensor | None, g_v: torch.Tensor | None, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None, d: torch.Tensor | None, x0: torch.Tensor | None,
+                             noise: torch.Tensor | None, seed_tensor: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
     rows = t_rows.numel()
-    like = g if g is not None else g_v
+    like = cast(torch.Tensor, g if g is not None else g_v)  # the Function's backward never passes both None
     shape = like.shape
     flat_g = g.reshape(rows, -1).float() if g is not None else None
     flat_gv = g_v.reshape(rows, -1).float() if g_v is not None else None
 
-    def combine(first, second):
+    def combine(first: Any, second: Any) -> torch.Tensor:
         parts = []
         if flat_g is not None:
             parts.append(flat_g * _per_row(first, t_rows, like))
@@ -132,20 +141,21 @@ def _differentiable_backward(ctx, g, g_v, t_rows, a, b, c, d, x0, noise, seed_te
 
     gx = combine(a, c).to(ctx.x0_dtype) if ctx.needs_input_grad[0] else None
     gn = combine(b, d).to(ctx.noise_dtype) if ctx.needs_input_grad[6] else None
-    grads = [None] * 4
+    grads: list[torch.Tensor | None] = [None] * 4
     if any(ctx.needs_input_grad[i] for i in (2, 3, 4, 5)):
         eps = noise
         if eps is None:
             seed = seed_tensor if seed_tensor is not None else (ctx.seed_hi % 2**32) << 32 | (ctx.seed_lo % 2**32)
             eps = reference.drawn_noise(seed, shape, (rows,), stream=ctx.stream,
                                         offset_strength=ctx.offset_strength, device=like.device)
-        x_rows, eps_rows = x0.reshape(rows, -1).float(), eps.reshape(rows, -1).float()
+        x_rows, eps_rows = cast(torch.Tensor, x0).reshape(rows, -1).float(), eps.reshape(rows, -1).float()
         sums = []
         for upstream in (flat_g, flat_gv):
             for operand in (x_rows, eps_rows):
                 sums.append(None if upstream is None else (upstream * operand).sum(1))
         for k, table in enumerate((a, b, c, d)):
-            if table is not None and table.requires_grad and sums[k] is not None:
+            row_sums = sums[k]
+            if table is not None and table.requires_grad and row_sums is not None:
                 grads[k] = torch.zeros(table.numel(), dtype=torch.float32, device=like.device).index_add(
-                    0, t_rows, sums[k])
+                    0, t_rows, row_sums)
     return (gx, None, *grads, gn, None, None, None, None, None, None, None)

@@ -28,9 +28,15 @@ from __future__ import annotations
 
 import types
 
+from collections.abc import Sequence
+from typing import Any, TypeVar, cast
+
 import torch
 
 from ..api import get_velocity, q_sample
+from ..hints import Timesteps
+
+SchedulerT = TypeVar("SchedulerT")
 
 # The diffusers schedulers whose own add_noise is sqrt(ᾱ[t])·x0 + sqrt(1 − ᾱ[t])·ε by timestep
 # (and whose get_velocity, where they have one, is sqrt(ᾱ[t])·ε − sqrt(1 − ᾱ[t])·x0).
@@ -53,7 +59,7 @@ def _refusal(name: str) -> str:
             "for (1 − σ)·x0 + σ·ε diffusion_kernels.flow_match_sample")
 
 
-def _stock_class(name: str):
+def _stock_class(name: str) -> type | None:
     try:
         import diffusers
     except ModuleNotFoundError as missing:
@@ -63,7 +69,7 @@ def _stock_class(name: str):
     return getattr(diffusers, name, None)
 
 
-def _runs_stock(scheduler, method: str) -> bool:
+def _runs_stock(scheduler: Any, method: str) -> bool:
     """Whether the scheduler's class runs, as ``method``, the stock function of one of FUSED_SCHEDULERS
     (so a subclass that overrides add_noise is not taken for its parent)."""
     own = getattr(type(scheduler), method, None)
@@ -78,14 +84,15 @@ def _runs_stock(scheduler, method: str) -> bool:
     return False
 
 
-def _alphas_cumprod(scheduler) -> torch.Tensor:
+def _alphas_cumprod(scheduler: Any) -> torch.Tensor:
     alphas_cumprod = getattr(scheduler, "alphas_cumprod", None)
     if not isinstance(alphas_cumprod, torch.Tensor):
         raise TypeError(f"{type(scheduler).__name__} has no alphas_cumprod tensor to noise with")
     return alphas_cumprod
 
 
-def _as_stock_call(sample: torch.Tensor, noise: torch.Tensor, timesteps):
+def _as_stock_call(sample: torch.Tensor, noise: torch.Tensor, timesteps: Timesteps | Sequence[int]
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(sample, noise, t) broadcast as the stock formula broadcasts them.
 
     Stock diffusers flattens ``timesteps`` to (n,), views its coefficients as
@@ -112,20 +119,21 @@ def _as_stock_call(sample: torch.Tensor, noise: torch.Tensor, timesteps):
     return sample, noise, t
 
 
-def fused_add_noise(scheduler, original_samples: torch.Tensor, noise: torch.Tensor,
+def fused_add_noise(scheduler: Any, original_samples: torch.Tensor, noise: torch.Tensor,
                     timesteps: torch.Tensor) -> torch.Tensor:
     """``scheduler.add_noise`` in one fused pass: sqrt(ᾱ[t])·x0 + sqrt(1 − ᾱ[t])·ε."""
     x0, noise, t = _as_stock_call(original_samples, noise, timesteps)
-    return q_sample(x0, t, _alphas_cumprod(scheduler), noise)
+    return cast(torch.Tensor, q_sample(x0, t, _alphas_cumprod(scheduler), noise))
 
 
-def fused_get_velocity(scheduler, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+def fused_get_velocity(scheduler: Any, sample: torch.Tensor, noise: torch.Tensor,
+                       timesteps: torch.Tensor) -> torch.Tensor:
     """``scheduler.get_velocity`` in one fused pass: sqrt(ᾱ[t])·ε − sqrt(1 − ᾱ[t])·x0."""
     x0, noise, t = _as_stock_call(sample, noise, timesteps)
     return get_velocity(x0, noise, t, _alphas_cumprod(scheduler))
 
 
-def patch(scheduler):
+def patch(scheduler: SchedulerT) -> SchedulerT:
     """Route this scheduler instance's ``add_noise`` and ``get_velocity`` to the fused kernel; returns it.
 
     Raises UnsupportedSchedulerError for a scheduler whose add_noise is not the
@@ -134,39 +142,40 @@ def patch(scheduler):
     if not _runs_stock(scheduler, "add_noise"):
         raise UnsupportedSchedulerError(_refusal(type(scheduler).__name__))
     _alphas_cumprod(scheduler)
-    scheduler.add_noise = types.MethodType(fused_add_noise, scheduler)
+    setattr(scheduler, "add_noise", types.MethodType(fused_add_noise, scheduler))
     if _runs_stock(scheduler, "get_velocity"):
-        scheduler.get_velocity = types.MethodType(fused_get_velocity, scheduler)
+        setattr(scheduler, "get_velocity", types.MethodType(fused_get_velocity, scheduler))
     return scheduler
 
 
-def _rebuild(base_name: str):
-    cls = _fused_class(base_name)
+def _rebuild(base_name: str) -> Any:
+    cls: Any = _fused_class(base_name)
     return cls.__new__(cls)
 
 
 class _FusedNoising:
     add_noise = fused_add_noise
+    _fused_base: str  # the stock class's name, set on each fused class
 
     def __repr__(self) -> str:
         return f"Fused{super().__repr__()}"
 
-    def __reduce_ex__(self, protocol):
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         # The class presents itself as the stock one (below); pickles name this module instead.
         return _rebuild, (self._fused_base,), self.__dict__.copy()
 
 
-_CLASSES: dict = {}
+_CLASSES: dict[str, type] = {}
 
 
-def _fused_class(base_name: str):
+def _fused_class(base_name: str) -> type:
     if base_name in _CLASSES:
         return _CLASSES[base_name]
     base = _stock_class(base_name) if base_name in FUSED_SCHEDULERS else None
     if base is None:
         raise UnsupportedSchedulerError(_refusal(base_name) if base_name not in FUSED_SCHEDULERS else
                                         f"{base_name} is not in the installed diffusers")
-    namespace = {
+    namespace: dict[str, Any] = {
         "__doc__": f"diffusers' {base_name} with add_noise and get_velocity on the fused kernel.",
         # Saved configs and pipelines' model_index.json name the class by __module__ and __name__:
         # presenting the stock ones makes a saved pipeline load with stock diffusers.
@@ -181,7 +190,7 @@ def _fused_class(base_name: str):
     return cls
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> type:
     # FusedDDPMScheduler, FusedDDIMScheduler, ...: built on first use so that importing
     # this module does not import diffusers.
     if name.startswith("Fused") and name.endswith("Scheduler"):

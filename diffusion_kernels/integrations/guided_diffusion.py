@@ -22,7 +22,8 @@ inside ``torch.compile(fullgraph=True)`` traces no numpy.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from ..forms import Form as _Form
 from ..forms import table_form
 from ..runner import run as _run
 from ..checks import check_noise, check_t, check_x0
+from ..hints import Device, Timesteps
 from ..reference import broadcast_t
 
 # The tables the fused methods read: name -> (their array, what is taken of it in float64).
@@ -49,7 +51,7 @@ _TABLES = {
 class _Converted(NamedTuple):
     array: np.ndarray  # the instance's array the entry was made from
     values: np.ndarray  # a copy of its values then
-    per_device: dict  # device -> float32 tensor
+    per_device: dict[object, torch.Tensor]  # device -> float32 tensor (and "float64": the values)
 
 
 def _float32_result(x: torch.Tensor) -> torch.Tensor:
@@ -64,12 +66,12 @@ class FusedForwardProcess:
     guided-diffusion's and improved-diffusion's ``GaussianDiffusion`` have.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for name in _TABLES:
             self._fused_table(name, "cpu")
 
-    def _fused_table(self, name: str, device) -> torch.Tensor:
+    def _fused_table(self, name: str, device: Device) -> torch.Tensor:
         """The table ``name`` (of _TABLES) as a float32 tensor on ``device``."""
         cache = self.__dict__.setdefault("_fused_cache", {})
         device = torch.device(device)
@@ -92,30 +94,32 @@ class FusedForwardProcess:
                 tensor = entry.per_device[device] = entry.per_device["float64"].to(device=device, dtype=torch.float32)
         return tensor
 
-    def _fused_expand(self, name: str, t: torch.Tensor, shape) -> torch.Tensor:
+    def _fused_expand(self, name: str, t: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         """Their ``_extract_into_tensor(self.<name>, t, shape)``."""
         values = self._fused_table(name, t.device)[t]
         return broadcast_t(values, len(shape)).expand(shape)
 
-    def _fused_sample(self, x_start, t, noise):
+    def _fused_sample(self, x_start: torch.Tensor, t: Timesteps, noise: torch.Tensor | None) -> torch.Tensor:
         x_start = _float32_result(check_x0(x_start, "x_start"))
         noise = check_noise(noise if noise is None else noise.to(x_start.dtype), x_start)
         form = table_form(x_start, t, self._fused_table("sqrt_alphas_cumprod", x_start.device),
                           self._fused_table("sqrt_one_minus_alphas_cumprod", x_start.device), noise=noise)
-        return _run(x_start, noise, form, seed=None, generator=None, return_noise=False, return_v=False,
-                    backend="auto", stream=None)
+        return cast(torch.Tensor, _run(x_start, noise, form, seed=None, generator=None, return_noise=False,
+                                       return_v=False, backend="auto", stream=None))
 
-    def q_sample(self, x_start, t, noise=None):
+    def q_sample(self, x_start: torch.Tensor, t: Timesteps, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Sample q(x_t | x_0); ``t`` is a (N,) tensor of step indices, 0 meaning one step."""
         return self._fused_sample(x_start, t, noise)
 
-    def q_mean_variance(self, x_start, t):
+    def q_mean_variance(self, x_start: torch.Tensor, t: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(mean, variance, log_variance) of q(x_t | x_0), all of x_start's shape."""
         mean = self._fused_sample(x_start, t, torch.zeros_like(x_start))
         return (mean, self._fused_expand("variance", t, x_start.shape),
                 self._fused_expand("log_one_minus_alphas_cumprod", t, x_start.shape))
 
-    def q_posterior_mean_variance(self, x_start, x_t, t):
+    def q_posterior_mean_variance(self, x_start: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+                                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(posterior_mean, posterior_variance, posterior_log_variance_clipped) of q(x_{t−1} | x_t, x_0).
 
         The mean coef1[t]·x_start + coef2[t]·x_t is one fused pass: the noising
@@ -130,14 +134,14 @@ class FusedForwardProcess:
         coef2 = self._fused_table("posterior_mean_coef2", device)
         index = check_t(t, x_start, coef1.numel(), check_range=not torch.compiler.is_compiling())
 
-        def textbook(x0, xt):
+        def textbook(x0: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
             idx = index.clamp(0, coef1.numel() - 1).to(device)
             c1, c2 = broadcast_t(coef1[idx], x0.ndim), broadcast_t(coef2[idx], x0.ndim)
             return (c1.to(x0.dtype) * x0 + c2.to(x0.dtype) * xt).to(x0.dtype)
 
         form = _Form(index, lambda dev: (coef1.to(dev), coef2.to(dev)), None, textbook, None, check_index=True)
-        mean = _run(x_start, x_t, form, seed=None, generator=None, return_noise=False, return_v=False,
-                    backend="auto", stream=None)
+        mean = cast(torch.Tensor, _run(x_start, x_t, form, seed=None, generator=None, return_noise=False,
+                                       return_v=False, backend="auto", stream=None))
         return (mean, self._fused_expand("posterior_variance", t, x_t.shape),
                 self._fused_expand("posterior_log_variance_clipped", t, x_t.shape))
 
@@ -145,7 +149,7 @@ class FusedForwardProcess:
 class GaussianDiffusionForward(FusedForwardProcess):
     """guided-diffusion's forward-process tables and methods, without their package."""
 
-    def __init__(self, betas):
+    def __init__(self, betas: np.ndarray | Sequence[float]) -> None:
         betas = np.array(betas, dtype=np.float64)
         if betas.ndim != 1 or betas.size == 0:
             raise ValueError(f"betas must be a non-empty 1-D array, got shape {betas.shape}")
