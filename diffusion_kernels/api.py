@@ -145,6 +145,7 @@ def _snapshot_step(step: object) -> int:
         raise TypeError(f"snapshot steps must be ints, got {step!r} ({type(step).__name__})") from None
 
 
+@cpu_noise.fork_safe
 def forward_trajectory(x0: torch.Tensor, schedule: Schedule, t_end: int, *, seed: Seed = None,
                        generator: torch.Generator | None = None, snapshots: Iterable[int] | None = None,
                        backend: str = "auto", stream: int | None = None

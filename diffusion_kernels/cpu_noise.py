@@ -15,6 +15,8 @@ import importlib.util
 import os
 import sys
 import threading
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 import torch
@@ -67,6 +69,34 @@ def _threads():
     with _PARALLEL:
         numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
         yield
+
+
+# Set in a child made by fork(): there a parallel torch op can hang for good (the parent's GNU OpenMP pool does
+# not survive the fork; DataLoader sets one thread in its workers for that reason).
+_FORKED = [False]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _FORKED.__setitem__(0, True))
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fork_safe(call: Callable[P, R]) -> Callable[P, R]:
+    """``call`` with torch on one thread while it runs, in a forked child only: the CPU path's own torch ops
+    (dtype conversions, copies, the reference's formulas) then cannot hang there. Elsewhere it costs one test."""
+    @functools.wraps(call)
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
+        if not _FORKED[0] or torch.get_num_threads() == 1:
+            return call(*args, **kwargs)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return call(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return wrapped
 
 
 def _threaded(n: int) -> bool:

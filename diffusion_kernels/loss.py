@@ -67,6 +67,7 @@ def _reference_loss(prediction: torch.Tensor, handle: NoiseHandle, target: objec
     return reduce(sums, prediction.numel() // rows, weights, reduction, handle.rows_shape)
 
 
+@cpu_noise.fork_safe
 def diffusion_loss(prediction: torch.Tensor, noised: NoiseHandle, *, target: str = "eps",
                    x0: torch.Tensor | None = None, weighting: str | torch.Tensor | None = None,
                    snr_gamma: float = 5.0,

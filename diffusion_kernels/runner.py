@@ -61,6 +61,7 @@ def follow_layout(x: torch.Tensor, t):
     return t if target.stride() == t.stride() else target.copy_(t)
 
 
+@cpu_noise.fork_safe
 def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backend, stream,
          offset_strength: float = 0.0, perturbation: float = 0.0):
     if isinstance(return_noise, str):

@@ -42,6 +42,7 @@ def _shape(shape: Shape) -> torch.Size:
     return size
 
 
+@cpu_noise.fork_safe
 def _draws(shape: torch.Size, seed: Seed, generator: torch.Generator | None, stream: int | None, device: Device | None,
            backend: str, scheme: str = "uniform") -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(words as int64 in [0, 2**32), normals float32) of the sampling step word, ``shape`` each. Off the

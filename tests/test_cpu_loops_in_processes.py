@@ -59,10 +59,18 @@ def test_a_forking_dataloader_noises_in_its_workers():
 
 
 @pytest.mark.parametrize("before", ["threaded_call", "torch_parallel_op", "nothing"])
-def test_a_bare_fork_noises_in_the_child(before):
-    # The child sends its bytes back: it runs no parallel torch op of its own, which GNU OpenMP would hang.
+@pytest.mark.parametrize("call", ["float32", "bfloat16_with_v"])
+def test_a_bare_fork_noises_in_the_child(before, call):
+    # The child sends its bytes back: it runs no parallel torch op of its own, which GNU OpenMP would hang; the
+    # call's own conversions and formulas (bfloat16 I/O, the v-target's reference formulas) run in it.
     out = _passed(_run(f"""
-        expected = noised()
+        xb = x.bfloat16()
+        def noised_in(kind):
+            if kind == "float32":
+                return noised().numpy().tobytes()
+            x_t, v = dk.q_sample(xb, t, S, seed=7, return_v=True, backend="cpu")
+            return x_t.view(torch.int16).numpy().tobytes() + v.view(torch.int16).numpy().tobytes()
+        expected = noised_in("{call}")
         if "{before}" == "torch_parallel_op":
             torch.randn(512, 512) @ torch.randn(512, 512)
         elif "{before}" == "threaded_call":
@@ -70,13 +78,12 @@ def test_a_bare_fork_noises_in_the_child(before):
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            os.write(w, noised().numpy().tobytes())
+            os.write(w, noised_in("{call}"))
             os._exit(0)
         os.close(w)
         data = b"".join(iter(lambda: os.read(r, 1 << 16), b""))
         _, status = os.waitpid(pid, 0)
-        child = torch.frombuffer(bytearray(data), dtype=torch.float32).reshape(x.shape)
-        print(status, torch.equal(child, expected))
+        print(status, data == expected)
     """))
     assert out.split() == ["0", "True"]
 

@@ -46,7 +46,8 @@ def plot(record: dict, path: Path) -> Path:
     fig.suptitle(f"noising and loss bandwidth on {env['device']}\n{env['date'][:10]}, torch {env['torch']}, "
                  f"triton {env['triton']}", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.legend(labels.values(), labels.keys(), loc="lower center", ncol=min(len(labels), 5), fontsize=8)
+    if labels:  # a record of untimed rows alone (the interpreter's) draws no line
+        fig.legend(labels.values(), labels.keys(), loc="lower center", ncol=min(len(labels), 5), fontsize=8)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
