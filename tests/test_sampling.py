@@ -204,3 +204,15 @@ def test_script_recipe_draws_and_weighs_as_diffusers_scripts(weighting_scheme):
 def test_an_unknown_script_weighting_scheme_is_named():
     with pytest.raises(ValueError, match="unknown weighting_scheme 'cos'"):
         dk.script_recipe("cos")
+
+
+def test_the_readme_maps_every_weighting_scheme_as_script_recipe_does():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = dict((name, (scheme, None if weighting == "None" else weighting.strip('"')))
+                for name, scheme, weighting in re.findall(r'^\| `(\w+)` \| `"(\w+)"` \| `("?\w+"?)` \|$', text, re.M))
+    assert rows == sampling.SCRIPT_WEIGHTING_SCHEMES
+    # and the README says what min-SNR does at SNR = 0, where diffusers' scripts divide 0 by 0
+    assert "0/0, a NaN" in text and "ε weight 1 there" in text
