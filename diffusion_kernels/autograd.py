@@ -9,6 +9,7 @@ from . import checks, launch, reference
 
 # (x_t, ε or None, v or None): what the noising Function returns.
 Outputs = Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]
+Opt = Optional[torch.Tensor]
 
 
 def _fwd(*args: Any) -> Any:
@@ -38,7 +39,8 @@ def _table_grad(table: torch.Tensor | None, t_rows: torch.Tensor, row_sums: torc
     return torch.zeros(table.numel(), dtype=torch.float32, device=row_sums.device).index_add_(0, t_rows, row_sums)
 
 
-def _forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None, d: torch.Tensor | None, noise: torch.Tensor | None, seed_parts: tuple[Any, int, int],
+def _forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: Opt, d: Opt, noise: Opt,
+             seed_parts: tuple[Any, int, int],
              stream: int, offset_strength: float, return_noise: bool, return_v: bool, check_t: bool,
              perturbation: float = 0.0) -> Outputs:
     """(out, ε or None, v or None) from one launch of the fused forward kernel."""
@@ -48,7 +50,8 @@ def _forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.T
     return out, (eps if return_noise and noise is None else None), (v if return_v else None)
 
 
-def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None, d: torch.Tensor | None, noise: torch.Tensor | None, seed: int | torch.Tensor,
+def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: Opt, d: Opt, noise: Opt,
+                 seed: int | torch.Tensor,
                  stream: int, offset_strength: float, return_noise: bool, return_v: bool, check_t: bool = False,
                  perturbation: float = 0.0) -> Outputs:
     """QSample.apply, or the launch alone when nothing needs a gradient: an inference or data-noising
@@ -74,7 +77,8 @@ class QSample(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None, d: torch.Tensor | None, noise: torch.Tensor | None, seed: int | torch.Tensor,
+    def forward(ctx: Any, x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: Opt, d: Opt,
+                noise: Opt, seed: int | torch.Tensor,
                 stream: int, offset_strength: float, return_noise: bool, return_v: bool, check_t: bool,
                 perturbation: float = 0.0) -> Outputs:
         seed_tensor, lo, hi = parts = launch.seed_parts(seed)
@@ -93,7 +97,7 @@ class QSample(torch.autograd.Function):
         return out, eps, v
 
     @staticmethod
-    def backward(ctx: Any, g: torch.Tensor | None, _g_eps: torch.Tensor | None, g_v: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    def backward(ctx: Any, g: Opt, _g_eps: Opt, g_v: Opt) -> tuple[Opt, ...]:
         t_rows, a, b, c, d, x0, noise, seed_tensor = ctx.saved_tensors
         if g is None and g_v is None:
             return (None,) * 14
@@ -123,8 +127,8 @@ def _per_row(values: torch.Tensor, t_rows: torch.Tensor, like: torch.Tensor) -> 
     return values.to(torch.float32)[t_rows].unsqueeze(1)
 
 
-def _differentiable_backward(ctx: Any, g: torch.Tensor | None, g_v: torch.Tensor | None, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None, d: torch.Tensor | None, x0: torch.Tensor | None,
-                             noise: torch.Tensor | None, seed_tensor: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+def _differentiable_backward(ctx: Any, g: Opt, g_v: Opt, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                             c: Opt, d: Opt, x0: Opt, noise: Opt, seed_tensor: Opt) -> tuple[Opt, ...]:
     rows = t_rows.numel()
     like = cast(torch.Tensor, g if g is not None else g_v)  # the Function's backward never passes both None
     shape = like.shape

@@ -2,6 +2,8 @@
 targets, weighted per sample) and ``noise_mse`` (its ε, unweighted case). ε and the target are never stored."""
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
 from . import backend as backends
@@ -58,8 +60,9 @@ def _reference_loss(prediction: torch.Tensor, handle: NoiseHandle, target: objec
             eps = handle.materialize(torch.float32)
         eps = eps.to(prediction.device, compute).reshape(rows, -1)
         residual = residual - (eps if target.eps_scale is None else target.eps_scale.to(compute)[:, None] * eps)
-    if target.x0_scale is not None and x0 is not None:
-        residual = residual - target.x0_scale.to(compute)[:, None] * x0.to(compute).reshape(rows, -1)
+    if target.x0_scale is not None:  # diffusion_loss has checked that x0 was given
+        x0_rows = cast(torch.Tensor, x0).to(compute).reshape(rows, -1)
+        residual = residual - target.x0_scale.to(compute)[:, None] * x0_rows
     sums = (residual * residual).sum(1)
     # The loss's dtype is the computation's (float32, float64 for a float64 prediction) on every backend,
     # whatever the weighting tensor's dtype.

@@ -90,8 +90,9 @@ def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backen
         # one sample: every vmapped sample would get the same ε.
         raise RuntimeError("drawing noise inside torch.vmap would give every vmapped sample the same ε; pass "
                            "noise=..., or noise the whole batch outside vmap")
-    checks.refuse_perturbation_grad(perturbation, torch.is_grad_enabled() and any(
-        isinstance(t, torch.Tensor) and t.requires_grad for t in form.inputs))
+    if perturbation != 0.0:
+        checks.refuse_perturbation_grad(perturbation, torch.is_grad_enabled() and any(
+            isinstance(t, torch.Tensor) and t.requires_grad for t in form.inputs))
     call_seed = resolve_seed(seed, generator, x.device, chosen) if noise is None else 0
 
     done = None
