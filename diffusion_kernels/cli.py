@@ -110,8 +110,7 @@ def cmd_bench(args) -> int:
     from . import bench
 
     # On a CPU, what is not asked for by name is the CPU user's minute (bench/spec.py's CPU_DEFAULTS).
-    defaults = bench.CPU_DEFAULTS if device.type == "cpu" else dict(
-        dtypes=("float32", "bfloat16", "float16"), modes=bench.MODES, providers=bench.PROVIDERS)
+    defaults = bench.CPU_DEFAULTS if device.type == "cpu" else bench.GPU_DEFAULTS
     dtypes = [DTYPES[d] for d in (args.dtype or defaults["dtypes"])]
     modes = tuple(args.modes or defaults["modes"])
     providers = tuple(args.providers or defaults["providers"])

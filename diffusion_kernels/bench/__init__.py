@@ -33,7 +33,8 @@ import importlib
 # the sweep's choices (spec) before torch is imported.
 _EXPORTS = {
     **dict.fromkeys(("MODES", "NOISING_MODES", "TRAINING_MODES", "PROVIDERS", "PASSES", "LAYOUTS", "GPU_SIZES", "CPU_SIZES",
-                     "DTYPE_NAMES", "SMALL_LATENTS", "TRAJECTORY_STEPS", "CPU_DEFAULTS", "estimate_seconds",
+                     "DTYPE_NAMES", "SMALL_LATENTS", "TRAJECTORY_STEPS", "CPU_DEFAULTS", "GPU_DEFAULTS",
+                     "estimate_seconds",
                      "TILE_CONSTANTS", "batch_shape", "check_tiles"), "spec"),
     **dict.fromkeys(("DTYPES", "cases", "compiled_providers", "diffusers_scheduler", "compile_settings"),
                     "providers"),

@@ -33,6 +33,8 @@ def estimate_seconds(cases: int, reps: int, cpu: bool) -> float:
     and on a CPU also times 200 calls of host work (bench/timing.py)."""
     return cases * (1.2 * reps + (300 if cpu else 50)) / 1e3
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
+# What a plain `bench` runs on a GPU: everything.
+GPU_DEFAULTS = dict(dtypes=DTYPE_NAMES, modes=MODES, providers=PROVIDERS)
 TILE_CONSTANTS = ("BLOCK_QUADS", "BLOCK_QUADS_PAIRED", "BLOCK_QUADS_STRIDED", "NUM_WARPS")
 
 
