@@ -5,7 +5,7 @@ import sys
 import pytest
 
 
-from diffusion_kernels import cli
+from diffusion_kernels import cli, cpu_noise
 
 
 def test_validate_passes_and_reports(capsys, device):
@@ -45,7 +45,7 @@ def test_failed_check_gives_status_1(monkeypatch, capsys, device):
 def test_a_missing_extra_is_named_in_one_line(monkeypatch, capsys, command, extra):
     import importlib.util
 
-    from diffusion_kernels import cli
+    from diffusion_kernels import cli, cpu_noise
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" or
@@ -133,7 +133,7 @@ def test_version_prints_the_packages_version(capsys):
     assert capsys.readouterr().out.strip() == f"diffusion-kernels {diffusion_kernels.__version__}"
 
 
-@pytest.mark.skipif(not __import__("diffusion_kernels").cpu_noise.available(), reason="the cpu backend needs numba")
+@pytest.mark.skipif(not cpu_noise.available(), reason="the cpu backend needs numba")
 def test_validate_runs_on_the_cpu_backend(capsys):
     assert cli.main(["validate", "--device", "cpu", "--backend", "cpu", "--numel", "4096", "--dtype", "fp32",
                      "--quiet"]) == 0
