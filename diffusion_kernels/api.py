@@ -7,10 +7,10 @@ from collections.abc import Iterable
 import torch
 
 from . import backend as backends
-from . import checks, cpu_noise, launch, reference, seeding
+from . import checks, cpu_noise, launch, reference, seeding, sharding
 from .forms import FLOAT32_MAX, Form, alphas_of, clamped, compiling, ddpm_form, raw_tables, sigma_form
-from .hints import Device, Noised, ReturnNoise, Schedule, Seed, Sigma, Timesteps
-from .runner import NoiseHandle, resolve_seed, run
+from .hints import Device, Noised, ReturnNoise, Schedule, Seed, Shape, Sigma, Timesteps
+from .runner import NoiseHandle, check_stream, drawer, resolve_seed, run
 from .schedules import NoiseSchedule, coefficient_tables
 
 __all__ = ["NoiseHandle", "q_sample", "get_velocity", "flow_match_sample", "edm_sample", "forward_step",
@@ -20,7 +20,8 @@ __all__ = ["NoiseHandle", "q_sample", "get_velocity", "flow_match_sample", "edm_
 def q_sample(x0: torch.Tensor, t: Timesteps, schedule: Schedule, noise: torch.Tensor | None = None, *,
              seed: Seed = None, generator: torch.Generator | None = None, return_noise: ReturnNoise = False,
              return_v: bool = False, offset_noise: float = 0.0, input_perturbation: float = 0.0,
-             backend: str = "auto", check_t: bool = True, stream: int | None = None) -> Noised:
+             backend: str = "auto", check_t: bool = True, stream: int | None = None,
+             global_shape: Shape | None = None, global_offset: Shape | None = None) -> Noised:
     """Noise ``x0`` to step ``t``: x_t = sqrt(ᾱ[t])·x0 + sqrt(1 − ᾱ[t])·ε.
 
     Args:
@@ -53,13 +54,20 @@ def q_sample(x0: torch.Tensor, t: Timesteps, schedule: Schedule, noise: torch.Te
             PyTorch's indexing does). Skipped under torch.compile. Unchecked
             values are clamped inside the kernel, never read out of bounds.
         stream: the Philox stream word in [0, 2**32); default the rank of an
-            initialised torch.distributed group, else 0.
+            initialised torch.distributed group, else 0 (and 0 with ``global_shape``).
+        global_shape, global_offset: ``x0`` is the block of a global tensor of ``global_shape`` that
+            starts at ``global_offset`` (one int per dim): each element draws the noise of its global
+            position, so any split of a batch over processes draws what one process draws for the whole
+            batch. ``t`` is the block's own (its slice of the global t); offset noise and input
+            perturbation follow the global positions too. See README, "Training on many GPUs".
     """
     x0 = checks.check_x0(x0)
     noise = checks.check_noise(noise, x0)
+    block = sharding.block_of(x0.shape, global_shape, global_offset)
     form = ddpm_form(x0, t, schedule, check_t=check_t, noise=noise)
     return run(x0, noise, form, seed=seed, generator=generator, return_noise=return_noise, return_v=return_v,
-                backend=backend, stream=stream, offset_strength=offset_noise, perturbation=input_perturbation)
+                backend=backend, stream=stream, offset_strength=offset_noise, perturbation=input_perturbation,
+                block=block)
 
 
 def get_velocity(x0: torch.Tensor, noise: torch.Tensor, t: Timesteps, schedule: Schedule, *,
@@ -78,7 +86,8 @@ def get_velocity(x0: torch.Tensor, noise: torch.Tensor, t: Timesteps, schedule: 
 def flow_match_sample(x0: torch.Tensor, sigma: Sigma, noise: torch.Tensor | None = None, *, seed: Seed = None,
                       generator: torch.Generator | None = None, return_noise: ReturnNoise = False,
                       return_v: bool = False, backend: str = "auto", check_sigma: bool = True,
-                      stream: int | None = None) -> Noised:
+                      stream: int | None = None, global_shape: Shape | None = None,
+                      global_offset: Shape | None = None) -> Noised:
     """Flow matching / rectified flow: x_σ = (1 − σ)·x0 + σ·ε (diffusers' ``scale_noise``).
 
     ``sigma`` in [0, 1] is a float or a tensor of shape () or a leading prefix
@@ -87,6 +96,7 @@ def flow_match_sample(x0: torch.Tensor, sigma: Sigma, noise: torch.Tensor | None
     """
     x0 = checks.check_x0(x0)
     noise = checks.check_noise(noise, x0)
+    block = sharding.block_of(x0.shape, global_shape, global_offset)
     index, tables, velocity_tables = sigma_form(x0, sigma, lo=0.0, hi=1.0, name="flow matching",
                                                  check=check_sigma, signal=lambda s: 1.0 - s, velocity=True)
     form = Form(index, tables, velocity_tables, lambda x, eps: reference.flow_match_sample(x, sigma, eps),
@@ -94,27 +104,31 @@ def flow_match_sample(x0: torch.Tensor, sigma: Sigma, noise: torch.Tensor | None
                                  - x.to(torch.promote_types(x.dtype, torch.float32))).to(x.dtype),
                  inputs=(sigma,), objective="flow")
     return run(x0, noise, form, seed=seed, generator=generator, return_noise=return_noise, return_v=return_v,
-                backend=backend, stream=stream)
+                backend=backend, stream=stream, block=block)
 
 
 def edm_sample(x0: torch.Tensor, sigma: Sigma, noise: torch.Tensor | None = None, *, seed: Seed = None,
                generator: torch.Generator | None = None, return_noise: ReturnNoise = False, backend: str = "auto",
-               check_sigma: bool = True, stream: int | None = None) -> Noised:
-    """EDM / k-diffusion noising: x_σ = x0 + σ·ε, with ``sigma`` ≥ 0 per sample (or any leading prefix)."""
+               check_sigma: bool = True, stream: int | None = None, global_shape: Shape | None = None,
+               global_offset: Shape | None = None) -> Noised:
+    """EDM / k-diffusion noising: x_σ = x0 + σ·ε, with ``sigma`` ≥ 0 per sample (or any leading prefix).
+    Arguments as in :func:`q_sample`."""
     x0 = checks.check_x0(x0)
     noise = checks.check_noise(noise, x0)
+    block = sharding.block_of(x0.shape, global_shape, global_offset)
     # Bounded by float32's largest value: the kernel's coefficient tables are float32.
     index, tables, _ = sigma_form(x0, sigma, lo=0.0, hi=FLOAT32_MAX, name="EDM", check=check_sigma,
                                    signal=torch.ones_like, velocity=False)
     form = Form(index, tables, None, lambda x, eps: reference.edm_sample(x, sigma, eps), None, inputs=(sigma,),
                  objective="edm")
     return run(x0, noise, form, seed=seed, generator=generator, return_noise=return_noise, return_v=False,
-                backend=backend, stream=stream)
+                backend=backend, stream=stream, block=block)
 
 
 def forward_step(x_prev: torch.Tensor, t: Timesteps, schedule: Schedule, noise: torch.Tensor | None = None, *,
                  seed: Seed = None, generator: torch.Generator | None = None, return_noise: ReturnNoise = False,
-                 backend: str = "auto", check_t: bool = True, stream: int | None = None) -> Noised:
+                 backend: str = "auto", check_t: bool = True, stream: int | None = None,
+                 global_shape: Shape | None = None, global_offset: Shape | None = None) -> Noised:
     """One step of the forward process, x_t ~ q(x_t | x_{t−1}) = N(sqrt(α_t)·x_{t−1}, β_t·I).
 
     Steps are 0-indexed like the schedule's tables: applying t = 0, 1, …, k to
@@ -123,6 +137,7 @@ def forward_step(x_prev: torch.Tensor, t: Timesteps, schedule: Schedule, noise: 
     """
     x_prev = checks.check_x0(x_prev, "x_prev")
     noise = checks.check_noise(noise, x_prev)
+    block = sharding.block_of(x_prev.shape, global_shape, global_offset)
     alphas = alphas_of(schedule)
     checks.check_devices(x_prev, noise, alphas, t)
     index = checks.check_t(t, x_prev, alphas.numel(), check_range=check_t and not compiling())
@@ -135,7 +150,7 @@ def forward_step(x_prev: torch.Tensor, t: Timesteps, schedule: Schedule, noise: 
                  lambda x, eps: reference.forward_step(x, clamped(index, alphas.numel()), alphas, eps), None,
                  check_index=check_t, inputs=(alphas,))
     return run(x_prev, noise, form, seed=seed, generator=generator, return_noise=return_noise, return_v=False,
-                backend=backend, stream=stream)
+                backend=backend, stream=stream, block=block)
 
 
 def _snapshot_step(step: object) -> int:
@@ -148,7 +163,8 @@ def _snapshot_step(step: object) -> int:
 @cpu_noise.fork_safe
 def forward_trajectory(x0: torch.Tensor, schedule: Schedule, t_end: int, *, seed: Seed = None,
                        generator: torch.Generator | None = None, snapshots: Iterable[int] | None = None,
-                       backend: str = "auto", stream: int | None = None
+                       backend: str = "auto", stream: int | None = None, global_shape: Shape | None = None,
+                       global_offset: Shape | None = None
                        ) -> torch.Tensor | tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """x_{t_end} by applying the forward steps 0 … t_end one after another, in one fused kernel.
 
@@ -163,6 +179,7 @@ def forward_trajectory(x0: torch.Tensor, schedule: Schedule, t_end: int, *, seed
     Other arguments as in :func:`q_sample`.
     """
     x0 = checks.check_x0(x0)
+    block = sharding.block_of(x0.shape, global_shape, global_offset)
     if not isinstance(schedule, NoiseSchedule):
         schedule = NoiseSchedule.from_alpha_bars(checks.alpha_bars_of(schedule))
     t_end = checks.check_int(t_end, "t_end")
@@ -172,17 +189,17 @@ def forward_trajectory(x0: torch.Tensor, schedule: Schedule, t_end: int, *, seed
     for s in steps:
         if not 0 <= s <= t_end:
             raise ValueError(f"snapshot step {s} is outside [0, t_end={t_end}]")
-    stream = seeding.check_stream(stream)
+    stream = check_stream(stream, block)
     chosen = backends.select(backend, x0)
     call_seed = resolve_seed(seed, generator, x0.device, chosen)
 
     if chosen in ("reference", "cpu"):
         x_end, kept = reference.forward_trajectory(x0, schedule.alphas, t_end, seed=call_seed, stream=stream,
-                                                   snapshots=steps,
-                                                   draw=cpu_noise.philox_normal if chosen == "cpu" else None)
+                                                   snapshots=steps, draw=drawer(chosen, block, x0.device, call_seed))
     else:
         sqrt_alpha, sqrt_beta = schedule.step_tables(x0.device)
+        runs = sharding.units_of(block, 0) if block is not None else None
         x_end, stacked = launch.forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end, seed=call_seed, stream=stream,
-                                                   snapshot_steps=steps)
+                                                   snapshot_steps=steps, runs=runs)
         kept = {s: stacked[k] for k, s in enumerate(steps)}
     return (x_end, kept) if snapshots is not None else x_end

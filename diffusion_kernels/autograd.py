@@ -42,27 +42,32 @@ def _table_grad(table: torch.Tensor | None, t_rows: torch.Tensor, row_sums: torc
 def _forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: Opt, d: Opt, noise: Opt,
              seed_parts: tuple[Any, int, int],
              stream: int, offset_strength: float, return_noise: bool, return_v: bool, check_t: bool,
-             perturbation: float = 0.0) -> Outputs:
-    """(out, ε or None, v or None) from one launch of the fused forward kernel."""
+             perturbation: float = 0.0, runs: Any = None) -> Outputs:
+    """(out, ε or None, v or None) from one launch of the fused forward kernel; ``runs`` (sharding.Units)
+    for a shard of a global tensor, ``t_rows`` then one entry per run."""
     seed_tensor, lo, hi = seed_parts
     out, eps, v = _fwd(x0, t_rows, a, b, c, d, noise, seed_tensor, lo, hi, stream, 0, offset_strength,
-                       return_noise and noise is None, return_v, 0, check_t, perturbation)
+                       return_noise and noise is None, return_v, 0, check_t, perturbation, _table(runs, x0))
     return out, (eps if return_noise and noise is None else None), (v if return_v else None)
+
+
+def _table(runs: Any, like: torch.Tensor) -> torch.Tensor | None:
+    return None if runs is None else runs.table(like.device)
 
 
 def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: Opt, d: Opt, noise: Opt,
                  seed: int | torch.Tensor,
                  stream: int, offset_strength: float, return_noise: bool, return_v: bool, check_t: bool = False,
-                 perturbation: float = 0.0) -> Outputs:
+                 perturbation: float = 0.0, runs: Any = None) -> Outputs:
     """QSample.apply, or the launch alone when nothing needs a gradient: an inference or data-noising
     call then skips the autograd Function's bookkeeping, a few microseconds a small batch would feel."""
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x0, a, b, c, d, noise))
     if needs_grad or torch.compiler.is_compiling():
         return QSample.apply(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v,
-                             check_t, perturbation)
+                             check_t, perturbation, runs)
     return _forward(x0, t_rows, a, b, c, d, noise, launch.seed_parts(seed), stream, offset_strength, return_noise,
-                    return_v, check_t, perturbation)
+                    return_v, check_t, perturbation, runs)
 
 
 class QSample(torch.autograd.Function):
@@ -80,10 +85,11 @@ class QSample(torch.autograd.Function):
     def forward(ctx: Any, x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: Opt, d: Opt,
                 noise: Opt, seed: int | torch.Tensor,
                 stream: int, offset_strength: float, return_noise: bool, return_v: bool, check_t: bool,
-                perturbation: float = 0.0) -> Outputs:
+                perturbation: float = 0.0, runs: Any = None) -> Outputs:
         seed_tensor, lo, hi = parts = launch.seed_parts(seed)
         out, eps, v = _forward(x0, t_rows, a, b, c, d, noise, parts, stream, offset_strength, return_noise, return_v,
-                               check_t, perturbation)
+                               check_t, perturbation, runs)
+        ctx.runs = runs
         tables_need_grad = any(ctx.needs_input_grad[i] for i in (2, 3, 4, 5))
         checks.refuse_perturbation_grad(perturbation, tables_need_grad)
         saved = (t_rows, a, b, c, d, x0 if tables_need_grad else None, noise if tables_need_grad else None,
@@ -100,7 +106,7 @@ class QSample(torch.autograd.Function):
     def backward(ctx: Any, g: Opt, _g_eps: Opt, g_v: Opt) -> tuple[Opt, ...]:
         t_rows, a, b, c, d, x0, noise, seed_tensor = ctx.saved_tensors
         if g is None and g_v is None:
-            return (None,) * 14
+            return (None,) * 15
         if torch.is_grad_enabled():
             # backward(create_graph=True): the gradient must itself be differentiable, so it is
             # built from PyTorch operations (the same values as the fused backward).
@@ -113,13 +119,14 @@ class QSample(torch.autograd.Function):
         gx, gn, sums = _bwd(first, second, t_rows, ta, tb, tc, td, x0, noise, seed_tensor, ctx.seed_lo,
                             ctx.seed_hi, ctx.stream, 0, ctx.offset_strength,
                             ctx.x0_dtype if ctx.needs_input_grad[0] else None,
-                            ctx.noise_dtype if ctx.needs_input_grad[6] else None, need_tables, 0)
+                            ctx.noise_dtype if ctx.needs_input_grad[6] else None, need_tables, 0,
+                            _table(ctx.runs, first))
         grads: list[torch.Tensor | None] = [None] * 4
         if need_tables:
             cols = (2, 3, 0, 1) if swap else (0, 1, 2, 3)
             grads = [_table_grad(tab, t_rows, sums[:, col]) for tab, col in zip((a, b, c, d), cols)]
         return (gx if ctx.needs_input_grad[0] else None, None, *grads,
-                gn if ctx.needs_input_grad[6] else None, None, None, None, None, None, None, None)
+                gn if ctx.needs_input_grad[6] else None, None, None, None, None, None, None, None, None)
 
 
 def _per_row(values: torch.Tensor, t_rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -150,8 +157,14 @@ def _differentiable_backward(ctx: Any, g: Opt, g_v: Opt, t_rows: torch.Tensor, a
         eps = noise
         if eps is None:
             seed = seed_tensor if seed_tensor is not None else (ctx.seed_hi % 2**32) << 32 | (ctx.seed_lo % 2**32)
-            eps = reference.drawn_noise(seed, shape, (rows,), stream=ctx.stream,
-                                        offset_strength=ctx.offset_strength, device=like.device)
+            runs = ctx.runs
+            if runs is None:
+                eps = reference.drawn_noise(seed, shape, (rows,), stream=ctx.stream,
+                                            offset_strength=ctx.offset_strength, device=like.device)
+            else:  # a shard: its runs are the rows here; ε and offset noise at the global positions
+                eps = reference.drawn_noise(seed, shape, runs.block.shape[:runs.rows_ndim], stream=ctx.stream,
+                                            offset_strength=ctx.offset_strength, device=like.device,
+                                            draw=reference.block_drawer(runs.block, device=like.device))
         x_rows, eps_rows = cast(torch.Tensor, x0).reshape(rows, -1).float(), eps.reshape(rows, -1).float()
         sums = []
         for upstream in (flat_g, flat_gv):
@@ -162,4 +175,4 @@ def _differentiable_backward(ctx: Any, g: Opt, g_v: Opt, t_rows: torch.Tensor, a
             if table is not None and table.requires_grad and row_sums is not None:
                 grads[k] = torch.zeros(table.numel(), dtype=torch.float32, device=like.device).index_add(
                     0, t_rows, row_sums)
-    return (gx, None, *grads, gn, None, None, None, None, None, None, None)
+    return (gx, None, *grads, gn, None, None, None, None, None, None, None, None)

@@ -172,6 +172,21 @@ def normals_parallel(out, chunk, first_quad, k0, k1, stream, step):
 
 
 @jit(parallel=True)
+def normals_runs(out, starts, length, k0, k1, stream, step):
+    """out[i·length … (i+1)·length) = the normals at global positions starts[i] … starts[i] + length: the runs
+    of a shard (sharding.Units), each drawn on whole quads into a buffer and cut to its lanes."""
+    for i in numba.prange(starts.shape[0]):
+        s = starts[i]
+        q0 = s // 4
+        quads = (s + length + 3) // 4 - q0
+        buf = np.empty(4 * quads, dtype=np.float32)
+        normals_range(buf, 0, quads, q0, k0, k1, stream, step)
+        skip = s - 4 * q0
+        for j in range(length):
+            out[i * length + j] = buf[skip + j]
+
+
+@jit(parallel=True)
 def words(out, first_quad, k0, k1, stream, step):
     for q in numba.prange(out.shape[0]):
         quad = np.uint64(first_quad + q)

@@ -142,6 +142,21 @@ def philox_normal(seed: int, shape, *, stream: int = 0, step: int = 0, offset: i
     return eps if dtype == torch.float32 else eps.to(dtype)
 
 
+def block_normal(seed: int, block, *, stream: int = 0, step: int = 0, dtype=torch.float32) -> torch.Tensor:
+    """``reference.block_drawer``'s draw on the CPU loop: the normals of a shard's global positions
+    (sharding.Block), in the local tensor's row-major order."""
+    from . import sharding
+
+    runs = sharding.units_of(block, 0)
+    out = np.empty(runs.count * runs.length, dtype=np.float32)
+    if out.size:
+        with _threads():
+            _loop("normals_runs")(out, runs.starts.numpy(), np.int64(runs.length), *_key(seed),
+                                  np.uint32(stream & 0xFFFFFFFF), np.uint32(step & 0xFFFFFFFF))
+    eps = torch.from_numpy(out).reshape(block.shape)
+    return eps if dtype == torch.float32 else eps.to(dtype)
+
+
 def noise_affine(x: torch.Tensor, row_len: int, a: torch.Tensor, b: torch.Tensor, offset: torch.Tensor | None,
                  seed: int, stream: int, write_eps: bool):
     """q_sample's affine with the noise drawn in the same loop: ``x`` a contiguous float32 CPU tensor read

@@ -7,9 +7,9 @@ from typing import cast
 import torch
 
 from . import backend as backends
-from . import checks, cpu_noise, cpu_path, objectives, reference, transfer
+from . import checks, cpu_noise, cpu_path, objectives, reference, sharding, transfer
 from .loss_function import DiffusionLoss, reduce
-from .runner import NoiseHandle
+from .runner import NoiseHandle, drawer
 
 
 def _checked_handle(prediction: torch.Tensor, noised: object) -> NoiseHandle:
@@ -55,7 +55,8 @@ def _reference_loss(prediction: torch.Tensor, handle: NoiseHandle, target: objec
     if target.has_eps:
         if chosen == "cpu" and not isinstance(handle.seed, torch.Tensor):
             eps = reference.drawn_noise(handle.seed, handle.shape, handle.rows_shape, stream=handle.stream,
-                                        offset_strength=handle.offset_strength, draw=cpu_noise.philox_normal)
+                                        offset_strength=handle.offset_strength,
+                                        draw=drawer(chosen, handle.block, prediction.device, handle.seed))
         else:
             eps = handle.materialize(torch.float32)
         eps = eps.to(prediction.device, compute).reshape(rows, -1)
@@ -137,7 +138,8 @@ def diffusion_loss(prediction: torch.Tensor, noised: NoiseHandle, *, target: str
     chosen = backends.select(backend, prediction, *(t for t in (x0, weights) if t is not None))
     passes = None  # the kernels'
     if chosen == "cpu":
-        inputs = cpu_path.loss_inputs(prediction, x0, handle)
+        # The loop draws ε at its memory positions: a shard's global ones take the formula's path.
+        inputs = cpu_path.loss_inputs(prediction, x0, handle) if handle.block is None else None
         if inputs is None:
             return _reference_loss(prediction, handle, spec, x0, weights, reduction, chosen)
         (prediction, x0), passes = inputs, cpu_path.LOSS_PASSES
@@ -145,9 +147,10 @@ def diffusion_loss(prediction: torch.Tensor, noised: NoiseHandle, *, target: str
         return _reference_loss(prediction, handle, spec, x0, weights, reduction, chosen)
     seed_tensor = handle.seed if isinstance(handle.seed, torch.Tensor) else None
     rows = max(handle.rows_shape.numel(), 1)
+    runs = None if handle.block is None else sharding.units_of(handle.block, len(handle.rows_shape))
     return DiffusionLoss.apply(prediction, x0, weights, spec.eps_scale, spec.x0_scale, seed_tensor, handle.seed,
                                spec.has_eps, rows, handle.stream, handle.offset_strength, reduction,
-                               handle.rows_shape, passes)
+                               handle.rows_shape, passes, runs)
 
 
 def noise_mse(prediction: torch.Tensor, noised: NoiseHandle, *, reduction: str = "mean",

@@ -42,11 +42,13 @@ class DiffusionLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, prediction, x0, weights, eps_scale, x0_scale, seed_tensor, seed, has_eps, rows, stream,
-                offset_strength, reduction, rows_shape, passes=None):
+                offset_strength, reduction, rows_shape, passes=None, runs=None):
         seed = seed_tensor if seed_tensor is not None else seed
         target = launch.Target(has_eps, eps_scale, x0 if x0_scale is not None else None, x0_scale)
         forward_pass, ctx.backward_pass = passes or kernel_passes()
-        sums = forward_pass(prediction, rows, seed, stream, offset_strength, target)
+        # A shard of a global tensor (sharding.Units): the kernel passes take its runs as their rows.
+        ctx.runs = {} if runs is None else {"runs": runs}
+        sums = forward_pass(prediction, rows, seed, stream, offset_strength, target, **ctx.runs)
         row_len = prediction.numel() // rows
         ctx.save_for_backward(prediction, x0, weights, eps_scale, x0_scale, seed_tensor, sums)
         ctx.args = (seed, has_eps, rows, stream, offset_strength, reduction, row_len)
@@ -63,10 +65,10 @@ class DiffusionLoss(torch.autograd.Function):
         target = launch.Target(has_eps, eps_scale, x0 if x0_scale is not None else None, x0_scale)
         grad_pred = grad_x0 = grad_w = None
         if ctx.needs_input_grad[0]:
-            grad_pred = ctx.backward_pass(prediction, scale, rows, seed, stream, offset_strength, target)
+            grad_pred = ctx.backward_pass(prediction, scale, rows, seed, stream, offset_strength, target, **ctx.runs)
         if ctx.needs_input_grad[1] and x0_scale is not None:
             grad_x0 = ctx.backward_pass(prediction, -scale * x0_scale, rows, seed, stream, offset_strength,
-                                        target).to(x0.dtype)
+                                        target, **ctx.runs).to(x0.dtype)
         if ctx.needs_input_grad[2]:
             grad_w = (factor * sums).reshape(weights.shape).to(weights.dtype)
-        return grad_pred, grad_x0, grad_w, None, None, None, None, None, None, None, None, None, None, None
+        return grad_pred, grad_x0, grad_w, None, None, None, None, None, None, None, None, None, None, None, None

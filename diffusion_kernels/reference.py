@@ -101,6 +101,48 @@ def philox_normal(seed: Word, shape: Sequence[int], *, stream: int = 0, step: in
     return lanes[start:start + n].reshape(shape).to(dtype)
 
 
+def philox_normal_at(seed: Word, positions: torch.Tensor, *, stream: int = 0, step: int = 0,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The stream's normal at each int64 logical position in ``positions`` (any shape, any order): the
+    value :func:`philox_normal` gives element i of a tensor at i = position."""
+    quads = (positions >> 2).reshape(-1)
+    lane = (positions & 3).reshape(-1)
+    if quads.numel() == 0:
+        return torch.empty(positions.shape, device=positions.device, dtype=dtype)
+    if isinstance(seed, torch.Tensor):
+        seed = seed.to(device=quads.device, dtype=torch.int64).reshape(())
+    r0, r1, r2, r3 = philox4x32(quads & _MASK32, quads >> 32, torch.full_like(quads, stream),
+                                torch.full_like(quads, step & _MASK32), seed & _MASK32, seed >> 32)
+    n0, n1 = _box_muller(r0, r1)
+    n2, n3 = _box_muller(r2, r3)
+    lanes = torch.stack([n0, n1, n2, n3], dim=1)
+    return lanes.gather(1, lane[:, None]).reshape(positions.shape).to(dtype)
+
+
+def block_drawer(block, draw_at: Callable[..., torch.Tensor] | None = None, *,
+                 device: Device | None = None) -> Drawer:
+    """A drawer with :func:`philox_normal`'s signature for a local block of a global tensor
+    (sharding.Block): asked for the block's shape, or a leading part of it (offset noise's rows),
+    it draws the normals of those elements' global positions. ``draw_at(seed, block, stream=, step=,
+    dtype=)`` draws a block (default: :func:`philox_normal_at` over its positions on ``device``)."""
+    from . import sharding
+
+    def at_positions(seed, sub, *, stream=0, step=0, dtype=torch.float32):
+        return philox_normal_at(seed, sharding.positions(sub, device), stream=stream, step=step, dtype=dtype)
+
+    drawer = draw_at or at_positions
+
+    def draw(seed: Word, shape: Sequence[int], *, stream: int = 0, step: int = 0, offset: int = 0,
+             dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        shape = tuple(shape)
+        if offset or shape != block.shape[:len(shape)]:
+            raise ValueError(f"a block's drawer draws its block {block.shape} or a leading part of it, "
+                             f"not shape {shape} at offset {offset}")
+        return drawer(seed, block.leading(len(shape)), stream=stream, step=step, dtype=dtype)
+
+    return draw
+
+
 def drawn_noise(seed: Word, shape: Sequence[int], rows_shape: Sequence[int] = (), *, stream: int = 0,
                 offset_strength: float = 0.0, device: Device | None = None, dtype: torch.dtype = torch.float32,
                 draw: Drawer | None = None) -> torch.Tensor:

@@ -6,7 +6,7 @@ import dataclasses
 import torch
 
 from . import backend as backends
-from . import checks, cpu_noise, cpu_path, reference, seeding, transfer
+from . import checks, cpu_noise, cpu_path, reference, seeding, sharding, transfer
 from .autograd import noise_affine
 from .forms import Form, compiling
 
@@ -28,11 +28,30 @@ class NoiseHandle:
     device: torch.device
     # The noising form: its per-row coefficients and objective, for diffusion_loss's targets and weightings.
     form: Form | None = dataclasses.field(default=None, compare=False, repr=False)
+    # Where the noised tensor sits in a global one (global_shape=, global_offset=), or None.
+    block: sharding.Block | None = None
 
     def materialize(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """ε as a tensor, in ``dtype`` (default: the noised tensor's dtype)."""
         return reference.drawn_noise(self.seed, self.shape, self.rows_shape, stream=self.stream,
-                                     offset_strength=self.offset_strength, device=self.device).to(dtype or self.dtype)
+                                     offset_strength=self.offset_strength, device=self.device,
+                                     draw=drawer("reference", self.block, self.device)).to(dtype or self.dtype)
+
+
+def drawer(chosen: str, block: sharding.Block | None, device: torch.device, seed: object = 0):
+    """The drawer of the stream's normals (reference.philox_normal's signature) for a call on ``chosen``:
+    the compiled CPU loop's on 'cpu' (an int seed), else the reference's; for a shard (``block``) the
+    normals of its global positions. None means reference.philox_normal itself."""
+    compiled = chosen == "cpu" and not isinstance(seed, torch.Tensor)
+    if block is None:
+        return cpu_noise.philox_normal if compiled else None
+    return reference.block_drawer(block, cpu_noise.block_normal if compiled else None, device=device)
+
+
+def check_stream(stream, block: sharding.Block | None) -> int:
+    """The stream word: as given; by default the rank of a process group, except for a shard of a global
+    tensor, where positions, not ranks, separate the processes' noise (0)."""
+    return seeding.check_stream(0 if stream is None and block is not None else stream)
 
 
 def resolve_seed(seed, generator, device: torch.device, chosen: str):
@@ -63,7 +82,7 @@ def follow_layout(x: torch.Tensor, t):
 
 @cpu_noise.fork_safe
 def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backend, stream,
-         offset_strength: float = 0.0, perturbation: float = 0.0):
+         offset_strength: float = 0.0, perturbation: float = 0.0, block: sharding.Block | None = None):
     if isinstance(return_noise, str):
         if return_noise != "seed":
             raise ValueError(f"return_noise must be True, False or 'seed', got {return_noise!r}")
@@ -83,7 +102,10 @@ def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backen
         given += ["offset_noise"] if offset_strength != 0.0 else []
         raise ValueError(f"noise was given, so nothing is drawn: {', '.join(given)} would be ignored; "
                          "pass either noise or the drawing arguments")
-    stream = seeding.check_stream(stream)
+    if block is not None and noise is not None:
+        raise ValueError("global_shape and global_offset place the drawn noise at its global positions; with "
+                         "noise given nothing is drawn: leave them out")
+    stream = check_stream(stream, block)
     chosen = backends.select(backend, x, noise, *form.inputs)
     if noise is None and backends.under_vmap():
         # The stream is a function of the position in the tensor the call sees, which under vmap is
@@ -96,20 +118,20 @@ def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backen
     call_seed = resolve_seed(seed, generator, x.device, chosen) if noise is None else 0
 
     done = None
-    if chosen == "cpu" and noise is None and not return_v and perturbation == 0.0:
+    if chosen == "cpu" and noise is None and not return_v and perturbation == 0.0 and block is None:
         done = cpu_path.fused(x, form, call_seed, stream, offset_strength, return_noise is True)
     if done is not None:
         out, eps = done
         v = None
     elif chosen in ("reference", "cpu"):
         eps = noise
+        draw = drawer(chosen, block, x.device, call_seed)
         if eps is None:
             eps = reference.drawn_noise(call_seed, x.shape, form.index.shape, stream=stream,
                                         offset_strength=offset_strength, device=x.device,
-                                        dtype=torch.promote_types(x.dtype, torch.float32),
-                                        draw=cpu_noise.philox_normal if chosen == "cpu" else None)
-        noised = eps if perturbation == 0.0 else reference.perturbed_noise(
-            eps, call_seed, perturbation, stream=stream, draw=cpu_noise.philox_normal if chosen == "cpu" else None)
+                                        dtype=torch.promote_types(x.dtype, torch.float32), draw=draw)
+        noised = eps if perturbation == 0.0 else reference.perturbed_noise(eps, call_seed, perturbation,
+                                                                           stream=stream, draw=draw)
         out = form.reference(x, noised)
         v = form.reference_velocity(x, eps) if return_v else None
         eps = eps.to(x.dtype)
@@ -121,10 +143,14 @@ def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backen
             t_rows = t_rows.reshape(-1)
         if t_rows.numel() == 0:
             t_rows = t_rows.new_zeros(1)
+        runs = None
+        if block is not None and x.numel():
+            runs = sharding.units_of(block, form.index.ndim)
+            t_rows = t_rows.repeat_interleave(runs.per_row)  # the kernels' rows are the shard's runs
         out, eps, v = noise_affine(x, t_rows, a, b, c, d, noise, call_seed, stream, offset_strength,
                                    return_noise is True and noise is None, return_v,
                                    form.check_index and form.index.device.type == "cuda" and not compiling(),
-                                   perturbation)
+                                   perturbation, runs)
         if noise is not None:
             eps = noise
     if chosen != "triton":
@@ -135,7 +161,7 @@ def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backen
     result = [out]
     if return_noise == "seed":
         result.append(NoiseHandle(call_seed, stream, x.shape, form.index.shape, offset_strength, x.dtype, x.device,
-                                  form))
+                                  form, block))
     elif return_noise:
         result.append(eps)
     if return_v:

@@ -16,7 +16,7 @@ import triton.language as tl
 
 from .convert import to_output
 from .philox_normal import channels_last_noise, draw_noise, load_seed
-from .tiles import channels_last_tile, offset_like, row_tile, strided_offset, unravel
+from .tiles import channels_last_tile, noise_row, offset_like, row_tile, strided_offset, unravel
 
 # Same tiling as q_sample.py, for the same reason: the same Philox work per element.
 BLOCK_QUADS = 512
@@ -47,17 +47,19 @@ def _target(eps, x0, ce_ptr, cx_ptr, row, HAS_EPS: tl.constexpr, EPS_SCALED: tl.
 
 
 @triton.jit
-def _strided_residual(pred_ptr, x0_ptr, ce_ptr, cx_ptr, pos, mask, row, first_quad, seed, stream, offset_strength,
+def _strided_residual(pred_ptr, x0_ptr, ce_ptr, cx_ptr, pos, mask, row, orow, first_quad, seed, stream,
+                      offset_strength,
                       NDIM: tl.constexpr, SHARED_LAYOUT: tl.constexpr, ps0, ps1, ps2, ps3, ps4,
                       xs0, xs1, xs2, xs3, xs4, HAS_OFFSET: tl.constexpr, HAS_EPS: tl.constexpr,
                       EPS_SCALED: tl.constexpr, HAS_X0: tl.constexpr, BLOCK: tl.constexpr, MATH: tl.constexpr,
                       PAIRED: tl.constexpr):
-    """(prediction − target, the prediction's offsets), zero on masked lanes."""
+    """(prediction − target, the prediction's offsets), zero on masked lanes; ``orow`` the row of t whose
+    offset normal the row draws (tiles.noise_row)."""
     pred_off = strided_offset(pos, NDIM, ps0, ps1, ps2, ps3, ps4)
     pred = tl.load(pred_ptr + pred_off, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
     eps = pred
     if HAS_EPS:
-        eps = draw_noise(seed, first_quad, stream, 0, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET, MATH)
+        eps = draw_noise(seed, first_quad, stream, 0, orow, offset_strength, BLOCK, PAIRED, HAS_OFFSET, MATH)
     x0 = pred
     if HAS_X0:
         x0 = tl.load(x0_ptr + offset_like(pred_off, pos, NDIM, SHARED_LAYOUT, xs0, xs1, xs2, xs3, xs4),
@@ -69,39 +71,40 @@ def _strided_residual(pred_ptr, x0_ptr, ce_ptr, cx_ptr, pos, mask, row, first_qu
 @triton.jit(do_not_specialize=_PER_CALL_ARGS)
 def noise_mse_fwd_kernel(
     pred_ptr, x0_ptr, ce_ptr, cx_ptr, partial_ptr,
-    row_len, chunks_per_row, row_divisor,
+    row_len, chunks_per_row, row_divisor, units_ptr,
     seed_lo, seed_hi, seed_ptr, stream, offset_strength,
     z1, z2, z3, z4, d1, d2, d3, d4, ps0, ps1, ps2, ps3, ps4, xs0, xs1, xs2, xs3, xs4,
     NDIM: tl.constexpr, SHARED_LAYOUT: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
     HAS_EPS: tl.constexpr, EPS_SCALED: tl.constexpr, HAS_X0: tl.constexpr, BLOCK: tl.constexpr,
-    MATH: tl.constexpr, PAIRED: tl.constexpr,
+    MATH: tl.constexpr, PAIRED: tl.constexpr, UNITS: tl.constexpr,
 ):
-    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, 0, BLOCK)
+    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, 0, units_ptr, BLOCK, UNITS)
     pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-    diff, _ = _strided_residual(pred_ptr, x0_ptr, ce_ptr, cx_ptr, pos, mask, row, first_quad, seed, stream,
-                                offset_strength, NDIM, SHARED_LAYOUT, ps0, ps1, ps2, ps3, ps4, xs0, xs1, xs2, xs3,
-                                xs4, HAS_OFFSET, HAS_EPS, EPS_SCALED, HAS_X0, BLOCK, MATH, PAIRED)
+    diff, _ = _strided_residual(pred_ptr, x0_ptr, ce_ptr, cx_ptr, pos, mask, row,
+                                noise_row(row, units_ptr, UNITS), first_quad, seed, stream, offset_strength, NDIM,
+                                SHARED_LAYOUT, ps0, ps1, ps2, ps3, ps4, xs0, xs1, xs2, xs3, xs4, HAS_OFFSET, HAS_EPS, EPS_SCALED, HAS_X0, BLOCK, MATH, PAIRED)
     tl.store(partial_ptr + pid, tl.sum(diff * diff, axis=0))
 
 
 @triton.jit(do_not_specialize=_PER_CALL_ARGS)
 def noise_mse_bwd_kernel(
     pred_ptr, x0_ptr, ce_ptr, cx_ptr, grad_ptr, scale_ptr,
-    row_len, chunks_per_row, row_divisor,
+    row_len, chunks_per_row, row_divisor, units_ptr,
     seed_lo, seed_hi, seed_ptr, stream, offset_strength,
     z1, z2, z3, z4, d1, d2, d3, d4, ps0, ps1, ps2, ps3, ps4, xs0, xs1, xs2, xs3, xs4, gs0, gs1, gs2, gs3, gs4,
     NDIM: tl.constexpr, SHARED_LAYOUT: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
     HAS_EPS: tl.constexpr, EPS_SCALED: tl.constexpr, HAS_X0: tl.constexpr, BLOCK: tl.constexpr,
-    SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr,
+    SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr, UNITS: tl.constexpr,
 ):
     """grad = scale[row]·(prediction − target); scale (2·weight·reduction·upstream) is read on the device."""
-    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, 0, BLOCK)
+    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, 0, units_ptr, BLOCK, UNITS)
     pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-    diff, pred_off = _strided_residual(pred_ptr, x0_ptr, ce_ptr, cx_ptr, pos, mask, row, first_quad, seed, stream,
-                                       offset_strength, NDIM, SHARED_LAYOUT, ps0, ps1, ps2, ps3, ps4, xs0, xs1, xs2,
-                                       xs3, xs4, HAS_OFFSET, HAS_EPS, EPS_SCALED, HAS_X0, BLOCK, MATH, PAIRED)
+    diff, pred_off = _strided_residual(pred_ptr, x0_ptr, ce_ptr, cx_ptr, pos, mask, row,
+                                       noise_row(row, units_ptr, UNITS), first_quad, seed, stream, offset_strength,
+                                       NDIM, SHARED_LAYOUT, ps0, ps1, ps2, ps3, ps4, xs0, xs1, xs2, xs3, xs4,
+                                       HAS_OFFSET, HAS_EPS, EPS_SCALED, HAS_X0, BLOCK, MATH, PAIRED)
     factor = tl.load(scale_ptr + row)
     tl.store(grad_ptr + offset_like(pred_off, pos, NDIM, SHARED_LAYOUT, gs0, gs1, gs2, gs3, gs4),
              to_output(factor * diff, grad_ptr.dtype.element_ty, SOFT_BF16), mask=mask)

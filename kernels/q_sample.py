@@ -14,7 +14,7 @@ import triton.language as tl
 
 from .convert import to_output
 from .philox_normal import PERTURB_STEP, channels_last_noise, channels_last_normals, draw_noise, load_seed, tile_normals
-from .tiles import channels_last_tile, offset_like, row_coefficients, row_tile, strided_offset, unravel
+from .tiles import channels_last_tile, noise_row, offset_like, row_coefficients, row_tile, strided_offset, unravel
 
 # Quads (4 elements) per program and warps per program. A drawn-noise kernel
 # in bf16 is bound by instruction issue, not memory (Philox alone is ~10
@@ -50,7 +50,7 @@ _PER_CALL_ARGS = _PER_CALL_CONTIGUOUS + ["d1", "d2", "d3", "d4"]
 def noise_affine_fwd_kernel(
     x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr,
     t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
-    row_len, chunks_per_row, row_divisor, elem_offset,
+    row_len, chunks_per_row, row_divisor, elem_offset, units_ptr,
     seed_lo, seed_hi, seed_ptr, stream, step, offset_strength, perturbation,
     z1, z2, z3, z4, d1, d2, d3, d4,
     xs0, xs1, xs2, xs3, xs4,
@@ -61,9 +61,11 @@ def noise_affine_fwd_kernel(
     NDIM: tl.constexpr, SHARED_LAYOUT: tl.constexpr, HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr,
     WRITE_V: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
     SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr, PERTURB: tl.constexpr,
+    UNITS: tl.constexpr,
 ):
     """PERTURB (drawn ε only): x_t from ε + perturbation·ε′ while ε and v keep ε (input perturbation)."""
-    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, elem_offset, BLOCK)
+    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK,
+                                               UNITS)
     pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
 
@@ -79,7 +81,8 @@ def noise_affine_fwd_kernel(
         ).to(tl.float32)
     else:
         seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-        eps = draw_noise(seed, first_quad, stream, step, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET,
+        eps = draw_noise(seed, first_quad, stream, step, noise_row(row, units_ptr, UNITS), offset_strength, BLOCK,
+                         PAIRED, HAS_OFFSET,
                          MATH)
     noised = eps
     if PERTURB:
@@ -108,7 +111,7 @@ def noise_affine_fwd_kernel(
 def noise_affine_bwd_kernel(
     g_ptr, gv_ptr, x0_ptr, noise_ptr, gx_ptr, gn_ptr, partial_ptr,
     t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
-    row_len, chunks_per_row, row_divisor, elem_offset,
+    row_len, chunks_per_row, row_divisor, elem_offset, units_ptr,
     seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
     z1, z2, z3, z4, d1, d2, d3, d4,
     gs0, gs1, gs2, gs3, gs4,
@@ -120,7 +123,7 @@ def noise_affine_bwd_kernel(
     NDIM: tl.constexpr, SHARED_LAYOUT: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_GV: tl.constexpr,
     NEED_GX: tl.constexpr, NEED_GN: tl.constexpr, NEED_PARTIALS: tl.constexpr,
     HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
-    SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr,
+    SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr, UNITS: tl.constexpr,
 ):
     """Gradients of (out, v) with upstream (g, gv).
 
@@ -130,7 +133,8 @@ def noise_affine_bwd_kernel(
     adds them per row (deterministic, no atomics). ε is regenerated from the
     seed when it was not given, so the forward never has to keep it.
     """
-    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, elem_offset, BLOCK)
+    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK,
+                                               UNITS)
     pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
 
@@ -171,7 +175,8 @@ def noise_affine_bwd_kernel(
             ).to(tl.float32)
         else:
             seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-            eps = draw_noise(seed, first_quad, stream, step, row, offset_strength, BLOCK, PAIRED, HAS_OFFSET,
+            eps = draw_noise(seed, first_quad, stream, step, noise_row(row, units_ptr, UNITS), offset_strength, BLOCK,
+                         PAIRED, HAS_OFFSET,
                          MATH)
             eps = tl.where(mask, eps, 0.0)
         tl.store(partial_ptr + pid * 4, tl.sum(g * x0, axis=0))
@@ -193,19 +198,21 @@ def noise_affine_bwd_kernel(
 def noise_affine_fwd_contiguous_kernel(
     x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr,
     t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
-    row_len, chunks_per_row, row_divisor, elem_offset,
+    row_len, chunks_per_row, row_divisor, elem_offset, units_ptr,
     seed_lo, seed_hi, seed_ptr, stream, step, offset_strength, perturbation,
     HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr, WRITE_V: tl.constexpr,
     HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
     SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr, PERTURB: tl.constexpr,
+    UNITS: tl.constexpr,
 ):
     noise_affine_fwd_kernel(
         x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr, t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
-        row_len, chunks_per_row, row_divisor, elem_offset, seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
+        row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, seed_lo, seed_hi, seed_ptr, stream, step,
+        offset_strength,
         perturbation,
         1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0,
         1, True, HAS_NOISE, WRITE_NOISE, WRITE_V, HAS_OFFSET, SEED_FROM_PTR, BLOCK, SOFT_BF16, MATH, PAIRED,
-        PERTURB,
+        PERTURB, UNITS,
     )
 
 
@@ -213,20 +220,21 @@ def noise_affine_fwd_contiguous_kernel(
 def noise_affine_bwd_contiguous_kernel(
     g_ptr, gv_ptr, x0_ptr, noise_ptr, gx_ptr, gn_ptr, partial_ptr,
     t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
-    row_len, chunks_per_row, row_divisor, elem_offset,
+    row_len, chunks_per_row, row_divisor, elem_offset, units_ptr,
     seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
     HAS_NOISE: tl.constexpr, HAS_GV: tl.constexpr,
     NEED_GX: tl.constexpr, NEED_GN: tl.constexpr, NEED_PARTIALS: tl.constexpr,
     HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
-    SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr,
+    SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr, UNITS: tl.constexpr,
 ):
     noise_affine_bwd_kernel(
         g_ptr, gv_ptr, x0_ptr, noise_ptr, gx_ptr, gn_ptr, partial_ptr, t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
-        row_len, chunks_per_row, row_divisor, elem_offset, seed_lo, seed_hi, seed_ptr, stream, step, offset_strength,
+        row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, seed_lo, seed_hi, seed_ptr, stream, step,
+        offset_strength,
         1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0,
         1, 0, 0, 0, 0,
         1, True, HAS_NOISE, HAS_GV, NEED_GX, NEED_GN, NEED_PARTIALS, HAS_OFFSET, SEED_FROM_PTR, BLOCK, SOFT_BF16,
-        MATH, PAIRED,
+        MATH, PAIRED, UNITS,
     )
 
 

@@ -29,7 +29,8 @@ def magic_divide(n, divisor):
 
 
 @triton.jit
-def row_tile(row_len, chunks_per_row, row_divisor, elem_offset, BLOCK: tl.constexpr):
+def row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK: tl.constexpr,
+             UNITS: tl.constexpr):
     """Program id, row index, the tile's first quad, its 4·BLOCK local logical indices and their mask.
 
     The row is pid // chunks_per_row (``row_divisor`` packs that divisor).
@@ -37,17 +38,36 @@ def row_tile(row_len, chunks_per_row, row_divisor, elem_offset, BLOCK: tl.conste
     index stays ``row * row_len + j``. Quads are anchored to the global index,
     so a row that does not start on a multiple of 4 shares its edge quads with
     its neighbours and each side masks off the other's lanes.
+
+    With UNITS (a shard of a global tensor, diffusion_kernels/sharding.py) row r
+    is a run of consecutive global positions starting at ``units_ptr[2r]``: one
+    uniform load per program replaces ``elem_offset + r * row_len``.
     """
     pid32 = tl.program_id(0)
     pid = pid32.to(tl.int64)
     row = magic_divide(pid32, row_divisor).to(tl.int64)
     chunk = pid - row * chunks_per_row
-    row_start = elem_offset + row * row_len
+    if UNITS:
+        row_start = tl.load(units_ptr + 2 * row)
+    else:
+        row_start = elem_offset + row * row_len
     first_quad = (row_start >> 2) + chunk * BLOCK
     e = first_quad * 4 + tl.arange(0, 4 * BLOCK).to(tl.int64)  # element k of the tile is lane k % 4 of quad k // 4
     j = e - row_start
     mask = (j >= 0) & (j < row_len)
-    return pid, row, first_quad, e - elem_offset, mask
+    if UNITS:
+        idx = row * row_len + j
+    else:
+        idx = e - elem_offset
+    return pid, row, first_quad, idx, mask
+
+
+@triton.jit
+def noise_row(row, units_ptr, UNITS: tl.constexpr):
+    """The row of t whose offset normal a row draws: its global index for a run of a shard, else itself."""
+    if UNITS:
+        return tl.load(units_ptr + 2 * row + 1)
+    return row
 
 
 # The channel counts the channels-last tile takes: powers of two up to this

@@ -29,13 +29,13 @@ INTERPRETER_BLOCK_QUADS = 4096
 @triton.jit(do_not_specialize=["row_divisor", "seed_lo", "seed_hi", "stream", "t_end"])
 def forward_trajectory_kernel(
     x0_ptr, out_ptr, snap_ptr, snap_index_ptr,
-    sqrt_alpha_ptr, sqrt_beta_ptr, t_end, numel, chunks, row_divisor,
+    sqrt_alpha_ptr, sqrt_beta_ptr, t_end, numel, row_len, chunks, row_divisor, units_ptr,
     seed_lo, seed_hi, seed_ptr, stream,
     HAS_SNAPSHOTS: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
-    BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr,
+    BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr, UNITS: tl.constexpr,
 ):
-    # One row (the whole contiguous tensor): t_end is shared by every element.
-    pid, row, first_quad, idx, mask = row_tile(numel, chunks, row_divisor, 0, BLOCK)
+    # One row (the whole contiguous tensor; a shard's runs with UNITS): t_end is shared by every element.
+    pid, row, first_quad, idx, mask = row_tile(row_len, chunks, row_divisor, 0, units_ptr, BLOCK, UNITS)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
     x = tl.load(x0_ptr + idx, mask=mask, other=0.0).to(tl.float32)
     # A while loop rather than range(t_end + 1): the interpreter cannot take a

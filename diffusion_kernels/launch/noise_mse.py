@@ -8,7 +8,7 @@ import torch
 from .. import seeding
 from ..backend import interpreter_active, kernels_module
 from .layout import Layout, _prepare, channels_last_planes, _copy_back, packed, paired
-from .tiling import tiling, channels_last_tiling, launch_warps, math_mode
+from .tiling import tiling, channels_last_tiling, launch_warps, math_mode, run_alignment
 from .registry import _device_guard, _launcher, _register_triton_op, seed_parts, _seed_args
 
 
@@ -27,15 +27,15 @@ class Target(NamedTuple):
 EPS = Target()
 
 
-def _mse_setup(pred: torch.Tensor, rows: int, layout: Layout):
+def _mse_setup(pred: torch.Tensor, rows: int, layout: Layout, units: Optional[torch.Tensor]):
     """(kernels, Tiling, Planes or None) of a loss launch; Planes when the channels-last kernels take
-    the prediction (the Tiling is then theirs)."""
+    the prediction (the Tiling is then theirs). A shard's runs (``units``) take the row tiles."""
     km = kernels_module()
-    planes = channels_last_planes(layout, int(pred.numel()), rows)
+    planes = channels_last_planes(layout, int(pred.numel()), rows) if units is None else None
     tile = planes and channels_last_tiling(km.noise_mse, planes, pred.element_size())
     if not tile:
         planes = None
-        tile = tiling(km.noise_mse, int(pred.numel()), rows, paired=paired(pred, layout),
+        tile = tiling(km.noise_mse, int(pred.numel()), rows, run_alignment(0, units), paired=paired(pred, layout),
                       strided=not layout.contiguous)
     return km, tile, planes
 
@@ -49,14 +49,16 @@ def _tables(target: Target, pred: torch.Tensor):
 @_register_triton_op("diffusion_kernels::loss_sums", lambda pred: torch.float32)
 def loss_sums(pred: torch.Tensor, x0: Optional[torch.Tensor], eps_scale: Optional[torch.Tensor],
               x0_scale: Optional[torch.Tensor], has_eps: bool, rows: int, seed_tensor: Optional[torch.Tensor],
-              seed_lo: int, seed_hi: int, stream: int, offset_strength: float) -> tuple[torch.Tensor]:
+              seed_lo: int, seed_hi: int, stream: int, offset_strength: float,
+              units: Optional[torch.Tensor] = None) -> tuple[torch.Tensor]:
     """(per-row Σ (pred − target)², float32 of shape (rows,)), ε regenerated from the seed (``seed_tensor``
-    on the device, else the int32 halves) with ``rows`` offset rows."""
+    on the device, else the int32 halves) with ``rows`` offset rows; with ``units`` (a shard's runs,
+    noising.noise_affine) a row is a run."""
     target = Target(has_eps, eps_scale, x0, x0_scale)
     if pred.numel() == 0:
         return (pred.new_zeros((rows,), dtype=torch.float32),)
     (pred_, x0_), _, layout = _prepare(pred.shape, [pred, target.x0], [])
-    km, tile, planes = _mse_setup(pred_, rows, layout)
+    km, tile, planes = _mse_setup(pred_, rows, layout, units)
     partials = torch.empty(tile.grid, dtype=torch.float32, device=pred.device)
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, partials)
     ce, cx = _tables(target, pred_)
@@ -72,11 +74,12 @@ def loss_sums(pred: torch.Tensor, x0: Optional[torch.Tensor], eps_scale: Optiona
             )
         else:
             _launcher(km.noise_mse.noise_mse_fwd_kernel)[tile.grid](
-                pred_, x0_ptr, ce, cx, partials, *tile.row_args, s_lo, s_hi, s_ptr, seeding.as_int32(stream),
-                offset_strength, *layout.args(),
+                pred_, x0_ptr, ce, cx, partials, *tile.row_args, partials if units is None else units,
+                s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
                 NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
                 SEED_FROM_PTR=from_ptr, **target.switches(), BLOCK=tile.block, MATH=math_mode(pred.device),
-                PAIRED=paired(pred, layout), num_warps=launch_warps(km.noise_mse, pred.device),
+                PAIRED=paired(pred, layout), UNITS=units is not None,
+                num_warps=launch_warps(km.noise_mse, pred.device),
             )
     # A program covers one row of its tiling, so the row sums are sums of whole programs, added in
     # a fixed order. One t for a channels-last batch tiles by sample: its samples add to the one row.
@@ -88,14 +91,15 @@ def loss_sums(pred: torch.Tensor, x0: Optional[torch.Tensor], eps_scale: Optiona
 def loss_grad(pred: torch.Tensor, row_scale: torch.Tensor, x0: Optional[torch.Tensor],
               eps_scale: Optional[torch.Tensor], x0_scale: Optional[torch.Tensor], has_eps: bool, rows: int,
               seed_tensor: Optional[torch.Tensor], seed_lo: int, seed_hi: int, stream: int,
-              offset_strength: float) -> tuple[torch.Tensor]:
-    """(row_scale[row]·(pred − target),) in pred's dtype and layout; ``row_scale`` float32 (rows,)."""
+              offset_strength: float, units: Optional[torch.Tensor] = None) -> tuple[torch.Tensor]:
+    """(row_scale[row]·(pred − target),) in pred's dtype and layout; ``row_scale`` float32 (rows,); ``units``
+    as in :func:`loss_sums`."""
     target = Target(has_eps, eps_scale, x0, x0_scale)
     grad = torch.empty_like(pred)
     if pred.numel() == 0:
         return (grad,)
     (pred_, x0_), (grad_,), layout = _prepare(pred.shape, [pred, target.x0], [grad])
-    km, tile, planes = _mse_setup(pred_, rows, layout)
+    km, tile, planes = _mse_setup(pred_, rows, layout, units)
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, grad_)
     ce, cx = _tables(target, pred_)
     (scale,) = packed(row_scale.to(device=pred.device, dtype=torch.float32).reshape(rows))
@@ -111,11 +115,12 @@ def loss_grad(pred: torch.Tensor, row_scale: torch.Tensor, x0: Optional[torch.Te
             )
         else:
             _launcher(km.noise_mse.noise_mse_bwd_kernel)[tile.grid](
-                pred_, x0_ptr, ce, cx, grad_, scale, *tile.row_args,
+                pred_, x0_ptr, ce, cx, grad_, scale, *tile.row_args, scale if units is None else units,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
                 NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
                 SEED_FROM_PTR=from_ptr, **target.switches(), BLOCK=tile.block, SOFT_BF16=interpreter_active(),
-                MATH=math_mode(pred.device), PAIRED=paired(pred, layout), num_warps=launch_warps(km.noise_mse, pred.device),
+                MATH=math_mode(pred.device), PAIRED=paired(pred, layout), UNITS=units is not None,
+                num_warps=launch_warps(km.noise_mse, pred.device),
             )
     _copy_back([(grad, grad_)])
     return (grad,)
@@ -126,16 +131,36 @@ def _op(name, direct):
     return getattr(torch.ops.diffusion_kernels, name) if torch.compiler.is_compiling() else direct
 
 
+def _per_run(values: Optional[torch.Tensor], runs) -> Optional[torch.Tensor]:
+    """A per-row table repeated for each of a row's runs (sharding.Units.per_row)."""
+    return values if values is None or runs is None else values.reshape(-1).repeat_interleave(runs.per_row)
+
+
+def _run_target(target: Target, runs) -> Target:
+    return target._replace(eps_scale=_per_run(target.eps_scale, runs), x0_scale=_per_run(target.x0_scale, runs))
+
+
 def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_strength: float,
-                      target: Target = EPS) -> torch.Tensor:
-    """Per-row Σ (pred − target)² as float32 of shape (rows,), ε regenerated from (seed, stream)."""
-    return _op("loss_sums", loss_sums)(pred, target.x0, target.eps_scale, target.x0_scale, target.eps, rows,
-                                       *seed_parts(seed), stream, offset_strength)[0]
+                      target: Target = EPS, runs=None) -> torch.Tensor:
+    """Per-row Σ (pred − target)² as float32 of shape (rows,), ε regenerated from (seed, stream); ``runs``
+    (sharding.Units) for a shard of a global tensor: its runs' sums are added per row, in order."""
+    if runs is None:
+        return _op("loss_sums", loss_sums)(pred, target.x0, target.eps_scale, target.x0_scale, target.eps, rows,
+                                           *seed_parts(seed), stream, offset_strength)[0]
+    target = _run_target(target, runs)
+    sums = _op("loss_sums", loss_sums)(pred, target.x0, target.eps_scale, target.x0_scale, target.eps, runs.count,
+                                       *seed_parts(seed), stream, offset_strength, runs.table(pred.device))[0]
+    return sums.view(rows, runs.per_row).sum(1)
 
 
 def noise_mse_backward(pred: torch.Tensor, row_scale: torch.Tensor, rows: int, seed, stream: int,
-                       offset_strength: float, target: Target = EPS) -> torch.Tensor:
+                       offset_strength: float, target: Target = EPS, runs=None) -> torch.Tensor:
     """row_scale[row]·(pred − target), in pred's dtype and layout; ``row_scale`` is float32 of shape (rows,)
-    on pred's device."""
-    return _op("loss_grad", loss_grad)(pred, row_scale, target.x0, target.eps_scale, target.x0_scale, target.eps,
-                                       rows, *seed_parts(seed), stream, offset_strength)[0]
+    on pred's device; ``runs`` as in :func:`noise_mse_forward`."""
+    if runs is None:
+        return _op("loss_grad", loss_grad)(pred, row_scale, target.x0, target.eps_scale, target.x0_scale,
+                                           target.eps, rows, *seed_parts(seed), stream, offset_strength)[0]
+    target = _run_target(target, runs)
+    return _op("loss_grad", loss_grad)(pred, _per_run(row_scale.to(torch.float32), runs), target.x0,
+                                       target.eps_scale, target.x0_scale, target.eps, runs.count, *seed_parts(seed),
+                                       stream, offset_strength, runs.table(pred.device))[0]

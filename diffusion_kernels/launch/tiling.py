@@ -86,6 +86,12 @@ def _tiling(rows: int, row_len: int, block: int, elem_offset: int) -> Tiling:
     return Tiling(rows, row_len, block, chunks, packed_divisor(chunks))
 
 
+def run_alignment(elem_offset: int, units) -> int:
+    """The ``elem_offset`` that sizes a launch's tiles: a shard's runs (``units`` not None) may start
+    anywhere in a quad, so they are tiled as misaligned rows (an offset of 1)."""
+    return elem_offset if units is None else 1
+
+
 def chunks_per_row(row_len: int, elem_offset: int, block: int) -> int:
     if row_len % 4 == 0 and elem_offset % 4 == 0:
         quads = row_len // 4

@@ -6,12 +6,14 @@ import torch
 from .. import seeding, transfer
 from ..backend import interpreter_active, kernels_module
 from .layout import packed
-from .tiling import tiling, launch_warps, math_mode
+from .tiling import launch_warps, math_mode, run_alignment, tiling
 from .registry import _device_guard, seed_parts, _seed_args
 
 
-def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream: int = 0, snapshot_steps=()):
-    """x_{t_end} after the steps 0 … t_end, and the snapshots at ``snapshot_steps`` (sorted, unique).
+def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream: int = 0, snapshot_steps=(),
+                       runs=None):
+    """x_{t_end} after the steps 0 … t_end, and the snapshots at ``snapshot_steps`` (sorted, unique);
+    ``runs`` (sharding.Units) for a shard of a global tensor.
 
     Returns (x_t_end, snapshots) where snapshots has shape (len(snapshot_steps), *x0.shape).
     """
@@ -27,16 +29,17 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
     for k, s in enumerate(snapshot_steps):
         snap_index[s] = k
     snap_index = transfer.to_device(snap_index, x0.device)
-    tile = tiling(km.trajectory, n, 1)
+    rows = 1 if runs is None else runs.count
+    tile = tiling(km.trajectory, n, rows, run_alignment(0, runs))
     seed_tensor, lo, hi = seed_parts(seed)
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, snap_index)
     with _device_guard(x0):
         km.trajectory.forward_trajectory_kernel[tile.grid](
             src, out, snaps if len(snapshot_steps) else out, snap_index,
-            sqrt_alpha, sqrt_beta, t_end, *tile.row_args,
+            sqrt_alpha, sqrt_beta, t_end, n, *tile.row_args, snap_index if runs is None else runs.table(x0.device),
             s_lo, s_hi, s_ptr, seeding.as_int32(stream),
             HAS_SNAPSHOTS=len(snapshot_steps) > 0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
             SOFT_BF16=interpreter_active(), MATH=math_mode(x0.device), PAIRED=km.trajectory.PAIRED,
-            num_warps=launch_warps(km.trajectory, x0.device),
+            UNITS=runs is not None, num_warps=launch_warps(km.trajectory, x0.device),
         )
     return (out if x0.is_contiguous() else torch.empty_like(x0).copy_(out)), snaps
