@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import torch
 
 from . import backend as backends
-from . import checks, cpu_noise, launch, reference, seeding, sharding
+from . import checks, cpu_noise, launch, reference, sharding
 from .forms import FLOAT32_MAX, Form, alphas_of, clamped, compiling, ddpm_form, raw_tables, sigma_form
 from .hints import Device, Noised, ReturnNoise, Schedule, Seed, Shape, Sigma, Timesteps
 from .runner import NoiseHandle, check_stream, drawer, resolve_seed, run

@@ -17,9 +17,9 @@ from typing import TypeVar, cast
 import torch
 
 from . import backend as backends
-from . import checks, cpu_noise, launch, reference, seeding
+from . import checks, cpu_noise, launch, reference, seeding, sharding, transfer
 from .hints import Device, Seed, Shape
-from .runner import resolve_seed
+from .runner import check_stream, resolve_seed
 
 Recipe = tuple[str, float, float, float]  # (scheme, logit_mean, logit_std, mode_scale)
 SigmaValue = TypeVar("SigmaValue", float, torch.Tensor)
@@ -40,6 +40,19 @@ def _shape(shape: Shape) -> torch.Size:
     if any(s < 0 for s in size):
         raise ValueError(f"shape must not have negative sizes, got {tuple(size)}")
     return size
+
+
+def _block_draws(shape: torch.Size, block: sharding.Block, seed: Seed, generator: torch.Generator | None,
+                 stream: int | None, device: Device | None, backend: str,
+                 scheme: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """:func:`_draws` for a block of a global batch: the draws of its samples' global indices, taken from
+    a draw of the global batch up to its last one (a per-sample tensor: a few thousand values at most)."""
+    where = sharding.positions(block).reshape(-1)
+    cover = torch.Size([int(where.max()) + 1 if where.numel() else 0])
+    drawn = _draws(cover, seed, generator, check_stream(stream, block), device, backend, scheme)
+    pick = transfer.to_device(where, torch.device(device if device is not None else "cpu"))
+    words, normals = (None if values is None else values[pick].reshape(shape) for values in drawn)
+    return words, normals
 
 
 @cpu_noise.fork_safe
@@ -69,6 +82,14 @@ def _draws(shape: torch.Size, seed: Seed, generator: torch.Generator | None, str
         lanes = torch.stack(reference.philox4x32(q & _MASK32, q >> 32, torch.full_like(q, stream),
                                                  torch.full_like(q, SAMPLING_STEP), key & _MASK32, key >> 32), dim=1)
     return lanes.reshape(-1)[:n].reshape(shape).to(device), None
+
+
+def _pick(size: torch.Size, block: sharding.Block | None, seed: Seed, generator: torch.Generator | None,
+          stream: int | None, device: Device | None, backend: str,
+          scheme: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    if block is None:
+        return _draws(size, seed, generator, stream, device, backend, scheme)
+    return _block_draws(size, block, seed, generator, stream, device, backend, scheme)
 
 
 def _check_number(value: object, name: str, *, positive: bool = False) -> float:
@@ -140,7 +161,8 @@ def _smallest_complement(scheme: str, logit_mean: float, logit_std: float, mode_
 def sample_sigmas(shape: Shape, *, scheme: str = "logit_normal", logit_mean: float = 0.0, logit_std: float = 1.0,
                   mode_scale: float = 1.29, shift: float = 1.0, device: Device | None = None, seed: Seed = None,
                   generator: torch.Generator | None = None, stream: int | None = None,
-                  backend: str = "auto") -> torch.Tensor:
+                  backend: str = "auto", global_shape: Shape | None = None,
+                  global_offset: Shape | None = None) -> torch.Tensor:
     """Flow-matching noise levels σ in (0, 1], float32, drawn on ``device`` with no host sync.
 
     Every σ is strictly above 0; it may round to 1.0 in float32 (from 1 − 2**-25). The recipe's arguments
@@ -151,15 +173,21 @@ def sample_sigmas(shape: Shape, *, scheme: str = "logit_normal", logit_mean: flo
     what diffusers' SD3/Flux scripts draw, σ = sigmas[⌊u·T⌋] of the flow-matching scheduler's σ table,
     which runs from 1 down to 1/T (so a positive ``logit_mean`` favours low noise there as here).
     ``seed``, ``generator`` and ``stream`` as in :func:`q_sample`.
+
+    ``global_shape`` / ``global_offset``: ``shape`` is the block of a global batch's σ at that offset (the
+    data's global shape and offset may be given: their leading dims are σ's). Each σ is that of its global
+    sample, so every context-parallel rank of a sample draws the same σ and a data-parallel replica the σ
+    of its own samples, with nothing broadcast.
     """
     size = _shape(shape)
+    block = sharding.leading_block(size, global_shape, global_offset)
     recipe = _recipe(scheme, logit_mean, logit_std, mode_scale)
     shift = _check_number(shift, "shift", positive=True)
     smallest = time_shift(_smallest_complement(*recipe), shift)
     if smallest < FLOAT32_TINY:
         raise ValueError(f"shift={shift} with this scheme can give σ = {smallest:.3g}, which float32 cannot hold "
                          f"above 0 (its smallest normal value is {FLOAT32_TINY:.3g}); use a larger shift")
-    words, normals = _draws(size, seed, generator, stream, device, backend, scheme)
+    words, normals = _pick(size, block, seed, generator, stream, device, backend, scheme)
     sigma = _complement(words, normals, *recipe)
     if shift != 1.0:
         sigma = time_shift(sigma, shift)
@@ -198,13 +226,16 @@ def time_shift(sigma: SigmaValue, shift: float) -> SigmaValue:
 def sample_timesteps(shape: Shape, T: int, *, scheme: str = "uniform", logit_mean: float = 0.0,
                      logit_std: float = 1.0, mode_scale: float = 1.29, device: Device | None = None,
                      seed: Seed = None, generator: torch.Generator | None = None,
-                     stream: int | None = None, backend: str = "auto") -> torch.Tensor:
+                     stream: int | None = None, backend: str = "auto", global_shape: Shape | None = None,
+                     global_offset: Shape | None = None) -> torch.Tensor:
     """Integer timesteps in [0, T), int64, drawn on ``device`` with no host sync.
 
     ``"uniform"`` is t = ⌊word·T / 2**32⌋ (exact integer arithmetic; within T / 2**32 of uniform);
     the other schemes take t = ⌊u·T⌋ as diffusers' scripts do (``(u * num_train_timesteps).long()``).
+    ``global_shape`` / ``global_offset`` as in :func:`sample_sigmas`.
     """
     size = _shape(shape)
+    block = sharding.leading_block(size, global_shape, global_offset)
     try:
         steps = checks.check_int(T, "T")
     except TypeError:
@@ -214,10 +245,10 @@ def sample_timesteps(shape: Shape, T: int, *, scheme: str = "uniform", logit_mea
         raise ValueError(f"T must be a positive int below 2**31 (the number of timesteps), got {T!r}")
     T = steps
     if scheme == "uniform":
-        words, _ = _draws(size, seed, generator, stream, device, backend)
+        words, _ = _pick(size, block, seed, generator, stream, device, backend, "uniform")
         return (cast(torch.Tensor, words) * T) >> 32
     recipe = _recipe(scheme, logit_mean, logit_std, mode_scale)
-    words, normals = _draws(size, seed, generator, stream, device, backend, scheme)
+    words, normals = _pick(size, block, seed, generator, stream, device, backend, scheme)
     # ⌊u'·T⌋ = T − ⌈(1 − u')·T⌉ for an integer T, and 1 − u' lies in (0, 1]: t in [0, T) with no clamp,
     # where u'·T itself can round up to T (u' = sigmoid(z) is 1.0 in float64 from z ≈ 37).
     return T - torch.ceil(_complement(words, normals, *recipe) * T).to(torch.int64)

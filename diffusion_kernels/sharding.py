@@ -79,6 +79,18 @@ def block_of(shape: Sequence[int], global_shape: object, global_offset: object) 
     return Block(shape, sizes, offset)
 
 
+def leading_block(shape: Sequence[int], global_shape: object, global_offset: object) -> Block | None:
+    """:func:`block_of` for a per-sample tensor (t, σ) of ``shape``, which may be given the data's global
+    shape and offset: their first len(shape) entries are its own."""
+    if global_shape is not None and global_offset is not None:
+        ndim = len(tuple(shape))
+        global_shape = _ints(global_shape, "global_shape")
+        global_offset = _ints(global_offset, "global_offset")
+        if len(global_shape) > ndim and len(global_offset) == len(global_shape):
+            global_shape, global_offset = global_shape[:ndim], global_offset[:ndim]
+    return block_of(shape, global_shape, global_offset)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Units:
     """The runs of a block as the kernels take them: ``count`` runs of ``length`` elements, ``per_row`` of

@@ -83,7 +83,8 @@ def noise_mse_fwd_kernel(
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
     diff, _ = _strided_residual(pred_ptr, x0_ptr, ce_ptr, cx_ptr, pos, mask, row,
                                 noise_row(row, units_ptr, UNITS), first_quad, seed, stream, offset_strength, NDIM,
-                                SHARED_LAYOUT, ps0, ps1, ps2, ps3, ps4, xs0, xs1, xs2, xs3, xs4, HAS_OFFSET, HAS_EPS, EPS_SCALED, HAS_X0, BLOCK, MATH, PAIRED)
+                                SHARED_LAYOUT, ps0, ps1, ps2, ps3, ps4, xs0, xs1, xs2, xs3, xs4, HAS_OFFSET, HAS_EPS,
+                                EPS_SCALED, HAS_X0, BLOCK, MATH, PAIRED)
     tl.store(partial_ptr + pid, tl.sum(diff * diff, axis=0))
 
 
