@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import torch
 
 from . import backend as backends
-from . import checks, cpu_noise, launch, reference, sharding
+from . import checks, cpu_noise, dtensors, launch, reference, sharding
 from .forms import FLOAT32_MAX, Form, alphas_of, clamped, compiling, ddpm_form, raw_tables, sigma_form
 from .hints import Device, Noised, ReturnNoise, Schedule, Seed, Shape, Sigma, Timesteps
 from .runner import NoiseHandle, check_stream, drawer, resolve_seed, run
@@ -17,6 +17,7 @@ __all__ = ["NoiseHandle", "q_sample", "get_velocity", "flow_match_sample", "edm_
            "forward_trajectory", "raw_tables"]
 
 
+@dtensors.follow_dtensor("t")
 def q_sample(x0: torch.Tensor, t: Timesteps, schedule: Schedule, noise: torch.Tensor | None = None, *,
              seed: Seed = None, generator: torch.Generator | None = None, return_noise: ReturnNoise = False,
              return_v: bool = False, offset_noise: float = 0.0, input_perturbation: float = 0.0,
@@ -60,6 +61,10 @@ def q_sample(x0: torch.Tensor, t: Timesteps, schedule: Schedule, noise: torch.Te
             position, so any split of a batch over processes draws what one process draws for the whole
             batch. ``t`` is the block's own (its slice of the global t); offset noise and input
             perturbation follow the global positions too. See README, "Training on many GPUs".
+
+    A DTensor ``x0`` (placed by Shard(d) and Replicate()) is noised the same way, as the block each rank
+    holds, and the results come back as DTensors placed as ``x0``; ``t`` is then a DTensor or the global
+    plain tensor.
     """
     x0 = checks.check_x0(x0)
     noise = checks.check_noise(noise, x0)
@@ -83,6 +88,7 @@ def get_velocity(x0: torch.Tensor, noise: torch.Tensor, t: Timesteps, schedule: 
                 stream=None)
 
 
+@dtensors.follow_dtensor("sigma")
 def flow_match_sample(x0: torch.Tensor, sigma: Sigma, noise: torch.Tensor | None = None, *, seed: Seed = None,
                       generator: torch.Generator | None = None, return_noise: ReturnNoise = False,
                       return_v: bool = False, backend: str = "auto", check_sigma: bool = True,
@@ -107,6 +113,7 @@ def flow_match_sample(x0: torch.Tensor, sigma: Sigma, noise: torch.Tensor | None
                 backend=backend, stream=stream, block=block)
 
 
+@dtensors.follow_dtensor("sigma")
 def edm_sample(x0: torch.Tensor, sigma: Sigma, noise: torch.Tensor | None = None, *, seed: Seed = None,
                generator: torch.Generator | None = None, return_noise: ReturnNoise = False, backend: str = "auto",
                check_sigma: bool = True, stream: int | None = None, global_shape: Shape | None = None,
@@ -190,6 +197,7 @@ def forward_trajectory(x0: torch.Tensor, schedule: Schedule, t_end: int, *, seed
         if not 0 <= s <= t_end:
             raise ValueError(f"snapshot step {s} is outside [0, t_end={t_end}]")
     stream = check_stream(stream, block)
+    block = sharding.partial(block)
     chosen = backends.select(backend, x0)
     call_seed = resolve_seed(seed, generator, x0.device, chosen)
 

@@ -7,7 +7,7 @@ from typing import cast
 import torch
 
 from . import backend as backends
-from . import checks, cpu_noise, cpu_path, objectives, reference, sharding, transfer
+from . import checks, cpu_noise, cpu_path, dtensors, objectives, reference, sharding, transfer
 from .loss_function import DiffusionLoss, reduce
 from .runner import NoiseHandle, drawer
 
@@ -96,7 +96,15 @@ def diffusion_loss(prediction: torch.Tensor, noised: NoiseHandle, *, target: str
     Forward and backward are each one fused pass (a second backward pass only for a gradient to
     x0); no atomics, float32 accumulation, the same result on every run. The loss is float32
     (float64 for a float64 prediction, which takes the reference).
+
+    A DTensor ``prediction`` (with the handle of the DTensor call that noised it) gives the loss a single
+    device computes on the full tensors, as a plain tensor holding the same value on every rank, and each
+    rank's gradient is its block of the single-device gradient ("mean" and "sum"; see
+    :func:`diffusion_kernels.dtensors.sharded_loss`).
     """
+    if dtensors.is_dtensor(prediction):
+        return dtensors.sharded_loss(diffusion_loss, prediction, noised, x0, reduction, target=target,
+                                     weighting=weighting, snr_gamma=snr_gamma, backend=backend)
     prediction = checks.check_x0(prediction, "prediction")
     handle = _checked_handle(prediction, noised)
     if handle.form is None:

@@ -106,6 +106,7 @@ def run(x, noise, form: Form, *, seed, generator, return_noise, return_v, backen
         raise ValueError("global_shape and global_offset place the drawn noise at its global positions; with "
                          "noise given nothing is drawn: leave them out")
     stream = check_stream(stream, block)
+    block = sharding.partial(block)
     chosen = backends.select(backend, x, noise, *form.inputs)
     if noise is None and backends.under_vmap():
         # The stream is a function of the position in the tensor the call sees, which under vmap is

@@ -87,8 +87,8 @@ def _draws(shape: torch.Size, seed: Seed, generator: torch.Generator | None, str
 def _pick(size: torch.Size, block: sharding.Block | None, seed: Seed, generator: torch.Generator | None,
           stream: int | None, device: Device | None, backend: str,
           scheme: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    if block is None:
-        return _draws(size, seed, generator, stream, device, backend, scheme)
+    if block is None or block.whole:
+        return _draws(size, seed, generator, check_stream(stream, block), device, backend, scheme)
     return _block_draws(size, block, seed, generator, stream, device, backend, scheme)
 
 

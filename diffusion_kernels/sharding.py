@@ -40,6 +40,11 @@ class Block:
         return tuple(reversed(strides))
 
     @property
+    def whole(self) -> bool:
+        """The block is the whole global tensor: its noise is the plain call's (on stream 0 by default)."""
+        return self.shape == self.global_shape
+
+    @property
     def base(self) -> int:
         """The global position of the local element (0, …, 0)."""
         return sum(o * g for o, g in zip(self.offset, self.global_strides))
@@ -56,8 +61,8 @@ def _ints(value: object, name: str) -> tuple[int, ...]:
 
 
 def block_of(shape: Sequence[int], global_shape: object, global_offset: object) -> Block | None:
-    """The checked Block of a local tensor of ``shape``, or None when no global tensor is named (or the
-    block is the whole of it: then the call is the plain one)."""
+    """The checked Block of a local tensor of ``shape``, or None when no global tensor is named. A block that
+    is the whole global tensor (``Block.whole``) draws as the plain call does, on stream 0 by default."""
     if global_shape is None and global_offset is None:
         return None
     if global_shape is None or global_offset is None:
@@ -74,8 +79,6 @@ def block_of(shape: Sequence[int], global_shape: object, global_offset: object) 
                              f"global_shape {sizes}: dim {d} covers [{o}, {o + n}) of {size}")
     if math.prod(sizes) >= 2**62:
         raise ValueError(f"global_shape {sizes} has {math.prod(sizes)} elements; positions must stay below 2**62")
-    if sizes == shape:
-        return None
     return Block(shape, sizes, offset)
 
 
@@ -118,6 +121,11 @@ class Units:
 @functools.lru_cache(maxsize=64)
 def _table(units: Units, device: torch.device) -> torch.Tensor:
     return torch.stack([units.starts, units.rows], dim=1).contiguous().to(device)
+
+
+def partial(block: Block | None) -> Block | None:
+    """``block`` where it is a part of its global tensor; None for the whole (drawn as the plain call)."""
+    return None if block is None or block.whole else block
 
 
 def positions(block: Block, device: torch.device | str | None = None) -> torch.Tensor:

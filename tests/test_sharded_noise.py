@@ -188,9 +188,21 @@ def test_units_are_the_runs_of_consecutive_global_positions():
     assert positions.reshape(runs.count, runs.length)[:, 0].tolist() == runs.starts.tolist()
 
 
-def test_the_whole_tensor_as_its_own_block_is_the_plain_call():
-    assert sharding.block_of((3, 4), (3, 4), (0, 0)) is None
+def test_the_whole_tensor_as_its_own_block_is_the_plain_call_on_stream_zero(monkeypatch):
+    from diffusion_kernels import seeding
+
+    assert sharding.block_of((3, 4), (3, 4), (0, 0)).whole
+    assert sharding.partial(sharding.block_of((3, 4), (3, 4), (0, 0))) is None
     assert sharding.block_of((3, 4), None, None) is None
+    monkeypatch.setattr(seeding, "default_stream", lambda: 3)  # as on rank 3 of a process group
+    x = torch.zeros(3, 4)
+    schedule = dk.NoiseSchedule.linear()
+    plain = dk.q_sample(x, 0, schedule, seed=1, stream=0, return_noise=True, backend="reference")[1]
+    whole = dk.q_sample(x, 0, schedule, seed=1, return_noise=True, backend="reference", global_shape=(3, 4),
+                        global_offset=(0, 0))[1]
+    assert torch.equal(whole, plain)
+    t = dk.sample_timesteps(3, 100, seed=1, backend="reference", global_shape=(3, 4), global_offset=(0, 0))
+    assert torch.equal(t, dk.sample_timesteps(3, 100, seed=1, stream=0, backend="reference"))
 
 
 @pytest.mark.parametrize("global_shape, global_offset, message", [
