@@ -79,8 +79,9 @@ def check_plain(tensor, name: str):
     if isinstance(tensor, torch.Tensor) and type(tensor) not in PLAIN_TENSOR_TYPES:
         kind = type(tensor).__name__
         if kind == "DTensor":
-            raise TypeError(f"{name} is a DTensor, which is not supported: pass its local shard "
-                            f"({name}.to_local()) with a stream per rank, or the whole tensor ({name}.full_tensor())")
+            raise TypeError(f"{name} is a DTensor, which this call does not take (q_sample, flow_match_sample, "
+                            f"edm_sample and diffusion_loss do): pass its local shard ({name}.to_local()) with "
+                            f"global_shape and global_offset, or the whole tensor ({name}.full_tensor())")
         raise TypeError(f"{name} is a {kind}, a tensor subclass, which is not supported: pass a plain torch.Tensor "
                         f"(e.g. {name}.as_subclass(torch.Tensor))")
     return tensor

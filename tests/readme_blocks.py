@@ -11,3 +11,9 @@ def quickstart() -> tuple[str, str]:
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     printed = re.search(r"prints\n\n```text\n(.*?)```", section, re.S).group(1)
     return code, printed
+
+
+def sharded_snippet() -> str:
+    """The Python block of "Training on many GPUs": two gloo processes drawing one batch's noise."""
+    section = README.read_text().split("\n## Training on many GPUs", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
