@@ -159,9 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sizes", action=_ListAction, item=_bounded("--sizes", *SIZE_RANGE, parse=_count),
                    help=f"element counts in [4, 2G], {LIST_STYLE} (default 64K,1M,16M,64M on a GPU; "
                         "16K,64K on CPU)")
-    b.add_argument("--modes", action=_ListAction, item_choices=spec.MODES,
-                   help=f"{', '.join(spec.MODES)} ({LIST_STYLE}; default all on a GPU, "
-                        f"{','.join(spec.CPU_DEFAULTS['modes'])} on CPU)")
+    b.add_argument("--modes", action=_ListAction, item_choices=spec.MODE_CHOICES,
+                   help=f"{', '.join(spec.MODE_CHOICES)} ({LIST_STYLE}; default all but sharded on a GPU, "
+                        f"{','.join(spec.CPU_DEFAULTS['modes'])} on CPU; sharded: 2 processes noising one "
+                        "batch split along frames, the broadcast recipe against global positions, at "
+                        "1M,4M,16M elements unless --sizes, written to sharded.json and sharded.png)")
     b.add_argument("--providers", action=_ListAction, item_choices=spec.PROVIDERS,
                    help=f"{', '.join(spec.PROVIDERS)} ({LIST_STYLE}; default all on a GPU, "
                         f"{','.join(spec.CPU_DEFAULTS['providers'])} on CPU)")

@@ -51,8 +51,8 @@ def _forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.T
     return out, (eps if return_noise and noise is None else None), (v if return_v else None)
 
 
-def _table(runs: Any, like: torch.Tensor) -> torch.Tensor | None:
-    return None if runs is None else runs.table(like.device)
+def _table(runs: Any, like: torch.Tensor | None) -> torch.Tensor | None:
+    return None if runs is None or like is None else runs.table(like.device)
 
 
 def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: Opt, d: Opt, noise: Opt,

@@ -113,6 +113,11 @@ def cmd_bench(args) -> int:
     defaults = bench.CPU_DEFAULTS if device.type == "cpu" else bench.GPU_DEFAULTS
     dtypes = [DTYPES[d] for d in (args.dtype or defaults["dtypes"])]
     modes = tuple(args.modes or defaults["modes"])
+    if bench.SHARDED_MODE in modes:
+        _bench_sharded(device, args, [d for d in (args.dtype or ["float32"])])
+        modes = tuple(m for m in modes if m != bench.SHARDED_MODE)
+        if not modes:
+            return 0
     providers = tuple(args.providers or defaults["providers"])
     layouts = tuple(args.layout or ["contiguous"])
     sizes = tuple(args.sizes or (bench.GPU_SIZES if device.type == "cuda" else bench.CPU_SIZES))
@@ -145,6 +150,18 @@ def cmd_bench(args) -> int:
     json_path, png_path = bench.write(record, args.out)
     print(f"\nwrote {json_path}\nwrote {png_path}")
     return 0
+
+
+def _bench_sharded(device, args, dtypes) -> None:
+    from .bench import sharded
+
+    sizes = tuple(args.sizes or sharded.SIZES)
+    print(f"bench sharded: {len(sizes)} sizes × {len(dtypes)} dtypes, {sharded.WORLD} processes; writing "
+          f"{args.out}", flush=True)
+    record = sharded.run(device, sizes=sizes, dtypes=tuple(DTYPES[d] for d in dtypes))
+    print(sharded.format_rows(record))
+    json_path, png_path = sharded.write(record, args.out)
+    print(f"\nwrote {json_path}\nwrote {png_path}", flush=True)
 
 
 COMMANDS = {"validate": cmd_validate, "figures": cmd_figures, "bench": cmd_bench}

@@ -56,7 +56,7 @@ def _local_rows(value: Any, global_shape: tuple[int, ...], offset: tuple[int, ..
     """The slice of a per-sample value (t, σ) that a block at ``offset`` reads: a plain tensor is the global
     value; a DTensor whose own block is that slice gives its local tensor, any other is gathered (its full
     tensor: a per-sample value, a few numbers) and sliced."""
-    if isinstance(value, torch.Tensor) and is_dtensor(value):
+    if is_dtensor(value):
         _checked_placements(value, name)
         own, full_shape, own_offset = local_block(value, name)
         rows = len(full_shape)

@@ -12,7 +12,7 @@ import functools
 import math
 
 from collections.abc import Callable, Sequence
-from typing import Union
+from typing import Any, Union
 
 import torch
 
@@ -119,15 +119,16 @@ def philox_normal_at(seed: Word, positions: torch.Tensor, *, stream: int = 0, st
     return lanes.gather(1, lane[:, None]).reshape(positions.shape).to(dtype)
 
 
-def block_drawer(block, draw_at: Callable[..., torch.Tensor] | None = None, *,
-                 device: Device | None = None) -> Drawer:
+def block_drawer(block: Any, draw_at: Callable[..., torch.Tensor] | None = None, *,
+                 device: torch.device | str | None = None) -> Drawer:
     """A drawer with :func:`philox_normal`'s signature for a local block of a global tensor
     (sharding.Block): asked for the block's shape, or a leading part of it (offset noise's rows),
     it draws the normals of those elements' global positions. ``draw_at(seed, block, stream=, step=,
     dtype=)`` draws a block (default: :func:`philox_normal_at` over its positions on ``device``)."""
     from . import sharding
 
-    def at_positions(seed, sub, *, stream=0, step=0, dtype=torch.float32):
+    def at_positions(seed: Word, sub: Any, *, stream: int = 0, step: int = 0,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return philox_normal_at(seed, sharding.positions(sub, device), stream=stream, step=step, dtype=dtype)
 
     drawer = draw_at or at_positions

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from diffusion_kernels import bench, cli
 
@@ -147,3 +148,22 @@ def test_layout_choices_are_the_sweeps():
     (action,) = [a for a in cli.build_parser()._subparsers._group_actions[0].choices["bench"]._actions
                  if a.dest == "layout"]
     assert tuple(action.item_choices) == bench.LAYOUTS
+
+
+def test_the_sharded_mode_times_both_recipes_on_a_real_process_group(tmp_path):
+    """A 2-process gloo group: the broadcast recipe moves the full ε and t, the global-position one nothing."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_gloo_available()):
+        pytest.skip("this torch build has no gloo backend to start the sharded mode's group with")
+    from diffusion_kernels.bench import sharded
+
+    record = sharded.run(torch.device("cpu"), sizes=(1 << 12,), dtypes=("float32",), reps=2)
+    rows = {r["provider"]: r for r in record["rows"]}
+    assert set(rows) == {"broadcast", "fused"} and record["environment"]["group"] == "gloo, 2 processes"
+    n = rows["broadcast"]["numel"]
+    assert rows["broadcast"]["moved_mb"] == pytest.approx((n * 4 + 2 * 8) / 1e6)
+    assert rows["fused"]["moved_mb"] == 0 and rows["fused"]["full_eps_mb"] == 0
+    assert all(r["ms"] > 0 for r in rows.values())
+    json_path, png_path = sharded.write(record, tmp_path)
+    assert json_path.exists() and png_path.stat().st_size > 0

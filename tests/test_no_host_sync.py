@@ -43,15 +43,16 @@ def gpu_path_on_meta(monkeypatch):
     monkeypatch.setattr(runner.backends, "select", lambda backend, x, *others: "triton")
 
     def noise_affine(x, t_rows, a, b, c, d, noise, seed, stream, offset, write_noise, return_v, check,
-                     perturbation=0.0):
+                     perturbation=0.0, runs=None):
         return (torch.empty_like(x), torch.empty_like(x) if write_noise else None,
                 torch.empty_like(x) if return_v else None)
 
     monkeypatch.setattr(runner, "noise_affine", noise_affine)
     monkeypatch.setattr(api.launch, "forward_trajectory",
-                        lambda x0, a, b, t_end, seed, stream, snapshot_steps: (
+                        lambda x0, a, b, t_end, seed, stream, snapshot_steps, runs=None: (
                             torch.empty_like(x0), torch.empty((len(snapshot_steps),) + x0.shape, device=x0.device)))
-    monkeypatch.setattr(loss_function.launch, "noise_mse_forward", lambda pred, rows, seed, stream, offset, target: (
+    monkeypatch.setattr(loss_function.launch, "noise_mse_forward", lambda pred, rows, seed, stream, offset, target,
+                        runs=None: (
         torch.empty((rows,), device=pred.device)), raising=False)
     monkeypatch.setattr(loss.backends, "select", lambda backend, x, *others: "triton")
     return torch.device("meta")
@@ -76,6 +77,9 @@ def _calls(device, schedule, places=("host", "device")):
                 lambda sigma=sigma: dk.flow_match_sample(x, sigma, seed=1, return_v=True),
             f"edm_sample, sigma on the {where}": lambda sigma=sigma: dk.edm_sample(x, sigma * 10, seed=1),
             f"forward_step, t on the {where}": lambda t=t: dk.forward_step(x, t, schedule, seed=1),
+            f"q_sample of a shard (frames 8-15 of 16), t on the {where}":
+                lambda t=t: dk.q_sample(x, t, schedule, seed=1, return_noise=True, offset_noise=0.1,
+                                        global_shape=(4, 3, 16, 8), global_offset=(0, 0, 8, 0)),
         })
     calls["q_sample with a generator"] = lambda: dk.q_sample(x, t_host, schedule,
                                                              generator=torch.Generator().manual_seed(3))
@@ -90,6 +94,9 @@ def _calls(device, schedule, places=("host", "device")):
                                                                           weighting="cosmap", reduction="none")
     calls["diffusion_loss, a host weighting tensor"] = lambda: dk.diffusion_loss(
         x, flow_handle, weighting=torch.rand(4, 1, 1, 1))
+    _, shard_handle = dk.q_sample(x, t_host, schedule, seed=1, return_noise="seed", global_shape=(8, 3, 8, 8),
+                                  global_offset=(4, 0, 0, 0))
+    calls["diffusion_loss of a shard's handle"] = lambda: dk.diffusion_loss(x, shard_handle, target="v", x0=x)
     calls["forward_trajectory with snapshots"] = lambda: dk.forward_trajectory(x, schedule, 20, seed=1,
                                                                                snapshots=[3, 9])
     try:

@@ -17,6 +17,8 @@ Modes and the bytes each moves (N elements of s bytes):
   train_flow   an SD3 / Flux step: σ, noising, flow loss, backward              7·N·s
                (bench/training.py; the "saved MB" column: what the step keeps for its backward)
   copy         read x0, write a copy          2·N·s
+  sharded      2 processes noising one batch split along frames: the broadcast recipe against global
+               positions (bench/sharded.py; its own sharded.json and sharded.png)
 
 Layouts: contiguous x0 of shape (4, N/4), or channels_last latents 4 × 4 × H × W
 (``layouts=("channels_last",)``; every tensor of the case in that layout).
@@ -32,7 +34,7 @@ import importlib
 # Each name and the module that holds it; loaded on first use, so the command line can read
 # the sweep's choices (spec) before torch is imported.
 _EXPORTS = {
-    **dict.fromkeys(("MODES", "NOISING_MODES", "TRAINING_MODES", "PROVIDERS", "PASSES", "LAYOUTS", "GPU_SIZES", "CPU_SIZES",
+    **dict.fromkeys(("MODES", "MODE_CHOICES", "SHARDED_MODE", "NOISING_MODES", "TRAINING_MODES", "PROVIDERS", "PASSES", "LAYOUTS", "GPU_SIZES", "CPU_SIZES",
                      "DTYPE_NAMES", "SMALL_LATENTS", "TRAJECTORY_STEPS", "CPU_DEFAULTS", "GPU_DEFAULTS",
                      "estimate_seconds",
                      "TILE_CONSTANTS", "batch_shape", "check_tiles"), "spec"),

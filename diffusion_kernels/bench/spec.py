@@ -9,6 +9,10 @@ from __future__ import annotations
 # backward (read them, write the gradient), the stand-in model's own passes not counted.
 MODES = ("xt_eps", "xt", "given_noise", "backward", "step", "trajectory", "loss", "train_eps", "train_flow")
 NOISING_MODES = MODES[:4]
+# A context-parallel group of processes noising one batch, broadcast recipe against global positions
+# (bench/sharded.py): its own record and plot, not a case of the sweep.
+SHARDED_MODE = "sharded"
+MODE_CHOICES = MODES + (SHARDED_MODE,)
 TRAINING_MODES = ("train_eps", "train_flow")
 PASSES = {"xt_eps": 3, "xt": 2, "given_noise": 3, "backward": 2, "step": 2, "trajectory": 2, "loss": 1,
           "train_eps": 5, "train_flow": 7, "copy": 2}
