@@ -108,9 +108,9 @@ class Units:
     block: Block
     rows_ndim: int
 
-    @property
+    @functools.cached_property
     def aligned(self) -> bool:
-        """Every run starts on a Philox quad and holds whole quads."""
+        """Every run starts on a Philox quad and holds whole quads (the kernels then take vector accesses)."""
         return self.length % 4 == 0 and bool((self.starts % 4 == 0).all())
 
     def table(self, device: torch.device) -> torch.Tensor:

@@ -14,6 +14,13 @@ import triton
 import triton.language as tl
 
 
+# row_tile's UNITS: rows of one tensor; a shard's runs that all start on a quad and hold whole quads;
+# a shard's runs that start anywhere (diffusion_kernels/launch/tiling.py: units_mode).
+NO_UNITS = tl.constexpr(0)
+UNITS_ALIGNED = tl.constexpr(1)
+UNITS_ANY = tl.constexpr(2)
+
+
 @triton.jit
 def magic_divide(n, divisor):
     """n // d for int32 0 <= n < 2**31, ``divisor`` being d packed by the launcher (launch.packed_divisor).
@@ -39,33 +46,43 @@ def row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK
     so a row that does not start on a multiple of 4 shares its edge quads with
     its neighbours and each side masks off the other's lanes.
 
-    With UNITS (a shard of a global tensor, diffusion_kernels/sharding.py) row r
-    is a run of consecutive global positions starting at ``units_ptr[2r]``: one
-    uniform load per program replaces ``elem_offset + r * row_len``.
+    UNITS (a shard of a global tensor, diffusion_kernels/sharding.py): row r is
+    a run of consecutive global positions starting at ``units_ptr[2r]``, one
+    uniform load per program instead of ``elem_offset + r * row_len``. With
+    UNITS_ALIGNED every run starts on a quad and holds whole quads, so the
+    tile's local indices are a multiple of 4 plus its lane, as in the
+    contiguous tile (vector accesses); UNITS_ANY takes runs that start anywhere.
     """
     pid32 = tl.program_id(0)
     pid = pid32.to(tl.int64)
     row = magic_divide(pid32, row_divisor).to(tl.int64)
     chunk = pid - row * chunks_per_row
-    if UNITS:
-        row_start = tl.load(units_ptr + 2 * row)
-    else:
-        row_start = elem_offset + row * row_len
-    first_quad = (row_start >> 2) + chunk * BLOCK
-    e = first_quad * 4 + tl.arange(0, 4 * BLOCK).to(tl.int64)  # element k of the tile is lane k % 4 of quad k // 4
-    j = e - row_start
-    mask = (j >= 0) & (j < row_len)
-    if UNITS:
+    lanes = tl.arange(0, 4 * BLOCK).to(tl.int64)  # element k of the tile is lane k % 4 of quad k // 4
+    if UNITS == UNITS_ALIGNED:
+        first_quad = (tl.load(units_ptr + 2 * row) >> 2) + chunk * BLOCK
+        j = chunk * (4 * BLOCK) + lanes
+        mask = j < row_len
         idx = row * row_len + j
     else:
-        idx = e - elem_offset
+        if UNITS == UNITS_ANY:
+            row_start = tl.load(units_ptr + 2 * row)
+        else:
+            row_start = elem_offset + row * row_len
+        first_quad = (row_start >> 2) + chunk * BLOCK
+        e = first_quad * 4 + lanes
+        j = e - row_start
+        mask = (j >= 0) & (j < row_len)
+        if UNITS == UNITS_ANY:
+            idx = row * row_len + j
+        else:
+            idx = e - elem_offset
     return pid, row, first_quad, idx, mask
 
 
 @triton.jit
 def noise_row(row, units_ptr, UNITS: tl.constexpr):
     """The row of t whose offset normal a row draws: its global index for a run of a shard, else itself."""
-    if UNITS:
+    if UNITS != NO_UNITS:
         return tl.load(units_ptr + 2 * row + 1)
     return row
 

@@ -32,7 +32,7 @@ from triton.compiler import ASTSource  # noqa: E402
 
 from code_objects import amd_figures, nvidia_figures  # noqa: E402
 
-from diffusion_kernels import launch  # noqa: E402
+from diffusion_kernels import launch, sharding  # noqa: E402
 from diffusion_kernels.backend import kernels_module  # noqa: E402
 from diffusion_kernels.schedules import NoiseSchedule  # noqa: E402
 
@@ -156,6 +156,13 @@ def _launch_every_variant():
             launch.noise_affine(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise, False, 0)
         # The same with t checked on the device (debug compile: the kernel's device_assert is live).
         launch.noise_affine(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, False, False, 0, True)
+        # A context-parallel shard of that batch (frames 32-63 of 64): its runs read from the units table,
+        # on the contiguous tile.
+        runs = sharding.units_of(sharding.block_of((16, 4, 32, 64), (16, 4, 64, 64), (0, 0, 32, 0)), 1)
+        shard = torch.zeros(16, 4, 32, 64, dtype=dtype)
+        for write_noise in (False, True):
+            launch.noise_affine(shard, t.repeat_interleave(runs.per_row), a, b, None, None, None, None, 5, 0, 0, 0,
+                                0.0, write_noise, False, 1, False, 0.0, runs.table("cpu"), runs.aligned)
         # The same batch channels-last (the channels-last tile).
         for write_noise in (False, True):
             launch.noise_affine(x.to(memory_format=torch.channels_last), t, a, b, None, None, None, None, 5, 0, 0, 0,

@@ -8,7 +8,7 @@ import torch
 from .. import seeding
 from ..backend import interpreter_active, kernels_module
 from .layout import Layout, _prepare, channels_last_planes, _copy_back, packed, paired
-from .tiling import tiling, channels_last_tiling, launch_warps, math_mode, run_alignment
+from .tiling import tiling, channels_last_tiling, launch_warps, math_mode, run_alignment, units_mode
 from .registry import _device_guard, _launcher, _register_triton_op, seed_parts, _seed_args
 
 
@@ -27,7 +27,7 @@ class Target(NamedTuple):
 EPS = Target()
 
 
-def _mse_setup(pred: torch.Tensor, rows: int, layout: Layout, units: Optional[torch.Tensor]):
+def _mse_setup(pred: torch.Tensor, rows: int, layout: Layout, units: Optional[torch.Tensor], units_aligned: bool):
     """(kernels, Tiling, Planes or None) of a loss launch; Planes when the channels-last kernels take
     the prediction (the Tiling is then theirs). A shard's runs (``units``) take the row tiles."""
     km = kernels_module()
@@ -35,8 +35,8 @@ def _mse_setup(pred: torch.Tensor, rows: int, layout: Layout, units: Optional[to
     tile = planes and channels_last_tiling(km.noise_mse, planes, pred.element_size())
     if not tile:
         planes = None
-        tile = tiling(km.noise_mse, int(pred.numel()), rows, run_alignment(0, units), paired=paired(pred, layout),
-                      strided=not layout.contiguous)
+        tile = tiling(km.noise_mse, int(pred.numel()), rows, run_alignment(0, units, units_aligned),
+                      paired=paired(pred, layout), strided=not layout.contiguous)
     return km, tile, planes
 
 
@@ -50,7 +50,7 @@ def _tables(target: Target, pred: torch.Tensor):
 def loss_sums(pred: torch.Tensor, x0: Optional[torch.Tensor], eps_scale: Optional[torch.Tensor],
               x0_scale: Optional[torch.Tensor], has_eps: bool, rows: int, seed_tensor: Optional[torch.Tensor],
               seed_lo: int, seed_hi: int, stream: int, offset_strength: float,
-              units: Optional[torch.Tensor] = None) -> tuple[torch.Tensor]:
+              units: Optional[torch.Tensor] = None, units_aligned: bool = False) -> tuple[torch.Tensor]:
     """(per-row Σ (pred − target)², float32 of shape (rows,)), ε regenerated from the seed (``seed_tensor``
     on the device, else the int32 halves) with ``rows`` offset rows; with ``units`` (a shard's runs,
     noising.noise_affine) a row is a run."""
@@ -58,7 +58,7 @@ def loss_sums(pred: torch.Tensor, x0: Optional[torch.Tensor], eps_scale: Optiona
     if pred.numel() == 0:
         return (pred.new_zeros((rows,), dtype=torch.float32),)
     (pred_, x0_), _, layout = _prepare(pred.shape, [pred, target.x0], [])
-    km, tile, planes = _mse_setup(pred_, rows, layout, units)
+    km, tile, planes = _mse_setup(pred_, rows, layout, units, units_aligned)
     partials = torch.empty(tile.grid, dtype=torch.float32, device=pred.device)
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, partials)
     ce, cx = _tables(target, pred_)
@@ -78,7 +78,7 @@ def loss_sums(pred: torch.Tensor, x0: Optional[torch.Tensor], eps_scale: Optiona
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
                 NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
                 SEED_FROM_PTR=from_ptr, **target.switches(), BLOCK=tile.block, MATH=math_mode(pred.device),
-                PAIRED=paired(pred, layout), UNITS=units is not None,
+                PAIRED=paired(pred, layout), UNITS=units_mode(units, units_aligned),
                 num_warps=launch_warps(km.noise_mse, pred.device),
             )
     # A program covers one row of its tiling, so the row sums are sums of whole programs, added in
@@ -91,7 +91,8 @@ def loss_sums(pred: torch.Tensor, x0: Optional[torch.Tensor], eps_scale: Optiona
 def loss_grad(pred: torch.Tensor, row_scale: torch.Tensor, x0: Optional[torch.Tensor],
               eps_scale: Optional[torch.Tensor], x0_scale: Optional[torch.Tensor], has_eps: bool, rows: int,
               seed_tensor: Optional[torch.Tensor], seed_lo: int, seed_hi: int, stream: int,
-              offset_strength: float, units: Optional[torch.Tensor] = None) -> tuple[torch.Tensor]:
+              offset_strength: float, units: Optional[torch.Tensor] = None,
+              units_aligned: bool = False) -> tuple[torch.Tensor]:
     """(row_scale[row]·(pred − target),) in pred's dtype and layout; ``row_scale`` float32 (rows,); ``units``
     as in :func:`loss_sums`."""
     target = Target(has_eps, eps_scale, x0, x0_scale)
@@ -99,7 +100,7 @@ def loss_grad(pred: torch.Tensor, row_scale: torch.Tensor, x0: Optional[torch.Te
     if pred.numel() == 0:
         return (grad,)
     (pred_, x0_), (grad_,), layout = _prepare(pred.shape, [pred, target.x0], [grad])
-    km, tile, planes = _mse_setup(pred_, rows, layout, units)
+    km, tile, planes = _mse_setup(pred_, rows, layout, units, units_aligned)
     s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, grad_)
     ce, cx = _tables(target, pred_)
     (scale,) = packed(row_scale.to(device=pred.device, dtype=torch.float32).reshape(rows))
@@ -119,7 +120,7 @@ def loss_grad(pred: torch.Tensor, row_scale: torch.Tensor, x0: Optional[torch.Te
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
                 NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
                 SEED_FROM_PTR=from_ptr, **target.switches(), BLOCK=tile.block, SOFT_BF16=interpreter_active(),
-                MATH=math_mode(pred.device), PAIRED=paired(pred, layout), UNITS=units is not None,
+                MATH=math_mode(pred.device), PAIRED=paired(pred, layout), UNITS=units_mode(units, units_aligned),
                 num_warps=launch_warps(km.noise_mse, pred.device),
             )
     _copy_back([(grad, grad_)])
@@ -149,7 +150,8 @@ def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_s
                                            *seed_parts(seed), stream, offset_strength)[0]
     target = _run_target(target, runs)
     sums = _op("loss_sums", loss_sums)(pred, target.x0, target.eps_scale, target.x0_scale, target.eps, runs.count,
-                                       *seed_parts(seed), stream, offset_strength, runs.table(pred.device))[0]
+                                       *seed_parts(seed), stream, offset_strength, runs.table(pred.device),
+                                       runs.aligned)[0]
     return sums.view(rows, runs.per_row).sum(1)
 
 
@@ -163,4 +165,4 @@ def noise_mse_backward(pred: torch.Tensor, row_scale: torch.Tensor, rows: int, s
     target = _run_target(target, runs)
     return _op("loss_grad", loss_grad)(pred, _per_run(row_scale.to(torch.float32), runs), target.x0,
                                        target.eps_scale, target.x0_scale, target.eps, runs.count, *seed_parts(seed),
-                                       stream, offset_strength, runs.table(pred.device))[0]
+                                       stream, offset_strength, runs.table(pred.device), runs.aligned)[0]

@@ -9,7 +9,7 @@ import torch
 from .. import seeding
 from ..backend import interpreter_active, kernels_module
 from .layout import _entry, _prepare, Planes, channels_last_planes, packed, _copy_back, _MEMORY_ORDER, paired
-from .tiling import tiling, channels_last_tiling, launch_warps, math_mode, run_alignment
+from .tiling import tiling, channels_last_tiling, launch_warps, math_mode, run_alignment, units_mode
 from .registry import _device_guard, _launcher, _register_triton_op, _checked, seed_parts, _seed_args
 
 
@@ -19,7 +19,8 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
                  seed_tensor: Optional[torch.Tensor], seed_lo: int, seed_hi: int, stream: int, step: int,
                  offset_strength: float, write_noise: bool, write_v: bool,
                  elem_offset: int, check_t: bool = False, perturbation: float = 0.0,
-                 units: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 units: Optional[torch.Tensor] = None,
+                 units_aligned: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(out, ε, v): out = a[t]·x0 + b[t]·ε and, with ``write_v``, v = c[t]·x0 + d[t]·ε.
 
     A nonzero ``perturbation`` γ (drawn ε only) makes out = a[t]·x0 + b[t]·(ε + γ·ε′), ε′ the stream's
@@ -35,7 +36,8 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
     x0's memory format.
 
     ``units`` (a shard of a global tensor: sharding.Units.table) makes row r a run of global positions
-    from ``units[r, 0]`` (its offset noise row ``units[r, 1]``); ``t_rows`` then has one entry per run.
+    from ``units[r, 0]`` (its offset noise row ``units[r, 1]``); ``t_rows`` then has one entry per run, and
+    ``units_aligned`` says every run starts on a quad and holds whole quads (sharding.Units.aligned).
     """
     km = kernels_module()
     t_rows, a, b, c, d = packed(t_rows, a, b, c, d)
@@ -53,7 +55,7 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
                 return out, eps, v
         elif planes is not None:
             layout = _MEMORY_ORDER
-        tile = tiling(km.q_sample, n, rows, run_alignment(elem_offset, units), paired(x0, layout),
+        tile = tiling(km.q_sample, n, rows, run_alignment(elem_offset, units, units_aligned), paired(x0, layout),
                       not layout.contiguous)
         s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
         kernel, layout_args, layout_kw = _entry(layout, km.q_sample.noise_affine_fwd_kernel,
@@ -68,7 +70,7 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
                 **layout_kw, HAS_NOISE=noise is not None, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
                 SOFT_BF16=interpreter_active(), MATH=math_mode(x0.device), PAIRED=paired(x0, layout),
-                PERTURB=perturbation != 0.0 and noise is None, UNITS=units is not None,
+                PERTURB=perturbation != 0.0 and noise is None, UNITS=units_mode(units, units_aligned),
                 num_warps=launch_warps(km.q_sample, x0.device), **_checked(check_t),
             )
         _copy_back([(out, out_), (eps, eps_), (v, v_)])
@@ -82,7 +84,7 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
                           seed_tensor: Optional[torch.Tensor], seed_lo: int, seed_hi: int, stream: int, step: int,
                           offset_strength: float, x0_dtype: Optional[torch.dtype],
                           noise_dtype: Optional[torch.dtype], need_tables: bool,
-                          elem_offset: int, units: Optional[torch.Tensor] = None
+                          elem_offset: int, units: Optional[torch.Tensor] = None, units_aligned: bool = False
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(grad_x0, grad_noise, per-row sums) of out = a·x0 + b·ε and v = c·x0 + d·ε with upstream (g, gv).
 
@@ -90,7 +92,7 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
     is. With ``need_tables`` the (R, 4) per-row sums Σ g·x0, Σ g·ε, Σ gv·x0,
     Σ gv·ε come back (they read ``x0`` and ``noise``, or regenerate ε from the
     seed). What was not asked for comes back None (0-element tensors from the
-    registered op). ``units`` as in :func:`noise_affine`.
+    registered op). ``units`` and ``units_aligned`` as in :func:`noise_affine`.
     """
     km = kernels_module()
     t_rows, a, b, c, d = packed(t_rows, a, b, c, d)
@@ -105,7 +107,7 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
         (g_, gv_, x0_, noise_), (gx_, gn_), layout = _prepare(g.shape, [g, gv, x0_in, noise_in], [gx, gn])
         if (not need_tables or noise is not None) and channels_last_planes(layout, n, rows) is not None:
             layout = _MEMORY_ORDER
-        tile = tiling(km.q_sample, n, rows, run_alignment(elem_offset, units), paired(g, layout),
+        tile = tiling(km.q_sample, n, rows, run_alignment(elem_offset, units, units_aligned), paired(g, layout),
                       not layout.contiguous)
         partials = torch.empty((*tile.grid, 4), dtype=torch.float32, device=g.device) if need_tables else None
         s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
@@ -123,7 +125,7 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
                 NEED_GX=gx is not None, NEED_GN=gn is not None, NEED_PARTIALS=need_tables,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
                 SOFT_BF16=interpreter_active(), MATH=math_mode(g.device), PAIRED=paired(g, layout),
-                UNITS=units is not None, num_warps=launch_warps(km.q_sample, g.device),
+                UNITS=units_mode(units, units_aligned), num_warps=launch_warps(km.q_sample, g.device),
             )
         _copy_back([(gx, gx_), (gn, gn_)])
         if need_tables:

@@ -86,10 +86,24 @@ def _tiling(rows: int, row_len: int, block: int, elem_offset: int) -> Tiling:
     return Tiling(rows, row_len, block, chunks, packed_divisor(chunks))
 
 
-def run_alignment(elem_offset: int, units) -> int:
-    """The ``elem_offset`` that sizes a launch's tiles: a shard's runs (``units`` not None) may start
-    anywhere in a quad, so they are tiled as misaligned rows (an offset of 1)."""
-    return elem_offset if units is None else 1
+# kernels/tiles.py's row_tile modes: rows of one tensor, a shard's quad-aligned runs, runs starting anywhere.
+NO_UNITS, UNITS_ALIGNED, UNITS_ANY = 0, 1, 2
+
+
+def units_mode(units, aligned: bool) -> int:
+    """row_tile's UNITS for a launch: a shard's run table (``units``) whose runs all start on a quad and hold
+    whole quads (``aligned``, sharding.Units.aligned) takes the contiguous tile's vector accesses."""
+    if units is None:
+        return NO_UNITS
+    return UNITS_ALIGNED if aligned else UNITS_ANY
+
+
+def run_alignment(elem_offset: int, units, aligned: bool) -> int:
+    """The ``elem_offset`` that sizes a launch's tiles: a shard's runs that may start anywhere in a quad are
+    tiled as misaligned rows (an offset of 1)."""
+    if units is None:
+        return elem_offset
+    return 0 if aligned else 1
 
 
 def chunks_per_row(row_len: int, elem_offset: int, block: int) -> int:
