@@ -107,11 +107,8 @@ class Units:
     rows: torch.Tensor
     block: Block
     rows_ndim: int
+    aligned: bool  # every run starts on a Philox quad and holds whole quads (the kernels' vector accesses)
 
-    @functools.cached_property
-    def aligned(self) -> bool:
-        """Every run starts on a Philox quad and holds whole quads (the kernels then take vector accesses)."""
-        return self.length % 4 == 0 and bool((self.starts % 4 == 0).all())
 
     def table(self, device: torch.device) -> torch.Tensor:
         """(count, 2) int64 on ``device``: each run's start and global row, as the kernels read them."""
@@ -158,4 +155,8 @@ def units_of(block: Block, rows_ndim: int) -> Units:
     starts = positions(head).reshape(-1) * inner + rest
     rows = row_positions(block, rows_ndim).repeat_interleave(per_row) if rows_ndim else \
         torch.zeros(starts.numel(), dtype=torch.int64)
-    return Units(starts.numel(), length, per_row, starts, rows, block, rows_ndim)
+    # Every start Σ_d o_d·G_d + Σ_{d<u} i_d·G_d is a multiple of 4 when the first is and each stride a run
+    # index steps by is (ints: no tensor value is read, so a compiled graph holds no data-dependent guard).
+    aligned = length % 4 == 0 and block.base % 4 == 0 and all(
+        g % 4 == 0 for n, g in zip(block.shape[:u], block.global_strides[:u]) if n > 1)
+    return Units(starts.numel(), length, per_row, starts, rows, block, rows_ndim, aligned)

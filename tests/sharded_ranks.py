@@ -93,8 +93,14 @@ def run(rank, world, backend, outdir):
                                 backend=backend)
         loss = dk.diffusion_loss(pd, handle, target="v", x0=xd, weighting="min_snr", backend=backend)
         loss.backward()
+        # t as a DTensor: sharded along the batch as x0 is (its local block is what the call reads), or
+        # replicated.
+        t_placements = [Shard(0) if isinstance(p, Shard) and p.dim == 0 else Replicate() for p in placements]
+        td = distribute_tensor(t_full, m, t_placements)
+        x_t_dt = dk.q_sample(xd, td, dk.NoiseSchedule.linear(), seed=SEED + 5, backend=backend)
         out[f"dtensor_{name}"] = {"x_t": x_t.full_tensor(), "eps": eps.full_tensor(), "loss": loss.detach(),
-                                  "grad": pd.grad.full_tensor(), "placements": str(x_t.placements)}
+                                  "grad": pd.grad.full_tensor(), "placements": str(x_t.placements),
+                                  "x_t_dtensor_t": x_t_dt.full_tensor()}
 
     if world == 4:
         # 2 data-parallel replicas × 2 context-parallel ranks: rank = 2·dp + cp.

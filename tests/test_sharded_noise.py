@@ -239,3 +239,36 @@ def test_a_block_draws_on_stream_zero_by_default_whatever_the_rank(monkeypatch):
     assert torch.equal(part, whole[2:])
     _, ranked = dk.q_sample(x, 0, schedule, seed=1, return_noise=True, backend="reference")
     assert not torch.equal(ranked, whole)  # without a global position the rank still separates streams
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_a_blocks_quad_alignment_is_read_from_its_geometry(data):
+    """Units.aligned (the kernels' vector-access tile) comes from ints, never a tensor read, and agrees with
+    the run table it describes."""
+    ndim = data.draw(st.integers(1, 4))
+    shape = tuple(data.draw(st.integers(1, 9)) for _ in range(ndim))
+    lo = tuple(data.draw(st.integers(0, n - 1)) for n in shape)
+    hi = tuple(data.draw(st.integers(a + 1, n)) for a, n in zip(lo, shape))
+    block = sharding.block_of(tuple(b - a for a, b in zip(lo, hi)), shape, lo)
+    runs = sharding.units_of(block, data.draw(st.integers(0, ndim)))
+    assert runs.aligned == (runs.length % 4 == 0 and bool((runs.starts % 4 == 0).all()))
+
+
+def test_a_shards_call_and_loss_compile_into_one_graph():
+    if not dk.backend.interpreter_active():
+        pytest.skip("the kernel path on CPU tensors needs Triton's interpreter (TRITON_INTERPRET=1)")
+    torch._dynamo.reset()
+    schedule = dk.NoiseSchedule.linear()
+    where = dict(global_shape=(2, 3, 13, 4), global_offset=(0, 0, 6, 0))
+
+    def step(x, prediction, t):
+        x_t, handle = dk.q_sample(x, t, schedule, seed=3, return_noise="seed", backend="triton", **where)
+        return x_t, dk.diffusion_loss(prediction, handle, target="v", x0=x, backend="triton")
+
+    g = torch.Generator().manual_seed(0)
+    x, prediction = torch.randn(2, 3, 7, 4, generator=g), torch.randn(2, 3, 7, 4, generator=g)
+    t = torch.tensor([3, 500])
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    for got, eager in zip(compiled(x, prediction, t), step(x, prediction, t)):
+        assert torch.equal(got, eager)

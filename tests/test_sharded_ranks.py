@@ -94,6 +94,7 @@ def test_dtensor_results_are_the_single_device_results(backend, world, layout, t
     for rank in range(world):
         got = results[rank][f"dtensor_{layout}"]
         assert torch.equal(got["x_t"], x_t) and torch.equal(got["eps"], eps), rank
+        assert torch.equal(got["x_t_dtensor_t"], x_t), rank  # t given as a DTensor
         torch.testing.assert_close(got["loss"], loss.detach(), rtol=LOSS_RTOL, atol=LOSS_ATOL)
         torch.testing.assert_close(got["grad"], prediction.grad, rtol=LOSS_RTOL, atol=LOSS_ATOL)
     assert results[0][f"dtensor_{layout}"]["placements"].count("Shard") == {"replicate": 0, "mesh2d": 2}.get(layout, 1)
