@@ -90,15 +90,20 @@ def philox_normal(seed: Word, shape: Sequence[int], *, stream: int = 0, step: in
         return torch.empty(shape, device=device, dtype=dtype)
     first_quad, last_quad = offset // 4, (offset + n - 1) // 4
     quads = torch.arange(first_quad, last_quad + 1, dtype=torch.int64, device=device)
+    lanes = _quad_normals(seed, quads, stream, step).reshape(-1)
+    start = offset - first_quad * 4
+    return lanes[start:start + n].reshape(shape).to(dtype)
+
+
+def _quad_normals(seed: Word, quads: torch.Tensor, stream: int, step: int) -> torch.Tensor:
+    """The four normals of each Philox quad in ``quads`` (int64, 1-D): (len(quads), 4), lane by lane."""
     if isinstance(seed, torch.Tensor):
         seed = seed.to(device=quads.device, dtype=torch.int64).reshape(())
     r0, r1, r2, r3 = philox4x32(quads & _MASK32, quads >> 32, torch.full_like(quads, stream),
                                 torch.full_like(quads, step & _MASK32), seed & _MASK32, seed >> 32)
     n0, n1 = _box_muller(r0, r1)
     n2, n3 = _box_muller(r2, r3)
-    lanes = torch.stack([n0, n1, n2, n3], dim=1).reshape(-1)
-    start = offset - first_quad * 4
-    return lanes[start:start + n].reshape(shape).to(dtype)
+    return torch.stack([n0, n1, n2, n3], dim=1)
 
 
 def philox_normal_at(seed: Word, positions: torch.Tensor, *, stream: int = 0, step: int = 0,
@@ -109,13 +114,7 @@ def philox_normal_at(seed: Word, positions: torch.Tensor, *, stream: int = 0, st
     lane = (positions & 3).reshape(-1)
     if quads.numel() == 0:
         return torch.empty(positions.shape, device=positions.device, dtype=dtype)
-    if isinstance(seed, torch.Tensor):
-        seed = seed.to(device=quads.device, dtype=torch.int64).reshape(())
-    r0, r1, r2, r3 = philox4x32(quads & _MASK32, quads >> 32, torch.full_like(quads, stream),
-                                torch.full_like(quads, step & _MASK32), seed & _MASK32, seed >> 32)
-    n0, n1 = _box_muller(r0, r1)
-    n2, n3 = _box_muller(r2, r3)
-    lanes = torch.stack([n0, n1, n2, n3], dim=1)
+    lanes = _quad_normals(seed, quads, stream, step)
     return lanes.gather(1, lane[:, None]).reshape(positions.shape).to(dtype)
 
 
