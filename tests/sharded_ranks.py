@@ -98,9 +98,12 @@ def run(rank, world, backend, outdir):
         t_placements = [Shard(0) if isinstance(p, Shard) and p.dim == 0 else Replicate() for p in placements]
         td = distribute_tensor(t_full, m, t_placements)
         x_t_dt = dk.q_sample(xd, td, dk.NoiseSchedule.linear(), seed=SEED + 5, backend=backend)
+        sigma = distribute_tensor(t_full.double() / SCHEDULE_T, m, t_placements)  # σ as a DTensor
+        flow = dk.flow_match_sample(xd, sigma, seed=SEED + 6, return_noise=True, return_v=True, backend=backend)
         out[f"dtensor_{name}"] = {"x_t": x_t.full_tensor(), "eps": eps.full_tensor(), "loss": loss.detach(),
                                   "grad": pd.grad.full_tensor(), "placements": str(x_t.placements),
-                                  "x_t_dtensor_t": x_t_dt.full_tensor()}
+                                  "x_t_dtensor_t": x_t_dt.full_tensor(),
+                                  "flow": [value.full_tensor() for value in flow]}
 
     if world == 4:
         # 2 data-parallel replicas × 2 context-parallel ranks: rank = 2·dp + cp.

@@ -91,10 +91,13 @@ def test_dtensor_results_are_the_single_device_results(backend, world, layout, t
     _, handle = dk.q_sample(video, t, schedule, seed=ranks.SEED + 5, return_noise="seed", backend=backend)
     loss = dk.diffusion_loss(prediction, handle, target="v", x0=video, weighting="min_snr", backend=backend)
     loss.backward()
+    flow = dk.flow_match_sample(video, t.double() / ranks.SCHEDULE_T, seed=ranks.SEED + 6, return_noise=True,
+                                return_v=True, backend=backend)
     for rank in range(world):
         got = results[rank][f"dtensor_{layout}"]
         assert torch.equal(got["x_t"], x_t) and torch.equal(got["eps"], eps), rank
         assert torch.equal(got["x_t_dtensor_t"], x_t), rank  # t given as a DTensor
+        assert all(torch.equal(a, b) for a, b in zip(got["flow"], flow)), rank  # σ given as a DTensor
         torch.testing.assert_close(got["loss"], loss.detach(), rtol=LOSS_RTOL, atol=LOSS_ATOL)
         torch.testing.assert_close(got["grad"], prediction.grad, rtol=LOSS_RTOL, atol=LOSS_ATOL)
     assert results[0][f"dtensor_{layout}"]["placements"].count("Shard") == {"replicate": 0, "mesh2d": 2}.get(layout, 1)
