@@ -150,11 +150,11 @@ import diffusion_kernels; print('diffusion_kernels from', diffusion_kernels.__fi
 first() {
     DRY_RUN=0
     [ "${1:-}" = "--dry-run" ] && DRY_RUN=1
-    local device=cuda sizes=16M,64M validate_args=(--stats) xdist=() suite=(tests benchmarks)
+    local device=cuda sizes=16M,64M small=256K,1M,4M validate_args=(--stats) xdist=() suite=(tests benchmarks)
     if [ "$DRY_RUN" = 1 ]; then
         # The same phases, files and order on CPU through Triton's interpreter, at toy sizes.
         export TRITON_INTERPRET=1
-        device=cpu sizes=4K,16K validate_args=(--numel 4K --dtype fp32,bf16)
+        device=cpu sizes=4K,16K small=1K validate_args=(--numel 4K --dtype fp32,bf16)
         suite=(tests/test_seeding.py tests/test_noise_stream.py)
     fi
     : > "$RESULTS/round.log"
@@ -170,9 +170,14 @@ first() {
     # Every provider, float32 and bfloat16; the JSON is rewritten after each size and dtype.
     # The q_sample modes against the providers a user would pick instead (the step, trajectory and loss
     # modes and the cpu/reference providers are a follow-up call's).
-    phase_run bench 210 bench.log "$PYTHON" -m diffusion_kernels bench --device "$device" --out "$RESULTS" \
-        --quiet --dtype fp32,bf16 --sizes "$sizes" --modes xt_eps,xt,given_noise,backward \
-        --providers fused,eager,compile,diffusers,copy
+    # First the sizes people train at (256K-4M elements: where host work and a part-filled grid, not
+    # memory, may bound a call; torch.compile is left to the large sizes, as it recompiles per size),
+    # then the large ones; both into one record (same device and day) and one log.
+    phase_run bench 240 bench.log bash -c '"$0" -m diffusion_kernels bench --device "$1" --out "$2" --quiet \
+        --dtype fp32,bf16 --sizes "$3" --modes xt_eps,xt,loss,backward --providers fused,eager,diffusers,copy &&
+        "$0" -m diffusion_kernels bench --device "$1" --out "$2" --quiet --dtype fp32,bf16 --sizes "$4" \
+        --modes xt_eps,xt,given_noise,backward --providers fused,eager,compile,diffusers,copy' \
+        "$PYTHON" "$device" "$RESULTS" "$small" "$sizes"
     "$PYTHON" -c "import xdist" 2>/dev/null && [ "$DRY_RUN" = 0 ] && xdist=(-n 8)
     local left=$(( 470 - $(date +%s) + ROUND_START ))
     [ "$left" -lt 30 ] && left=30

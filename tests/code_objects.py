@@ -36,6 +36,18 @@ def sass_instructions(cubin: bytes) -> int:
     return sum(op != "NOP" for op in ops) - 1
 
 
+SASS_OPCODE = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")
+
+
+def streaming_load_position(cubin: bytes) -> float | None:
+    """Where the first evict-first global load (x0, the prediction: the data the kernel streams) falls in the
+    instruction stream, as a fraction of it; None for a kernel that streams nothing in."""
+    ops = [m.group(1) for line in cuobjdump(cubin, "-sass").splitlines() if (m := SASS_OPCODE.match(line))]
+    ops = [op for op in ops if op != "NOP"]
+    first = next((k for k, op in enumerate(ops) if op.startswith("LDG") and ".EF" in op), None)
+    return None if first is None else first / max(len(ops) - 1, 1)
+
+
 # The Philox round multipliers 0xD2511F53 and 0xCD9E8D57 as PTX prints them (signed).
 PHILOX_MULTIPLIERS = ("-766435501", "-845247145")
 
@@ -68,6 +80,7 @@ def nvidia_figures(compiled) -> dict:
         "integer_divisions": len(re.findall(r"\b(?:div|rem)\.[su](?:32|64)\b", ptx)),
         "sass_instructions": sass,
         "machine_instructions": sass,
+        "x0_load_position": streaming_load_position(compiled.asm["cubin"]),
         **resource_usage(compiled.asm["cubin"]),
     }
 
@@ -116,4 +129,13 @@ def amd_figures(compiled) -> dict:
         "registers": _amd_metadata(asm, "vgpr_count"),
         "sgprs": _amd_metadata(asm, "sgpr_count"),
         "stack_bytes": scratch + spills,
+        "x0_load_position": _amd_streaming_load_position(body, asm),
     }
+
+
+def _amd_streaming_load_position(body: list, asm: str) -> float | None:
+    """The first non-temporal (evict-first) vector global load's place among the instructions, as on NVIDIA."""
+    lines = [line.strip() for line in asm.splitlines() if line.startswith("\t") and line.strip()
+             and not line.strip().startswith((".", ";")) and re.match(r"[a-z]", line.strip())]
+    first = next((k for k, line in enumerate(lines) if line.startswith("global_load") and " nt" in line), None)
+    return None if first is None else first / max(len(lines) - 1, 1)

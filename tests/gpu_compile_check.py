@@ -178,6 +178,67 @@ TARGETS = {"80": ("cuda", 80, 32), "90": ("cuda", 90, 32), "100": ("cuda", 100, 
            "gfx942": ("hip", "gfx942", 64), "gfx90a": ("hip", "gfx90a", 64)}
 
 
+# Instructions per byte moved that each reference device issues while it streams at its copy bandwidth:
+# lanes × instructions per lane per second / copy bandwidth, at 0.9 × copy (docs/performance.md: the model).
+# A variant that needs more per byte is bound by instruction issue at that ratio of copy bandwidth.
+ISSUE_PER_BYTE = {"90": {"H100": 11.0, "H200": 7.8}, "gfx942": {"MI300X": 8.6}}
+# The reference device's SMs (NVIDIA) or CUs (AMD): how many programs fill one of its waves.
+REFERENCE_UNITS = {"80": 108, "90": 132, "100": 148, "gfx942": 304, "gfx90a": 104}
+PROGRAM_SIZES = (262144, 1048576, 16777216)
+OPS = {"noise_affine_fwd": "noising", "noise_affine_bwd": "noising_backward", "noise_mse_fwd": "loss_forward",
+       "noise_mse_bwd": "loss_backward", "forward_trajectory": "trajectory", "sampling_draws": "sampling"}
+# What each switch adds to a variant, by name.
+OPTIONS = {"HAS_NOISE": "given_noise", "WRITE_NOISE": "eps", "WRITE_V": "v", "HAS_OFFSET": "offset",
+           "SEED_FROM_PTR": "device_seed", "PERTURB": "perturbation", "HAS_GV": "v_grad", "NEED_GN": "noise_grad",
+           "NEED_PARTIALS": "table_grads", "EPS_SCALED": "scaled_eps", "HAS_X0": "x0", "HAS_SNAPSHOTS": "snapshots"}
+
+
+def describe(kernel: str, constexprs: dict, dtype: str, debug: bool) -> dict:
+    """What a variant is and what it moves: op, layout, options, draws_noise, bytes_per_element."""
+    c = {k: str(v) for k, v in constexprs.items()}
+    on = {k for k, v in c.items() if v == "True"}
+    op = next(value for key, value in OPS.items() if kernel.startswith(key))
+    if "channels_last" in kernel:
+        layout = "channels_last"
+    elif "contiguous" in kernel or op in ("trajectory", "sampling") or c.get("NDIM") == "1":
+        layout = "contiguous"
+    else:
+        layout = "strided"
+    options = sorted(OPTIONS[k] for k in on if k in OPTIONS)
+    options += ["shard"] if c.get("UNITS", "0") != "0" else []
+    options += ["debug"] if debug else []
+    if op == "loss_forward" or op == "loss_backward":
+        options += [] if "HAS_EPS" in on else ["no_eps"]
+    s = 4 if dtype == "float32" else 2
+    if op == "noising":
+        draws = "HAS_NOISE" not in on
+        moved = s * (2 + ("HAS_NOISE" in on) + ("WRITE_NOISE" in on) + ("WRITE_V" in on))
+    elif op == "noising_backward":
+        draws = "NEED_PARTIALS" in on and "HAS_NOISE" not in on
+        reads = 1 + ("HAS_GV" in on) + (("NEED_PARTIALS" in on) * (1 + ("HAS_NOISE" in on)))
+        moved = s * (reads + ("NEED_GX" in on) + ("NEED_GN" in on))
+    elif op in ("loss_forward", "loss_backward"):
+        draws = "HAS_EPS" in on
+        moved = s * (1 + ("HAS_X0" in on) + (op == "loss_backward"))
+    elif op == "trajectory":
+        draws, moved = True, 2 * s
+    else:  # sampling: an int32 word and a float32 normal written per sample
+        draws, moved = True, 8
+    return {"op": op, "layout": layout, "options": options, "draws_noise": draws, "bytes_per_element": moved}
+
+
+def predictions(name: str, constexprs: dict, instructions_per_byte: float) -> dict:
+    """programs (the launch's programs at each size in PROGRAM_SIZES, with their waves on the reference
+    device's SMs/CUs) and predicted_fraction_of_copy (the issue-rate bound, per reference device)."""
+    per_program = 4 * quads_per_program(constexprs)
+    return {
+        "programs": {n: -(-n // per_program) for n in PROGRAM_SIZES},
+        "programs_per_unit": {n: -(-n // per_program) / REFERENCE_UNITS[name] for n in PROGRAM_SIZES},
+        "predicted_fraction_of_copy": {device: min(1.0, rate / instructions_per_byte)
+                                       for device, rate in ISSUE_PER_BYTE.get(name, {}).items()},
+    }
+
+
 def compile_variants(name: str):
     """Every recorded launch compiled for ``name``; yields one dict of figures per variant."""
     backend, arch, lanes = TARGETS[name]
@@ -199,6 +260,9 @@ def compile_variants(name: str):
         compiled = triton.compile(ASTSource(kernel, signature, constexprs, attrs), target=target, options=options)
         figures = (amd_figures if amd else nvidia_figures)(compiled)
         elements = 4 * quads_per_program(constexprs) / (lanes * num_warps)
+        dtype = next(str(a.dtype).replace("torch.", "") for a in args if isinstance(a, torch.Tensor))
+        what = describe(kernel.__name__, constexprs, dtype, options.get("debug", False))
+        per_element = figures["machine_instructions"] / elements
         yield {
             "target": name,
             "kernel": kernel.__name__,
@@ -209,7 +273,10 @@ def compile_variants(name: str):
             "debug": options.get("debug", False),
             "num_warps": num_warps,
             "elements_per_thread": elements,
-            "instructions_per_element": figures["machine_instructions"] / elements,
+            "instructions_per_element": per_element,
+            **what,
+            "instructions_per_byte": per_element / what["bytes_per_element"],
+            **predictions(name, constexprs, per_element / what["bytes_per_element"]),
             **figures,
         }
 

@@ -169,6 +169,27 @@ def test_a_shard_of_the_batch_runs_at_the_contiguous_kernels_cost(variants, dtyp
     assert shard["stack_bytes"] == 0 and shard["registers"] <= 80
 
 
+def test_every_variant_says_what_it_is_moves_and_is_predicted_to_reach(variants):
+    """The compile check's description of each variant (docs/performance.md): op, layout, options, the bytes
+    it moves, the programs the launcher would start, the issue-rate prediction and where x0 is loaded."""
+    ops = {"noising", "noising_backward", "loss_forward", "loss_backward", "trajectory", "sampling"}
+    assert {v["op"] for v in variants} == ops
+    for v in variants:
+        assert v["layout"] in ("contiguous", "channels_last", "strided") and isinstance(v["options"], list)
+        assert isinstance(v["draws_noise"], bool) and v["bytes_per_element"] > 0
+        assert v["instructions_per_byte"] == pytest.approx(v["instructions_per_element"] / v["bytes_per_element"])
+        per_program = 4 * (int(v["constexprs"]["BLOCK"]) if "BLOCK" in v["constexprs"]
+                           else int(v["constexprs"]["BLOCK_J"]) * int(v["constexprs"]["C"]))
+        assert v["programs"] == {str(n): -(-n // per_program) for n in (262144, 1048576, 16777216)}
+        assert set(v["predicted_fraction_of_copy"]) == {"H100", "H200"}
+        for device, rate in (("H100", 11.0), ("H200", 7.8)):
+            assert v["predicted_fraction_of_copy"][device] == pytest.approx(min(1.0, rate / v["instructions_per_byte"]))
+        if v["op"] in ("noising", "loss_forward", "loss_backward"):
+            assert 0 <= v["x0_load_position"] <= 1
+    written = _fwd(variants, "bfloat16", shape=(16, 4, 64, 64), HAS_NOISE=False, WRITE_NOISE=True, WRITE_V=False)
+    assert written["bytes_per_element"] == 6 and written["draws_noise"] and written["options"] == ["eps"]
+
+
 def test_only_a_checked_launch_asserts_t_on_the_device(variants):
     """The device_assert on t is compiled in only when asked for (debug launch), and then nothing else is:
     Philox's wrapping key adds and the other integer arithmetic carry no overflow checks."""
