@@ -22,15 +22,15 @@ NOT_TAKEN = [((2, 3, 4, 4), "channels_last"), ((2, 4, 5, 3), "channels_last")]
 
 @pytest.fixture
 def channels_last_launches(monkeypatch):
-    """What launch._channels_last_draw answered, call by call."""
+    """What launch.channels_last_draw answered, call by call."""
     answers = []
-    draw = launch._channels_last_draw
+    draw = launch.channels_last_draw
 
     def spy(*args, **kwargs):
         answers.append(draw(*args, **kwargs))
         return answers[-1]
 
-    monkeypatch.setattr(launch.noising, "_channels_last_draw", spy)
+    monkeypatch.setattr(launch.noising, "channels_last_draw", spy)
     return answers
 
 
@@ -113,7 +113,7 @@ def test_learned_schedule_gradient_regenerates_the_channels_last_draw(device, sc
 
 def test_planes_are_found_only_for_a_channels_last_layout():
     def planes(x, rows=2):
-        _, _, layout = launch._prepare(x.shape, [x], [])
+        _, _, layout = launch.prepare(x.shape, [x], [])
         return launch.channels_last_planes(layout, x.numel(), rows)
 
     x = torch.zeros(2, 4, 6, 4)

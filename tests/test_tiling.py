@@ -81,7 +81,7 @@ def test_strided_tensor_past_the_32_bit_index_goes_through_contiguous_copies(dev
     t = torch.tensor([10, 900])
     expected = dk.q_sample(x0.contiguous(), t, schedule, seed=3, return_noise=True, backend="triton")
     monkeypatch.setattr(launch.layout, "MAX_STRIDED_NUMEL", 16)
-    assert launch._layout(x0.shape, [x0]) is None
+    assert launch.layout_of(x0.shape, [x0]) is None
     x_t, eps = dk.q_sample(x0, t, schedule, seed=3, return_noise=True, backend="triton")
     assert x_t.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(x_t, expected[0]) and torch.equal(eps, expected[1])
@@ -91,10 +91,10 @@ def test_layout_shares_one_address_computation_only_when_strides_agree():
     from diffusion_kernels import launch
 
     cl = torch.randn(2, 3, 4, 5).to(memory_format=torch.channels_last)
-    layout = launch._layout(cl.shape, [cl, None, torch.empty_like(cl), torch.empty_like(cl), None])
+    layout = launch.layout_of(cl.shape, [cl, None, torch.empty_like(cl), torch.empty_like(cl), None])
     assert not layout.contiguous and layout.shared  # outputs made like a channels_last input
     sliced = torch.randn(2, 6, 4, 5)[:, :3]
-    layout = launch._layout(sliced.shape, [sliced, None, torch.empty_like(sliced), None, None])
+    layout = launch.layout_of(sliced.shape, [sliced, None, torch.empty_like(sliced), None, None])
     assert not layout.contiguous and not layout.shared  # a sliced view's outputs come out contiguous
     flat = torch.randn(2, 3)
-    assert launch._layout(flat.shape, [flat, None, torch.empty_like(flat)]).contiguous
+    assert launch.layout_of(flat.shape, [flat, None, torch.empty_like(flat)]).contiguous

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .record import _layout
-from .spec import LAYOUTS, MODES, PROVIDERS
+from .spec import LAYOUTS, MODES, PROVIDERS, row_layout
 
 
 def plot(record: dict, path: Path) -> Path:
@@ -25,12 +24,12 @@ def plot(record: dict, path: Path) -> Path:
             for layout, style in zip(LAYOUTS, ("-", ":")):
                 suffix = "" if layout == "contiguous" else f", {layout}"
                 copy = sorted((r["numel"], r["gbps"]) for r in rows
-                              if r["mode"] == "copy" and r["dtype"] == dtype and _layout(r) == layout)
+                              if r["mode"] == "copy" and r["dtype"] == dtype and row_layout(r) == layout)
                 if copy:
                     ax.plot(*zip(*copy), "k--" if layout == "contiguous" else "k-.", label=f"copy (floor{suffix})")
                 for k, provider in enumerate(PROVIDERS[:-1]):
                     pts = sorted((r["numel"], r["gbps"]) for r in rows if r["mode"] == mode and r["dtype"] == dtype
-                                 and r["provider"] == provider and _layout(r) == layout)
+                                 and r["provider"] == provider and row_layout(r) == layout)
                     if pts:
                         ax.plot(*zip(*pts), "o" + style, color=f"C{k}", label=provider + suffix)
             ax.set_xscale("log")

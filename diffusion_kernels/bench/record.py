@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from .env import environment
+from .spec import row_layout
 
 
 @dataclasses.dataclass
@@ -26,7 +27,7 @@ class Row:
     layout: str = "contiguous"
 
 
-def _record(device, sizes, rows: list[Row], memory: list[dict]) -> dict:
+def make_record(device, sizes, rows: list[Row], memory: list[dict]) -> dict:
     _speedups(rows)
     return {"environment": environment(device), "sizes": list(sizes),
             "rows": [dataclasses.asdict(r) for r in rows], "loss_memory": memory}
@@ -55,7 +56,7 @@ def format_row(r: dict) -> str:
 
     mark = "" if r["timed"] else "  (interpreter: correctness run, untimed)"
     timed = r["timed"]
-    return (f"{r['mode']:<12} {r['dtype']:<9} {_layout(r):<13} {r['numel']:>10} {r['provider']:<10} "
+    return (f"{r['mode']:<12} {r['dtype']:<9} {row_layout(r):<13} {r['numel']:>10} {r['provider']:<10} "
             f"{fmt(r['median_ms'] if timed else None, '.4f'):>10} "
             f"{fmt(r['gbps'] if timed else None, '.1f'):>8} {fmt(r['of_copy'], '.2f'):>8} "
             f"{fmt(r.get('speedup_of_fused'), '.2f'):>8} {fmt(r['host_us'], '.1f'):>8} "
@@ -81,12 +82,8 @@ def format_memory(record: dict) -> str:
     return "\n".join(lines)
 
 
-def _layout(row: dict) -> str:
-    return row.get("layout", "contiguous")  # records made before layouts were swept are contiguous
-
-
 def _row_key(row: dict) -> tuple:
-    return row["provider"], row["mode"], row["dtype"], row["numel"], _layout(row)
+    return row["provider"], row["mode"], row["dtype"], row["numel"], row_layout(row)
 
 
 def merge(old: dict, new: dict) -> dict:
@@ -103,7 +100,7 @@ def merge(old: dict, new: dict) -> dict:
     remeasured = {m["dtype"] for m in new["loss_memory"]}
     memory = [m for m in old.get("loss_memory", []) if m["dtype"] not in remeasured] + new["loss_memory"]
     order = {n: i for i, n in enumerate(sorted({r["numel"] for r in rows}))}
-    rows.sort(key=lambda r: (order[r["numel"]], r["dtype"], _layout(r), r["mode"] != "copy", r["mode"],
+    rows.sort(key=lambda r: (order[r["numel"]], r["dtype"], row_layout(r), r["mode"] != "copy", r["mode"],
                              r["provider"]))
     return {**new, "sizes": sorted({*old.get("sizes", []), *new["sizes"]}), "rows": rows, "loss_memory": memory}
 

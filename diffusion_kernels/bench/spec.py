@@ -42,6 +42,11 @@ GPU_DEFAULTS = dict(dtypes=DTYPE_NAMES, modes=MODES, providers=PROVIDERS)
 TILE_CONSTANTS = ("BLOCK_QUADS", "BLOCK_QUADS_PAIRED", "BLOCK_QUADS_STRIDED", "NUM_WARPS")
 
 
+def row_layout(row: dict) -> str:
+    """A record row's layout; records made before layouts were swept are contiguous."""
+    return row.get("layout", "contiguous")
+
+
 def batch_shape(numel: int, layout: str) -> tuple[int, ...]:
     """The benchmark's x0 shape: 4 samples; channels_last as 4 × 4 × H × W latents (H a power of two)."""
     if layout == "contiguous":

@@ -5,9 +5,9 @@ import torch
 
 from ..schedules import NoiseSchedule
 from .providers import DTYPES, cases, compile_settings, compiled_providers, diffusers_scheduler
-from .record import Row, _record
+from .record import Row, make_record
 from .spec import CPU_SIZES, GPU_SIZES, MODES, PASSES, PROVIDERS, SMALL_LATENTS, TRAINING_MODES, batch_shape
-from .timing import _host_us, _temp_bytes, _time_ms, memory_of_loss
+from .timing import time_host_us, measure_temp_bytes, median_ms, memory_of_loss
 
 
 def run(device: torch.device, **kwargs) -> dict:
@@ -43,11 +43,11 @@ def _run(device: torch.device, *, sizes=None, dtypes=("float32", "bfloat16", "fl
         n = x0.numel()
         itemsize = x0.element_size()
         copy_fn = cases("copy", "copy", x0, t, noise, grad, schedule, ab_device, compiled, scheduler)
-        copy_ms = _time_ms(copy_fn, device, reps)
+        copy_ms = median_ms(copy_fn, device, reps)
         copy_gbps = PASSES["copy"] * n * itemsize / copy_ms / 1e6
         if "copy" in providers:
             rows.append(Row("copy", "copy", dtype_name, n, copy_ms, copy_gbps, 1.0,
-                            host_us=_host_us(copy_fn, device) if n <= SMALL_LATENTS else None, layout=layout))
+                            host_us=time_host_us(copy_fn, device) if n <= SMALL_LATENTS else None, layout=layout))
         for mode in modes:
             for provider in providers:
                 if provider == "copy":
@@ -56,20 +56,20 @@ def _run(device: torch.device, *, sizes=None, dtypes=("float32", "bfloat16", "fl
                 if fn is None:
                     continue
                 timed = fused_timed or provider != "fused"
-                ms = _time_ms(fn, device, reps)
+                ms = median_ms(fn, device, reps)
                 gbps = PASSES[mode] * n * itemsize / ms / 1e6
                 rows.append(Row(
                     provider, mode, dtype_name, n, ms, gbps, of_copy=gbps / copy_gbps if timed else None,
-                    host_us=_host_us(fn, device) if n <= SMALL_LATENTS and timed else None,
-                    temp_bytes=_temp_bytes(fn, device), timed=timed,
+                    host_us=time_host_us(fn, device) if n <= SMALL_LATENTS and timed else None,
+                    temp_bytes=measure_temp_bytes(fn, device), timed=timed,
                     saved_bytes=fn.saved_bytes() if mode in TRAINING_MODES else None,
                     note="" if timed else "Triton interpreter on CPU: a correctness run, not a timing",
                     layout=layout,
                 ))
         if on_case is not None:
             # What is measured so far, so a sweep cut short (a time limit) still leaves its rows.
-            on_case(_record(device, sizes, rows, []))
+            on_case(make_record(device, sizes, rows, []))
     memory = [memory_of_loss(device, sizes[-1], DTYPES[d]) for d in dtypes]
-    return _record(device, sizes, rows, memory)
+    return make_record(device, sizes, rows, memory)
 
 

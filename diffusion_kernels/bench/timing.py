@@ -17,7 +17,7 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def _time_ms(fn, device, reps: int) -> float:
+def median_ms(fn, device, reps: int) -> float:
     """Median milliseconds of one call: triton.testing.do_bench on CUDA (L2 flushed between runs); on the
     CPU, calls repeated for about ``reps`` ms (at least 7, at most 2000), after warm-up calls for a fifth of
     that (a first case measured cold reads up to twice its warm time)."""
@@ -38,7 +38,7 @@ def _time_ms(fn, device, reps: int) -> float:
     return statistics.median(samples)
 
 
-def _host_us(fn, device, calls: int = 200) -> float:
+def time_host_us(fn, device, calls: int = 200) -> float:
     """Host time per call with the GPU left running: the launch overhead a small batch pays."""
     fn()
     _sync(device)
@@ -50,7 +50,7 @@ def _host_us(fn, device, calls: int = 200) -> float:
     return elapsed / calls * 1e6
 
 
-def _temp_bytes(fn, device) -> int | None:
+def measure_temp_bytes(fn, device) -> int | None:
     """Peak GPU memory of one call beyond its outputs (None off CUDA)."""
     if device.type != "cuda":
         return None

@@ -7,10 +7,10 @@
 
 The names below are the ones the rest of the package (and its tests) use.
 """
-from .layout import MAX_DIMS, MAX_STRIDED_NUMEL, Layout, Planes, collapse_dims, channels_last_planes, packed, paired, concrete, _layout, _prepare  # noqa: F401
-from .tiling import Tiling, next_power_of_2, block_quads, divisor_magic, packed_divisor, tiling, chunks_per_row, channels_last_tiling, math_mode, MATH_LIBRARY, MATH_NVIDIA, MATH_POLY, _tiling  # noqa: F401
+from .layout import MAX_DIMS, MAX_STRIDED_NUMEL, Layout, Planes, collapse_dims, channels_last_planes, packed, paired, concrete, layout_of, prepare  # noqa: F401
+from .tiling import Tiling, next_power_of_2, block_quads, divisor_magic, packed_divisor, tiling, chunks_per_row, channels_last_tiling, math_mode, MATH_LIBRARY, MATH_NVIDIA, MATH_POLY, row_tiling  # noqa: F401
 from .registry import seed_parts  # noqa: F401
-from .noising import noise_affine, noise_affine_backward, q_sample_forward, _channels_last_draw  # noqa: F401
+from .noising import noise_affine, noise_affine_backward, q_sample_forward, channels_last_draw  # noqa: F401
 from .trajectory import forward_trajectory  # noqa: F401
 from .noise_mse import Target, loss_grad, loss_sums, noise_mse_forward, noise_mse_backward  # noqa: F401
 from .sampling import sampling_draws  # noqa: F401

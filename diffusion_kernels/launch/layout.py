@@ -12,7 +12,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from .tiling import packed_divisor
+from .tiling import Planes, packed_divisor
 
 
 MAX_DIMS = 5
@@ -68,7 +68,7 @@ class Layout(NamedTuple):
         return (*self.sizes, *self.divisors, *_flat(self.strides))
 
 
-def _layout(shape, tensors):
+def layout_of(shape, tensors):
     """The Layout of ``tensors`` (``None`` entries are absent: zero strides, pointer unused).
 
     None past MAX_DIMS, or for a strided layout of more than MAX_STRIDED_NUMEL elements.
@@ -96,7 +96,7 @@ def _layout(shape, tensors):
                   all(s == present[0] for s in present))
 
 
-def _entry(layout: Layout, strided, contiguous):
+def entry_point(layout: Layout, strided, contiguous):
     """(kernel, layout arguments, layout keywords) for a call: the short-signature entry point when
     every tensor is contiguous."""
     if layout.contiguous:
@@ -104,22 +104,14 @@ def _entry(layout: Layout, strided, contiguous):
     return strided, layout.args(), {"NDIM": layout.ndim, "SHARED_LAYOUT": layout.shared}
 
 
-def _prepare(shape, tensors, outputs):
+def prepare(shape, tensors, outputs):
     """(tensors, outputs, Layout of both); a layout the kernels cannot address falls back to contiguous copies."""
-    layout = _layout(concrete(shape), tensors + outputs)
+    layout = layout_of(concrete(shape), tensors + outputs)
     if layout is not None:
         return tensors, outputs, layout
     tensors = [t.contiguous() if t is not None else None for t in tensors]
     outputs = [torch.empty(shape, dtype=o.dtype, device=o.device) if o is not None else None for o in outputs]
-    return tensors, outputs, _layout(shape, tensors + outputs)
-
-
-class Planes(NamedTuple):
-    """A call whose tensors are channels-last: logical (samples, channels, plane) stored as
-    (samples, plane, channels), as channels_last and channels_last_3d are."""
-    samples: int
-    channels: int
-    plane: int
+    return tensors, outputs, layout_of(shape, tensors + outputs)
 
 
 def channels_last_planes(layout: Layout, n: int, rows: int) -> Optional[Planes]:
@@ -148,7 +140,7 @@ def packed(*tensors):
     return tuple(t if t is None or t.is_contiguous() else t.contiguous() for t in tensors)
 
 
-def _copy_back(pairs):
+def copy_back(pairs):
     for final, used in pairs:
         if final is not None and used is not final:
             final.copy_(used)
@@ -163,7 +155,7 @@ _UNIT_DIVISORS = (packed_divisor(1),) * (MAX_DIMS - 1)
 
 # A channels-last call that draws no noise is elementwise in memory order, where every tensor is
 # contiguous: the contiguous kernels run on it as it lies.
-_MEMORY_ORDER = Layout(True, 1, (1,) * (MAX_DIMS - 1), _UNIT_DIVISORS, [], True)
+MEMORY_ORDER = Layout(True, 1, (1,) * (MAX_DIMS - 1), _UNIT_DIVISORS, [], True)
 
 
 def paired(tensor: torch.Tensor, layout: Layout) -> bool:

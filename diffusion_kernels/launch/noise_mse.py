@@ -7,9 +7,9 @@ import torch
 
 from .. import seeding
 from ..backend import interpreter_active, kernels_module
-from .layout import Layout, _prepare, channels_last_planes, _copy_back, packed, paired
+from .layout import Layout, prepare, channels_last_planes, copy_back, packed, paired
 from .tiling import tiling, channels_last_tiling, launch_warps, math_mode, run_alignment, units_mode
-from .registry import _device_guard, _launcher, _register_triton_op, seed_parts, _seed_args
+from .registry import device_guard, launcher, register_triton_op, seed_parts, seed_args
 
 
 class Target(NamedTuple):
@@ -46,7 +46,7 @@ def _tables(target: Target, pred: torch.Tensor):
     return (pred if ce is None else ce), (pred if cx is None else cx)
 
 
-@_register_triton_op("diffusion_kernels::loss_sums", lambda pred: torch.float32)
+@register_triton_op("diffusion_kernels::loss_sums", lambda pred: torch.float32)
 def loss_sums(pred: torch.Tensor, x0: Optional[torch.Tensor], eps_scale: Optional[torch.Tensor],
               x0_scale: Optional[torch.Tensor], has_eps: bool, rows: int, seed_tensor: Optional[torch.Tensor],
               seed_lo: int, seed_hi: int, stream: int, offset_strength: float,
@@ -57,15 +57,15 @@ def loss_sums(pred: torch.Tensor, x0: Optional[torch.Tensor], eps_scale: Optiona
     target = Target(has_eps, eps_scale, x0, x0_scale)
     if pred.numel() == 0:
         return (pred.new_zeros((rows,), dtype=torch.float32),)
-    (pred_, x0_), _, layout = _prepare(pred.shape, [pred, target.x0], [])
+    (pred_, x0_), _, layout = prepare(pred.shape, [pred, target.x0], [])
     km, tile, planes = _mse_setup(pred_, rows, layout, units, units_aligned)
     partials = torch.empty(tile.grid, dtype=torch.float32, device=pred.device)
-    s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, partials)
+    s_lo, s_hi, s_ptr, from_ptr = seed_args(seed_tensor, seed_lo, seed_hi, partials)
     ce, cx = _tables(target, pred_)
     x0_ptr = pred_ if x0_ is None else x0_
-    with _device_guard(pred):
+    with device_guard(pred):
         if planes is not None:
-            _launcher(km.noise_mse.noise_mse_fwd_channels_last_kernel)[tile.grid](
+            launcher(km.noise_mse.noise_mse_fwd_channels_last_kernel)[tile.grid](
                 pred_, x0_ptr, ce, cx, partials, int(rows > 1), planes.plane // 4, tile.chunks, tile.divisor,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
                 C=planes.channels, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, **target.switches(),
@@ -73,7 +73,7 @@ def loss_sums(pred: torch.Tensor, x0: Optional[torch.Tensor], eps_scale: Optiona
                 num_warps=launch_warps(km.noise_mse, pred.device),
             )
         else:
-            _launcher(km.noise_mse.noise_mse_fwd_kernel)[tile.grid](
+            launcher(km.noise_mse.noise_mse_fwd_kernel)[tile.grid](
                 pred_, x0_ptr, ce, cx, partials, *tile.row_args, partials if units is None else units,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
                 NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
@@ -87,7 +87,7 @@ def loss_sums(pred: torch.Tensor, x0: Optional[torch.Tensor], eps_scale: Optiona
     return (per_row if tile.rows == rows else per_row.sum().reshape(1),)
 
 
-@_register_triton_op("diffusion_kernels::loss_grad", lambda pred: pred.dtype)
+@register_triton_op("diffusion_kernels::loss_grad", lambda pred: pred.dtype)
 def loss_grad(pred: torch.Tensor, row_scale: torch.Tensor, x0: Optional[torch.Tensor],
               eps_scale: Optional[torch.Tensor], x0_scale: Optional[torch.Tensor], has_eps: bool, rows: int,
               seed_tensor: Optional[torch.Tensor], seed_lo: int, seed_hi: int, stream: int,
@@ -99,15 +99,15 @@ def loss_grad(pred: torch.Tensor, row_scale: torch.Tensor, x0: Optional[torch.Te
     grad = torch.empty_like(pred)
     if pred.numel() == 0:
         return (grad,)
-    (pred_, x0_), (grad_,), layout = _prepare(pred.shape, [pred, target.x0], [grad])
+    (pred_, x0_), (grad_,), layout = prepare(pred.shape, [pred, target.x0], [grad])
     km, tile, planes = _mse_setup(pred_, rows, layout, units, units_aligned)
-    s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, grad_)
+    s_lo, s_hi, s_ptr, from_ptr = seed_args(seed_tensor, seed_lo, seed_hi, grad_)
     ce, cx = _tables(target, pred_)
     (scale,) = packed(row_scale.to(device=pred.device, dtype=torch.float32).reshape(rows))
     x0_ptr = pred_ if x0_ is None else x0_
-    with _device_guard(pred):
+    with device_guard(pred):
         if planes is not None:
-            _launcher(km.noise_mse.noise_mse_bwd_channels_last_kernel)[tile.grid](
+            launcher(km.noise_mse.noise_mse_bwd_channels_last_kernel)[tile.grid](
                 pred_, x0_ptr, ce, cx, grad_, scale, int(rows > 1), planes.plane // 4, tile.chunks, tile.divisor,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
                 C=planes.channels, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, **target.switches(),
@@ -115,7 +115,7 @@ def loss_grad(pred: torch.Tensor, row_scale: torch.Tensor, x0: Optional[torch.Te
                 num_warps=launch_warps(km.noise_mse, pred.device),
             )
         else:
-            _launcher(km.noise_mse.noise_mse_bwd_kernel)[tile.grid](
+            launcher(km.noise_mse.noise_mse_bwd_kernel)[tile.grid](
                 pred_, x0_ptr, ce, cx, grad_, scale, *tile.row_args, scale if units is None else units,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
                 NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
@@ -123,7 +123,7 @@ def loss_grad(pred: torch.Tensor, row_scale: torch.Tensor, x0: Optional[torch.Te
                 MATH=math_mode(pred.device), PAIRED=paired(pred, layout), UNITS=units_mode(units, units_aligned),
                 num_warps=launch_warps(km.noise_mse, pred.device),
             )
-    _copy_back([(grad, grad_)])
+    copy_back([(grad, grad_)])
     return (grad,)
 
 

@@ -8,12 +8,12 @@ import torch
 
 from .. import seeding
 from ..backend import interpreter_active, kernels_module
-from .layout import _entry, _prepare, Planes, channels_last_planes, packed, _copy_back, _MEMORY_ORDER, paired
+from .layout import entry_point, prepare, Planes, channels_last_planes, packed, copy_back, MEMORY_ORDER, paired
 from .tiling import tiling, channels_last_tiling, launch_warps, math_mode, run_alignment, units_mode
-from .registry import _device_guard, _launcher, _register_triton_op, _checked, seed_parts, _seed_args
+from .registry import device_guard, launcher, register_triton_op, debug_options, seed_parts, seed_args
 
 
-@_register_triton_op("diffusion_kernels::noise_affine", lambda x0: x0.dtype)
+@register_triton_op("diffusion_kernels::noise_affine", lambda x0: x0.dtype)
 def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                  c: Optional[torch.Tensor], d: Optional[torch.Tensor], noise: Optional[torch.Tensor],
                  seed_tensor: Optional[torch.Tensor], seed_lo: int, seed_hi: int, stream: int, step: int,
@@ -46,22 +46,22 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
     v = torch.empty_like(x0) if write_v else None
     n = int(x0.numel())
     if n > 0:
-        (x0_, noise_), (out_, eps_, v_), layout = _prepare(x0.shape, [x0, noise], [out, eps, v])
+        (x0_, noise_), (out_, eps_, v_), layout = prepare(x0.shape, [x0, noise], [out, eps, v])
         rows = int(t_rows.numel())
         planes = channels_last_planes(layout, n, rows) if units is None else None
         if planes is not None and noise is None:
-            if _channels_last_draw(x0_, out_, eps_, v_, planes, t_rows, a, b, c, d, seed_tensor, seed_lo, seed_hi,
+            if channels_last_draw(x0_, out_, eps_, v_, planes, t_rows, a, b, c, d, seed_tensor, seed_lo, seed_hi,
                                    stream, step, offset_strength, elem_offset, check_t, perturbation):
                 return out, eps, v
         elif planes is not None:
-            layout = _MEMORY_ORDER
+            layout = MEMORY_ORDER
         tile = tiling(km.q_sample, n, rows, run_alignment(elem_offset, units, units_aligned), paired(x0, layout),
                       not layout.contiguous)
-        s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
-        kernel, layout_args, layout_kw = _entry(layout, km.q_sample.noise_affine_fwd_kernel,
+        s_lo, s_hi, s_ptr, from_ptr = seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
+        kernel, layout_args, layout_kw = entry_point(layout, km.q_sample.noise_affine_fwd_kernel,
                                                 km.q_sample.noise_affine_fwd_contiguous_kernel)
-        with _device_guard(x0):
-            _launcher(kernel)[tile.grid](
+        with device_guard(x0):
+            launcher(kernel)[tile.grid](
                 x0_, noise_ if noise_ is not None else x0_, out_, eps_ if eps_ is not None else out_,
                 v_ if v_ is not None else out_,
                 t_rows, a, b, c if c is not None else a, d if d is not None else b, int(a.numel()),
@@ -71,13 +71,13 @@ def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: tor
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
                 SOFT_BF16=interpreter_active(), MATH=math_mode(x0.device), PAIRED=paired(x0, layout),
                 PERTURB=perturbation != 0.0 and noise is None, UNITS=units_mode(units, units_aligned),
-                num_warps=launch_warps(km.q_sample, x0.device), **_checked(check_t),
+                num_warps=launch_warps(km.q_sample, x0.device), **debug_options(check_t),
             )
-        _copy_back([(out, out_), (eps, eps_), (v, v_)])
+        copy_back([(out, out_), (eps, eps_), (v, v_)])
     return out, eps, v
 
 
-@_register_triton_op("diffusion_kernels::noise_affine_backward", lambda g: torch.float32)
+@register_triton_op("diffusion_kernels::noise_affine_backward", lambda g: torch.float32)
 def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: torch.Tensor, a: torch.Tensor,
                           b: torch.Tensor, c: Optional[torch.Tensor], d: Optional[torch.Tensor],
                           x0: Optional[torch.Tensor], noise: Optional[torch.Tensor],
@@ -104,17 +104,17 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
     if n > 0:
         x0_in = x0 if need_tables else None
         noise_in = noise if need_tables else None
-        (g_, gv_, x0_, noise_), (gx_, gn_), layout = _prepare(g.shape, [g, gv, x0_in, noise_in], [gx, gn])
+        (g_, gv_, x0_, noise_), (gx_, gn_), layout = prepare(g.shape, [g, gv, x0_in, noise_in], [gx, gn])
         if (not need_tables or noise is not None) and channels_last_planes(layout, n, rows) is not None:
-            layout = _MEMORY_ORDER
+            layout = MEMORY_ORDER
         tile = tiling(km.q_sample, n, rows, run_alignment(elem_offset, units, units_aligned), paired(g, layout),
                       not layout.contiguous)
         partials = torch.empty((*tile.grid, 4), dtype=torch.float32, device=g.device) if need_tables else None
-        s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
-        kernel, layout_args, layout_kw = _entry(layout, km.q_sample.noise_affine_bwd_kernel,
+        s_lo, s_hi, s_ptr, from_ptr = seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
+        kernel, layout_args, layout_kw = entry_point(layout, km.q_sample.noise_affine_bwd_kernel,
                                                 km.q_sample.noise_affine_bwd_contiguous_kernel)
-        with _device_guard(g):
-            _launcher(kernel)[tile.grid](
+        with device_guard(g):
+            launcher(kernel)[tile.grid](
                 g_, gv_ if gv_ is not None else g_, x0_ if x0_ is not None else g_,
                 noise_ if noise_ is not None else g_, gx_ if gx_ is not None else g_, gn_ if gn_ is not None else g_,
                 partials if partials is not None else a,
@@ -127,13 +127,13 @@ def noise_affine_backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: t
                 SOFT_BF16=interpreter_active(), MATH=math_mode(g.device), PAIRED=paired(g, layout),
                 UNITS=units_mode(units, units_aligned), num_warps=launch_warps(km.q_sample, g.device),
             )
-        _copy_back([(gx, gx_), (gn, gn_)])
+        copy_back([(gx, gx_), (gn, gn_)])
         if need_tables:
             sums = partials.view(rows, tile.chunks, 4).sum(dim=1)
     return gx, gn, sums
 
 
-def _channels_last_draw(x0, out, eps, v, planes: Planes, t_rows, a, b, c, d, seed_tensor, seed_lo, seed_hi, stream,
+def channels_last_draw(x0, out, eps, v, planes: Planes, t_rows, a, b, c, d, seed_tensor, seed_lo, seed_hi, stream,
                         step, offset_strength, elem_offset, check_t, perturbation=0.0) -> bool:
     """Launch the channels-last drawn-noise kernel; False, launching nothing, where its tile does not
     apply (channels_last_tiling)."""
@@ -142,16 +142,16 @@ def _channels_last_draw(x0, out, eps, v, planes: Planes, t_rows, a, b, c, d, see
     if tile is None:
         return False
     C = planes.channels
-    s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
-    with _device_guard(x0):
-        _launcher(km.q_sample.noise_affine_fwd_channels_last_kernel)[tile.grid](
+    s_lo, s_hi, s_ptr, from_ptr = seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
+    with device_guard(x0):
+        launcher(km.q_sample.noise_affine_fwd_channels_last_kernel)[tile.grid](
             x0, out, eps if eps is not None else out, v if v is not None else out,
             t_rows, int(t_rows.numel() > 1), a, b, c if c is not None else a, d if d is not None else b, int(a.numel()),
             planes.plane // 4, tile.chunks, tile.divisor,
             s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength, perturbation,
             C=C, WRITE_NOISE=eps is not None, WRITE_V=v is not None, HAS_OFFSET=offset_strength != 0.0,
             SEED_FROM_PTR=from_ptr, BLOCK_J=tile.block // C, SOFT_BF16=interpreter_active(), MATH=math_mode(x0.device),
-            PERTURB=perturbation != 0.0, num_warps=launch_warps(km.q_sample, x0.device), **_checked(check_t),
+            PERTURB=perturbation != 0.0, num_warps=launch_warps(km.q_sample, x0.device), **debug_options(check_t),
         )
     return True
 

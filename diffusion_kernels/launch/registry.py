@@ -33,7 +33,7 @@ _EMPTY = ()
 _INTERPRETER_LOCK = threading.RLock()
 
 
-def _device_guard(tensor: torch.Tensor):
+def device_guard(tensor: torch.Tensor):
     """The scope of one launch: the tensor's GPU made current (Triton launches on the current device;
     a no-op in the usual case where it already is, which saves two device switches per call), or
     the interpreter's lock on CPU."""
@@ -66,14 +66,14 @@ class _TracedInterpreterLaunch:
         return launch
 
 
-def _launcher(kernel):
+def launcher(kernel):
     """The kernel wrapped for torch.compile when running as a registered op's body, else as is."""
     if getattr(_op_body, "active", False):
         return _TracedInterpreterLaunch(kernel) if interpreter_active() else torch.library.wrap_triton(kernel)
     return kernel
 
 
-def _register_triton_op(name: str, placeholder_dtype):
+def register_triton_op(name: str, placeholder_dtype):
     """Register ``impl`` as the triton_op ``name`` (its launches then go through wrap_triton); return impl.
 
     ``impl`` returns None for the outputs a call did not ask for; the op, whose
@@ -109,7 +109,7 @@ def _register_triton_op(name: str, placeholder_dtype):
 _CHECKED = {"debug": True, "sanitize_overflow": False}
 
 
-def _checked(check_t: bool) -> dict:
+def debug_options(check_t: bool) -> dict:
     """The launch options for ``check_t``. Only compiled kernels take them: Triton's interpreter
     (some versions refuse the keywords) runs assertions by its own debug setting."""
     return _CHECKED if check_t and not interpreter_active() else {}
@@ -122,7 +122,7 @@ def seed_parts(seed):
     return (None, *seeding.split_seed(seed))
 
 
-def _seed_args(seed_tensor, seed_lo, seed_hi, placeholder):
+def seed_args(seed_tensor, seed_lo, seed_hi, placeholder):
     if seed_tensor is not None:
         return 0, 0, seed_tensor, True
     return seed_lo, seed_hi, placeholder, False

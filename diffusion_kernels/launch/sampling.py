@@ -5,7 +5,7 @@ import torch
 
 from .. import seeding
 from ..backend import kernels_module
-from .registry import _device_guard, _seed_args, seed_parts
+from .registry import device_guard, seed_args, seed_parts
 from .tiling import launch_warps, math_mode
 
 
@@ -16,10 +16,10 @@ def sampling_draws(n: int, seed, stream: int, device) -> tuple[torch.Tensor, tor
     words = torch.empty(max(n, 1), dtype=torch.int32, device=device)
     normals = torch.empty(max(n, 1), dtype=torch.float32, device=device)
     seed_tensor, lo, hi = seed_parts(seed)
-    s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, words)
+    s_lo, s_hi, s_ptr, from_ptr = seed_args(seed_tensor, lo, hi, words)
     block = module.BLOCK_QUADS
     grid = (max(1, (n + 4 * block - 1) // (4 * block)),)
-    with _device_guard(words):
+    with device_guard(words):
         module.sampling_draws_kernel[grid](words, normals, n, s_lo, s_hi, s_ptr, seeding.as_int32(stream),
                                            SEED_FROM_PTR=from_ptr, BLOCK=block, MATH=math_mode(device),
                                            num_warps=launch_warps(module, device))

@@ -3,10 +3,7 @@ divisors the kernels use instead of integer division."""
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, NamedTuple, Optional
-
-if TYPE_CHECKING:
-    from .layout import Planes
+from typing import NamedTuple, Optional
 
 from ..backend import interpreter_active, kernels_module
 
@@ -27,6 +24,15 @@ def block_quads(kernel_module, row_len: int, paired: bool = False, strided: bool
         return kernel_module.BLOCK_QUADS_PAIRED if paired else kernel_module.BLOCK_QUADS
     needed = next_power_of_2((row_len + 6) // 4)
     return max(16, min(kernel_module.INTERPRETER_BLOCK_QUADS, needed))
+
+
+class Planes(NamedTuple):
+    """A call whose tensors are channels-last: logical (samples, channels, plane) stored as
+    (samples, plane, channels), as channels_last and channels_last_3d are (layout.channels_last_planes
+    finds them; channels_last_tiling tiles them)."""
+    samples: int
+    channels: int
+    plane: int
 
 
 class Tiling(NamedTuple):
@@ -76,11 +82,11 @@ def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0, paired: bool 
     """The tiling of n elements in ``rows`` rows for ``kernel_module``'s kernels (``paired``: contiguous
     2-byte I/O, ``strided``: a strided layout; see block_quads)."""
     row_len = n // rows
-    return _tiling(rows, row_len, block_quads(kernel_module, row_len, paired, strided), elem_offset)
+    return row_tiling(rows, row_len, block_quads(kernel_module, row_len, paired, strided), elem_offset)
 
 
 @functools.lru_cache(maxsize=256)
-def _tiling(rows: int, row_len: int, block: int, elem_offset: int) -> Tiling:
+def row_tiling(rows: int, row_len: int, block: int, elem_offset: int) -> Tiling:
     # A training loop repeats one shape: the divisor arithmetic is done once per shape.
     chunks = chunks_per_row(row_len, elem_offset, block)
     return Tiling(rows, row_len, block, chunks, packed_divisor(chunks))
@@ -126,7 +132,7 @@ def channels_last_tiling(kernel_module, planes: Planes, element_size: int, elem_
         return None
     row_len = C * planes.plane
     block = max(block_quads(kernel_module, row_len, paired=element_size == 2), C)
-    return _tiling(planes.samples, row_len, block, 0)
+    return row_tiling(planes.samples, row_len, block, 0)
 
 
 # The Box–Muller special functions per target (kernels/philox_normal.py, MATH).

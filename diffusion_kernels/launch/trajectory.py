@@ -7,7 +7,7 @@ from .. import seeding, transfer
 from ..backend import interpreter_active, kernels_module
 from .layout import packed
 from .tiling import launch_warps, math_mode, run_alignment, tiling, units_mode
-from .registry import _device_guard, seed_parts, _seed_args
+from .registry import device_guard, seed_parts, seed_args
 
 
 def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream: int = 0, snapshot_steps=(),
@@ -32,8 +32,8 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
     rows = 1 if runs is None else runs.count
     tile = tiling(km.trajectory, n, rows, run_alignment(0, runs, runs is not None and runs.aligned))
     seed_tensor, lo, hi = seed_parts(seed)
-    s_lo, s_hi, s_ptr, from_ptr = _seed_args(seed_tensor, lo, hi, snap_index)
-    with _device_guard(x0):
+    s_lo, s_hi, s_ptr, from_ptr = seed_args(seed_tensor, lo, hi, snap_index)
+    with device_guard(x0):
         km.trajectory.forward_trajectory_kernel[tile.grid](
             src, out, snaps if len(snapshot_steps) else out, snap_index,
             sqrt_alpha, sqrt_beta, t_end, n, *tile.row_args, snap_index if runs is None else runs.table(x0.device),
