@@ -272,3 +272,27 @@ def test_a_shards_call_and_loss_compile_into_one_graph():
     compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
     for got, eager in zip(compiled(x, prediction, t), step(x, prediction, t)):
         assert torch.equal(got, eager)
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_a_learned_schedules_gradient_adds_up_over_shards(backend, create_graph):
+    """ᾱ's gradient through each shard's call (ε regenerated at its global positions in the backward) adds
+    up to the whole call's, also when the backward is built from PyTorch operations (create_graph)."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 13, 4, generator=g)
+    upstream = torch.randn(x.shape, generator=g)
+    t = torch.tensor([17, 600])
+    base = dk.NoiseSchedule.linear().alpha_bars.float()
+
+    def grad_of(block, offset):
+        ab = base.clone().requires_grad_()
+        out = dk.q_sample(x[block].contiguous(), t, ab, seed=8, offset_noise=0.2, backend=backend,
+                          global_shape=x.shape, global_offset=offset)
+        (grad,) = torch.autograd.grad((out * upstream[block]).sum(), ab, create_graph=create_graph)
+        return grad.detach()
+
+    whole = grad_of((slice(None),), (0, 0, 0, 0))
+    parts = grad_of((slice(None), slice(None), slice(0, 6)), (0, 0, 0, 0)) + \
+        grad_of((slice(None), slice(None), slice(6, 13)), (0, 0, 6, 0))
+    torch.testing.assert_close(parts, whole, rtol=LOSS_RTOL, atol=LOSS_ATOL)
