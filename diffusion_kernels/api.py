@@ -9,9 +9,10 @@ import torch
 from . import backend as backends
 from . import checks, cpu_noise, dtensors, launch, reference, sharding
 from .forms import FLOAT32_MAX, Form, alphas_of, clamped, compiling, ddpm_form, raw_tables, sigma_form
-from .hints import Device, Noised, ReturnNoise, Schedule, Seed, Shape, Sigma, Timesteps
-from .runner import NoiseHandle, check_stream, drawer, resolve_seed, run
-from .schedules import NoiseSchedule, coefficient_tables
+from .hints import Device, ReturnNoise, Shape, Sigma, Timesteps
+from .runner import Noised, NoiseHandle, check_stream, drawer, resolve_seed, run
+from .schedules import NoiseSchedule, Schedule, coefficient_tables
+from .seeding import Seed
 
 __all__ = ["NoiseHandle", "q_sample", "get_velocity", "flow_match_sample", "edm_sample", "forward_step",
            "forward_trajectory", "raw_tables"]

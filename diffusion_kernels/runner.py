@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TypeAlias
 
 import torch
 
@@ -36,6 +37,10 @@ class NoiseHandle:
         return reference.drawn_noise(self.seed, self.shape, self.rows_shape, stream=self.stream,
                                      offset_strength=self.offset_strength, device=self.device,
                                      draw=drawer("reference", self.block, self.device)).to(dtype or self.dtype)
+
+
+# What a noising call returns: x_t, or x_t with ε (a tensor or its NoiseHandle) and v, in that order, as asked.
+Noised: TypeAlias = "torch.Tensor | tuple[torch.Tensor | NoiseHandle, ...]"
 
 
 def drawer(chosen: str, block: sharding.Block | None, device: torch.device, seed: object = 0):

@@ -18,8 +18,9 @@ import torch
 
 from . import backend as backends
 from . import checks, cpu_noise, launch, reference, seeding, sharding, transfer
-from .hints import Device, Seed, Shape
+from .hints import Device, Shape
 from .runner import check_stream, resolve_seed
+from .seeding import Seed
 
 Recipe = tuple[str, float, float, float]  # (scheme, logit_mean, logit_std, mode_scale)
 SigmaValue = TypeVar("SigmaValue", float, torch.Tensor)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import numpy as np
 import torch
@@ -263,3 +264,7 @@ def coefficient_tables(alpha_bars: torch.Tensor, device: Device) -> tuple[torch.
 
     ab64 = alpha_bars.to(_F64)
     return to_device(ab64.sqrt(), device, torch.float32), to_device((1.0 - ab64).sqrt(), device, torch.float32)
+
+
+# A schedule argument: a NoiseSchedule or a 1-D ᾱ tensor (an alphas_cumprod buffer, a learned schedule).
+Schedule: TypeAlias = "NoiseSchedule | torch.Tensor"

@@ -8,7 +8,7 @@ draw consecutive values) get independent streams.
 from __future__ import annotations
 
 import operator
-from typing import SupportsIndex
+from typing import SupportsIndex, TypeAlias
 
 import torch
 
@@ -128,3 +128,7 @@ class DeviceSeed:
 
     def __repr__(self) -> str:
         return f"DeviceSeed(next={self.peek()}, device={self.device})"
+
+
+# A seed argument: an int in [0, 2**64), a DeviceSeed, or None (drawn from the generator).
+Seed: TypeAlias = "int | DeviceSeed | None"
