@@ -47,13 +47,13 @@ def _forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.T
     for a shard of a global tensor, ``t_rows`` then one entry per run."""
     seed_tensor, lo, hi = seed_parts
     out, eps, v = _fwd(x0, t_rows, a, b, c, d, noise, seed_tensor, lo, hi, stream, 0, offset_strength,
-                       return_noise and noise is None, return_v, 0, check_t, perturbation, _table(runs, x0),
-                       runs is not None and runs.aligned)
+                       return_noise and noise is None, return_v, 0, check_t, perturbation, *_units(runs, x0))
     return out, (eps if return_noise and noise is None else None), (v if return_v else None)
 
 
-def _table(runs: Any, like: torch.Tensor | None) -> torch.Tensor | None:
-    return None if runs is None or like is None else runs.table(like.device)
+def _units(runs: Any, like: torch.Tensor) -> tuple[torch.Tensor | None, bool]:
+    """The launchers' (units, units_aligned) for a shard's runs (sharding.Units), or for none."""
+    return (None, False) if runs is None else (runs.table(like.device), runs.aligned)
 
 
 def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: Opt, d: Opt, noise: Opt,
@@ -121,7 +121,7 @@ class QSample(torch.autograd.Function):
                             ctx.seed_hi, ctx.stream, 0, ctx.offset_strength,
                             ctx.x0_dtype if ctx.needs_input_grad[0] else None,
                             ctx.noise_dtype if ctx.needs_input_grad[6] else None, need_tables, 0,
-                            _table(ctx.runs, first), ctx.runs is not None and ctx.runs.aligned)
+                            *_units(ctx.runs, cast(torch.Tensor, first)))
         grads: list[torch.Tensor | None] = [None] * 4
         if need_tables:
             cols = (2, 3, 0, 1) if swap else (0, 1, 2, 3)

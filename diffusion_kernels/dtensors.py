@@ -21,7 +21,8 @@ R = TypeVar("R")
 
 
 def is_dtensor(value: object) -> bool:
-    if not torch.distributed.is_available():
+    # A plain tensor (every call but a DTensor one) is answered by one type test, before any import.
+    if type(value) is torch.Tensor or not isinstance(value, torch.Tensor) or not torch.distributed.is_available():
         return False
     from torch.distributed.tensor import DTensor
 
@@ -57,7 +58,6 @@ def _local_rows(value: Any, global_shape: tuple[int, ...], offset: tuple[int, ..
     value; a DTensor whose own block is that slice gives its local tensor, any other is gathered (its full
     tensor: a per-sample value, a few numbers) and sliced."""
     if is_dtensor(value):
-        _checked_placements(value, name)
         own, full_shape, own_offset = local_block(value, name)
         rows = len(full_shape)
         if tuple(full_shape) != tuple(global_shape[:rows]):
@@ -101,7 +101,7 @@ def follow_dtensor(per_sample: str) -> Callable[[Callable[P, R]], Callable[P, R]
             # A plain tensor goes straight through: no binding, a few hundred nanoseconds of host time (and
             # nothing a compiled graph would have to trace).
             x = args[0] if args else kwargs.get(first)
-            if type(x) is torch.Tensor or torch.compiler.is_compiling() or not is_dtensor(x):
+            if not is_dtensor(x) or torch.compiler.is_compiling():
                 return entry(*args, **kwargs)
             bound = signature.bind(*args, **kwargs)
             given = bound.arguments
@@ -152,9 +152,6 @@ def sharded_loss(loss: Callable[..., torch.Tensor], prediction: Any, noised: Any
         raise ValueError("reduction='none' with a DTensor prediction: a sample's loss spans ranks; use 'mean' or "
                          "'sum' (the single-device value on every rank)")
     local, _, _ = local_block(prediction, "prediction")
-    if noised.shape != local.shape:
-        raise ValueError("the NoiseHandle was drawn for a block of shape "
-                         f"{tuple(noised.shape)}, not this rank's block {tuple(local.shape)} of the prediction")
     if x0 is not None and is_dtensor(x0):
         x0 = local_block(x0, "x0")[0]
     if is_dtensor(options.get("weighting")):

@@ -102,6 +102,8 @@ def diffusion_loss(prediction: torch.Tensor, noised: NoiseHandle, *, target: str
     rank's gradient is its block of the single-device gradient ("mean" and "sum"; see
     :func:`diffusion_kernels.dtensors.sharded_loss`).
     """
+    if reduction not in objectives.REDUCTIONS:
+        raise ValueError(f"reduction must be one of {objectives.REDUCTIONS}, got {reduction!r}")
     if dtensors.is_dtensor(prediction):
         return dtensors.sharded_loss(diffusion_loss, prediction, noised, x0, reduction, target=target,
                                      weighting=weighting, snr_gamma=snr_gamma, backend=backend)
@@ -112,8 +114,6 @@ def diffusion_loss(prediction: torch.Tensor, noised: NoiseHandle, *, target: str
                          "return_noise='seed'")
     if target not in objectives.TARGETS:
         raise ValueError(f"target must be one of {objectives.TARGETS}, got {target!r}")
-    if reduction not in objectives.REDUCTIONS:
-        raise ValueError(f"reduction must be one of {objectives.REDUCTIONS}, got {reduction!r}")
     named = None
     if isinstance(weighting, str):
         if weighting not in objectives.WEIGHTINGS:

@@ -109,7 +109,6 @@ class Units:
     rows_ndim: int
     aligned: bool  # every run starts on a Philox quad and holds whole quads (the kernels' vector accesses)
 
-
     def table(self, device: torch.device) -> torch.Tensor:
         """(count, 2) int64 on ``device``: each run's start and global row, as the kernels read them."""
         return _table(self, torch.device(device))
@@ -147,7 +146,7 @@ def units_of(block: Block, rows_ndim: int) -> Units:
     u = max(cut[-1] if cut else 0, rows_ndim)
     length = math.prod(block.shape[u:])
     per_row = math.prod(block.shape[rows_ndim:u])
-    head = Block(block.shape[:u], block.global_shape[:u], block.offset[:u])
+    head = block.leading(u)
     rest = sum(o * g for o, g in zip(block.offset[u:], block.global_strides[u:]))
     # Global position of run i = Σ_{d<u} (o_d + i_d)·G_d + Σ_{d>=u} o_d·G_d: the head's positions in
     # the global head (strides G_d / ∏_{e>=u} N_e) scaled back up.

@@ -138,31 +138,33 @@ def _per_run(values: Optional[torch.Tensor], runs) -> Optional[torch.Tensor]:
 
 
 def _run_target(target: Target, runs) -> Target:
+    if runs is None:
+        return target
     return target._replace(eps_scale=_per_run(target.eps_scale, runs), x0_scale=_per_run(target.x0_scale, runs))
+
+
+def _run_args(rows: int, runs, device) -> tuple:
+    """The launch's (rows, units, units_aligned): a shard's runs (sharding.Units) are its rows."""
+    return (rows, None, False) if runs is None else (runs.count, runs.table(device), runs.aligned)
 
 
 def noise_mse_forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_strength: float,
                       target: Target = EPS, runs=None) -> torch.Tensor:
     """Per-row Σ (pred − target)² as float32 of shape (rows,), ε regenerated from (seed, stream); ``runs``
     (sharding.Units) for a shard of a global tensor: its runs' sums are added per row, in order."""
-    if runs is None:
-        return _op("loss_sums", loss_sums)(pred, target.x0, target.eps_scale, target.x0_scale, target.eps, rows,
-                                           *seed_parts(seed), stream, offset_strength)[0]
     target = _run_target(target, runs)
-    sums = _op("loss_sums", loss_sums)(pred, target.x0, target.eps_scale, target.x0_scale, target.eps, runs.count,
-                                       *seed_parts(seed), stream, offset_strength, runs.table(pred.device),
-                                       runs.aligned)[0]
-    return sums.view(rows, runs.per_row).sum(1)
+    launch_rows, units, aligned = _run_args(rows, runs, pred.device)
+    sums = _op("loss_sums", loss_sums)(pred, target.x0, target.eps_scale, target.x0_scale, target.eps, launch_rows,
+                                       *seed_parts(seed), stream, offset_strength, units, aligned)[0]
+    return sums if runs is None else sums.view(rows, runs.per_row).sum(1)
 
 
 def noise_mse_backward(pred: torch.Tensor, row_scale: torch.Tensor, rows: int, seed, stream: int,
                        offset_strength: float, target: Target = EPS, runs=None) -> torch.Tensor:
     """row_scale[row]·(pred − target), in pred's dtype and layout; ``row_scale`` is float32 of shape (rows,)
     on pred's device; ``runs`` as in :func:`noise_mse_forward`."""
-    if runs is None:
-        return _op("loss_grad", loss_grad)(pred, row_scale, target.x0, target.eps_scale, target.x0_scale,
-                                           target.eps, rows, *seed_parts(seed), stream, offset_strength)[0]
     target = _run_target(target, runs)
-    return _op("loss_grad", loss_grad)(pred, _per_run(row_scale.to(torch.float32), runs), target.x0,
-                                       target.eps_scale, target.x0_scale, target.eps, runs.count, *seed_parts(seed),
-                                       stream, offset_strength, runs.table(pred.device), runs.aligned)[0]
+    launch_rows, units, aligned = _run_args(rows, runs, pred.device)
+    return _op("loss_grad", loss_grad)(pred, _per_run(row_scale, runs), target.x0, target.eps_scale,
+                                       target.x0_scale, target.eps, launch_rows, *seed_parts(seed), stream,
+                                       offset_strength, units, aligned)[0]

@@ -30,7 +30,8 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
         snap_index[s] = k
     snap_index = transfer.to_device(snap_index, x0.device)
     rows = 1 if runs is None else runs.count
-    tile = tiling(km.trajectory, n, rows, run_alignment(0, runs, runs is not None and runs.aligned))
+    aligned = runs is not None and runs.aligned
+    tile = tiling(km.trajectory, n, rows, run_alignment(0, runs, aligned))
     seed_tensor, lo, hi = seed_parts(seed)
     s_lo, s_hi, s_ptr, from_ptr = seed_args(seed_tensor, lo, hi, snap_index)
     with device_guard(x0):
@@ -40,6 +41,6 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
             s_lo, s_hi, s_ptr, seeding.as_int32(stream),
             HAS_SNAPSHOTS=len(snapshot_steps) > 0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
             SOFT_BF16=interpreter_active(), MATH=math_mode(x0.device), PAIRED=km.trajectory.PAIRED,
-            UNITS=units_mode(runs, runs is not None and runs.aligned), num_warps=launch_warps(km.trajectory, x0.device),
+            UNITS=units_mode(runs, aligned), num_warps=launch_warps(km.trajectory, x0.device),
         )
     return (out if x0.is_contiguous() else torch.empty_like(x0).copy_(out)), snaps
