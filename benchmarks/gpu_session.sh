@@ -70,7 +70,7 @@ profile() {
     # One training-batch call per (dtype, mode), under ncu: achieved DRAM bandwidth, issue-slot use and
     # instructions executed, the numbers that say whether a kernel is memory- or issue-bound. The
     # GPU's clocks are measured as found, never locked (--clock-control none).
-    ncu --clock-control none --kernel-name regex:noise_affine \
+    ncu --clock-control none --kernel-name regex:noising_ \
         --metrics dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__inst_issued.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,gpu__time_duration.sum \
         "$PYTHON" benchmarks/profile_calls.py 2>&1 | tee "$RESULTS/ncu.log"
 }
@@ -85,7 +85,7 @@ sanitize() {
 
 tiles() {
     # The fused kernel (and the copy it is measured against) at the sweep's large sizes under a few
-    # settings of kernels/q_sample.py's tile constants, each in its own folder under $RESULTS/tiles.
+    # settings of kernels/noising.py's tile constants, each in its own folder under $RESULTS/tiles.
     # The default is "512 1024 4"; compare of-copy fractions across folders before changing it.
     local cfg
     for cfg in "512 1024 4" "512 512 4" "1024 1024 4" "1024 2048 8" "256 512 4"; do

@@ -1,6 +1,6 @@
 """One fused call per (dtype, mode) on a training-sized batch, for a profiler to attach to.
 
-    ncu --kernel-name regex:noise_affine python3 benchmarks/profile_calls.py
+    ncu --kernel-name regex:noising_ python3 benchmarks/profile_calls.py
 
 For float32 then bfloat16 the forward kernel runs for x_t and ε, x_t only and
 given noise, then once more (given noise) followed by the backward kernel for

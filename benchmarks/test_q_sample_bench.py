@@ -7,7 +7,7 @@ bandwidth, JSON and plot is `diffusion-kernels bench`.
 import pytest
 import torch
 
-from diffusion_kernels import backend as bench_backend
+from diffusion_kernels import dispatch as bench_backend
 from diffusion_kernels import bench, cpu_noise
 from diffusion_kernels.schedules import NoiseSchedule
 

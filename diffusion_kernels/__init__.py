@@ -10,34 +10,37 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # what type checkers and editors see; at run time each name loads on first use
     from . import integrations as integrations
     from . import reference as reference
-    from .api import NoiseHandle as NoiseHandle
-    from .api import edm_sample as edm_sample
-    from .api import flow_match_sample as flow_match_sample
-    from .api import forward_step as forward_step
-    from .api import forward_trajectory as forward_trajectory
-    from .api import get_velocity as get_velocity
-    from .api import q_sample as q_sample
-    from .autograd import QSample as QSample
     from .forward import ForwardDiffusion as ForwardDiffusion
-    from .loss import diffusion_loss as diffusion_loss
-    from .loss import noise_mse as noise_mse
-    from .sampling import sample_sigmas as sample_sigmas
-    from .sampling import sample_timesteps as sample_timesteps
-    from .sampling import script_recipe as script_recipe
+    from .loss.entry import diffusion_loss as diffusion_loss
+    from .loss.entry import noise_mse as noise_mse
+    from .noising.entry import edm_sample as edm_sample
+    from .noising.entry import flow_match_sample as flow_match_sample
+    from .noising.entry import forward_step as forward_step
+    from .noising.entry import get_velocity as get_velocity
+    from .noising.entry import q_sample as q_sample
+    from .noising.function import QSample as QSample
+    from .noising.handle import NoiseHandle as NoiseHandle
+    from .sampling.entry import sample_sigmas as sample_sigmas
+    from .sampling.entry import sample_timesteps as sample_timesteps
+    from .sampling.entry import script_recipe as script_recipe
+    from .trajectory.entry import forward_trajectory as forward_trajectory
     from .schedules import NoiseSchedule as NoiseSchedule
     from .seeding import DeviceSeed as DeviceSeed
 
 __version__ = "0.1.0"
 
+# Each public name and the module that defines it: one folder per op (noising, loss, sampling, trajectory),
+# each with its entry, its backends and (for the kernels) its autograd Function and launcher.
 _EXPORTS = {
-    "q_sample": "api", "get_velocity": "api", "flow_match_sample": "api", "edm_sample": "api",
-    "forward_step": "api", "forward_trajectory": "api", "NoiseHandle": "api",
-    "QSample": "autograd", "ForwardDiffusion": "forward", "noise_mse": "loss", "diffusion_loss": "loss",
-    "NoiseSchedule": "schedules", "DeviceSeed": "seeding",
-    "sample_timesteps": "sampling", "sample_sigmas": "sampling", "script_recipe": "sampling",
+    "q_sample": "noising.entry", "get_velocity": "noising.entry", "flow_match_sample": "noising.entry",
+    "edm_sample": "noising.entry", "forward_step": "noising.entry", "NoiseHandle": "noising.handle",
+    "QSample": "noising.function", "forward_trajectory": "trajectory.entry", "ForwardDiffusion": "forward",
+    "noise_mse": "loss.entry", "diffusion_loss": "loss.entry", "NoiseSchedule": "schedules",
+    "DeviceSeed": "seeding", "sample_timesteps": "sampling.entry", "sample_sigmas": "sampling.entry",
+    "script_recipe": "sampling.entry",
 }
 _SUBMODULES = {"reference", "seeding", "schedules", "validate", "figures", "images", "bench", "integrations",
-               "launch", "backend", "checks", "tolerances", "api", "autograd", "loss", "forward", "cli",
+               "launch", "dispatch", "checks", "tolerances", "noising", "loss", "trajectory", "forward", "cli",
                "sampling", "objectives", "install"}
 
 __all__ = sorted(_EXPORTS) + ["integrations", "reference"]

@@ -160,10 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"element counts in [4, 2G], {LIST_STYLE} (default 64K,1M,16M,64M on a GPU; "
                         "16K,64K on CPU)")
     b.add_argument("--modes", action=_ListAction, item_choices=spec.MODE_CHOICES,
-                   help=f"{', '.join(spec.MODE_CHOICES)} ({LIST_STYLE}; default all but sharded on a GPU, "
-                        f"{','.join(spec.CPU_DEFAULTS['modes'])} on CPU; sharded: 2 processes noising one "
-                        "batch split along frames, the broadcast recipe against global positions, at "
-                        "1M,4M,16M elements unless --sizes, written to sharded.json and sharded.png)")
+                   help=f"{', '.join(spec.MODE_CHOICES)} ({LIST_STYLE}; default all but sharded and host on "
+                        f"a GPU, {','.join(spec.CPU_DEFAULTS['modes'])} on CPU; sharded: 2 processes noising "
+                        "one batch split along frames, the broadcast recipe against global positions, at "
+                        "1M,4M,16M elements unless --sizes, written to sharded.json and sharded.png; host: "
+                        "a call's host time on a 2x4x8x8 batch beside eager and diffusers, written to "
+                        "host.json and host.png)")
     b.add_argument("--providers", action=_ListAction, item_choices=spec.PROVIDERS,
                    help=f"{', '.join(spec.PROVIDERS)} ({LIST_STYLE}; default all on a GPU, "
                         f"{','.join(spec.CPU_DEFAULTS['providers'])} on CPU)")
@@ -180,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "own --out folder)")
     for flag in ("--block-quads", "--block-quads-paired", "--block-quads-strided", "--num-warps"):
         tiles.add_argument(flag, type=_bounded(flag, 1, 1 << 16),
-                           help=f"power of two (default: kernels/q_sample.py's "
+                           help=f"power of two (default: kernels/noising.py's "
                                 f"{flag[2:].upper().replace('-', '_')})")
     b.set_defaults(func="bench")
     return parser

@@ -17,6 +17,8 @@ def check_flag(value, name: str) -> bool:
 
     Anything else is refused rather than read by truthiness (a string or a list would be true).
     """
+    if value is True or value is False:
+        return value
     if isinstance(value, torch.Tensor):
         if value.numel() != 1 or value.is_floating_point() or value.device.type != "cpu":
             raise TypeError(f"{name} must be a bool, got a tensor of shape {tuple(value.shape)} on {value.device}")
@@ -45,6 +47,8 @@ def check_int(value, name: str) -> int:
 
 def check_real(value, name: str, *, lo: float | None = None, hi: float | None = None) -> float:
     """A finite real number (an int, a float or a one-element CPU tensor) within [lo, hi], as a float."""
+    if (type(value) is float or type(value) is int) and value == 0 and lo is None and hi is None:
+        return float(value)  # the usual case (offset noise, perturbation off), answered first
     if isinstance(value, torch.Tensor):
         if value.numel() != 1 or value.device.type != "cpu" or value.dtype == torch.bool or value.is_complex():
             raise TypeError(f"{name} must be a real number, got a {value.dtype} tensor of shape "
@@ -124,15 +128,21 @@ def alpha_bars_of(schedule) -> torch.Tensor:
 
 def check_devices(*tensors):
     """Refuse tensors on two different CUDA devices (CPU tensors may join any of them)."""
-    devices = {t.device for t in tensors if isinstance(t, torch.Tensor)}
-    if len(devices) > 1:
-        check_device_set(devices)
+    check_device_set({t.device for t in tensors if isinstance(t, torch.Tensor) and t.is_cuda})
 
 
 def check_device_set(devices):
     cuda = {d for d in devices if d.type == "cuda"}
     if len(cuda) > 1:
         raise ValueError(f"tensors are on different GPUs: {sorted(str(d) for d in cuda)}; move them to one device")
+
+
+def clamped(index, T: int):
+    """The rows the kernels read for ``index`` (an int or an integer tensor): unchecked values are clamped to
+    [0, T − 1] there, and every other path reads the same rows (never wrapping −1 to T − 1, never raising)."""
+    if isinstance(index, torch.Tensor):
+        return index.clamp(0, T - 1)
+    return min(max(index, 0), T - 1)
 
 
 def check_t(t, x0: torch.Tensor, T: int, *, check_range: bool = True) -> torch.Tensor:
@@ -143,10 +153,11 @@ def check_t(t, x0: torch.Tensor, T: int, *, check_range: bool = True) -> torch.T
     it on the device when the caller asks (``Form.check_index``).
     """
     if isinstance(t, torch.Tensor):
-        check_plain(t, "t")
-        if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        if type(t) is not torch.Tensor:
+            check_plain(t, "t")
+        if t.dtype is not torch.int64 and (t.dtype == torch.bool or t.is_floating_point() or t.is_complex()):
             raise TypeError(f"t must have an integer dtype, got {t.dtype}")
-        if t.device.type == "meta":
+        if t.is_meta:
             raise ValueError("t is on the meta device and holds no values; give it on the CPU or x0's device")
     elif isinstance(t, bool) or not hasattr(t, "__index__") or getattr(t, "ndim", 0) > 0:
         hint = " (torch.as_tensor(t) makes one)" if hasattr(t, "__array__") else ""
@@ -156,18 +167,34 @@ def check_t(t, x0: torch.Tensor, T: int, *, check_range: bool = True) -> torch.T
         if check_range and not 0 <= value < T:
             raise ValueError(f"t = {value} is outside [0, T) for a schedule of T={T} steps")
         # Unchecked ints are clamped (as the kernel does), which also keeps them in int64.
-        t = torch.tensor(min(max(value, 0), T - 1), dtype=torch.int64)
-    if t.ndim > x0.ndim or tuple(t.shape) != tuple(x0.shape[: t.ndim]):
+        t = torch.tensor(clamped(value, T), dtype=torch.int64)
+    if t.ndim > x0.ndim or t.shape != x0.shape[: t.ndim]:
         raise ValueError(
             f"t of shape {tuple(t.shape)} does not fit x0 of shape {tuple(x0.shape)}: t must be a scalar "
             "or have a shape that is a leading prefix of x0's (e.g. (B,) or (B, F))"
         )
-    if check_range and t.numel() > 0 and t.device.type != "cuda":
-        lo, hi = torch.aminmax(t)
-        if int(lo) < 0 or int(hi) >= T:
+    if check_range and not t.is_cuda and t.numel() > 0:
+        lo, hi = _extremes(t)
+        if lo < 0 or hi >= T:
             value = int(t[(t < 0) | (t >= T)].flatten()[0])
             raise ValueError(f"t contains {value}, outside [0, T) for a schedule of T={T} steps")
-    return t.to(torch.int64)
+    return t if t.dtype == torch.int64 else t.to(torch.int64)
+
+
+_LISTED = 1024  # up to this many values, t is read as a Python list: cheaper than a tensor reduction
+
+
+def _extremes(t: torch.Tensor) -> tuple[int, int]:
+    """The smallest and largest value of a host tensor ``t``."""
+    if t.numel() > _LISTED:
+        lo, hi = torch.aminmax(t)
+        return int(lo), int(hi)
+    values = t.tolist()
+    if t.ndim == 0:
+        return values, values
+    while t.ndim > 1 and isinstance(values[0], list):
+        values = [v for row in values for v in row]
+    return min(values), max(values)
 
 
 def check_in_range(values: torch.Tensor, lo: float, hi: float | None, what: str, bound: str | None = None) -> None:

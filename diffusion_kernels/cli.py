@@ -115,9 +115,11 @@ def cmd_bench(args) -> int:
     modes = tuple(args.modes or defaults["modes"])
     if bench.SHARDED_MODE in modes:
         _bench_sharded(device, args, [d for d in (args.dtype or ["float32"])])
-        modes = tuple(m for m in modes if m != bench.SHARDED_MODE)
-        if not modes:
-            return 0
+    if bench.HOST_MODE in modes:
+        _bench_host(args)
+    modes = tuple(m for m in modes if m not in (bench.SHARDED_MODE, bench.HOST_MODE))
+    if not modes:
+        return 0
     providers = tuple(args.providers or defaults["providers"])
     layouts = tuple(args.layout or ["contiguous"])
     sizes = tuple(args.sizes or (bench.GPU_SIZES if device.type == "cuda" else bench.CPU_SIZES))
@@ -161,6 +163,17 @@ def _bench_sharded(device, args, dtypes) -> None:
     record = sharded.run(device, sizes=sizes, dtypes=tuple(DTYPES[d] for d in dtypes))
     print(sharded.format_rows(record))
     json_path, png_path = sharded.write(record, args.out)
+    print(f"\nwrote {json_path}\nwrote {png_path}", flush=True)
+
+
+def _bench_host(args) -> None:
+    from .bench import host
+
+    print(f"bench host: {len(host.CASES)} cases × {len(host.PROVIDERS)} providers on a "
+          f"{'×'.join(map(str, host.SHAPE))} batch, one thread, interleaved; writing {args.out}", flush=True)
+    record = host.run()
+    print(host.format_rows(record))
+    json_path, png_path = host.write(record, args.out)
     print(f"\nwrote {json_path}\nwrote {png_path}", flush=True)
 
 

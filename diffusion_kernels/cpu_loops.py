@@ -12,6 +12,8 @@ import tempfile
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
 u32 = np.uint32
 f32 = np.float32
@@ -73,6 +75,28 @@ if _CACHE_DIR is not None:
 
 def jit(**options):
     return numba.njit(cache=CACHE, fastmath=False, error_model="numpy", **options)
+
+
+def _pointer_to(item):
+    """An intrinsic that reads an address (an int, a tensor's data_ptr()) as a pointer to ``item``s."""
+    pointer = types.CPointer(item)
+
+    @intrinsic
+    def at(typingctx, address):
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], context.get_value_type(pointer))
+
+        return pointer(types.intp), codegen
+
+    return at
+
+
+# Tensors reach the affine loops as addresses: an array argument costs numba a microsecond of typing and
+# unboxing per call, which a small batch's call would feel; an int costs next to nothing. The callers
+# (cpu_noise.noising) pass contiguous tensors of the sizes given, and the loops build arrays of exactly
+# those sizes over them.
+float32_at = _pointer_to(types.float32)
+int64_at = _pointer_to(types.int64)
 
 
 @jit(inline="always")
@@ -208,8 +232,9 @@ def edge_quad(q, x, out, eps, lo, hi, ar, br, orow, k0, k1, stream, write_eps):
 
 
 @jit()
-def affine_item(item, chunks, chunk, x, out, eps, row_len, a, b, off, k0, k1, stream, write_eps):
-    """Work item ``item`` = (row, chunk of that row's quads) of out = a[row]·x + b[row]·(ε + off[row]).
+def affine_item(item, chunks, chunk, x, out, eps, row_len, t, a, b, off, has_off, k0, k1, stream, write_eps):
+    """Work item ``item`` = (row, chunk of that row's quads) of out = a[t[row]]·x + b[t[row]]·(ε + off[row])
+(off[row] only ``has_off``). t is clamped into the tables, as the kernels clamp it: a checked t is in range.
 
     Quads wholly inside the row store without a test, so their loop vectorises; the (at most two)
     quads at the row's ends keep only their own lanes. A quad that straddles two rows is drawn by
@@ -219,7 +244,9 @@ def affine_item(item, chunks, chunk, x, out, eps, row_len, a, b, off, k0, k1, st
     lo, hi = r * row_len, (r + 1) * row_len
     q_start = lo // 4 + (item - r * chunks) * chunk
     q_end = min(q_start + chunk, (hi + 3) // 4)
-    ar, br, orow = a[r], b[r], off[r]
+    row = min(max(t[r], 0), a.shape[0] - 1)
+    ar, br = a[row], b[row]
+    orow = off[r] if has_off else f32(0.0)
     body_lo = min(max(q_start, (lo + 3) // 4), q_end)
     body_hi = max(min(q_end, hi // 4), body_lo)
     for q in range(q_start, body_lo):
@@ -247,17 +274,33 @@ def affine_item(item, chunks, chunk, x, out, eps, row_len, a, b, off, k0, k1, st
 
 
 @jit()
-def affine_serial(x, out, eps, row_len, chunk, a, b, off, k0, k1, stream, write_eps):
+def affine_serial(x_at, out_at, eps_at, n, row_len, chunk, t_at, rows, a_at, b_at, T, off_at, has_off, k0, k1,
+                  stream, write_eps):
+    """out = a[t[row]]·x + b[t[row]]·(ε + off[row]) over ``n`` float32 elements at ``x_at`` (rows of
+    ``row_len``; ``rows`` int64 entries of t, T float32 entries of each table), ε also to ``eps_at``
+    with ``write_eps``."""
+    x, out = numba.carray(float32_at(x_at), (n,)), numba.carray(float32_at(out_at), (n,))
+    eps = numba.carray(float32_at(eps_at), (n,))
+    t, off = numba.carray(int64_at(t_at), (rows,)), numba.carray(float32_at(off_at), (rows if has_off else 1,))
+    a, b = numba.carray(float32_at(a_at), (T,)), numba.carray(float32_at(b_at), (T,))
+    key0, key1, word = u32(k0), u32(k1), u32(stream)
     chunks = ((row_len + 3) // 4 + chunk) // chunk
-    for item in range(a.shape[0] * chunks):
-        affine_item(item, chunks, chunk, x, out, eps, row_len, a, b, off, k0, k1, stream, write_eps)
+    for item in range(rows * chunks):
+        affine_item(item, chunks, chunk, x, out, eps, row_len, t, a, b, off, has_off, key0, key1, word, write_eps)
 
 
 @jit(parallel=True)
-def affine_parallel(x, out, eps, row_len, chunk, a, b, off, k0, k1, stream, write_eps):
+def affine_parallel(x_at, out_at, eps_at, n, row_len, chunk, t_at, rows, a_at, b_at, T, off_at, has_off, k0, k1,
+                    stream, write_eps):
+    """:func:`affine_serial`, its work items spread over threads."""
+    x, out = numba.carray(float32_at(x_at), (n,)), numba.carray(float32_at(out_at), (n,))
+    eps = numba.carray(float32_at(eps_at), (n,))
+    t, off = numba.carray(int64_at(t_at), (rows,)), numba.carray(float32_at(off_at), (rows if has_off else 1,))
+    a, b = numba.carray(float32_at(a_at), (T,)), numba.carray(float32_at(b_at), (T,))
+    key0, key1, word = u32(k0), u32(k1), u32(stream)
     chunks = ((row_len + 3) // 4 + chunk) // chunk
-    for item in numba.prange(a.shape[0] * chunks):
-        affine_item(item, chunks, chunk, x, out, eps, row_len, a, b, off, k0, k1, stream, write_eps)
+    for item in numba.prange(rows * chunks):
+        affine_item(item, chunks, chunk, x, out, eps, row_len, t, a, b, off, has_off, key0, key1, word, write_eps)
 
 
 @jit()
@@ -320,19 +363,62 @@ def _loss_item(item, pred, x0, row_len, chunk, chunks, k0, k1, stream, off, ce, 
 
 
 @jit()
-def loss_serial(pred, x0, row_len, chunk, chunks, k0, k1, stream, off, ce, cx, has_eps, has_x0, grad, scale,
-                backward, partials):
-    for item in range(partials.shape[0]):
-        partials[item] = _loss_item(item, pred, x0, row_len, chunk, chunks, k0, k1, stream, off, ce, cx, has_eps,
-                                    has_x0, grad, scale, backward)
+def _row_table(address, present, rows, fill):
+    """The per-row float32 table at ``address``, or ``fill`` for every row where there is none."""
+    if present:
+        return numba.carray(float32_at(address), (rows,))
+    return np.full(rows, fill, dtype=np.float32)
+
+
+@jit()
+def _loss_operands(pred_at, x0_at, n, rows, off_at, has_off, ce_at, has_ce, cx_at, has_cx, has_x0, grad_at,
+                   scale_at, backward):
+    pred = numba.carray(float32_at(pred_at), (n,))
+    x0 = numba.carray(float32_at(x0_at), (n if has_x0 else 0,))
+    grad = numba.carray(float32_at(grad_at), (n if backward else 0,))
+    off, ce, cx = _row_table(off_at, has_off, rows, 0.0), _row_table(ce_at, has_ce, rows, 1.0), \
+        _row_table(cx_at, has_cx, rows, 1.0)
+    scale = _row_table(scale_at, backward, rows, 0.0)
+    return pred, x0, grad, off, ce, cx, scale
+
+
+@jit()
+def loss_serial(pred_at, x0_at, n, rows, row_len, chunk, chunks, k0, k1, stream, off_at, has_off, ce_at, has_ce,
+                cx_at, has_cx, has_eps, has_x0, grad_at, scale_at, backward, sums_at):
+    """One pass of the loss over ``n`` float32 elements at ``pred_at`` (and x0), rows of ``row_len``: with
+    ``backward`` grad = scale[row]·r, else sums[row] = Σ r² (float64 inside, added work item by work item
+    in order: the same value on every run). Absent tables (``has_*`` False) read as 0 (off) or 1 (ce, cx)."""
+    pred, x0, grad, off, ce, cx, scale = _loss_operands(pred_at, x0_at, n, rows, off_at, has_off, ce_at, has_ce,
+                                                        cx_at, has_cx, has_x0, grad_at, scale_at, backward)
+    sums = numba.carray(float32_at(sums_at), (0 if backward else rows,))
+    key0, key1, word = u32(k0), u32(k1), u32(stream)
+    for row in range(rows):
+        total = 0.0
+        for c in range(chunks):
+            total += _loss_item(row * chunks + c, pred, x0, row_len, chunk, chunks, key0, key1, word, off, ce, cx,
+                                has_eps, has_x0, grad, scale, backward)
+        if not backward:
+            sums[row] = total
 
 
 @jit(parallel=True)
-def loss_parallel(pred, x0, row_len, chunk, chunks, k0, k1, stream, off, ce, cx, has_eps, has_x0, grad, scale,
-                  backward, partials):
-    for item in numba.prange(partials.shape[0]):
-        partials[item] = _loss_item(item, pred, x0, row_len, chunk, chunks, k0, k1, stream, off, ce, cx, has_eps,
-                                    has_x0, grad, scale, backward)
+def loss_parallel(pred_at, x0_at, n, rows, row_len, chunk, chunks, k0, k1, stream, off_at, has_off, ce_at, has_ce,
+                  cx_at, has_cx, has_eps, has_x0, grad_at, scale_at, backward, sums_at):
+    """:func:`loss_serial`, its work items spread over threads, their sums added per row in order after."""
+    pred, x0, grad, off, ce, cx, scale = _loss_operands(pred_at, x0_at, n, rows, off_at, has_off, ce_at, has_ce,
+                                                        cx_at, has_cx, has_x0, grad_at, scale_at, backward)
+    sums = numba.carray(float32_at(sums_at), (0 if backward else rows,))
+    key0, key1, word = u32(k0), u32(k1), u32(stream)
+    partials = np.zeros(rows * chunks, dtype=np.float64)
+    for item in numba.prange(rows * chunks):
+        partials[item] = _loss_item(item, pred, x0, row_len, chunk, chunks, key0, key1, word, off, ce, cx,
+                                    has_eps, has_x0, grad, scale, backward)
+    if not backward:
+        for row in range(rows):
+            total = 0.0
+            for c in range(chunks):
+                total += partials[row * chunks + c]
+            sums[row] = total
 
 
 numba.config.CACHE_DIR = _USER_CACHE_DIR

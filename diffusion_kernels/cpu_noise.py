@@ -157,19 +157,25 @@ def block_normal(seed: int, block, *, stream: int = 0, step: int = 0, dtype=torc
     return eps if dtype == torch.float32 else eps.to(dtype)
 
 
-def noise_affine(x: torch.Tensor, row_len: int, a: torch.Tensor, b: torch.Tensor, offset: torch.Tensor | None,
-                 seed: int, stream: int, write_eps: bool):
-    """q_sample's affine with the noise drawn in the same loop: ``x`` a contiguous float32 CPU tensor read
-    as rows of ``row_len`` elements, ``a``, ``b`` (and ``offset``, the offset normal times its strength)
-    one float32 value per row. Returns (out, ε or None), both shaped like x."""
+def noising(x: torch.Tensor, index: torch.Tensor, a: torch.Tensor, b: torch.Tensor, offset: torch.Tensor | None,
+            seed: int, stream: int, write_eps: bool):
+    """q_sample's affine with the noise drawn in the same loop: ``x`` a contiguous float32 CPU tensor read as
+    rows, one per entry of ``index`` (int64, shape () or a prefix of x's), out = a[t]·x + b[t]·(ε + offset)
+    with t clamped into the tables (1-D) as the kernels clamp it; ``offset`` the offset normal times its
+    strength per row (float32), or None. Returns (out, ε or None), both shaped like x."""
     n = x.numel()
     out = torch.empty_like(x)
     eps = torch.empty_like(x) if write_eps else out
-    off = offset if offset is not None else torch.zeros(a.numel(), dtype=torch.float32)
     if n:
-        args = (x.reshape(-1).numpy(), out.reshape(-1).numpy(), eps.reshape(-1).numpy(), np.int64(row_len),
-                np.int64(CHUNK_QUADS), a.numpy(), b.numpy(), off.numpy(), *_key(seed),
-                np.uint32(stream & 0xFFFFFFFF), write_eps)
+        # The loop reads its operands by address, so each is made a contiguous CPU tensor of the dtype read.
+        t = index if index.is_cpu and index.is_contiguous() else index.cpu().contiguous()
+        a, b = (table if table.dtype == torch.float32 and table.is_contiguous() else
+                table.detach().to(torch.float32).contiguous() for table in (a, b))
+        off = offset.contiguous() if offset is not None else a
+        rows = max(t.numel(), 1)
+        args = (x.data_ptr(), out.data_ptr(), eps.data_ptr(), n, n // rows, CHUNK_QUADS, t.data_ptr(), rows,
+                a.data_ptr(), b.data_ptr(), a.numel(), off.data_ptr(), offset is not None, seed & 0xFFFFFFFF,
+                seed >> 32, stream & 0xFFFFFFFF, write_eps)
         if not _threaded(n):
             _loop("affine_serial")(*args)
         else:
@@ -185,55 +191,60 @@ def row_offsets(seed: int, rows: int, stream: int, offset_strength: float) -> to
     return offset_strength * philox_normal(seed, (rows,), stream=stream, step=OFFSET_STEP)
 
 
-def _loss_pass(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_strength: float, target, grad,
-               scale) -> torch.Tensor:
-    """One pass of the loss loop over a contiguous float32 ``pred`` (and x0): with ``grad`` (an array) it
-    writes scale[row]·r there; without, returns the per-row sums of r² (float64, (rows,)), each the sum of
-    its work items' sums in a fixed order: the same value on every run and for any thread count."""
+def _address(tensor: torch.Tensor | None) -> int:
+    return 0 if tensor is None else tensor.data_ptr()
+
+
+def _loss_pass(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_strength: float, target,
+               grad: torch.Tensor | None, scale: torch.Tensor | None, sums: torch.Tensor | None) -> None:
+    """One pass of the loss loop over a contiguous float32 ``pred`` (and target.x0, the tables float32
+    (rows,)): with ``grad`` it writes scale[row]·r there, else the per-row sums of r² into ``sums``
+    (float32 (rows,)), each the sum of its work items' sums in a fixed order: the same value on every run and
+    for any thread count."""
     n = pred.numel()
     row_len = n // rows
     chunk = 4 * CHUNK_QUADS
     chunks = max(-(-row_len // chunk), 1)
-    ones = torch.ones(rows, dtype=torch.float32)
-    ce = target.eps_scale if target.eps_scale is not None else ones
-    cx = target.x0_scale if target.x0_scale is not None else ones
-    x0 = target.x0 if target.x0 is not None else pred
-    backward = grad is not None
-    partials = np.zeros(rows * chunks, dtype=np.float64)
-    args = (pred.reshape(-1).numpy(), x0.reshape(-1).numpy(), np.int64(row_len), np.int64(chunk), np.int64(chunks),
-            *_key(seed), np.uint32(stream & 0xFFFFFFFF), row_offsets(seed, rows, stream, offset_strength).numpy(),
-            ce.numpy(), cx.numpy(), bool(target.eps), target.x0 is not None,
-            grad if backward else np.empty(1, dtype=np.float32), (scale if backward else ones).numpy(), backward,
-            partials)
+    off = row_offsets(seed, rows, stream, offset_strength) if offset_strength else None
+    ce, cx, x0 = target.eps_scale, target.x0_scale, target.x0
+    args = (pred.data_ptr(), _address(x0), n, rows, row_len, chunk, chunks, seed & 0xFFFFFFFF, seed >> 32,
+            stream & 0xFFFFFFFF, _address(off), off is not None, _address(ce), ce is not None, _address(cx),
+            cx is not None, bool(target.eps), x0 is not None, _address(grad), _address(scale), grad is not None,
+            _address(sums))
     if not _threaded(n):
         _loop("loss_serial")(*args)
     else:
         with _threads():
             _loop("loss_parallel")(*args)
-    return torch.from_numpy(partials.reshape(rows, chunks).sum(1))
 
 
 def _float32_rows(*tables):
     return [t if t is None else t.detach().to(torch.float32).contiguous() for t in tables]
 
 
-def loss_sums(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_strength: float,
-              target) -> torch.Tensor:
-    """``launch.noise_mse_forward`` on the CPU loop: per-row Σ r² (float32, (rows,)) for a contiguous
-    float32 ``pred`` (and ``target.x0``), ε regenerated."""
-    if pred.numel() == 0:
-        return torch.zeros(rows, dtype=torch.float32)
+def _float32_target(target):
+    """``target`` with its per-row tables as the loop reads them (contiguous float32)."""
+    if target.eps_scale is None and target.x0_scale is None:
+        return target
     ce, cx = _float32_rows(target.eps_scale, target.x0_scale)
-    return _loss_pass(pred, rows, seed, stream, offset_strength, target._replace(eps_scale=ce, x0_scale=cx), None,
-                      None).float()
+    return target._replace(eps_scale=ce, x0_scale=cx)
 
 
-def loss_grad(pred: torch.Tensor, row_scale: torch.Tensor, rows: int, seed: int, stream: int,
-              offset_strength: float, target) -> torch.Tensor:
-    """``launch.noise_mse_backward`` on the CPU loop: row_scale[row]·r, ε regenerated."""
+def loss_forward(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_strength: float,
+                 target) -> torch.Tensor:
+    """``loss.launcher.forward`` on the CPU loop: per-row Σ r² (float32, (rows,)) for a contiguous
+    float32 ``pred`` (and ``target.x0``), ε regenerated."""
+    sums = torch.zeros(rows, dtype=torch.float32)
+    if pred.numel():
+        _loss_pass(pred, rows, seed, stream, offset_strength, _float32_target(target), None, None, sums)
+    return sums
+
+
+def loss_backward(pred: torch.Tensor, row_scale: torch.Tensor, rows: int, seed: int, stream: int,
+                  offset_strength: float, target) -> torch.Tensor:
+    """``loss.launcher.backward`` on the CPU loop: row_scale[row]·r, ε regenerated."""
     grad = torch.empty_like(pred)
     if pred.numel():
-        ce, cx, scale = _float32_rows(target.eps_scale, target.x0_scale, row_scale.reshape(rows))
-        _loss_pass(pred, rows, seed, stream, offset_strength, target._replace(eps_scale=ce, x0_scale=cx),
-                   grad.reshape(-1).numpy(), scale)
+        scale, = _float32_rows(row_scale.reshape(rows))
+        _loss_pass(pred, rows, seed, stream, offset_strength, _float32_target(target), grad, scale, None)
     return grad

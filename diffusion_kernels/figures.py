@@ -12,7 +12,8 @@ import scipy.stats
 import torch
 
 from . import images as image_sets
-from .api import forward_trajectory, q_sample
+from .noising.entry import q_sample
+from .trajectory.entry import forward_trajectory
 from .schedules import NoiseSchedule
 
 STRIP_STEPS = [0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 999]

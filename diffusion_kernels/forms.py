@@ -10,6 +10,7 @@ import dataclasses
 import torch
 
 from . import checks, reference, transfer, user_tables
+from .checks import clamped
 from .schedules import NoiseSchedule
 
 
@@ -35,12 +36,6 @@ class Form:
 
 raw_tables = user_tables.raw_tables
 validated = user_tables.validated
-
-
-def clamped(index: torch.Tensor, T: int) -> torch.Tensor:
-    """The rows the kernel reads for ``index``: unchecked values are clamped to [0, T − 1] there,
-    and the reference reads the same rows (never wrapping −1 to T − 1, never raising)."""
-    return index.clamp(0, T - 1)
 
 
 def ddpm_form(x, t, schedule, *, check_t: bool, noise=None) -> Form:
@@ -76,7 +71,8 @@ def table_form(x, t, sqrt_ab: torch.Tensor, sqrt_1m_ab: torch.Tensor, *, check_t
     index = checks.check_t(t, x, sqrt_ab.numel(), check_range=check_t and not compiling())
 
     def tables(device):
-        return (transfer.to_device(sqrt_ab, device, torch.float32), transfer.to_device(sqrt_1m_ab, device, torch.float32))
+        return (transfer.to_device(sqrt_ab, device, torch.float32),
+                transfer.to_device(sqrt_1m_ab, device, torch.float32))
 
     def velocity_tables(device):
         a, b = tables(device)

@@ -8,7 +8,8 @@ import torch
 
 from .hints import Timesteps
 
-from .api import forward_step, forward_trajectory, q_sample
+from .noising.entry import forward_step, q_sample
+from .trajectory.entry import forward_trajectory
 from .schedules import NoiseSchedule
 
 

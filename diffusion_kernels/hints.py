@@ -1,7 +1,7 @@
 """The argument and result types of the public calls, for editors and type checkers (the package ships
 ``py.typed``). Each alias says what the calls accept; the docstrings say what the values mean. The aliases
 that name one of the package's own types stand beside it: ``Seed`` in seeding.py, ``Schedule`` in
-schedules.py, ``Noised`` in runner.py, so this module imports nothing of the package."""
+schedules.py, ``Noised`` in noising/handle.py, so this module imports nothing of the package."""
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -24,7 +24,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from . import transfer
-from .forms import clamped
+from .checks import clamped
 
 TARGETS = ("eps", "v", "x0", "flow")
 WEIGHTINGS = ("min_snr", "sigma_sqrt", "cosmap")
@@ -45,7 +45,7 @@ def _gathered(tables, form, device) -> tuple[torch.Tensor, torch.Tensor]:
     index = transfer.to_device(form.index, device).reshape(-1)
     if index.numel() == 0:
         index = index.new_zeros(1)
-    # The rows the noising kernel read: unchecked indices are clamped there (forms.clamped).
+    # The rows the noising kernel read: unchecked indices are clamped there (checks.clamped).
     index = clamped(index, first.numel())
     return first.detach().double()[index], second.detach().double()[index]
 

@@ -72,6 +72,7 @@ def _box_muller(ra: torch.Tensor, rb: torch.Tensor) -> tuple[torch.Tensor, torch
 
 OFFSET_STEP = 0xFFFFFFFF  # the step word of offset noise (kernels/philox_normal.py::OFFSET_STEP)
 PERTURB_STEP = 0xFFFFFFFD  # the step word of input perturbation's ε′ (kernels/philox_normal.py::PERTURB_STEP)
+SAMPLING_STEP = 0xFFFFFFFE  # the step word of the per-sample draws (kernels/philox_normal.py::SAMPLING_STEP)
 
 
 def philox_normal(seed: Word, shape: Sequence[int], *, stream: int = 0, step: int = 0, offset: int = 0,

@@ -8,7 +8,7 @@ draw consecutive values) get independent streams.
 from __future__ import annotations
 
 import operator
-from typing import SupportsIndex, TypeAlias
+from typing import Any, SupportsIndex, TypeAlias, cast
 
 import torch
 
@@ -32,7 +32,7 @@ def draw_seed(generator: torch.Generator | None = None) -> int:
     """One uniformly random 64-bit seed from ``generator`` (default: torch's CPU generator)."""
     device = generator.device if generator is not None else "cpu"
     value = torch.randint(-(2**63), 2**63 - 1, (), generator=generator, device=device, dtype=torch.int64)
-    return int(value) % SEED_BOUND
+    return cast(int, value.item()) % SEED_BOUND
 
 
 def draw_seed_tensor(generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor:
@@ -72,6 +72,22 @@ def as_int32(word: int) -> int:
     return word - 2**32 if word >= 2**31 else word
 
 
+def seed_parts(seed: int | torch.Tensor) -> tuple[torch.Tensor | None, int, int]:
+    """(seed tensor or None, low half, high half) for an int seed or a 1-element int64 device tensor."""
+    if isinstance(seed, torch.Tensor):
+        return seed, 0, 0
+    return (None, *split_seed(seed))
+
+
+def seed_args(seed_tensor: torch.Tensor | None, seed_lo: int, seed_hi: int,
+              placeholder: torch.Tensor) -> tuple[int, int, torch.Tensor, bool]:
+    """A kernel's seed arguments (seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR): the halves, or the tensor the
+    kernel reads (kernels/philox_normal.load_seed), ``placeholder`` standing in for the pointer it ignores."""
+    if seed_tensor is not None:
+        return 0, 0, seed_tensor, True
+    return seed_lo, seed_hi, placeholder, False
+
+
 def default_stream() -> int:
     """The Philox stream word of a call that names none: the process's rank in an
     initialised ``torch.distributed`` group, else 0.
@@ -80,15 +96,38 @@ def default_stream() -> int:
     rank); putting the rank in the counter gives each rank its own stream of
     that seed, so no two ranks ever draw the same noise.
     """
-    import torch.distributed as dist
-
+    dist = torch.distributed
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
     return 0
 
 
-def check_stream(stream: SupportsIndex | None) -> int:
-    return check_seed(stream, "stream", 2**32) if stream is not None else default_stream()
+def check_stream(stream: SupportsIndex | None, sharded: bool = False) -> int:
+    """The stream word: as given; by default the rank of a process group, except for a shard of a global
+    tensor (``sharded``), where positions, not ranks, separate the processes' noise (0)."""
+    if stream is not None:
+        return check_seed(stream, "stream", 2**32)
+    return 0 if sharded else default_stream()
+
+
+def call_seed(seed: Any, generator: torch.Generator | None, device: torch.device | str,
+              on_device: bool) -> int | torch.Tensor:
+    """A call's seed in the form its backend reads: an int, or a 1-element int64 tensor read at run time
+    (a DeviceSeed, or any drawn seed under torch.compile) where the backend reads seeds on the device
+    (``on_device``); on the host a DeviceSeed is read back as an int."""
+    if isinstance(seed, DeviceSeed):
+        if generator is not None:
+            raise ValueError("pass either seed or generator, not both")
+        if seed.device != device:
+            raise ValueError(f"DeviceSeed lives on {seed.device} but x0 is on {device}")
+        return seed.take() if on_device else int(seed.take().item()) % SEED_BOUND
+    if seed is None and torch.compiler.is_compiling():
+        # No host sync inside a compiled graph: the seed stays a tensor (the kernel reads it on the device).
+        return draw_seed_tensor(generator, device if on_device else "cpu")
+    if seed is None and on_device and isinstance(generator, torch.Generator) and generator.device.type == "cuda":
+        # A GPU generator's draw stays where it is, for the kernel to read: an int would stall the host.
+        return draw_seed_tensor(generator, device)
+    return resolve_seed(seed, generator)
 
 
 class DeviceSeed:

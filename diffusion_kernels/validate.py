@@ -14,7 +14,7 @@ import scipy.stats
 import torch
 
 from . import reference
-from .api import q_sample
+from .noising.entry import q_sample
 from .schedules import NoiseSchedule
 from .tolerances import TOLERANCE, excess_error, to_reference
 
@@ -107,7 +107,8 @@ def closed_form_vs_steps(device: torch.device, schedule: NoiseSchedule, steps, *
     std sqrt(1 − ᾱ_t), so both samples should be the same N(0, 1) sample.
     """
     from . import images
-    from .api import forward_step, forward_trajectory
+    from .noising.entry import forward_step
+    from .trajectory.entry import forward_trajectory
 
     image = (images.digits(1)[0] if image is None else image).to(device)
     batch = image.expand(copies, *image.shape).contiguous()
@@ -142,7 +143,7 @@ def run(device: torch.device, *, dtypes=(torch.float32, torch.bfloat16, torch.fl
     """
     from tqdm.auto import tqdm
 
-    from . import backend as backends
+    from . import dispatch
 
     schedule = NoiseSchedule.linear()
     batch = 8
@@ -152,7 +153,7 @@ def run(device: torch.device, *, dtypes=(torch.float32, torch.bfloat16, torch.fl
     steps = [("accuracy", d) for d in dtypes] + [("noise", None), ("independence", None)]
     if trajectory_steps:
         steps.append(("trajectory", None))
-    chosen = backends.select(backend, torch.empty(0, device=device))
+    picked = dispatch.select(backend, torch.empty(0, device=device))
     checks: list[Check] = []
     for kind, dtype in tqdm(steps, desc="validating", disable=not progress, leave=False):
         if kind == "trajectory":
@@ -173,5 +174,5 @@ def run(device: torch.device, *, dtypes=(torch.float32, torch.bfloat16, torch.fl
     if device.type == "cuda":
         name = f"{device} ({torch.cuda.get_device_name(device)})"
     else:
-        name = f"{device}" + (" (Triton interpreter)" if chosen == "triton" else "")
-    return Report(device=name, backend=chosen, checks=checks)
+        name = f"{device}{dispatch.where(picked, device)}"
+    return Report(device=name, backend=picked, checks=checks)

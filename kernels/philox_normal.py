@@ -217,11 +217,14 @@ def tile_normals(seed, first_quad, stream, step, BLOCK: tl.constexpr, PAIRED: tl
         return tl.interleave(tl.interleave(n0, n2), tl.interleave(n1, n3))
 
 
-# The counter's step word of offset noise: q_sample draws with step 0 and a
-# trajectory with steps 0 … T−1, so the all-ones word never collides.
+# The counter's step words, all here (the host's are reference.OFFSET_STEP, SAMPLING_STEP, PERTURB_STEP):
+# q_sample draws with step 0 and a trajectory with steps 0 … T−1, so the words from all ones down never
+# collide with a schedule's. Offset noise takes all ones.
 OFFSET_STEP = tl.constexpr(-1)
+# The per-sample draws of a training step (kernels/sampling.py): timesteps and noise levels.
+SAMPLING_STEP = tl.constexpr(-2)
 # diffusers' --input_perturbation: the second normal ε′ of x_t = a·x0 + b·(ε + γ·ε′), element for element
-# the same tile geometry as ε, at its own step word (-3; -2 is the samplers', kernels/sampling.py).
+# the same tile geometry as ε.
 PERTURB_STEP = tl.constexpr(-3)
 
 

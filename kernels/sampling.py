@@ -7,11 +7,8 @@ its 32-bit word (a uniform integer) and the stream's normal of that element (phi
 import triton
 import triton.language as tl
 
-from .philox_normal import load_seed, philox4x32, tile_normals
+from .philox_normal import SAMPLING_STEP, load_seed, philox4x32, tile_normals
 
-# q_sample draws at step 0, a trajectory at 0 … T−1, offset noise at -1 (all ones): the sampling
-# draws take the next word down, which no schedule length reaches.
-SAMPLING_STEP = tl.constexpr(-2)
 BLOCK_QUADS = 256
 NUM_WARPS = 4
 

@@ -82,10 +82,10 @@ def run_in_threads(work, count: int) -> list:
 def runnable_backends(device) -> list:
     """The backends a call on ``device`` can take here: the reference always, the kernels on CUDA or under
     Triton's interpreter, the compiled CPU loop on CPU where numba is installed."""
-    from diffusion_kernels import backend, cpu_noise
+    from diffusion_kernels import dispatch, cpu_noise
 
     chosen = ["reference"]
-    if device.type == "cuda" or backend.interpreter_active():
+    if device.type == "cuda" or dispatch.interpreter_active():
         chosen.append("triton")
     if device.type == "cpu" and cpu_noise.available():
         chosen.append("cpu")

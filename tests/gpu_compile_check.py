@@ -33,8 +33,12 @@ from triton.compiler import ASTSource  # noqa: E402
 from code_objects import amd_figures, nvidia_figures  # noqa: E402
 
 from diffusion_kernels import launch, sharding  # noqa: E402
-from diffusion_kernels.backend import kernels_module  # noqa: E402
 from diffusion_kernels.schedules import NoiseSchedule  # noqa: E402
+from diffusion_kernels.noising import launcher as noising_launcher  # noqa: E402
+from diffusion_kernels.trajectory import launcher as trajectory_launcher  # noqa: E402
+from diffusion_kernels.loss import launcher as loss_launcher  # noqa: E402
+from diffusion_kernels.sampling import launcher as sampling_launcher  # noqa: E402
+from diffusion_kernels.kernels import tiles as tiles_kernels  # noqa: E402
 
 TYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.int64: "i64",
          torch.int32: "i32"}
@@ -85,20 +89,21 @@ def specialise(kernel, args, kwargs):
 
 
 def issue_launches():
-    km = kernels_module()
-    for module, name in ((km.q_sample, "noise_affine_fwd_kernel"), (km.q_sample, "noise_affine_bwd_kernel"),
-                         (km.q_sample, "noise_affine_fwd_contiguous_kernel"),
-                         (km.q_sample, "noise_affine_bwd_contiguous_kernel"),
-                         (km.q_sample, "noise_affine_fwd_channels_last_kernel"),
-                         (km.trajectory, "forward_trajectory_kernel"), (km.noise_mse, "noise_mse_fwd_kernel"),
-                         (km.noise_mse, "noise_mse_bwd_kernel"), (km.noise_mse, "noise_mse_fwd_channels_last_kernel"),
-                         (km.noise_mse, "noise_mse_bwd_channels_last_kernel"), (km.sampling, "sampling_draws_kernel")):
+    from diffusion_kernels import kernels as km
+    from diffusion_kernels.kernels import loss, noising, sampling, trajectory  # noqa: F401 (read as km's)
+    for module, name in ((km.noising, "noising_fwd_kernel"), (km.noising, "noising_bwd_kernel"),
+                         (km.noising, "noising_fwd_contiguous_kernel"),
+                         (km.noising, "noising_bwd_contiguous_kernel"),
+                         (km.noising, "noising_fwd_channels_last_kernel"),
+                         (km.trajectory, "forward_trajectory_kernel"), (km.loss, "loss_fwd_kernel"),
+                         (km.loss, "loss_bwd_kernel"), (km.loss, "loss_fwd_channels_last_kernel"),
+                         (km.loss, "loss_bwd_channels_last_kernel"), (km.sampling, "sampling_draws_kernel")):
         setattr(module, name, Recorder(getattr(module, name)))
     try:
         _launch_every_variant()
     finally:
         # Restored before compiling: the contiguous entry points call the strided kernels by name.
-        for module in (km.q_sample, km.trajectory, km.noise_mse, km.sampling):
+        for module in (km.noising, km.trajectory, km.loss, km.sampling):
             for name, value in vars(module).items():
                 if isinstance(value, Recorder):
                     setattr(module, name, value.kernel)
@@ -112,61 +117,62 @@ def _launch_every_variant():
         cl = x.to(memory_format=torch.channels_last)
         seed_t = torch.tensor([7])
         # forward: drawn ε written or not, v, offset noise, given noise, strided layout, device seed
-        launch.noise_affine(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, True, False, 0)
-        launch.noise_affine(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, False, False, 0)
-        launch.noise_affine(x, t, a, b, -b, a, None, None, 5, 0, 0, 0, 0.1, True, True, 0)
-        launch.noise_affine(x, t, a, b, None, None, x, None, 5, 0, 0, 0, 0.0, False, False, 0)
-        launch.noise_affine(cl, t, a, b, None, None, None, seed_t, 0, 0, 3, 0, 0.0, True, False, 0)
+        noising_launcher.forward(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, True, False, 0)
+        noising_launcher.forward(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, False, False, 0)
+        noising_launcher.forward(x, t, a, b, -b, a, None, None, 5, 0, 0, 0, 0.1, True, True, 0)
+        noising_launcher.forward(x, t, a, b, None, None, x, None, 5, 0, 0, 0, 0.0, False, False, 0)
+        noising_launcher.forward(cl, t, a, b, None, None, None, seed_t, 0, 0, 3, 0, 0.0, True, False, 0)
         # backward: grad to x0 only; with v and table sums from a regenerated ε
-        launch.noise_affine_backward(x, None, t, a, b, None, None, None, None, None, 5, 0, 0, 0, 0.0, dtype, None,
+        noising_launcher.backward(x, None, t, a, b, None, None, None, None, None, 5, 0, 0, 0, 0.0, dtype, None,
                                      False, 0)
-        launch.noise_affine_backward(x, x, t, a, b, -b, a, x, None, None, 5, 0, 0, 0, 0.0, dtype, dtype, True, 0)
+        noising_launcher.backward(x, x, t, a, b, -b, a, x, None, None, 5, 0, 0, 0, 0.0, dtype, dtype, True, 0)
         sliced = torch.randn(4, 3, 8, 16).to(dtype)[..., ::2]
-        launch.noise_affine_backward(sliced, None, t, a, b, None, None, None, None, None, 5, 0, 0, 0, 0.0, dtype,
+        noising_launcher.backward(sliced, None, t, a, b, None, None, None, None, None, 5, 0, 0, 0, 0.0, dtype,
                                      None, False, 0)
         # channels-last, 4 channels: drawn ε through the channels-last tile, with v, offset noise, a device seed
         cl4 = torch.randn(4, 4, 8, 8).to(dtype).to(memory_format=torch.channels_last)
-        launch.noise_affine(cl4, t, a, b, -b, a, None, seed_t, 0, 0, 3, 0, 0.1, True, True, 0)
+        noising_launcher.forward(cl4, t, a, b, -b, a, None, seed_t, 0, 0, 3, 0, 0.1, True, True, 0)
         # input perturbation (a second normal per element), contiguous and channels-last
-        launch.noise_affine(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, True, False, 0, False, 0.1)
-        launch.noise_affine(cl4, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.1, False, False, 0, False, 0.1)
+        noising_launcher.forward(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, True, False, 0, False, 0.1)
+        noising_launcher.forward(cl4, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.1, False, False, 0, False, 0.1)
         sa, sb = NoiseSchedule.linear().step_tables("cpu")
-        launch.forward_trajectory(x, sa, sb, 999, seed=5, snapshot_steps=(10, 500))
+        trajectory_launcher.forward_trajectory(x, sa, sb, 999, seed=5, snapshot_steps=(10, 500))
         scale = torch.ones(4)
-        launch.noise_mse_forward(x, 4, 5, 0, 0.1)
-        launch.noise_mse_backward(x, scale, 4, 5, 0, 0.0)
-        launch.noise_mse_forward(cl4, 4, 5, 0, 0.1)
-        launch.noise_mse_backward(cl4, scale, 4, 5, 0, 0.0)
+        loss_launcher.forward(x, 4, 5, 0, 0.1)
+        loss_launcher.backward(x, scale, 4, 5, 0, 0.0)
+        loss_launcher.forward(cl4, 4, 5, 0, 0.1)
+        loss_launcher.backward(cl4, scale, 4, 5, 0, 0.0)
         # diffusion_loss's targets: v (scaled ε and x0), x0 (no ε drawn); channels-last v
-        v_target = launch.Target(True, a[t], x, -b[t])
-        launch.noise_mse_forward(x, 4, 5, 0, 0.0, v_target)
-        launch.noise_mse_backward(x, scale, 4, 5, 0, 0.0, v_target)
-        launch.noise_mse_forward(x, 4, 5, 0, 0.0, launch.Target(False, None, x, scale))
-        cl_v = launch.Target(True, a[t], cl4, -b[t])
-        launch.noise_mse_forward(cl4, 4, 5, 0, 0.0, cl_v)
-        launch.noise_mse_backward(cl4, scale, 4, 5, 0, 0.0, cl_v)
+        v_target = loss_launcher.Target(True, a[t], x, -b[t])
+        loss_launcher.forward(x, 4, 5, 0, 0.0, v_target)
+        loss_launcher.backward(x, scale, 4, 5, 0, 0.0, v_target)
+        loss_launcher.forward(x, 4, 5, 0, 0.0, loss_launcher.Target(False, None, x, scale))
+        cl_v = loss_launcher.Target(True, a[t], cl4, -b[t])
+        loss_launcher.forward(cl4, 4, 5, 0, 0.0, cl_v)
+        loss_launcher.backward(cl4, scale, 4, 5, 0, 0.0, cl_v)
     # A training step's timesteps or σ: a batch's draws, from an int seed and from a device seed.
-    launch.sampling_draws(64, 5, 0, "cpu")
-    launch.sampling_draws(64, torch.tensor([7]), 0, "cpu")
+    sampling_launcher.draws(64, 5, 0, "cpu")
+    sampling_launcher.draws(64, torch.tensor([7]), 0, "cpu")
     for dtype in (torch.float32, torch.bfloat16):
         # A training batch: per-sample t, many programs per row (no shape-1 specialisation).
         x = torch.zeros(16, 4, 64, 64, dtype=dtype)
         t = torch.arange(16) * 60
         for write_noise in (False, True):
-            launch.noise_affine(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise, False, 0)
+            noising_launcher.forward(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise, False, 0)
         # The same with t checked on the device (debug compile: the kernel's device_assert is live).
-        launch.noise_affine(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, False, False, 0, True)
+        noising_launcher.forward(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, False, False, 0, True)
         # A context-parallel shard of that batch (frames 32-63 of 64): its runs read from the units table,
         # on the contiguous tile.
         runs = sharding.units_of(sharding.block_of((16, 4, 32, 64), (16, 4, 64, 64), (0, 0, 32, 0)), 1)
         shard = torch.zeros(16, 4, 32, 64, dtype=dtype)
         for write_noise in (False, True):
-            launch.noise_affine(shard, t.repeat_interleave(runs.per_row), a, b, None, None, None, None, 5, 0, 0, 0,
+            noising_launcher.forward(shard, t.repeat_interleave(runs.per_row), a, b, None, None, None, None, 5, 0, 0, 0,
                                 0.0, write_noise, False, 1, False, 0.0, runs.table("cpu"), runs.aligned)
         # The same batch channels-last (the channels-last tile).
         for write_noise in (False, True):
-            launch.noise_affine(x.to(memory_format=torch.channels_last), t, a, b, None, None, None, None, 5, 0, 0, 0,
-                                0.0, write_noise, False, 0)
+            channels_last = x.to(memory_format=torch.channels_last)
+            noising_launcher.forward(channels_last, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise,
+                                     False, 0)
 
 
 def quads_per_program(constexprs: dict) -> int:
@@ -185,8 +191,8 @@ ISSUE_PER_BYTE = {"90": {"H100": 11.0, "H200": 7.8}, "gfx942": {"MI300X": 8.6}}
 # The reference device's SMs (NVIDIA) or CUs (AMD): how many programs fill one of its waves.
 REFERENCE_UNITS = {"80": 108, "90": 132, "100": 148, "gfx942": 304, "gfx90a": 104}
 PROGRAM_SIZES = (262144, 1048576, 16777216)
-OPS = {"noise_affine_fwd": "noising", "noise_affine_bwd": "noising_backward", "noise_mse_fwd": "loss_forward",
-       "noise_mse_bwd": "loss_backward", "forward_trajectory": "trajectory", "sampling_draws": "sampling"}
+OPS = {"noising_fwd": "noising", "noising_bwd": "noising_backward", "loss_fwd": "loss_forward",
+       "loss_bwd": "loss_backward", "forward_trajectory": "trajectory", "sampling_draws": "sampling"}
 # What each switch adds to a variant, by name.
 OPTIONS = {"HAS_NOISE": "given_noise", "WRITE_NOISE": "eps", "WRITE_V": "v", "HAS_OFFSET": "offset",
            "SEED_FROM_PTR": "device_seed", "PERTURB": "perturbation", "HAS_GV": "v_grad", "NEED_GN": "noise_grad",
@@ -245,11 +251,11 @@ def compile_variants(name: str):
     amd = backend == "hip"
     # The launch settings the launchers choose on that vendor's GPU, fixed here where no GPU is.
     math = launch.MATH_POLY if amd else launch.MATH_NVIDIA
-    for family in (launch.noising, launch.trajectory, launch.noise_mse, launch.sampling):
+    for family in (noising_launcher, trajectory_launcher, loss_launcher, sampling_launcher):
         family.math_mode = lambda device: math
     issue_launches()
     target = GPUTarget(backend, arch, lanes)
-    wavefront = kernels_module().tiles.AMD_WAVEFRONT
+    wavefront = tiles_kernels.AMD_WAVEFRONT
     for kernel, args, kwargs in recorded:
         kwargs = dict(kwargs)
         options = {k: kwargs.pop(k) for k in ("num_warps", "debug", "sanitize_overflow") if k in kwargs}

@@ -80,8 +80,8 @@ def _opcheck_args(device):
 def test_registered_ops_pass_opcheck(device):
     dk.q_sample(torch.randn(2, device=device), 1, SCHEDULE, seed=1)  # registers the ops
     forward, backward = _opcheck_args(device)
-    torch.library.opcheck(torch.ops.diffusion_kernels.noise_affine.default, forward)
-    torch.library.opcheck(torch.ops.diffusion_kernels.noise_affine_backward.default, backward)
+    torch.library.opcheck(torch.ops.diffusion_kernels.noising.default, forward)
+    torch.library.opcheck(torch.ops.diffusion_kernels.noising_backward.default, backward)
 
 
 def test_compiled_with_dynamic_shapes_over_batch_sizes():

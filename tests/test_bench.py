@@ -97,9 +97,8 @@ def test_merge_replaces_remeasured_rows_and_keeps_the_rest():
 
 
 def test_tile_overrides_are_recorded_and_kept_apart(tmp_path, capsys, device):
-    from diffusion_kernels.backend import kernels_module
+    from diffusion_kernels.kernels import noising as q_sample
 
-    q_sample = kernels_module().q_sample
     defaults = bench.tiles()
     args = ["bench", "--device", str(device), "--sizes", "256", "--dtype", "fp32", "--quiet", "--modes", "xt",
             "--providers", "fused", "copy", "--out", str(tmp_path), "--reps", "5"]
@@ -167,3 +166,27 @@ def test_the_sharded_mode_times_both_recipes_on_a_real_process_group(tmp_path):
     assert all(r["ms"] > 0 for r in rows.values())
     json_path, png_path = sharded.write(record, tmp_path)
     assert json_path.exists() and png_path.stat().st_size > 0
+
+
+def test_the_host_mode_times_every_case_beside_eager_and_writes_its_record(tmp_path, monkeypatch):
+    """bench --modes host: the CPU loop, the GPU path's host work and a training step, each beside the eager
+    recipe, interleaved; the GPU branch really runs the launcher (its launch a no-op) and is put back after."""
+    from diffusion_kernels import dispatch
+    from diffusion_kernels.bench import host
+    from diffusion_kernels.noising import launcher
+
+    if not dispatch.cpu_available():
+        pytest.skip("the host mode's cpu case runs the compiled CPU loop (numba, the [cpu] extra)")
+    launched = []
+    real_launcher = launcher.launcher
+    monkeypatch.setattr(host, "_NoLaunch", type("Counted", (host._NoLaunch,), {
+        "__getitem__": lambda self, grid: lambda *a, **k: launched.append(grid)}))
+    record = host.run(rounds=2, calls=3)
+    rows = {(r["case"], r["provider"]): r for r in record["rows"]}
+    assert {case for case, _ in rows} == set(host.CASES)
+    assert all(("eager" in {p for c, p in rows if c == case}) for case in host.CASES)
+    assert all(r["us"] > 0 and r["vs_eager"] > 0 for r in rows.values())
+    assert launched and all(len(grid) == 1 and grid[0] >= 1 for grid in launched)
+    assert launcher.launcher is real_launcher and dispatch.select.__name__ == "select"
+    json_path, png_path = host.write(record, tmp_path)
+    assert json.loads(json_path.read_text())["rows"] == record["rows"] and png_path.stat().st_size > 0

@@ -27,9 +27,12 @@ from triton.language.extra import libdevice
 
 import diffusion_kernels as dk
 from diffusion_kernels import launch, reference
-from diffusion_kernels.backend import interpreter_active
+from diffusion_kernels.dispatch import interpreter_active
 from diffusion_kernels.kernels import philox_normal
 from diffusion_kernels.kernels.philox_normal import box_muller
+from diffusion_kernels.noising import launcher as noising_launcher
+from diffusion_kernels.trajectory import launcher as trajectory_launcher
+from diffusion_kernels.loss import launcher as loss_launcher
 
 LG2_ABS_ERROR = 2.0**-22  # on [0.5, 2]; elsewhere 2 ulp, i.e. relative
 SINCOS_ABS_ERROR = 2.0**-20.9  # on [-pi, pi], where the kernel keeps the angle
@@ -99,7 +102,7 @@ def _emulate_nvidia(monkeypatch, sign: float) -> float:
 
 
 def _every_launch_takes(monkeypatch, math: int) -> None:
-    for family in (launch.noising, launch.trajectory, launch.noise_mse):  # where each launcher reads it
+    for family in (noising_launcher, trajectory_launcher, loss_launcher):  # where each launcher reads it
         monkeypatch.setattr(family, "math_mode", lambda device: math)
 
 

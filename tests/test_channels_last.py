@@ -12,6 +12,7 @@ from tolerances import assert_close, assert_noise_close, to_reference
 
 import diffusion_kernels as dk
 from diffusion_kernels import launch, reference
+from diffusion_kernels.noising import launcher as noising_launcher
 
 # (shape, layout): 2, 4 and 16 channels, one sample, a 3-D volume, planes of one and of many quads.
 TAKEN = [((2, 4, 6, 4), "channels_last"), ((3, 16, 2, 2), "channels_last"), ((1, 4, 5, 4), "channels_last"),
@@ -22,15 +23,15 @@ NOT_TAKEN = [((2, 3, 4, 4), "channels_last"), ((2, 4, 5, 3), "channels_last")]
 
 @pytest.fixture
 def channels_last_launches(monkeypatch):
-    """What launch.channels_last_draw answered, call by call."""
+    """What noising_launcher.channels_last_draw answered, call by call."""
     answers = []
-    draw = launch.channels_last_draw
+    draw = noising_launcher.channels_last_draw
 
     def spy(*args, **kwargs):
         answers.append(draw(*args, **kwargs))
         return answers[-1]
 
-    monkeypatch.setattr(launch.noising, "channels_last_draw", spy)
+    monkeypatch.setattr(noising_launcher, "channels_last_draw", spy)
     return answers
 
 

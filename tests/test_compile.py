@@ -3,6 +3,8 @@ import pytest
 import torch
 
 import diffusion_kernels as dk
+from diffusion_kernels.noising import launcher as noising_launcher
+from diffusion_kernels.loss import launcher as loss_launcher
 
 SCHEDULE = dk.NoiseSchedule.linear()
 
@@ -79,7 +81,7 @@ def _compiled_recipe_matches_eager(device, compile_backend, backend):
 
 
 def test_compiled_recipe_on_the_kernel_path_has_no_graph_break(device):
-    """The loss's registered ops (diffusion_kernels::loss_sums, ::loss_grad) and the noising's traced whole;
+    """The loss's registered ops (diffusion_kernels::loss_forward, ::loss_grad) and the noising's traced whole;
     on CPU the kernels are the interpreter's, opaque to the trace, as the compiled GPU graph's are not."""
     if device.type == "cuda":
         pytest.skip("the CUDA variant is the gpu-marked test below (inductor)")
@@ -98,7 +100,6 @@ def test_compiled_recipe_on_cpu_takes_the_reference_without_graph_break():
 
 def test_registered_ops_match_the_direct_launchers(device):
     """The triton_op entry points (what torch.compile calls) give the direct launchers' results."""
-    from diffusion_kernels import launch
 
     a, b = SCHEDULE.coefficient_tables(device)
     x0 = torch.randn(3, 17, device=device)
@@ -109,10 +110,10 @@ def test_registered_ops_match_the_direct_launchers(device):
     scale, c = torch.rand(3, device=device), -b[t]
     largs = (x0, g, a[t], c, True, 3, None, 5, 0, 0, 0.1)
     gargs = (x0, scale, g, a[t], c, True, 3, None, 5, 0, 0, 0.1)
-    for op, direct, call in ((torch.ops.diffusion_kernels.noise_affine, launch.noise_affine, args),
-                             (torch.ops.diffusion_kernels.noise_affine_backward, launch.noise_affine_backward, bargs),
-                             (torch.ops.diffusion_kernels.loss_sums, launch.loss_sums, largs),
-                             (torch.ops.diffusion_kernels.loss_grad, launch.loss_grad, gargs)):
+    for op, direct, call in ((torch.ops.diffusion_kernels.noising, noising_launcher.forward, args),
+                             (torch.ops.diffusion_kernels.noising_backward, noising_launcher.backward, bargs),
+                             (torch.ops.diffusion_kernels.loss_forward, loss_launcher.loss_forward, largs),
+                             (torch.ops.diffusion_kernels.loss_backward, loss_launcher.loss_backward, gargs)):
         for op_out, direct_out in zip(op(*call), direct(*call)):
             # What a call did not ask for: None from the launcher, a 0-element tensor from the op (its schema).
             assert op_out.numel() == 0 if direct_out is None else torch.equal(op_out, direct_out)
@@ -124,16 +125,16 @@ def test_opcheck_on_gpu():
     a, b = SCHEDULE.coefficient_tables("cuda")
     x0 = torch.randn(3, 17, device="cuda")
     t = torch.tensor([0, 500, 999], device="cuda")
-    torch.library.opcheck(torch.ops.diffusion_kernels.noise_affine.default,
+    torch.library.opcheck(torch.ops.diffusion_kernels.noising.default,
                           (x0, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, True, False, 0))
-    torch.library.opcheck(torch.ops.diffusion_kernels.loss_sums.default,
+    torch.library.opcheck(torch.ops.diffusion_kernels.loss_forward.default,
                           (x0, x0, a[t], -b[t], True, 3, None, 5, 0, 0, 0.1))
-    torch.library.opcheck(torch.ops.diffusion_kernels.loss_grad.default,
+    torch.library.opcheck(torch.ops.diffusion_kernels.loss_backward.default,
                           (x0, torch.rand(3, device="cuda"), x0, a[t], -b[t], True, 3, None, 5, 0, 0, 0.1))
 
 
 def test_raw_alpha_bar_tables_are_cached_until_modified():
-    from diffusion_kernels.api import raw_tables
+    from diffusion_kernels.forms import raw_tables
 
     ab = SCHEDULE.alpha_bars.float()
     first = raw_tables(ab, "cpu")
@@ -218,7 +219,7 @@ def every_call(x0, t, sigma, weight, prediction, schedule, backend, flow_too=Tru
 @pytest.mark.parametrize("form", ["NoiseSchedule", "alpha_bars_float64", "alpha_bars_float32",
                                   "scheduler_alphas_cumprod"])
 def test_every_schedule_form_compiles_fullgraph_for_every_call_target_and_weighting(device, form, backend):
-    if backend == "triton" and not (device.type == "cuda" or dk.backend.interpreter_active()):
+    if backend == "triton" and not (device.type == "cuda" or dk.dispatch.interpreter_active()):
         pytest.skip("the kernel path needs CUDA or Triton's interpreter (TRITON_INTERPRET=1)")
     torch._dynamo.reset()
     schedule = _schedule_form(form)

@@ -11,7 +11,7 @@ from cases import KERNEL_DTYPES, T_FORMS, make_t, make_x0, run_in_threads, shape
 from tolerances import assert_close, assert_noise_close, to_reference
 
 import diffusion_kernels as dk
-from diffusion_kernels import backend, cpu_noise, reference
+from diffusion_kernels import dispatch, cpu_noise, reference
 
 pytestmark = pytest.mark.skipif(not cpu_noise.available(), reason="the cpu backend needs numba (the [cpu] extra)")
 
@@ -109,26 +109,26 @@ def test_forms_steps_and_losses_on_the_cpu_backend(schedule):
 
 
 def test_auto_takes_the_cpu_backend_outside_the_interpreter():
-    script = ("import torch, diffusion_kernels as dk; from diffusion_kernels import backend; "
-              "x = torch.randn(3, 4); print(backend.select('auto', x), backend.select('auto', x.double()))")
+    script = ("import torch, diffusion_kernels as dk; from diffusion_kernels import dispatch; "
+              "x = torch.randn(3, 4); print(dispatch.select('auto', x), dispatch.select('auto', x.double()))")
     env = {"TRITON_INTERPRET": "0", "PATH": ""}
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert run.stdout.split() == ["cpu", "cpu"], run.stderr
 
 
 def test_without_numba_the_cpu_backend_names_its_extra(monkeypatch):
-    monkeypatch.setattr(backend, "cpu_available", lambda: False)
+    monkeypatch.setattr(dispatch, "cpu_available", lambda: False)
     from diffusion_kernels.install import extra_line
 
     # The line that installs the extra for how this copy was installed (a checkout, a wheel or an index).
     with pytest.raises(RuntimeError, match=re.escape(f"needs numba: {extra_line('cpu')}")):
         dk.q_sample(torch.randn(3), 1, dk.NoiseSchedule.linear(), seed=1, backend="cpu")
-    assert backend.select("auto", torch.randn(3)) in ("triton", "reference")
+    assert dispatch.select("auto", torch.randn(3)) in ("triton", "reference")
 
 
 def test_the_cpu_backend_refuses_other_devices():
     with pytest.raises(RuntimeError, match="backend='cpu' runs on CPU tensors"):
-        backend.select("cpu", torch.empty(2, device="meta"))
+        dispatch.select("cpu", torch.empty(2, device="meta"))
 
 
 @pytest.mark.parametrize("shape", [(3, 5, 7), (3, 23_457)], ids=["one_thread", "threads"])

@@ -12,8 +12,8 @@ import torch
 from triton.runtime.errors import InterpreterError
 
 import diffusion_kernels as dk
-from diffusion_kernels import launch
-from diffusion_kernels.backend import interpreter_active
+from diffusion_kernels.dispatch import interpreter_active
+from diffusion_kernels.noising import launcher as noising_launcher
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def interpreter_debug(monkeypatch):
 
 def _launch_with_t(t, T: int = 1000):
     a = torch.ones(T)
-    return launch.noise_affine(torch.randn(2, 8), torch.tensor(t), a, a, None, None, None, None, 1, 0, 0, 0, 0.0,
+    return noising_launcher.forward(torch.randn(2, 8), torch.tensor(t), a, a, None, None, None, None, 1, 0, 0, 0, 0.0,
                                False, False, 0, check_t=True)
 
 
@@ -62,8 +62,8 @@ def test_debug_mode_raises_no_false_overflow_assertion(interpreter_debug, schedu
     pred = torch.randn(x0.shape).to(dtype).requires_grad_(True)
     (g_pred,) = torch.autograd.grad(dk.noise_mse(pred, handle, backend="triton"), pred)
     table = ab.detach().float()
-    _, eps = launch.q_sample_forward(x0.reshape(-1)[:37].float(), torch.zeros(1, dtype=torch.int64), table, table,
-                                     seed=2**64 - 1, write_noise=True, elem_offset=2**40 + 3)
+    _, eps = noising_launcher.q_sample_forward(x0.reshape(-1)[:37].float(), torch.zeros(1, dtype=torch.int64), table,
+                                               table, seed=2**64 - 1, write_noise=True, elem_offset=2**40 + 3)
     x_end = dk.forward_trajectory(x0.float(), dk.NoiseSchedule.cosine(T=8), 7, seed=3, backend="triton")
     for value in (x_t, g_ab, g_pred, eps, x_end):
         assert torch.isfinite(value.float()).all()

@@ -130,7 +130,7 @@ CPU_SHAPES = [LOSS_SHAPES[0], LOSS_SHAPES[3], LOSS_SHAPES[5], LOSS_SHAPES[6],
 def test_the_cpu_loop_loss_matches_the_reference(schedule, dtype, shape, layout, rows_shape, target, weighting):
     """The compiled CPU loop's passes, on one thread and (above cpu_noise.SERIAL_BELOW) many, rows whose
     length is not a multiple of 4 included."""
-    if not dk.backend.cpu_available():
+    if not dk.dispatch.cpu_available():
         pytest.skip("the cpu backend needs numba (the [cpu] extra)")
     torch.manual_seed(2)
     x0 = make_x0(shape, layout, dtype, "cpu")
@@ -143,7 +143,7 @@ def test_the_cpu_loop_loss_matches_the_reference(schedule, dtype, shape, layout,
 
 
 def test_the_cpu_loop_loss_keeps_neither_eps_nor_the_target(schedule):
-    if not dk.backend.cpu_available():
+    if not dk.dispatch.cpu_available():
         pytest.skip("the cpu backend needs numba (the [cpu] extra)")
     x0 = torch.randn(4, 3, 16, 16)
     _, handle = dk.q_sample(x0, torch.tensor([1, 10, 100, 999]), schedule, seed=1, return_noise="seed",

@@ -53,7 +53,7 @@ def _fwd(variants, dtype, shape=(4, 3, 8, 8), debug=False, **flags):
     """The forward variant with these flags: contiguous tensors take the short-signature entry point."""
     for v in variants:
         c = v["constexprs"]
-        kernel = "noise_affine_fwd_kernel" if "NDIM" in flags else "noise_affine_fwd_contiguous_kernel"
+        kernel = "noising_fwd_kernel" if "NDIM" in flags else "noising_fwd_contiguous_kernel"
         if (v["kernel"] == kernel and v["dtype"] == dtype and v["shape"] == list(shape) and v["debug"] == debug
                 and all(c[k] == str(val) for k, val in flags.items())):
             return v
@@ -97,10 +97,10 @@ def test_loss_targets_draw_only_what_they_read(variants, dtype):
     """diffusion_loss's kernels: an x0 target draws no ε; a v target (scaled ε and x0) draws each quad once,
     as the ε target does, and reads x0 with vector loads."""
     by_target = {(v["kernel"], v["constexprs"]["HAS_EPS"], v["constexprs"]["HAS_X0"], v["constexprs"]["HAS_OFFSET"]): v
-                 for v in variants if v["kernel"].startswith("noise_mse_") and v["dtype"] == dtype}
-    x0 = by_target["noise_mse_fwd_kernel", "False", "True", "False"]
-    v_target = by_target["noise_mse_fwd_kernel", "True", "True", "False"]
-    eps = by_target["noise_mse_bwd_kernel", "True", "False", "False"]  # the same residual, ε alone
+                 for v in variants if v["kernel"].startswith("loss_") and v["dtype"] == dtype}
+    x0 = by_target["loss_fwd_kernel", "False", "True", "False"]
+    v_target = by_target["loss_fwd_kernel", "True", "True", "False"]
+    eps = by_target["loss_bwd_kernel", "True", "False", "False"]  # the same residual, ε alone
     assert x0["philox_multiplies"] == 0
     assert v_target["philox_multiplies"] == eps["philox_multiplies"] > 0
     assert v_target["vector_loads"] > eps["vector_loads"] and v_target["stack_bytes"] == 0
@@ -143,7 +143,7 @@ def test_channels_last_tile_draws_each_quad_once_within_the_issue_budget(variant
     """The training batch channels-last: as many quads per thread as the contiguous tile, each drawn once,
     vector accesses, and the same issue budget (the strided kernel needs ~85 instructions per element)."""
     shape = [16, 4, 64, 64]
-    v = next(v for v in variants if v["kernel"] == "noise_affine_fwd_channels_last_kernel" and v["dtype"] == dtype
+    v = next(v for v in variants if v["kernel"] == "noising_fwd_channels_last_kernel" and v["dtype"] == dtype
              and v["shape"] == shape and v["constexprs"]["WRITE_NOISE"] == str(write_noise))
     contiguous = _fwd(variants, dtype, shape=shape, HAS_NOISE=False, WRITE_NOISE=write_noise, WRITE_V=False)
     assert v["elements_per_thread"] == contiguous["elements_per_thread"]
@@ -209,10 +209,10 @@ def test_no_kernel_divides_integers(variants):
         (v["kernel"], v["constexprs"]) for v in variants if v["integer_divisions"]]
 
 
-KERNELS = {"noise_affine_fwd_kernel", "noise_affine_bwd_kernel", "noise_affine_fwd_contiguous_kernel",
-           "noise_affine_bwd_contiguous_kernel", "noise_affine_fwd_channels_last_kernel",
-           "forward_trajectory_kernel", "noise_mse_fwd_kernel", "noise_mse_bwd_kernel",
-           "noise_mse_fwd_channels_last_kernel", "noise_mse_bwd_channels_last_kernel", "sampling_draws_kernel"}
+KERNELS = {"noising_fwd_kernel", "noising_bwd_kernel", "noising_fwd_contiguous_kernel",
+           "noising_bwd_contiguous_kernel", "noising_fwd_channels_last_kernel",
+           "forward_trajectory_kernel", "loss_fwd_kernel", "loss_bwd_kernel",
+           "loss_fwd_channels_last_kernel", "loss_bwd_channels_last_kernel", "sampling_draws_kernel"}
 
 
 @pytest.fixture(scope="module", params=["gfx942", "gfx90a"])
@@ -243,13 +243,13 @@ def test_amd_box_muller_runs_on_multiply_adds_only(amd_variants):
     drawn = [v for v in amd_variants if _drawn(v)]
     assert drawn and all(set(v["special_function_ops"]) <= {"v_sqrt_f32", "v_rcp_f32"} for v in amd_variants)
     assert all(v["special_function_ops"].get("v_sqrt_f32", 0) > 0 for v in drawn)
-    given = [v for v in amd_variants if v["kernel"] == "noise_affine_fwd_contiguous_kernel"
+    given = [v for v in amd_variants if v["kernel"] == "noising_fwd_contiguous_kernel"
              and v["constexprs"]["HAS_NOISE"] == "True"]
     assert given and all(not _drawn(v) and not v["special_function_ops"] for v in given)
 
 
 def test_amd_writing_the_noise_does_not_recompute_philox(amd_variants):
-    fwd = [v for v in amd_variants if v["kernel"] == "noise_affine_fwd_contiguous_kernel"
+    fwd = [v for v in amd_variants if v["kernel"] == "noising_fwd_contiguous_kernel"
            and v["constexprs"]["HAS_NOISE"] == "False" and v["constexprs"]["WRITE_V"] == "False"
            and v["constexprs"]["HAS_OFFSET"] == "False" and v["constexprs"]["PERTURB"] == "False"]
     by_write = {}
@@ -267,7 +267,7 @@ def test_amd_training_batch_tiles_are_vectorised_at_four_waves_per_simd(amd_vari
     assert len(batch) == 8
     for v in batch:
         assert v["vector_loads"] > 0 and v["vector_stores"] > 0 and v["registers"] <= 128, v
-        if v["kernel"] == "noise_affine_fwd_contiguous_kernel":
+        if v["kernel"] == "noising_fwd_contiguous_kernel":
             assert v["shared_memory_ops"] == 0, v
 
 

@@ -86,10 +86,10 @@ def _circles(edges: dict) -> list:
 def test_no_modules_import_each_other_round_a_circle():
     edges = {m: {target for target, _ in _imports(m, top_level_only=True) if target != m} for m in MODULES}
     # the walk sees the package's imports: absolute, relative, from a subpackage, in a kernel
-    assert "diffusion_kernels.runner" in edges["diffusion_kernels.api"]
+    assert "diffusion_kernels.noising.handle" in edges["diffusion_kernels.noising.entry"]
     assert "diffusion_kernels.launch.tiling" in edges["diffusion_kernels.launch.layout"]
-    assert "diffusion_kernels.backend" in edges["diffusion_kernels.launch.noising"]
-    assert "diffusion_kernels.kernels.tiles" in edges["diffusion_kernels.kernels.q_sample"]
+    assert "diffusion_kernels.dispatch" in edges["diffusion_kernels.noising.launcher"]
+    assert "diffusion_kernels.kernels.tiles" in edges["diffusion_kernels.kernels.noising"]
     assert _circles(edges) == []
 
 
@@ -102,3 +102,37 @@ def test_no_module_imports_another_modules_underscore_names(module):
     private = [(target, name) for target, name in _imports(module, top_level_only=False)
                if name and name.startswith("_") and not name.startswith("__") and target != module]
     assert private == []
+
+
+@pytest.mark.parametrize("op", ["noising", "loss", "trajectory", "sampling"])
+def test_each_launcher_reaches_its_kernels_by_an_ordinary_import(op):
+    """An editor's go-to-definition and the import graph follow a launcher to its kernels."""
+    targets = {target for target, _ in _imports(f"diffusion_kernels.{op}.launcher", top_level_only=False)}
+    assert f"diffusion_kernels.kernels.{op}" in targets
+
+
+BACKEND_NAMES = {"triton", "cpu", "reference"}
+
+
+def _backend_tests(module: str) -> list:
+    """The lines of ``module`` that compare a variable with a backend's name."""
+    path, _ = MODULES[module]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            names = {o.value for o in operands if isinstance(o, ast.Constant)}
+            names |= {e.value for o in operands if isinstance(o, (ast.Tuple, ast.Set, ast.List))
+                      for e in o.elts if isinstance(e, ast.Constant)}
+            if names & BACKEND_NAMES and any(isinstance(o, ast.Name) for o in operands):
+                found.append(node.lineno)
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m != "diffusion_kernels.dispatch"))
+def test_only_the_dispatch_point_tests_a_backend_by_name(module):
+    assert _backend_tests(module) == []
+
+
+def test_a_backend_test_is_found_where_there_is_one():
+    assert _backend_tests("diffusion_kernels.dispatch")

@@ -10,7 +10,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import diffusion_kernels as dk
-from diffusion_kernels import api, launch, loss, loss_function, runner
+from diffusion_kernels import dispatch
+from diffusion_kernels.loss import launcher as loss_launcher
+from diffusion_kernels.noising import function as noising_function
+from diffusion_kernels.trajectory import launcher as trajectory_launcher
 
 aten = torch.ops.aten
 HOST_READS = {aten._local_scalar_dense.default, aten.item.default}
@@ -40,21 +43,20 @@ class SyncWatch(TorchDispatchMode):
 @pytest.fixture
 def gpu_path_on_meta(monkeypatch):
     """The triton branch of every call, its launches stubbed, so its host code runs on meta tensors."""
-    monkeypatch.setattr(runner.backends, "select", lambda backend, x, *others: "triton")
+    monkeypatch.setattr(dispatch, "select", lambda backend, x, *others: "triton")
 
     def noise_affine(x, t_rows, a, b, c, d, noise, seed, stream, offset, write_noise, return_v, check,
                      perturbation=0.0, runs=None):
         return (torch.empty_like(x), torch.empty_like(x) if write_noise else None,
                 torch.empty_like(x) if return_v else None)
 
-    monkeypatch.setattr(runner, "noise_affine", noise_affine)
-    monkeypatch.setattr(api.launch, "forward_trajectory",
+    monkeypatch.setattr(noising_function, "apply", noise_affine)
+    monkeypatch.setattr(trajectory_launcher, "forward_trajectory",
                         lambda x0, a, b, t_end, seed, stream, snapshot_steps, runs=None: (
                             torch.empty_like(x0), torch.empty((len(snapshot_steps),) + x0.shape, device=x0.device)))
-    monkeypatch.setattr(loss_function.launch, "noise_mse_forward", lambda pred, rows, seed, stream, offset, target,
+    monkeypatch.setattr(loss_launcher, "forward", lambda pred, rows, seed, stream, offset, target,
                         runs=None: (
         torch.empty((rows,), device=pred.device)), raising=False)
-    monkeypatch.setattr(loss.backends, "select", lambda backend, x, *others: "triton")
     return torch.device("meta")
 
 

@@ -8,8 +8,9 @@ from tolerances import assert_noise_close
 
 
 import diffusion_kernels as dk
-from diffusion_kernels import launch, reference
-from diffusion_kernels.backend import kernels_module
+from diffusion_kernels import reference
+from diffusion_kernels.noising import launcher as noising_launcher
+from diffusion_kernels.kernels import noising as noising_kernels
 
 # Known-answer vectors of Philox4x32-10 from the Random123 distribution (kat_vectors):
 # (counter, key) -> output.
@@ -40,7 +41,7 @@ def _launch_noise(device, n, seed, *, elem_offset=0, rows=1, stream=0):
     sched = dk.NoiseSchedule.from_alpha_bars(torch.zeros(1, dtype=torch.float64))
     a, b = sched.coefficient_tables(device)
     t_rows = torch.zeros(rows, dtype=torch.int64, device=device)
-    _, eps = launch.q_sample_forward(x0, t_rows, a, b, seed=seed, stream=stream, write_noise=True,
+    _, eps = noising_launcher.q_sample_forward(x0, t_rows, a, b, seed=seed, stream=stream, write_noise=True,
                                      elem_offset=elem_offset)
     return eps
 
@@ -82,7 +83,7 @@ def test_kernel_normals_invert_to_the_reference_philox_integers(device):
 def test_noise_does_not_depend_on_block_size(device, monkeypatch, dtype, block):
     baseline = _kernel_noise(device, (3, 5, 29), 77, dtype=dtype)
     for constant in ("BLOCK_QUADS", "BLOCK_QUADS_PAIRED", "INTERPRETER_BLOCK_QUADS"):
-        monkeypatch.setattr(kernels_module().q_sample, constant, block)
+        monkeypatch.setattr(noising_kernels, constant, block)
     torch.testing.assert_close(_kernel_noise(device, (3, 5, 29), 77, dtype=dtype), baseline, rtol=0, atol=0)
 
 

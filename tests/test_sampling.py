@@ -8,7 +8,8 @@ import torch
 from cases import runnable_backends
 
 import diffusion_kernels as dk
-from diffusion_kernels import reference, sampling
+from diffusion_kernels import reference
+from diffusion_kernels.sampling import entry as sampling
 
 scipy_stats = pytest.importorskip("scipy.stats", reason="scipy is a test dependency (pip install -e .[test])")
 training_utils = pytest.importorskip("diffusers.training_utils", reason="diffusers is a test dependency")

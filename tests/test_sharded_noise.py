@@ -256,7 +256,7 @@ def test_a_blocks_quad_alignment_is_read_from_its_geometry(data):
 
 
 def test_a_shards_call_and_loss_compile_into_one_graph():
-    if not dk.backend.interpreter_active():
+    if not dk.dispatch.interpreter_active():
         pytest.skip("the kernel path on CPU tensors needs Triton's interpreter (TRITON_INTERPRET=1)")
     torch._dynamo.reset()
     schedule = dk.NoiseSchedule.linear()

@@ -7,9 +7,9 @@ import triton.language as tl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diffusion_kernels.backend import kernels_module
 from diffusion_kernels.kernels.tiles import magic_divide
 from diffusion_kernels.launch import divisor_magic, packed_divisor, tiling
+from diffusion_kernels.kernels import noising as noising_kernels
 
 PID_MAX = 2**31 - 1
 
@@ -50,7 +50,7 @@ def test_divisor_out_of_range_is_refused(d):
 
 @pytest.mark.parametrize("n, rows", [(1, 1), (7, 1), (64 * 4096, 64), (3 * 5 * 29, 3)])
 def test_grid_covers_every_row(n, rows):
-    tile = tiling(kernels_module().q_sample, n, rows)
+    tile = tiling(noising_kernels, n, rows)
     assert tile.grid == (rows * tile.chunks,)
     assert tile.chunks * tile.block * 4 >= tile.row_len
 

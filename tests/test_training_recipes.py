@@ -41,7 +41,7 @@ def _grads(loss, pred):
 @pytest.mark.parametrize("snr_gamma", [None, 5.0])
 @pytest.mark.parametrize("backend", ["triton", "cpu"])
 def test_text_to_image_loss_equals_the_script_s(device, prediction_type, snr_gamma, backend):
-    if backend == "cpu" and (device.type != "cpu" or not dk.backend.cpu_available()):
+    if backend == "cpu" and (device.type != "cpu" or not dk.dispatch.cpu_available()):
         pytest.skip("the cpu backend runs CPU tensors, with numba")
     scheduler = diffusers.DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                                         prediction_type=prediction_type)

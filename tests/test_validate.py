@@ -2,7 +2,8 @@
 import torch
 
 import diffusion_kernels as dk
-from diffusion_kernels import api, validate
+from diffusion_kernels import validate
+from diffusion_kernels.trajectory import entry as trajectory_entry
 
 
 def test_full_validation_passes(device):
@@ -32,11 +33,11 @@ def test_noise_checks_catch_wrong_distributions():
 
 def test_closed_form_vs_steps_catches_a_wrong_trajectory(device, monkeypatch):
     schedule = dk.NoiseSchedule.linear(T=100)
-    real = api.forward_trajectory
+    real = trajectory_entry.forward_trajectory
 
     def too_noisy(x0, sched, t_end, **kw):  # the trajectory of a schedule with more noise
         return real(x0, dk.NoiseSchedule.linear(T=100, beta_end=0.04), t_end, **kw)
 
-    monkeypatch.setattr(api, "forward_trajectory", too_noisy)
+    monkeypatch.setattr(trajectory_entry, "forward_trajectory", too_noisy)
     checks = validate.closed_form_vs_steps(device, schedule, [60], copies=16, seed=0, backend="auto")
     assert not checks[0].passed

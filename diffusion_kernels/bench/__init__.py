@@ -1,7 +1,7 @@
 """Benchmark sweep: the fused q_sample against the peers a user would pick instead.
 
 Providers, side by side in one run:
-  fused      diffusion_kernels.q_sample (one Triton kernel)
+  fused      diffusion_kernels.noising (one Triton kernel)
   eager      the textbook formula in eager PyTorch with a separate randn_like (reference.q_sample)
   compile    torch.compile of that textbook formula (Inductor fuses it, with its own Philox)
   diffusers  DDPMScheduler.add_noise fed by randn_like (when diffusers is installed)
@@ -19,6 +19,8 @@ Modes and the bytes each moves (N elements of s bytes):
   copy         read x0, write a copy          2·N·s
   sharded      2 processes noising one batch split along frames: the broadcast recipe against global
                positions (bench/sharded.py; its own sharded.json and sharded.png)
+  host         a call's host time on a (2, 4, 8, 8) batch: the CPU loop, the GPU path's host work, a tiny
+               training step, beside eager and diffusers (bench/host.py; its own host.json and host.png)
 
 Layouts: contiguous x0 of shape (4, N/4), or channels_last latents 4 × 4 × H × W
 (``layouts=("channels_last",)``; every tensor of the case in that layout).
@@ -34,7 +36,7 @@ import importlib
 # Each name and the module that holds it; loaded on first use, so the command line can read
 # the sweep's choices (spec) before torch is imported.
 _EXPORTS = {
-    **dict.fromkeys(("MODES", "MODE_CHOICES", "SHARDED_MODE", "NOISING_MODES", "TRAINING_MODES", "PROVIDERS", "PASSES", "LAYOUTS", "GPU_SIZES", "CPU_SIZES",
+    **dict.fromkeys(("MODES", "MODE_CHOICES", "SHARDED_MODE", "HOST_MODE", "NOISING_MODES", "TRAINING_MODES", "PROVIDERS", "PASSES", "LAYOUTS", "GPU_SIZES", "CPU_SIZES",
                      "DTYPE_NAMES", "SMALL_LATENTS", "TRAJECTORY_STEPS", "CPU_DEFAULTS", "GPU_DEFAULTS",
                      "estimate_seconds",
                      "TILE_CONSTANTS", "batch_shape", "check_tiles"), "spec"),

@@ -13,7 +13,7 @@ from .spec import TILE_CONSTANTS, check_tiles
 def environment(device: torch.device) -> dict:
     import triton
 
-    from .. import backend
+    from .. import dispatch
 
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -35,18 +35,17 @@ def environment(device: torch.device) -> dict:
         info["hip"] = torch.version.hip
     else:
         info["device"] = f"cpu ({platform.processor() or platform.machine()})"
-    info["fused_backend"] = ("triton interpreter" if device.type == "cpu" and backend.interpreter_active()
+    info["fused_backend"] = ("triton interpreter" if device.type == "cpu" and dispatch.interpreter_active()
                              else "triton" if device.type == "cuda" else "reference")
     info["tiles"] = tiles()
     return info
 
 
 def tiles() -> dict:
-    """The noising kernels' tile constants (kernels/q_sample.py) this run uses."""
-    from ..backend import kernels_module
+    """The noising kernels' tile constants (kernels/noising.py) this run uses."""
+    from ..kernels import noising
 
-    q_sample = kernels_module().q_sample
-    return {name: getattr(q_sample, name) for name in TILE_CONSTANTS}
+    return {name: getattr(noising, name) for name in TILE_CONSTANTS}
 
 
 def set_tiles(**values) -> None:
@@ -54,12 +53,11 @@ def set_tiles(**values) -> None:
 
     The noise stream does not depend on them, only the speed does.
     """
-    from ..backend import kernels_module
+    from ..kernels import loss, noising
 
     check_tiles(**values)
-    km = kernels_module()
     for name, value in values.items():
-        for module in (km.q_sample, km.noise_mse):
+        for module in (noising, loss):
             setattr(module, name, value)
 
 

@@ -1,6 +1,7 @@
 """The sweep's plot: GB/s against size, one panel per (mode, dtype), one line per provider."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .spec import LAYOUTS, MODES, PROVIDERS, row_layout
@@ -52,3 +53,23 @@ def plot(record: dict, path: Path) -> Path:
     return path
 
 
+
+
+def save_record(record: dict, out_dir, name: str, draw) -> tuple[Path, Path]:
+    """A mode's own record as ``<name>.json`` in ``out_dir`` and the figure ``draw(pyplot)`` makes of it as
+    ``<name>.png`` (the sharded and host modes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / f"{name}.json"
+    json_path.write_text(json.dumps(record, indent=1))
+    fig = draw(plt)
+    png_path = out / f"{name}.png"
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return json_path, png_path

@@ -4,9 +4,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .. import cpu_noise, reference
-from ..api import forward_step, forward_trajectory, q_sample
-from ..loss import noise_mse
+from .. import dispatch, reference
+from ..loss.entry import noise_mse
+from ..noising.entry import forward_step, q_sample
+from ..trajectory.entry import forward_trajectory
 from .spec import TRAINING_MODES, TRAJECTORY_STEPS
 from .training import training_step
 
@@ -21,6 +22,16 @@ def _textbook(x0, t, ab, noise=None):
 
 
 OURS = {"fused": "auto", "cpu": "cpu", "reference": "reference"}  # provider -> the backend it calls
+
+
+def _offered(backend: str, x0: torch.Tensor) -> bool:
+    """Whether ``backend`` runs on ``x0`` here (the dispatch point refuses it otherwise: the CPU loop on a GPU
+    tensor or without numba)."""
+    try:
+        dispatch.select(backend, x0)
+    except (RuntimeError, TypeError):
+        return False
+    return True
 
 
 def _ours(backend, mode, x0, t, noise, grad, schedule):
@@ -62,7 +73,7 @@ def cases(provider, mode, x0, t, noise, grad, schedule, ab_device, compiled, sch
     if provider == "copy":
         out = torch.empty_like(x0)
         return lambda: out.copy_(x0)
-    if provider == "cpu" and (x0.device.type != "cpu" or not cpu_noise.available()):
+    if provider in OURS and not _offered(OURS[provider], x0):
         return None
     if mode in TRAINING_MODES:
         return training_step(provider, mode, x0, schedule, OURS.get(provider))

@@ -157,27 +157,19 @@ def format_rows(record: dict) -> str:
 
 def write(record: dict, out_dir) -> tuple[Path, Path]:
     """The record as ``sharded.json`` and its plot (ms per step against size) as ``sharded.png``."""
-    import matplotlib
+    from .plotting import save_record
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def draw(plt):
+        dtypes = sorted({r["dtype"] for r in record["rows"]})
+        fig, axes = plt.subplots(1, len(dtypes), figsize=(5 * len(dtypes), 3.6), squeeze=False)
+        for ax, dtype in zip(axes[0], dtypes):
+            for provider in PROVIDERS:
+                points = sorted((r["numel"], r["ms"]) for r in record["rows"]
+                                if r["provider"] == provider and r["dtype"] == dtype)
+                ax.plot(*zip(*points), marker="o", label=provider)
+            ax.set(xscale="log", yscale="log", xlabel="global elements", ylabel="ms per step",
+                   title=f"sharded, {dtype}, {record['environment']['group']}")
+            ax.legend()
+        return fig
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / FILE
-    json_path.write_text(json.dumps(record, indent=1))
-    dtypes = sorted({r["dtype"] for r in record["rows"]})
-    fig, axes = plt.subplots(1, len(dtypes), figsize=(5 * len(dtypes), 3.6), squeeze=False)
-    for ax, dtype in zip(axes[0], dtypes):
-        for provider in PROVIDERS:
-            points = sorted((r["numel"], r["ms"]) for r in record["rows"]
-                            if r["provider"] == provider and r["dtype"] == dtype)
-            ax.plot(*zip(*points), marker="o", label=provider)
-        ax.set(xscale="log", yscale="log", xlabel="global elements", ylabel="ms per step",
-               title=f"sharded, {dtype}, {record['environment']['group']}")
-        ax.legend()
-    png_path = out / "sharded.png"
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
-    return json_path, png_path
+    return save_record(record, out_dir, Path(FILE).stem, draw)

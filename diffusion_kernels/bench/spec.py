@@ -12,7 +12,9 @@ NOISING_MODES = MODES[:4]
 # A context-parallel group of processes noising one batch, broadcast recipe against global positions
 # (bench/sharded.py): its own record and plot, not a case of the sweep.
 SHARDED_MODE = "sharded"
-MODE_CHOICES = MODES + (SHARDED_MODE,)
+# What a call costs the host on a small batch, beside eager and diffusers (bench/host.py): its own record.
+HOST_MODE = "host"
+MODE_CHOICES = MODES + (SHARDED_MODE, HOST_MODE)
 TRAINING_MODES = ("train_eps", "train_flow")
 PASSES = {"xt_eps": 3, "xt": 2, "given_noise": 3, "backward": 2, "step": 2, "trajectory": 2, "loss": 1,
           "train_eps": 5, "train_flow": 7, "copy": 2}

@@ -21,14 +21,14 @@ def _run(device: torch.device, *, sizes=None, dtypes=("float32", "bfloat16", "fl
         on_case=None) -> dict:
     from tqdm.auto import tqdm
 
-    from .. import backend
+    from .. import dispatch
 
     sizes = tuple(sizes or (GPU_SIZES if device.type == "cuda" else CPU_SIZES))
     schedule = NoiseSchedule.linear()
     ab_device = schedule.alpha_bars.float().to(device)
     compiled = compiled_providers() if "compile" in providers else {}
     scheduler = diffusers_scheduler() if "diffusers" in providers else None
-    fused_timed = device.type == "cuda" or not backend.interpreter_active()
+    fused_timed = device.type == "cuda" or not dispatch.interpreter_active()
     rows: list[Row] = []
     shapes = {(n, layout): batch_shape(n, layout) for n in sizes for layout in layouts}  # bad sizes fail first
     work = [(n, d, layout) for n in sizes for d in dtypes for layout in layouts]

@@ -7,8 +7,8 @@ import time
 import torch
 
 from .. import cpu_noise
-from ..api import q_sample
-from ..loss import noise_mse
+from ..loss.entry import noise_mse
+from ..noising.entry import q_sample
 from ..schedules import NoiseSchedule
 
 

@@ -14,9 +14,9 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from ..api import flow_match_sample, q_sample
-from ..loss import diffusion_loss
-from ..sampling import sample_sigmas, sample_timesteps, time_shift
+from ..loss.entry import diffusion_loss
+from ..noising.entry import flow_match_sample, q_sample
+from ..sampling.entry import sample_sigmas, sample_timesteps, time_shift
 
 SNR_GAMMA = 5.0
 SHIFT = 3.0  # SD3's FlowMatchEulerDiscreteScheduler shift

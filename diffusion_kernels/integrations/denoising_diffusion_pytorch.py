@@ -23,7 +23,7 @@ import torch
 
 from ..forms import Form, table_form
 from ..hints import Timesteps
-from ..runner import run as _run
+from ..noising.entry import run as _run
 from ..checks import check_noise, check_x0
 
 

@@ -33,7 +33,7 @@ from typing import Any, TypeVar, cast
 
 import torch
 
-from ..api import get_velocity, q_sample
+from ..noising.entry import get_velocity, q_sample
 from ..hints import Timesteps
 
 SchedulerT = TypeVar("SchedulerT")

@@ -30,8 +30,8 @@ import torch
 
 from ..forms import Form as _Form
 from ..forms import table_form
-from ..runner import run as _run
-from ..checks import check_noise, check_t, check_x0
+from ..noising.entry import run as _run
+from ..checks import check_noise, check_t, check_x0, clamped
 from ..hints import Device, Timesteps
 from ..reference import broadcast_t
 
@@ -135,7 +135,7 @@ class FusedForwardProcess:
         index = check_t(t, x_start, coef1.numel(), check_range=not torch.compiler.is_compiling())
 
         def textbook(x0: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
-            idx = index.clamp(0, coef1.numel() - 1).to(device)
+            idx = clamped(index, coef1.numel()).to(device)
             c1, c2 = broadcast_t(coef1[idx], x0.ndim), broadcast_t(coef2[idx], x0.ndim)
             return (c1.to(x0.dtype) * x0 + c2.to(x0.dtype) * xt).to(x0.dtype)
 

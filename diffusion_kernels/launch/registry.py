@@ -1,9 +1,9 @@
-"""The scope of a launch (device, the interpreter's turns), the seed's launch arguments, and the
+"""The scope of a launch (device, the interpreter's turns) and the
 registration of launchers as ``torch.library`` ops.
 
 The noising and loss launchers are registered as ``torch.library.triton_op``s
-(``diffusion_kernels::noise_affine``, ``::noise_affine_backward``, ``::loss_sums`` and
-``::loss_grad``) so that
+(``diffusion_kernels::noising``, ``::noising_backward``, ``::loss_forward`` and
+``::loss_backward``) so that
 ``torch.compile`` sees the Triton kernels directly (through ``wrap_triton``).
 Eager calls go straight to the Python bodies and launch the kernels directly:
 the dispatcher and the wrap_triton higher-order op cost host time a small
@@ -19,8 +19,7 @@ from typing import Optional  # noqa: F401
 
 import torch
 
-from .. import seeding
-from ..backend import interpreter_active, triton_available
+from ..dispatch import interpreter_active, triton_available
 
 
 _EMPTY = ()
@@ -113,16 +112,3 @@ def debug_options(check_t: bool) -> dict:
     """The launch options for ``check_t``. Only compiled kernels take them: Triton's interpreter
     (some versions refuse the keywords) runs assertions by its own debug setting."""
     return _CHECKED if check_t and not interpreter_active() else {}
-
-
-def seed_parts(seed):
-    """(seed tensor or None, low half, high half) for an int seed or a 1-element int64 device tensor."""
-    if isinstance(seed, torch.Tensor):
-        return seed, 0, 0
-    return (None, *seeding.split_seed(seed))
-
-
-def seed_args(seed_tensor, seed_lo, seed_hi, placeholder):
-    if seed_tensor is not None:
-        return 0, 0, seed_tensor, True
-    return seed_lo, seed_hi, placeholder, False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple, Optional
 
-from ..backend import interpreter_active, kernels_module
+from ..dispatch import interpreter_active
 
 
 def next_power_of_2(n: int) -> int:
@@ -126,8 +126,10 @@ def channels_last_tiling(kernel_module, planes: Planes, element_size: int, elem_
     contiguous tile's quads per program, BLOCK_J = block // channels columns of them. None where the
     tile does not apply: a channel count that is not a power of two in [2, CHANNELS_LAST_MAX_C],
     planes that are not whole quads, a stream that does not start at element 0."""
+    from ..kernels import tiles
+
     C = planes.channels
-    if (C & (C - 1) or not 2 <= C <= kernels_module().tiles.CHANNELS_LAST_MAX_C or planes.plane % 4
+    if (C & (C - 1) or not 2 <= C <= tiles.CHANNELS_LAST_MAX_C or planes.plane % 4
             or elem_offset != 0):
         return None
     row_len = C * planes.plane
@@ -156,5 +158,7 @@ def launch_warps(kernel_module, device) -> int:
     import torch
 
     if torch.version.hip and torch.device(device).type == "cuda" and not interpreter_active():
-        return max(1, kernel_module.NUM_WARPS * 32 // kernels_module().tiles.AMD_WAVEFRONT)
+        from ..kernels import tiles
+
+        return max(1, kernel_module.NUM_WARPS * 32 // tiles.AMD_WAVEFRONT)
     return kernel_module.NUM_WARPS

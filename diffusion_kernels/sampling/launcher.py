@@ -4,15 +4,15 @@ from __future__ import annotations
 import torch
 
 from .. import seeding
-from ..backend import kernels_module
-from .registry import device_guard, seed_args, seed_parts
-from .tiling import launch_warps, math_mode
+from ..seeding import seed_args, seed_parts
+from ..launch.registry import device_guard
+from ..launch.tiling import launch_warps, math_mode
 
 
-def sampling_draws(n: int, seed, stream: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def draws(n: int, seed, stream: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(words as int32, normals as float32), n of each, on ``device``."""
-    km = kernels_module()
-    module = km.sampling
+    from ..kernels import sampling as module
+
     words = torch.empty(max(n, 1), dtype=torch.int32, device=device)
     normals = torch.empty(max(n, 1), dtype=torch.float32, device=device)
     seed_tensor, lo, hi = seed_parts(seed)

@@ -1,21 +1,22 @@
-"""Public entry points: validate arguments, then route to the fused kernels or the reference."""
+"""The noising op's public entry points (q_sample and its forms) and the one path every call takes:
+check the arguments, let the dispatch point pick the backend (noising/triton.py, cpu.py or
+reference.py, which take the same arguments), run it, and return what was asked for."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from typing import cast
 
 import torch
 
-from . import backend as backends
-from . import checks, cpu_noise, dtensors, launch, reference, sharding
-from .forms import FLOAT32_MAX, Form, alphas_of, clamped, compiling, ddpm_form, raw_tables, sigma_form
-from .hints import Device, ReturnNoise, Shape, Sigma, Timesteps
-from .runner import Noised, NoiseHandle, check_stream, drawer, resolve_seed, run
-from .schedules import NoiseSchedule, Schedule, coefficient_tables
-from .seeding import Seed
+from .. import checks, cpu_noise, dispatch, dtensors, reference, seeding, sharding
+from ..checks import clamped
+from ..forms import FLOAT32_MAX, Form, alphas_of, compiling, ddpm_form, sigma_form
+from ..hints import Device, ReturnNoise, Shape, Sigma, Timesteps
+from ..schedules import NoiseSchedule, Schedule, coefficient_tables
+from ..seeding import Seed
+from .handle import Noised, NoiseHandle
 
-__all__ = ["NoiseHandle", "q_sample", "get_velocity", "flow_match_sample", "edm_sample", "forward_step",
-           "forward_trajectory", "raw_tables"]
+__all__ = ["q_sample", "get_velocity", "flow_match_sample", "edm_sample", "forward_step", "run"]
 
 
 @dtensors.follow_dtensor("t")
@@ -85,8 +86,8 @@ def get_velocity(x0: torch.Tensor, noise: torch.Tensor, t: Timesteps, schedule: 
     noise = checks.check_noise(noise, x0)
     form = ddpm_form(x0, t, schedule, check_t=check_t, noise=noise)
     form = dataclasses.replace(form, tables=form.velocity_tables, reference=form.reference_velocity)
-    return run(x0, noise, form, seed=None, generator=None, return_noise=False, return_v=False, backend=backend,
-                stream=None)
+    return cast(torch.Tensor, run(x0, noise, form, seed=None, generator=None, return_noise=False, return_v=False,
+                                  backend=backend, stream=None))
 
 
 @dtensors.follow_dtensor("sigma")
@@ -161,54 +162,58 @@ def forward_step(x_prev: torch.Tensor, t: Timesteps, schedule: Schedule, noise: 
                 backend=backend, stream=stream, block=block)
 
 
-def _snapshot_step(step: object) -> int:
-    try:
-        return checks.check_int(step, "a snapshot step")
-    except TypeError:
-        raise TypeError(f"snapshot steps must be ints, got {step!r} ({type(step).__name__})") from None
-
-
 @cpu_noise.fork_safe
-def forward_trajectory(x0: torch.Tensor, schedule: Schedule, t_end: int, *, seed: Seed = None,
-                       generator: torch.Generator | None = None, snapshots: Iterable[int] | None = None,
-                       backend: str = "auto", stream: int | None = None, global_shape: Shape | None = None,
-                       global_offset: Shape | None = None
-                       ) -> torch.Tensor | tuple[torch.Tensor, dict[int, torch.Tensor]]:
-    """x_{t_end} by applying the forward steps 0 … t_end one after another, in one fused kernel.
-
-    The sample stays in registers across the steps and step s draws its own
-    noise (the stream's step word is s), so the result is exactly what
-    :func:`forward_step` applied t_end + 1 times with those noises gives; in
-    distribution it equals ``q_sample(x0, t_end, schedule)``.
-
-    Args:
-        snapshots: optional steps at which to also keep the sample; then the
-            result is ``(x_t_end, {step: x_step})``.
-    Other arguments as in :func:`q_sample`.
-    """
-    x0 = checks.check_x0(x0)
-    block = sharding.block_of(x0.shape, global_shape, global_offset)
-    if not isinstance(schedule, NoiseSchedule):
-        schedule = NoiseSchedule.from_alpha_bars(checks.alpha_bars_of(schedule))
-    t_end = checks.check_int(t_end, "t_end")
-    if not 0 <= t_end < schedule.T:
-        raise ValueError(f"t_end = {t_end} is outside [0, T) for a schedule of T={schedule.T} steps")
-    steps = sorted(set(_snapshot_step(s) for s in snapshots)) if snapshots is not None else []
-    for s in steps:
-        if not 0 <= s <= t_end:
-            raise ValueError(f"snapshot step {s} is outside [0, t_end={t_end}]")
-    stream = check_stream(stream, block)
-    block = sharding.partial(block)
-    chosen = backends.select(backend, x0)
-    call_seed = resolve_seed(seed, generator, x0.device, chosen)
-
-    if chosen in ("reference", "cpu"):
-        x_end, kept = reference.forward_trajectory(x0, schedule.alphas, t_end, seed=call_seed, stream=stream,
-                                                   snapshots=steps, draw=drawer(chosen, block, x0.device, call_seed))
+def run(x: torch.Tensor, noise: torch.Tensor | None, form: Form, *, seed: Seed, generator: torch.Generator | None,
+        return_noise: ReturnNoise, return_v: bool, backend: str, stream: int | None, offset_strength: float = 0.0,
+        perturbation: float = 0.0, block: sharding.Block | None = None) -> Noised:
+    """The path every noising call takes once its form is made: the drawing arguments checked, the backend
+    picked (dispatch.implementation), the seed resolved in the form that backend reads, the backend run,
+    and x_t returned with what else was asked for (ε, its NoiseHandle, v)."""
+    if isinstance(return_noise, str):
+        if return_noise != "seed":
+            raise ValueError(f"return_noise must be True, False or 'seed', got {return_noise!r}")
     else:
-        sqrt_alpha, sqrt_beta = schedule.step_tables(x0.device)
-        runs = sharding.units_of(block, 0) if block is not None else None
-        x_end, stacked = launch.forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end, seed=call_seed, stream=stream,
-                                                   snapshot_steps=steps, runs=runs)
-        kept = {s: stacked[k] for k, s in enumerate(steps)}
-    return (x_end, kept) if snapshots is not None else x_end
+        return_noise = checks.check_flag(return_noise, "return_noise")
+    return_v = checks.check_flag(return_v, "return_v")
+    if return_v and form.velocity_tables is None:
+        raise ValueError("this noising form has no v-target (return_v)")
+    if return_noise == "seed" and noise is not None:
+        raise ValueError("return_noise='seed' keeps a drawn ε as its seed; it cannot be used with a given noise")
+    offset_strength = checks.check_real(offset_strength, "offset_noise")
+    perturbation = checks.check_real(perturbation, "input_perturbation")
+    if perturbation != 0.0 and noise is not None:
+        raise ValueError("input_perturbation draws its ε′ with ε; with a given noise, pass noise + γ·ε′ instead")
+    if noise is not None and (seed is not None or generator is not None or offset_strength != 0.0):
+        given = [name for name, value in (("seed", seed), ("generator", generator)) if value is not None]
+        given += ["offset_noise"] if offset_strength != 0.0 else []
+        raise ValueError(f"noise was given, so nothing is drawn: {', '.join(given)} would be ignored; "
+                         "pass either noise or the drawing arguments")
+    if block is not None and noise is not None:
+        raise ValueError("global_shape and global_offset place the drawn noise at its global positions; with "
+                         "noise given nothing is drawn: leave them out")
+    stream = seeding.check_stream(stream, sharded=block is not None)
+    block = sharding.partial(block)
+    implementation = dispatch.implementation("noising", backend, x, noise, *form.inputs)
+    if noise is None and dispatch.under_vmap():
+        # The stream is a function of the position in the tensor the call sees, which under vmap is
+        # one sample: every vmapped sample would get the same ε.
+        raise RuntimeError("drawing noise inside torch.vmap would give every vmapped sample the same ε; pass "
+                           "noise=..., or noise the whole batch outside vmap")
+    if perturbation != 0.0:
+        checks.refuse_perturbation_grad(perturbation, torch.is_grad_enabled() and any(
+            isinstance(t, torch.Tensor) and t.requires_grad for t in form.inputs))
+    call_seed = 0 if noise is not None else seeding.call_seed(seed, generator, x.device,
+                                                               implementation.SEED_ON_DEVICE)
+    out, eps, v = implementation.noise(x, noise, form, seed=call_seed, stream=stream,
+                                       offset_strength=offset_strength, perturbation=perturbation, block=block,
+                                       write_eps=return_noise is True, write_v=return_v)
+
+    result = [out]
+    if return_noise == "seed":
+        result.append(NoiseHandle(call_seed, stream, x.shape, form.index.shape, offset_strength, x.dtype, x.device,
+                                  form, block))
+    elif return_noise:
+        result.append(eps)
+    if return_v:
+        result.append(v)
+    return result[0] if len(result) == 1 else tuple(result)

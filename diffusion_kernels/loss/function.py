@@ -1,10 +1,12 @@
-"""The diffusion loss on the kernels (or the compiled CPU loop): one pass forward (per-row sums of
-squares), one pass backward, ε regenerated in both; and the reduction every path shares."""
+"""The diffusion loss on the kernels (or the compiled CPU loop) as a torch.autograd.Function: one pass
+forward (per-row sums of squares), one pass backward, ε regenerated in both; and the reduction every
+path shares."""
 from __future__ import annotations
 
 import torch
 
-from . import launch
+from .. import sharding
+from . import launcher
 
 
 def reduce(sums: torch.Tensor, row_len: int, weights, reduction: str, rows_shape) -> torch.Tensor:
@@ -20,20 +22,29 @@ def reduce(sums: torch.Tensor, row_len: int, weights, reduction: str, rows_shape
     return per_row.sum() / max(sums.numel(), 1)
 
 
-def _row_factor(upstream: torch.Tensor, rows: int, row_len: int, reduction: str) -> torch.Tensor:
-    """d loss / d (w_r·sum_r) per row, float32 (rows,), from the upstream gradient, on the device."""
-    g = upstream.to(torch.float32).reshape(-1)
-    if reduction == "mean":
-        g = g / (max(rows, 1) * max(row_len, 1))
-    elif reduction == "none":
-        g = g / max(row_len, 1)
+def _row_factor(upstream: torch.Tensor, rows: int, row_len: int, reduction: str, times: float = 1.0) -> torch.Tensor:
+    """``times`` · d loss / d (w_r·sum_r) per row, float32 (rows,), from the upstream gradient, on the device
+    (one operation: the reduction's divisor and ``times`` are folded into one Python number)."""
+    divisor = {"mean": max(rows, 1) * max(row_len, 1), "none": max(row_len, 1)}.get(reduction, 1)
+    g = upstream.to(torch.float32).reshape(-1) * (times / divisor)
     return g.expand(rows) if g.numel() == 1 else g
 
 
 def kernel_passes():
     """The forward and backward passes (per-row sums of squares; scale·residual) on the Triton kernels,
-    looked up per call; cpu_path.LOSS_PASSES are the same on the compiled CPU loop."""
-    return launch.noise_mse_forward, launch.noise_mse_backward
+    looked up per call; loss/cpu.py's PASSES are the same on the compiled CPU loop."""
+    return launcher.forward, launcher.backward
+
+
+def apply(prediction, handle, spec, x0, weights, reduction: str, passes=None) -> torch.Tensor:
+    """DiffusionLoss.apply for a call's NoiseHandle and objective (objectives.Objective), on ``passes``
+    (default: the Triton kernels')."""
+    seed_tensor = handle.seed if isinstance(handle.seed, torch.Tensor) else None
+    rows = max(handle.rows_shape.numel(), 1)
+    runs = None if handle.block is None else sharding.units_of(handle.block, len(handle.rows_shape))
+    return DiffusionLoss.apply(prediction, x0, weights, spec.eps_scale, spec.x0_scale, seed_tensor, handle.seed,
+                               spec.has_eps, rows, handle.stream, handle.offset_strength, reduction,
+                               handle.rows_shape, passes, runs)
 
 
 class DiffusionLoss(torch.autograd.Function):
@@ -44,7 +55,7 @@ class DiffusionLoss(torch.autograd.Function):
     def forward(ctx, prediction, x0, weights, eps_scale, x0_scale, seed_tensor, seed, has_eps, rows, stream,
                 offset_strength, reduction, rows_shape, passes=None, runs=None):
         seed = seed_tensor if seed_tensor is not None else seed
-        target = launch.Target(has_eps, eps_scale, x0 if x0_scale is not None else None, x0_scale)
+        target = launcher.Target(has_eps, eps_scale, x0 if x0_scale is not None else None, x0_scale)
         forward_pass, ctx.backward_pass = passes or kernel_passes()
         # A shard of a global tensor (sharding.Units): the kernel passes take its runs as their rows.
         ctx.runs = {} if runs is None else {"runs": runs}
@@ -60,9 +71,10 @@ class DiffusionLoss(torch.autograd.Function):
         prediction, x0, weights, eps_scale, x0_scale, seed_tensor, sums = ctx.saved_tensors
         seed, has_eps, rows, stream, offset_strength, reduction, row_len = ctx.args
         seed = seed_tensor if seed_tensor is not None else seed
-        factor = _row_factor(upstream, rows, row_len, reduction)
-        scale = 2.0 * factor if weights is None else 2.0 * factor * weights.detach().to(torch.float32).reshape(rows)
-        target = launch.Target(has_eps, eps_scale, x0 if x0_scale is not None else None, x0_scale)
+        scale = _row_factor(upstream, rows, row_len, reduction, 2.0)
+        if weights is not None:
+            scale = scale * weights.detach().to(torch.float32).reshape(rows)
+        target = launcher.Target(has_eps, eps_scale, x0 if x0_scale is not None else None, x0_scale)
         grad_pred = grad_x0 = grad_w = None
         if ctx.needs_input_grad[0]:
             grad_pred = ctx.backward_pass(prediction, scale, rows, seed, stream, offset_strength, target, **ctx.runs)
@@ -70,5 +82,5 @@ class DiffusionLoss(torch.autograd.Function):
             grad_x0 = ctx.backward_pass(prediction, -scale * x0_scale, rows, seed, stream, offset_strength,
                                         target, **ctx.runs).to(x0.dtype)
         if ctx.needs_input_grad[2]:
-            grad_w = (factor * sums).reshape(weights.shape).to(weights.dtype)
+            grad_w = (_row_factor(upstream, rows, row_len, reduction) * sums).reshape(weights.shape).to(weights.dtype)
         return grad_pred, grad_x0, grad_w, None, None, None, None, None, None, None, None, None, None, None, None

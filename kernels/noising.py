@@ -47,7 +47,7 @@ _PER_CALL_ARGS = _PER_CALL_CONTIGUOUS + ["d1", "d2", "d3", "d4"]
 
 
 @triton.jit(do_not_specialize=_PER_CALL_ARGS)
-def noise_affine_fwd_kernel(
+def noising_fwd_kernel(
     x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr,
     t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
     row_len, chunks_per_row, row_divisor, elem_offset, units_ptr,
@@ -108,7 +108,7 @@ def noise_affine_fwd_kernel(
 
 
 @triton.jit(do_not_specialize=_PER_CALL_ARGS)
-def noise_affine_bwd_kernel(
+def noising_bwd_kernel(
     g_ptr, gv_ptr, x0_ptr, noise_ptr, gx_ptr, gn_ptr, partial_ptr,
     t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
     row_len, chunks_per_row, row_divisor, elem_offset, units_ptr,
@@ -195,7 +195,7 @@ def noise_affine_bwd_kernel(
 # binding, which a small batch feels. The bodies are the kernels above, inlined
 # with one dim of stride 1.
 @triton.jit(do_not_specialize=_PER_CALL_CONTIGUOUS)
-def noise_affine_fwd_contiguous_kernel(
+def noising_fwd_contiguous_kernel(
     x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr,
     t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
     row_len, chunks_per_row, row_divisor, elem_offset, units_ptr,
@@ -205,7 +205,7 @@ def noise_affine_fwd_contiguous_kernel(
     SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr, PERTURB: tl.constexpr,
     UNITS: tl.constexpr,
 ):
-    noise_affine_fwd_kernel(
+    noising_fwd_kernel(
         x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr, t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
         row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, seed_lo, seed_hi, seed_ptr, stream, step,
         offset_strength,
@@ -217,7 +217,7 @@ def noise_affine_fwd_contiguous_kernel(
 
 
 @triton.jit(do_not_specialize=_PER_CALL_CONTIGUOUS)
-def noise_affine_bwd_contiguous_kernel(
+def noising_bwd_contiguous_kernel(
     g_ptr, gv_ptr, x0_ptr, noise_ptr, gx_ptr, gn_ptr, partial_ptr,
     t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
     row_len, chunks_per_row, row_divisor, elem_offset, units_ptr,
@@ -227,7 +227,7 @@ def noise_affine_bwd_contiguous_kernel(
     HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
     SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr, UNITS: tl.constexpr,
 ):
-    noise_affine_bwd_kernel(
+    noising_bwd_kernel(
         g_ptr, gv_ptr, x0_ptr, noise_ptr, gx_ptr, gn_ptr, partial_ptr, t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
         row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, seed_lo, seed_hi, seed_ptr, stream, step,
         offset_strength,
@@ -247,7 +247,7 @@ def noise_affine_bwd_contiguous_kernel(
 # and P % 4 == 0; calls that draw no noise run the contiguous kernels in memory
 # order instead, and other layouts the strided kernel.
 @triton.jit(do_not_specialize=_PER_CALL_CONTIGUOUS)
-def noise_affine_fwd_channels_last_kernel(
+def noising_fwd_channels_last_kernel(
     x0_ptr, out_ptr, eps_ptr, v_ptr,
     t_ptr, t_stride, a_ptr, b_ptr, c_ptr, d_ptr, T,
     plane_quads, chunks_per_row, row_divisor,
@@ -256,7 +256,7 @@ def noise_affine_fwd_channels_last_kernel(
     SEED_FROM_PTR: tl.constexpr, BLOCK_J: tl.constexpr, SOFT_BF16: tl.constexpr, MATH: tl.constexpr,
     PERTURB: tl.constexpr,
 ):
-    """noise_affine_fwd_kernel with drawn ε for a channels-last layout; ``t_stride`` is 1 for a t per
+    """noising_fwd_kernel with drawn ε for a channels-last layout; ``t_stride`` is 1 for a t per
     sample and 0 for one t (its row then serves every sample)."""
     pid, sample, j0, offset, mask = channels_last_tile(plane_quads, chunks_per_row, row_divisor, C, BLOCK_J)
     row = sample * t_stride

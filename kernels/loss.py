@@ -69,7 +69,7 @@ def _strided_residual(pred_ptr, x0_ptr, ce_ptr, cx_ptr, pos, mask, row, orow, fi
 
 
 @triton.jit(do_not_specialize=_PER_CALL_ARGS)
-def noise_mse_fwd_kernel(
+def loss_fwd_kernel(
     pred_ptr, x0_ptr, ce_ptr, cx_ptr, partial_ptr,
     row_len, chunks_per_row, row_divisor, units_ptr,
     seed_lo, seed_hi, seed_ptr, stream, offset_strength,
@@ -89,7 +89,7 @@ def noise_mse_fwd_kernel(
 
 
 @triton.jit(do_not_specialize=_PER_CALL_ARGS)
-def noise_mse_bwd_kernel(
+def loss_bwd_kernel(
     pred_ptr, x0_ptr, ce_ptr, cx_ptr, grad_ptr, scale_ptr,
     row_len, chunks_per_row, row_divisor, units_ptr,
     seed_lo, seed_hi, seed_ptr, stream, offset_strength,
@@ -136,7 +136,7 @@ def _channels_last_residual(pred_ptr, x0_ptr, ce_ptr, cx_ptr, t_stride, plane_qu
 
 
 @triton.jit(do_not_specialize=_PER_CALL_CHANNELS_LAST)
-def noise_mse_fwd_channels_last_kernel(
+def loss_fwd_channels_last_kernel(
     pred_ptr, x0_ptr, ce_ptr, cx_ptr, partial_ptr, t_stride,
     plane_quads, chunks_per_row, row_divisor,
     seed_lo, seed_hi, seed_ptr, stream, offset_strength,
@@ -150,7 +150,7 @@ def noise_mse_fwd_channels_last_kernel(
 
 
 @triton.jit(do_not_specialize=_PER_CALL_CHANNELS_LAST)
-def noise_mse_bwd_channels_last_kernel(
+def loss_bwd_channels_last_kernel(
     pred_ptr, x0_ptr, ce_ptr, cx_ptr, grad_ptr, scale_ptr, t_stride,
     plane_quads, chunks_per_row, row_divisor,
     seed_lo, seed_hi, seed_ptr, stream, offset_strength,

@@ -1,11 +1,13 @@
-"""QSample: the fused noising kernels as a torch.autograd.Function."""
+"""Noising: the fused noising kernels as a torch.autograd.Function (the Triton backend's autograd layer)."""
 from __future__ import annotations
 
 from typing import Any, Optional, Tuple, cast
 
 import torch
 
-from . import checks, launch, reference
+from .. import checks, reference
+from ..seeding import seed_parts
+from . import launcher
 
 # (x_t, ε or None, v or None): what the noising Function returns.
 Outputs = Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]
@@ -14,14 +16,14 @@ Opt = Optional[torch.Tensor]
 
 def _fwd(*args: Any) -> Any:
     if torch.compiler.is_compiling():
-        return torch.ops.diffusion_kernels.noise_affine(*args)
-    return launch.noise_affine(*args)
+        return torch.ops.diffusion_kernels.noising(*args)
+    return launcher.forward(*args)
 
 
 def _bwd(*args: Any) -> Any:
     if torch.compiler.is_compiling():
-        return torch.ops.diffusion_kernels.noise_affine_backward(*args)
-    return launch.noise_affine_backward(*args)
+        return torch.ops.diffusion_kernels.noising_backward(*args)
+    return launcher.backward(*args)
 
 
 def _saveable(tensor: torch.Tensor | None) -> torch.Tensor | None:
@@ -56,22 +58,21 @@ def _units(runs: Any, like: torch.Tensor) -> tuple[torch.Tensor | None, bool]:
     return (None, False) if runs is None else (runs.table(like.device), runs.aligned)
 
 
-def noise_affine(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: Opt, d: Opt, noise: Opt,
-                 seed: int | torch.Tensor,
-                 stream: int, offset_strength: float, return_noise: bool, return_v: bool, check_t: bool = False,
-                 perturbation: float = 0.0, runs: Any = None) -> Outputs:
-    """QSample.apply, or the launch alone when nothing needs a gradient: an inference or data-noising
+def apply(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: Opt, d: Opt, noise: Opt,
+          seed: int | torch.Tensor, stream: int, offset_strength: float, return_noise: bool, return_v: bool,
+          check_t: bool = False, perturbation: float = 0.0, runs: Any = None) -> Outputs:
+    """Noising.apply, or the launch alone when nothing needs a gradient: an inference or data-noising
     call then skips the autograd Function's bookkeeping, a few microseconds a small batch would feel."""
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x0, a, b, c, d, noise))
     if needs_grad or torch.compiler.is_compiling():
-        return QSample.apply(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v,
+        return Noising.apply(x0, t_rows, a, b, c, d, noise, seed, stream, offset_strength, return_noise, return_v,
                              check_t, perturbation, runs)
-    return _forward(x0, t_rows, a, b, c, d, noise, launch.seed_parts(seed), stream, offset_strength, return_noise,
+    return _forward(x0, t_rows, a, b, c, d, noise, seed_parts(seed), stream, offset_strength, return_noise,
                     return_v, check_t, perturbation, runs)
 
 
-class QSample(torch.autograd.Function):
+class Noising(torch.autograd.Function):
     """out = a[t]·x0 + b[t]·ε and, on request, v = c[t]·x0 + d[t]·ε (float32 tables, one row per t entry).
 
     Inputs: x0, t_rows (int64), a, b, c, d (c, d may be None), noise (or None),
@@ -87,7 +88,7 @@ class QSample(torch.autograd.Function):
                 noise: Opt, seed: int | torch.Tensor,
                 stream: int, offset_strength: float, return_noise: bool, return_v: bool, check_t: bool,
                 perturbation: float = 0.0, runs: Any = None) -> Outputs:
-        seed_tensor, lo, hi = parts = launch.seed_parts(seed)
+        seed_tensor, lo, hi = parts = seed_parts(seed)
         out, eps, v = _forward(x0, t_rows, a, b, c, d, noise, parts, stream, offset_strength, return_noise, return_v,
                                check_t, perturbation, runs)
         ctx.runs = runs
@@ -177,3 +178,6 @@ def _differentiable_backward(ctx: Any, g: Opt, g_v: Opt, t_rows: torch.Tensor, a
                 grads[k] = torch.zeros(table.numel(), dtype=torch.float32, device=like.device).index_add(
                     0, t_rows, row_sums)
     return (gx, None, *grads, gn, None, None, None, None, None, None, None, None)
+
+
+QSample = Noising  # the Function's public name in the package's namespace (diffusion_kernels.QSample)

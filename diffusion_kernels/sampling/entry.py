@@ -10,25 +10,21 @@ across devices to float32 rounding.
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import TypeVar, cast
 
 import torch
 
-from . import backend as backends
-from . import checks, cpu_noise, launch, reference, seeding, sharding, transfer
-from .hints import Device, Shape
-from .runner import check_stream, resolve_seed
-from .seeding import Seed
+from .. import checks, cpu_noise, dispatch, seeding, sharding, transfer
+from ..hints import Device, Shape
+from ..seeding import Seed
+from ..reference import SAMPLING_STEP  # noqa: F401 (the samplers' step word, named here too)
 
 Recipe = tuple[str, float, float, float]  # (scheme, logit_mean, logit_std, mode_scale)
 SigmaValue = TypeVar("SigmaValue", float, torch.Tensor)
 
 SCHEMES = ("uniform", "logit_normal", "mode", "cosmap")
 FLOAT32_TINY = torch.finfo(torch.float32).tiny
-SAMPLING_STEP = 0xFFFFFFFE  # kernels/sampling.py::SAMPLING_STEP (-2 as a 32-bit word)
-_MASK32 = 0xFFFFFFFF
 
 
 def _shape(shape: Shape) -> torch.Size:
@@ -50,7 +46,8 @@ def _block_draws(shape: torch.Size, block: sharding.Block, seed: Seed, generator
     a draw of the global batch up to its last one (a per-sample tensor: a few thousand values at most)."""
     where = sharding.positions(block).reshape(-1)
     cover = torch.Size([int(where.max()) + 1 if where.numel() else 0])
-    drawn = _draws(cover, seed, generator, check_stream(stream, block), device, backend, scheme)
+    stream = seeding.check_stream(stream, sharded=True)
+    drawn = _draws(cover, seed, generator, stream, device, backend, scheme)
     pick = transfer.to_device(where, torch.device(device if device is not None else "cpu"))
     words, normals = (None if values is None else values[pick].reshape(shape) for values in drawn)
     return words, normals
@@ -63,33 +60,17 @@ def _draws(shape: torch.Size, seed: Seed, generator: torch.Generator | None, str
     kernel, which draws both in one pass, only what ``scheme`` reads is computed; the other is None."""
     device = torch.device(device if device is not None else "cpu")
     stream = seeding.check_stream(stream)
-    chosen = backends.select(backend, torch.empty(0, device=device))
-    call_seed = resolve_seed(seed, generator, device, chosen)
-    n = shape.numel()
-    if chosen == "triton":
-        words, normals = launch.sampling_draws(n, call_seed, stream, device)
-        return (words.to(torch.int64) & _MASK32).reshape(shape), normals.reshape(shape)
-    compiled = chosen == "cpu" and not isinstance(call_seed, torch.Tensor)
-    if scheme == "logit_normal":
-        draw = cpu_noise.philox_normal if compiled else functools.partial(reference.philox_normal, device=device)
-        return None, draw(call_seed, shape, stream=stream, step=SAMPLING_STEP).to(device)
-    quads = (n + 3) // 4
-    if compiled:
-        lanes = torch.from_numpy(cpu_noise.philox_words(call_seed, 0, quads, stream=stream,
-                                                        step=SAMPLING_STEP).astype("int64"))
-    else:
-        q = torch.arange(quads, dtype=torch.int64, device=device)
-        key = call_seed.reshape(()) if isinstance(call_seed, torch.Tensor) else call_seed
-        lanes = torch.stack(reference.philox4x32(q & _MASK32, q >> 32, torch.full_like(q, stream),
-                                                 torch.full_like(q, SAMPLING_STEP), key & _MASK32, key >> 32), dim=1)
-    return lanes.reshape(-1)[:n].reshape(shape).to(device), None
+    implementation = dispatch.implementation("sampling", backend, torch.empty(0, device=device))
+    call_seed = seeding.call_seed(seed, generator, device, implementation.SEED_ON_DEVICE)
+    return implementation.draws(shape, call_seed, stream, device, scheme)
 
 
 def _pick(size: torch.Size, block: sharding.Block | None, seed: Seed, generator: torch.Generator | None,
           stream: int | None, device: Device | None, backend: str,
           scheme: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     if block is None or block.whole:
-        return _draws(size, seed, generator, check_stream(stream, block), device, backend, scheme)
+        stream = seeding.check_stream(stream, sharded=block is not None)
+        return _draws(size, seed, generator, stream, device, backend, scheme)
     return _block_draws(size, block, seed, generator, stream, device, backend, scheme)
 
 

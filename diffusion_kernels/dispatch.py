@@ -1,4 +1,9 @@
-"""Which implementation runs a call, decided per call from the tensors at hand.
+"""The one place that picks the backend of a call, decided per call from the tensors at hand.
+
+Every op folder (noising, loss, sampling, trajectory) holds one module per backend with the same
+signature: ``triton`` (the host launcher's side of the Triton kernels), ``cpu`` (the compiled CPU loop)
+and ``reference`` (plain PyTorch). :func:`implementation` returns the one that runs a call; nothing
+else in the package tests a backend's name.
 
 Triton is imported on first use, never at package import, so the reference
 path works on machines without Triton and ``TRITON_INTERPRET=1`` can still be
@@ -8,21 +13,12 @@ from __future__ import annotations
 
 import functools
 import importlib
+from types import ModuleType
 
 import torch
 
 BACKENDS = ("auto", "triton", "cpu", "reference")
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-
-@functools.lru_cache(maxsize=None)
-def kernels_module():
-    """The jit kernels package, imported once (Triton reads TRITON_INTERPRET then)."""
-    importlib.import_module("diffusion_kernels.kernels.q_sample")
-    importlib.import_module("diffusion_kernels.kernels.trajectory")
-    importlib.import_module("diffusion_kernels.kernels.noise_mse")
-    importlib.import_module("diffusion_kernels.kernels.sampling")
-    return importlib.import_module("diffusion_kernels.kernels")
 
 
 # Fixed for the life of a process, so computed once (_FIXED) and, under torch.compile, evaluated while
@@ -57,14 +53,17 @@ def _interpreted() -> bool:
         return False
     from triton.runtime.interpreter import InterpretedFunction
 
-    return isinstance(kernels_module().q_sample.noise_affine_fwd_kernel, InterpretedFunction)
+    from .kernels import noising  # Triton reads TRITON_INTERPRET as it decorates the kernels, here
+
+    return isinstance(noising.noising_fwd_kernel, InterpretedFunction)
 
 
 def transform_in_use(tensors) -> str | None:
     """The name of a transform the kernels cannot follow, if one is applied to any of ``tensors``:
     forward-mode AD (a dual tensor) or a torch.func transform (grad, jvp, vjp, vmap)."""
     live = [t for t in tensors if isinstance(t, torch.Tensor)]
-    if any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in live):
+    wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+    if any(wrapped(t) for t in live):
         return "a torch.func transform (grad, jacrev, jvp, vmap, ...)"
     if torch.autograd.forward_ad._current_level >= 0 and any(
             torch.autograd.forward_ad.unpack_dual(t).tangent is not None for t in live):
@@ -81,9 +80,12 @@ def under_vmap() -> bool:
 
 
 def cpu_available() -> bool:
-    from . import cpu_noise
+    """Whether the compiled CPU loop (numba, the ``[cpu]`` extra) is installed; fixed for the process."""
+    if "cpu" not in _FIXED:
+        from . import cpu_noise
 
-    return cpu_noise.available()
+        _FIXED["cpu"] = cpu_noise.available()
+    return _FIXED["cpu"]
 
 
 def select(backend: str, x: torch.Tensor, *others) -> str:
@@ -101,33 +103,31 @@ def select(backend: str, x: torch.Tensor, *others) -> str:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "reference":
         return "reference"
+    on_cpu, on_cuda = x.is_cpu, x.is_cuda
     if backend == "cpu":
-        if x.device.type != "cpu":
+        if not on_cpu:
             raise RuntimeError(f"backend='cpu' runs on CPU tensors, got device {x.device}")
         if not cpu_available():
             from .install import extra_line
 
             raise RuntimeError(f"backend='cpu' needs numba: {extra_line('cpu')}")
-    transform = None if torch.compiler.is_compiling() else transform_in_use((x, *others))
+    compiling = torch.compiler.is_compiling()
+    transform = None if compiling else transform_in_use((x, *others))
     if transform is not None:
-        if backend in ("triton", "cpu"):
+        if backend != "auto":
             raise RuntimeError(f"backend={backend!r} cannot run under {transform}: its compiled noise has no rule "
                                "for it; use backend='auto' or 'reference'")
         return "reference"
     if backend == "cpu":
         return "cpu"
     kernel_ok = x.dtype in KERNEL_DTYPES
-    if backend == "auto" and x.device.type != "cuda" and torch.compiler.is_compiling():
-        # A compiled graph on CPU runs the reference: neither the interpreter nor numba can be traced.
-        return "reference"
     if backend == "auto":
-        if x.device.type == "cpu" and not (kernel_ok and triton_available() and interpreter_active()):
-            return "cpu" if cpu_available() else "reference"
-        if not kernel_ok or not triton_available():
+        if not on_cuda and compiling:
+            # A compiled graph on CPU runs the reference: neither the interpreter nor numba can be traced.
             return "reference"
-        if x.device.type == "cuda" or x.device.type == "cpu":
-            return "triton"
-        return "reference"
+        if on_cpu and not (kernel_ok and triton_available() and interpreter_active()):
+            return "cpu" if cpu_available() else "reference"
+        return "triton" if kernel_ok and (on_cuda or on_cpu) and triton_available() else "reference"
     if not triton_available():
         raise RuntimeError("backend='triton' needs the triton package, which is not installed")
     if not kernel_ok:
@@ -143,3 +143,33 @@ def select(backend: str, x: torch.Tensor, *others) -> str:
     if x.device.type not in ("cpu", "cuda"):
         raise RuntimeError(f"backend='triton' runs on CUDA tensors, got device {x.device}")
     return "triton"
+
+
+
+def where(backend: str, device: torch.device) -> str:
+    """What runs a backend's code on ``device``, for a report: the Triton interpreter for kernels on a CPU."""
+    return " (Triton interpreter)" if backend == "triton" and device.type == "cpu" else ""
+
+
+@functools.lru_cache(maxsize=None)
+def _backends(op: str) -> dict[str, ModuleType]:
+    """The backend modules of ``op``, by backend name (imported on first use: they import torch ops and
+    Triton launchers a CPU-only program may never need)."""
+    if op == "noising":
+        from .noising import cpu, reference, triton
+    elif op == "loss":
+        from .loss import cpu, reference, triton  # type: ignore[no-redef]
+    elif op == "sampling":
+        from .sampling import cpu, reference, triton  # type: ignore[no-redef]
+    elif op == "trajectory":
+        from .trajectory import cpu, reference, triton  # type: ignore[no-redef]
+    else:
+        raise ValueError(f"no op named {op!r}")
+    return {"triton": triton, "cpu": cpu, "reference": reference}
+
+
+def implementation(op: str, backend: str, x: torch.Tensor, *others) -> ModuleType:
+    """The module of ``op`` ("noising", "loss", "sampling" or "trajectory") that runs a call on ``x``
+    (and the call's other tensors ``others``) with ``backend``: ``diffusion_kernels.<op>.triton``,
+    ``.cpu`` or ``.reference``, which take the same arguments."""
+    return _backends(op)[select(backend, x, *others)]

@@ -2,14 +2,11 @@
 targets, weighted per sample) and ``noise_mse`` (its ε, unweighted case). ε and the target are never stored."""
 from __future__ import annotations
 
-from typing import cast
 
 import torch
 
-from . import backend as backends
-from . import checks, cpu_noise, cpu_path, dtensors, objectives, reference, sharding, transfer
-from .loss_function import DiffusionLoss, reduce
-from .runner import NoiseHandle, drawer
+from .. import checks, cpu_noise, dispatch, dtensors, objectives, transfer
+from ..noising.handle import NoiseHandle
 
 
 def _checked_handle(prediction: torch.Tensor, noised: object) -> NoiseHandle:
@@ -42,33 +39,6 @@ def _row_weights(weighting: torch.Tensor, handle: NoiseHandle, device: torch.dev
     weights = transfer.to_device(weighting, device)
     rows = max(handle.rows_shape.numel(), 1)
     return weights.reshape(-1).expand(rows) if weighting.numel() == 1 else weights.reshape(rows)
-
-
-def _reference_loss(prediction: torch.Tensor, handle: NoiseHandle, target: objectives.Objective,
-                    x0: torch.Tensor | None, weights: torch.Tensor | None, reduction: str,
-                    chosen: str) -> torch.Tensor:
-    """The loss as plain PyTorch over the materialised ε: what the kernels are tested against, and
-    what transforms and float64 take."""
-    rows = max(handle.rows_shape.numel(), 1)
-    compute = torch.promote_types(prediction.dtype, torch.float32)
-    residual = prediction.to(compute).reshape(rows, -1)
-    if target.has_eps:
-        if chosen == "cpu" and not isinstance(handle.seed, torch.Tensor):
-            eps = reference.drawn_noise(handle.seed, handle.shape, handle.rows_shape, stream=handle.stream,
-                                        offset_strength=handle.offset_strength,
-                                        draw=drawer(chosen, handle.block, prediction.device, handle.seed))
-        else:
-            eps = handle.materialize(torch.float32)
-        eps = eps.to(prediction.device, compute).reshape(rows, -1)
-        residual = residual - (eps if target.eps_scale is None else target.eps_scale.to(compute)[:, None] * eps)
-    if target.x0_scale is not None:  # diffusion_loss has checked that x0 was given
-        x0_rows = cast(torch.Tensor, x0).to(compute).reshape(rows, -1)
-        residual = residual - target.x0_scale.to(compute)[:, None] * x0_rows
-    sums = (residual * residual).sum(1)
-    # The loss's dtype is the computation's (float32, float64 for a float64 prediction) on every backend,
-    # whatever the weighting tensor's dtype.
-    weights = weights if weights is None else weights.to(compute)
-    return reduce(sums, prediction.numel() // rows, weights, reduction, handle.rows_shape)
 
 
 @cpu_noise.fork_safe
@@ -143,22 +113,9 @@ def diffusion_loss(prediction: torch.Tensor, noised: NoiseHandle, *, target: str
         # No sample: no loss to weigh (and the kernels have nothing to read).
         empty = prediction.new_zeros(handle.rows_shape, dtype=torch.promote_types(prediction.dtype, torch.float32))
         return empty if reduction == "none" else empty.sum() + 0.0 * prediction.sum()
-    chosen = backends.select(backend, prediction, *(t for t in (x0, weights) if t is not None))
-    passes = None  # the kernels'
-    if chosen == "cpu":
-        # The loop draws ε at its memory positions: a shard's global ones take the formula's path.
-        inputs = cpu_path.loss_inputs(prediction, x0, handle) if handle.block is None else None
-        if inputs is None:
-            return _reference_loss(prediction, handle, spec, x0, weights, reduction, chosen)
-        (prediction, x0), passes = inputs, cpu_path.LOSS_PASSES
-    elif chosen == "reference":
-        return _reference_loss(prediction, handle, spec, x0, weights, reduction, chosen)
-    seed_tensor = handle.seed if isinstance(handle.seed, torch.Tensor) else None
-    rows = max(handle.rows_shape.numel(), 1)
-    runs = None if handle.block is None else sharding.units_of(handle.block, len(handle.rows_shape))
-    return DiffusionLoss.apply(prediction, x0, weights, spec.eps_scale, spec.x0_scale, seed_tensor, handle.seed,
-                               spec.has_eps, rows, handle.stream, handle.offset_strength, reduction,
-                               handle.rows_shape, passes, runs)
+    implementation = dispatch.implementation("loss", backend, prediction,
+                                             *(t for t in (x0, weights) if t is not None))
+    return implementation.loss(prediction, handle, spec, x0, weights, reduction)
 
 
 def noise_mse(prediction: torch.Tensor, noised: NoiseHandle, *, reduction: str = "mean",
