@@ -47,8 +47,8 @@ def check_int(value, name: str) -> int:
 
 def check_real(value, name: str, *, lo: float | None = None, hi: float | None = None) -> float:
     """A finite real number (an int, a float or a one-element CPU tensor) within [lo, hi], as a float."""
-    if (type(value) is float or type(value) is int) and value == 0 and lo is None and hi is None:
-        return float(value)  # the usual case (offset noise, perturbation off), answered first
+    if type(value) is float and value - value == 0.0 and lo is None and hi is None:
+        return value  # a finite float (x − x is NaN for inf and NaN), the usual case, answered first
     if isinstance(value, torch.Tensor):
         if value.numel() != 1 or value.device.type != "cpu" or value.dtype == torch.bool or value.is_complex():
             raise TypeError(f"{name} must be a real number, got a {value.dtype} tensor of shape "
@@ -128,7 +128,13 @@ def alpha_bars_of(schedule) -> torch.Tensor:
 
 def check_devices(*tensors):
     """Refuse tensors on two different CUDA devices (CPU tensors may join any of them)."""
-    check_device_set({t.device for t in tensors if isinstance(t, torch.Tensor) and t.is_cuda})
+    first = None
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.is_cuda:
+            if first is None:
+                first = t.device
+            elif t.device != first:
+                check_device_set({first, t.device})
 
 
 def check_device_set(devices):
@@ -168,17 +174,29 @@ def check_t(t, x0: torch.Tensor, T: int, *, check_range: bool = True) -> torch.T
             raise ValueError(f"t = {value} is outside [0, T) for a schedule of T={T} steps")
         # Unchecked ints are clamped (as the kernel does), which also keeps them in int64.
         t = torch.tensor(clamped(value, T), dtype=torch.int64)
-    if t.ndim > x0.ndim or t.shape != x0.shape[: t.ndim]:
+    ndim = t.ndim
+    if ndim > x0.ndim or t.shape != x0.shape[:ndim]:
         raise ValueError(
             f"t of shape {tuple(t.shape)} does not fit x0 of shape {tuple(x0.shape)}: t must be a scalar "
             "or have a shape that is a leading prefix of x0's (e.g. (B,) or (B, F))"
         )
-    if check_range and not t.is_cuda and t.numel() > 0:
-        lo, hi = _extremes(t)
-        if lo < 0 or hi >= T:
-            value = int(t[(t < 0) | (t >= T)].flatten()[0])
-            raise ValueError(f"t contains {value}, outside [0, T) for a schedule of T={T} steps")
+    if check_range and not t.is_cuda:
+        check_t_range(t, T)
     return t if t.dtype == torch.int64 else t.to(torch.int64)
+
+
+def check_t_range(t: torch.Tensor, T: int) -> None:
+    """Every value of a host tensor ``t`` in [0, T), else a ValueError naming one outside."""
+    if t.ndim == 1 and 0 < t.shape[0] <= _LISTED:  # per-sample t, the usual one: read as a list
+        values = t.tolist()
+        lo, hi = min(values), max(values)
+    elif t.numel() > 0:
+        lo, hi = _extremes(t)
+    else:
+        return
+    if lo < 0 or hi >= T:
+        value = int(t[(t < 0) | (t >= T)].flatten()[0])
+        raise ValueError(f"t contains {value}, outside [0, T) for a schedule of T={T} steps")
 
 
 _LISTED = 1024  # up to this many values, t is read as a Python list: cheaper than a tensor reduction

@@ -36,36 +36,45 @@ _TOLD: list = []  # one notice per process
 
 @functools.lru_cache(maxsize=None)
 def _loops():
-    """The compiled loops' module (diffusion_kernels/cpu_loops.py), imported on first use."""
-    from . import cpu_loops
+    """The compiled loops' modules (cpu_loops.py, cpu_loss_loops.py), imported on first use: name -> module."""
+    from . import cpu_loops, cpu_loss_loops
 
-    return cpu_loops
+    return cpu_loops, cpu_loss_loops
 
 
-def _cached_on_disk(loops, dispatcher) -> bool:
+def _cached_on_disk(dispatcher) -> bool:
+    from . import cpu_jit
+
     try:
-        return loops.CACHE and os.path.exists(dispatcher._cache._cache_file._index_path)
+        return cpu_jit.CACHE and os.path.exists(dispatcher._cache._cache_file._index_path)
     except AttributeError:  # numba's cache layout changed: say nothing rather than guess
         return True
+
+
+_DISPATCHERS: dict = {}  # name -> numba dispatcher, once looked up
 
 
 def _loop(name: str):
     """One compiled loop. Its first call after an install compiles it (the noising loops together take about
     15 s on two cores): said once per process on stderr, so that it does not look like a hang."""
-    loops = _loops()
-    dispatcher = getattr(loops, name)
-    if not _TOLD and not dispatcher.overloads and not _cached_on_disk(loops, dispatcher):
+    dispatcher = _DISPATCHERS.get(name)
+    if dispatcher is not None:
+        return dispatcher
+    noise_loops, loss_loops = _loops()
+    dispatcher = getattr(loss_loops if name.startswith("loss_") else noise_loops, name)
+    if not _TOLD and not dispatcher.overloads and not _cached_on_disk(dispatcher):
         _TOLD.append(name)
         if os.environ.get(QUIET, "") in ("", "0"):
             print(f"diffusion-kernels: compiling the CPU noise loops (numba) on their first use, about 15 s; "
                   f"they are cached afterwards (set {QUIET}=1 to silence this line)", file=sys.stderr, flush=True)
+    _DISPATCHERS[name] = dispatcher
     return dispatcher
 
 
 @contextlib.contextmanager
 def _threads():
     """A parallel loop runs on as many threads as torch uses (torch.set_num_threads), one caller at a time."""
-    numba = _loops().numba  # imported through the loops' module, which picks the threading layer first
+    numba = _loops()[0].numba  # imported through the loops' module, which picks the threading layer first
     with _PARALLEL:
         numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
         yield
@@ -82,19 +91,34 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def one_thread_if_forked() -> int:
+    """In a forked child whose torch runs on several threads: torch put on one thread while a call runs, so
+    that the CPU path's own torch ops (dtype conversions, copies, the reference's formulas) cannot hang there;
+    the thread count to give back (:func:`restore_threads`), or 0 where nothing changed. Elsewhere it costs
+    one test."""
+    if not _FORKED[0]:
+        return 0
+    threads = torch.get_num_threads()
+    if threads == 1:
+        return 0
+    torch.set_num_threads(1)
+    return threads
+
+
+def restore_threads(threads: int) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def fork_safe(call: Callable[P, R]) -> Callable[P, R]:
-    """``call`` with torch on one thread while it runs, in a forked child only: the CPU path's own torch ops
-    (dtype conversions, copies, the reference's formulas) then cannot hang there. Elsewhere it costs one test."""
+    """``call`` run with :func:`one_thread_if_forked` (an entry point whose host time matters little)."""
     @functools.wraps(call)
     def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
-        if not _FORKED[0] or torch.get_num_threads() == 1:
-            return call(*args, **kwargs)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        threads = one_thread_if_forked()
         try:
             return call(*args, **kwargs)
         finally:
-            torch.set_num_threads(threads)
+            restore_threads(threads)
 
     return wrapped
 
@@ -169,8 +193,10 @@ def noising(x: torch.Tensor, index: torch.Tensor, a: torch.Tensor, b: torch.Tens
     if n:
         # The loop reads its operands by address, so each is made a contiguous CPU tensor of the dtype read.
         t = index if index.is_cpu and index.is_contiguous() else index.cpu().contiguous()
-        a, b = (table if table.dtype == torch.float32 and table.is_contiguous() else
-                table.detach().to(torch.float32).contiguous() for table in (a, b))
+        if a.dtype is not torch.float32 or not a.is_contiguous():
+            a = a.detach().to(torch.float32).contiguous()
+        if b.dtype is not torch.float32 or not b.is_contiguous():
+            b = b.detach().to(torch.float32).contiguous()
         off = offset.contiguous() if offset is not None else a
         rows = max(t.numel(), 1)
         args = (x.data_ptr(), out.data_ptr(), eps.data_ptr(), n, n // rows, CHUNK_QUADS, t.data_ptr(), rows,
@@ -245,6 +271,8 @@ def loss_backward(pred: torch.Tensor, row_scale: torch.Tensor, rows: int, seed: 
     """``loss.launcher.backward`` on the CPU loop: row_scale[row]·r, ε regenerated."""
     grad = torch.empty_like(pred)
     if pred.numel():
-        scale, = _float32_rows(row_scale.reshape(rows))
+        scale = row_scale
+        if scale.dtype is not torch.float32 or scale.ndim != 1 or not scale.is_contiguous():
+            scale, = _float32_rows(row_scale.reshape(rows))
         _loss_pass(pred, rows, seed, stream, offset_strength, _float32_target(target), grad, scale, None)
     return grad

@@ -61,6 +61,8 @@ def _interpreted() -> bool:
 def transform_in_use(tensors) -> str | None:
     """The name of a transform the kernels cannot follow, if one is applied to any of ``tensors``:
     forward-mode AD (a dual tensor) or a torch.func transform (grad, jvp, vjp, vmap)."""
+    if torch.autograd.forward_ad._current_level < 0 and not torch._C._functorch.get_interpreter_stack():
+        return None  # no transform is active: no tensor can carry one (answered first, a call's usual case)
     live = [t for t in tensors if isinstance(t, torch.Tensor)]
     wrapped = torch._C._functorch.is_functorch_wrapped_tensor
     if any(wrapped(t) for t in live):
@@ -76,7 +78,9 @@ def under_vmap() -> bool:
     if torch.compiler.is_compiling():
         return False
     stack = torch._C._functorch.get_interpreter_stack()
-    return bool(stack) and any(level.key() == torch._C._functorch.TransformType.Vmap for level in stack)
+    if not stack:
+        return False
+    return any(level.key() == torch._C._functorch.TransformType.Vmap for level in stack)
 
 
 def cpu_available() -> bool:
@@ -98,7 +102,25 @@ def select(backend: str, x: torch.Tensor, *others) -> str:
     Under forward-mode AD or a torch.func transform ``"auto"`` takes the reference, whose plain
     PyTorch operations every transform follows (the same noise stream; the kernels' Function has
     no forward-mode or batching rule); ``"triton"`` refuses, naming the transform.
+
+    Outside a transform and torch.compile the answer depends on the backend asked for, x's device and dtype
+    and the installed extras only: it is worked out once for them.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if not torch.compiler.is_compiling() and transform_in_use((x, *others)) is None:
+        key = (backend, x.is_cpu, x.is_cuda, x.dtype, cpu_available())
+        picked = _PICKED.get(key)
+        if picked is None:
+            picked = _PICKED[key] = _select(backend, x, others)
+        return picked
+    return _select(backend, x, others)
+
+
+_PICKED: dict = {}
+
+
+def _select(backend: str, x: torch.Tensor, others: tuple) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "reference":
@@ -172,4 +194,11 @@ def implementation(op: str, backend: str, x: torch.Tensor, *others) -> ModuleTyp
     """The module of ``op`` ("noising", "loss", "sampling" or "trajectory") that runs a call on ``x``
     (and the call's other tensors ``others``) with ``backend``: ``diffusion_kernels.<op>.triton``,
     ``.cpu`` or ``.reference``, which take the same arguments."""
-    return _backends(op)[select(backend, x, *others)]
+    name = select(backend, x, *others)
+    module = _MODULES.get((op, name))
+    if module is None:
+        module = _MODULES[(op, name)] = _backends(op)[name]
+    return module
+
+
+_MODULES: dict = {}

@@ -101,7 +101,7 @@ def follow_dtensor(per_sample: str) -> Callable[[Callable[P, R]], Callable[P, R]
             # A plain tensor goes straight through: no binding, a few hundred nanoseconds of host time (and
             # nothing a compiled graph would have to trace).
             x = args[0] if args else kwargs.get(first)
-            if not is_dtensor(x) or torch.compiler.is_compiling():
+            if type(x) is torch.Tensor or not is_dtensor(x) or torch.compiler.is_compiling():
                 return entry(*args, **kwargs)
             bound = signature.bind(*args, **kwargs)
             given = bound.arguments

@@ -44,6 +44,12 @@ def ddpm_form(x, t, schedule, *, check_t: bool, noise=None) -> Form:
         validated(alpha_bars)
     checks.check_devices(x, noise, alpha_bars, t)
     index = checks.check_t(t, x, alpha_bars.numel(), check_range=check_t and not compiling())
+    return ddpm_form_of(index, schedule, alpha_bars, check_t)
+
+
+def ddpm_form_of(index: torch.Tensor, schedule, alpha_bars: torch.Tensor, check_t: bool) -> Form:
+    """The DDPM form of a checked ``index`` (int64, shape () or a prefix of x's) into ``schedule``'s
+    ``alpha_bars``."""
     if isinstance(schedule, NoiseSchedule):
         tables, velocity_tables = schedule.coefficient_tables, schedule.velocity_tables
     else:
@@ -55,9 +61,9 @@ def ddpm_form(x, t, schedule, *, check_t: bool, noise=None) -> Form:
             return -b, a
     T = alpha_bars.numel()
     return Form(index, tables, velocity_tables,
-                 lambda x0, eps: reference.q_sample(x0, clamped(index, T), alpha_bars, eps),
-                 lambda x0, eps: reference.velocity(x0, clamped(index, T), alpha_bars, eps), check_index=check_t,
-                 inputs=(alpha_bars,), objective="ddpm")
+                lambda x0, eps: reference.q_sample(x0, clamped(index, T), alpha_bars, eps),
+                lambda x0, eps: reference.velocity(x0, clamped(index, T), alpha_bars, eps), check_index=check_t,
+                inputs=(alpha_bars,), objective="ddpm")
 
 
 def table_form(x, t, sqrt_ab: torch.Tensor, sqrt_1m_ab: torch.Tensor, *, check_t: bool = True,

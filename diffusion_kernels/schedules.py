@@ -227,7 +227,7 @@ class NoiseSchedule:
         return self._alpha_bars / (1.0 - self._alpha_bars)
 
     def _cached(self, kind: str, table: torch.Tensor, device: Device) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (kind, torch.device(device))
+        key = (kind, device if type(device) is torch.device else torch.device(device))
         tables = self._tables.get(key)
         if tables is None:
             # Made outside inference mode: tables first built under torch.inference_mode() (a preview

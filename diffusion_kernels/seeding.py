@@ -8,6 +8,7 @@ draw consecutive values) get independent streams.
 from __future__ import annotations
 
 import operator
+import threading
 from typing import Any, SupportsIndex, TypeAlias, cast
 
 import torch
@@ -28,10 +29,20 @@ def check_seed(seed: SupportsIndex, name: str = "seed", bound: int = SEED_BOUND)
     return value
 
 
+_DRAWS = threading.local()  # each thread's one-element buffer for a host draw
+
+
 def draw_seed(generator: torch.Generator | None = None) -> int:
-    """One uniformly random 64-bit seed from ``generator`` (default: torch's CPU generator)."""
-    device = generator.device if generator is not None else "cpu"
-    value = torch.randint(-(2**63), 2**63 - 1, (), generator=generator, device=device, dtype=torch.int64)
+    """One uniformly random 64-bit seed from ``generator`` (default: torch's CPU generator).
+
+    torch.randint(low, high, ...) is an empty tensor's random_(low, high): on the host the draw goes into a
+    buffer of the thread's instead, the same value without an allocation."""
+    if generator is None or generator.device.type == "cpu":
+        buffer = getattr(_DRAWS, "buffer", None)
+        if buffer is None:
+            buffer = _DRAWS.buffer = torch.empty((), dtype=torch.int64)
+        return cast(int, buffer.random_(-(2**63), 2**63 - 1, generator=generator).item()) % SEED_BOUND
+    value = torch.randint(-(2**63), 2**63 - 1, (), generator=generator, device=generator.device, dtype=torch.int64)
     return cast(int, value.item()) % SEED_BOUND
 
 
@@ -115,6 +126,8 @@ def call_seed(seed: Any, generator: torch.Generator | None, device: torch.device
     """A call's seed in the form its backend reads: an int, or a 1-element int64 tensor read at run time
     (a DeviceSeed, or any drawn seed under torch.compile) where the backend reads seeds on the device
     (``on_device``); on the host a DeviceSeed is read back as an int."""
+    if seed is None and generator is None and not torch.compiler.is_compiling():
+        return draw_seed()  # the usual call: one draw from torch's CPU generator
     if isinstance(seed, DeviceSeed):
         if generator is not None:
             raise ValueError("pass either seed or generator, not both")

@@ -18,8 +18,9 @@ def _same_device(tensor: torch.Tensor, device: torch.device) -> bool:
 def to_device(tensor: torch.Tensor, device, dtype: torch.dtype | None = None) -> torch.Tensor:
     """``tensor`` on ``device`` (in ``dtype``), never stalling the host, except for a host tensor that
     requires grad (below)."""
-    device = torch.device(device)
-    if _same_device(tensor, device):
+    if type(device) is not torch.device:
+        device = torch.device(device)
+    if tensor.device == device or _same_device(tensor, device):
         return tensor if dtype is None else tensor.to(dtype)
     if dtype is not None and tensor.device.type == "cpu":
         tensor = tensor.to(dtype)  # the cast on the host, before the copy: no second pass on the device

@@ -13,6 +13,7 @@ import diffusion_kernels as dk
 from diffusion_kernels import dispatch
 from diffusion_kernels.loss import launcher as loss_launcher
 from diffusion_kernels.noising import function as noising_function
+from diffusion_kernels.noising import launcher as noising_launcher
 from diffusion_kernels.trajectory import launcher as trajectory_launcher
 
 aten = torch.ops.aten
@@ -40,6 +41,13 @@ class SyncWatch(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
+class NoLaunch:
+    """A kernel whose launch does nothing: ``kernel[grid](*args)`` evaluates its arguments and returns."""
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: None
+
+
 @pytest.fixture
 def gpu_path_on_meta(monkeypatch):
     """The triton branch of every call, its launches stubbed, so its host code runs on meta tensors."""
@@ -51,6 +59,8 @@ def gpu_path_on_meta(monkeypatch):
                 torch.empty_like(x) if return_v else None)
 
     monkeypatch.setattr(noising_function, "apply", noise_affine)
+    # A plain call (noising/plans.py) runs the launcher itself: its launch is a no-op.
+    monkeypatch.setattr(noising_launcher, "launcher", lambda kernel: NoLaunch())
     monkeypatch.setattr(trajectory_launcher, "forward_trajectory",
                         lambda x0, a, b, t_end, seed, stream, snapshot_steps, runs=None: (
                             torch.empty_like(x0), torch.empty((len(snapshot_steps),) + x0.shape, device=x0.device)))

@@ -147,7 +147,7 @@ def math_mode(device) -> int:
     interpreter, which has no such instructions, the math library's functions."""
     import torch
 
-    if interpreter_active() or torch.device(device).type != "cuda":
+    if interpreter_active() or (device if type(device) is torch.device else torch.device(device)).type != "cuda":
         return MATH_LIBRARY
     return MATH_POLY if torch.version.hip else MATH_NVIDIA
 

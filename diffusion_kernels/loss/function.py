@@ -3,6 +3,9 @@ forward (per-row sums of squares), one pass backward, ε regenerated in both; an
 path shares."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 import torch
 
 from .. import sharding
@@ -12,6 +15,12 @@ from . import launcher
 def reduce(sums: torch.Tensor, row_len: int, weights, reduction: str, rows_shape) -> torch.Tensor:
     """The loss from per-row sums of squared residuals: per sample w·(sum / row_len) ("none"),
     their mean over the rows ("mean", the plain MSE when unweighted), or Σ w·sum ("sum")."""
+    if (weights is None and reduction == "mean" and sums.is_cpu and not sums.requires_grad
+            and not torch.compiler.is_compiling()):
+        # Host sums (the CPU loop's): the same float32 steps on numpy scalars, which cost a fraction of
+        # tensor operations on a small batch.
+        per_row = sums.numpy() / np.float32(max(row_len, 1))
+        return torch.full((), float(per_row.sum(dtype=np.float32) / np.float32(max(sums.numel(), 1))))
     if reduction == "sum":
         return (sums if weights is None else sums * weights).sum()
     per_row = sums / max(row_len, 1)
@@ -25,7 +34,11 @@ def reduce(sums: torch.Tensor, row_len: int, weights, reduction: str, rows_shape
 def _row_factor(upstream: torch.Tensor, rows: int, row_len: int, reduction: str, times: float = 1.0) -> torch.Tensor:
     """``times`` · d loss / d (w_r·sum_r) per row, float32 (rows,), from the upstream gradient, on the device
     (one operation: the reduction's divisor and ``times`` are folded into one Python number)."""
-    divisor = {"mean": max(rows, 1) * max(row_len, 1), "none": max(row_len, 1)}.get(reduction, 1)
+    divisor = max(rows, 1) * max(row_len, 1) if reduction == "mean" else max(row_len, 1) if reduction == "none" else 1
+    if upstream.numel() == 1 and upstream.is_cpu and not torch.compiler.is_compiling():
+        # One host number: the row factor made directly (the product in float32, as the tensor's would be).
+        value = np.float32(upstream.item()) * np.float32(times / divisor)
+        return torch.full((rows,), float(value), dtype=torch.float32)
     g = upstream.to(torch.float32).reshape(-1) * (times / divisor)
     return g.expand(rows) if g.numel() == 1 else g
 
@@ -36,15 +49,30 @@ def kernel_passes():
     return launcher.forward, launcher.backward
 
 
+class Call(NamedTuple):
+    """What a loss call passes its Function besides the tensors autograd follows (one argument: the
+    Function's apply costs host time per argument)."""
+    seed: object  # int, or the 1-element device tensor
+    has_eps: bool
+    rows: int
+    stream: int
+    offset_strength: float
+    reduction: str
+    rows_shape: torch.Size
+    passes: tuple  # (forward pass, backward pass): the kernels' or the CPU loop's
+    runs: dict  # {} or {"runs": sharding.Units} for a shard of a global tensor
+
+
 def apply(prediction, handle, spec, x0, weights, reduction: str, passes=None) -> torch.Tensor:
     """DiffusionLoss.apply for a call's NoiseHandle and objective (objectives.Objective), on ``passes``
     (default: the Triton kernels')."""
     seed_tensor = handle.seed if isinstance(handle.seed, torch.Tensor) else None
     rows = max(handle.rows_shape.numel(), 1)
-    runs = None if handle.block is None else sharding.units_of(handle.block, len(handle.rows_shape))
-    return DiffusionLoss.apply(prediction, x0, weights, spec.eps_scale, spec.x0_scale, seed_tensor, handle.seed,
-                               spec.has_eps, rows, handle.stream, handle.offset_strength, reduction,
-                               handle.rows_shape, passes, runs)
+    # A shard of a global tensor (sharding.Units): the kernel passes take its runs as their rows.
+    runs = {} if handle.block is None else {"runs": sharding.units_of(handle.block, len(handle.rows_shape))}
+    call = Call(handle.seed, spec.has_eps, rows, handle.stream, handle.offset_strength, reduction, handle.rows_shape,
+                passes or kernel_passes(), runs)
+    return DiffusionLoss.apply(prediction, x0, weights, spec.eps_scale, spec.x0_scale, seed_tensor, call)
 
 
 class DiffusionLoss(torch.autograd.Function):
@@ -52,35 +80,35 @@ class DiffusionLoss(torch.autograd.Function):
     (−cx times that, a second pass) and to a weighting tensor (factor·sum per row)."""
 
     @staticmethod
-    def forward(ctx, prediction, x0, weights, eps_scale, x0_scale, seed_tensor, seed, has_eps, rows, stream,
-                offset_strength, reduction, rows_shape, passes=None, runs=None):
-        seed = seed_tensor if seed_tensor is not None else seed
-        target = launcher.Target(has_eps, eps_scale, x0 if x0_scale is not None else None, x0_scale)
-        forward_pass, ctx.backward_pass = passes or kernel_passes()
-        # A shard of a global tensor (sharding.Units): the kernel passes take its runs as their rows.
-        ctx.runs = {} if runs is None else {"runs": runs}
-        sums = forward_pass(prediction, rows, seed, stream, offset_strength, target, **ctx.runs)
+    def forward(ctx, prediction, x0, weights, eps_scale, x0_scale, seed_tensor, call: Call):
+        target = launcher.Target(call.has_eps, eps_scale, x0 if x0_scale is not None else None, x0_scale)
+        rows = call.rows
+        sums = call.passes[0](prediction, rows, call.seed, call.stream, call.offset_strength, target, **call.runs)
         row_len = prediction.numel() // rows
         ctx.save_for_backward(prediction, x0, weights, eps_scale, x0_scale, seed_tensor, sums)
-        ctx.args = (seed, has_eps, rows, stream, offset_strength, reduction, row_len)
+        ctx.call, ctx.row_len = call, row_len
         w = None if weights is None else weights.detach().to(torch.float32).reshape(rows)
-        return reduce(sums, row_len, w, reduction, rows_shape)
+        return reduce(sums, row_len, w, call.reduction, call.rows_shape)
 
     @staticmethod
     def backward(ctx, upstream):
         prediction, x0, weights, eps_scale, x0_scale, seed_tensor, sums = ctx.saved_tensors
-        seed, has_eps, rows, stream, offset_strength, reduction, row_len = ctx.args
-        seed = seed_tensor if seed_tensor is not None else seed
-        scale = _row_factor(upstream, rows, row_len, reduction, 2.0)
+        call, row_len = ctx.call, ctx.row_len
+        rows, backward_pass = call.rows, call.passes[1]
+        seed = seed_tensor if seed_tensor is not None else call.seed
+        scale = _row_factor(upstream, rows, row_len, call.reduction, 2.0)
         if weights is not None:
             scale = scale * weights.detach().to(torch.float32).reshape(rows)
-        target = launcher.Target(has_eps, eps_scale, x0 if x0_scale is not None else None, x0_scale)
+        target = launcher.Target(call.has_eps, eps_scale, x0 if x0_scale is not None else None, x0_scale)
         grad_pred = grad_x0 = grad_w = None
-        if ctx.needs_input_grad[0]:
-            grad_pred = ctx.backward_pass(prediction, scale, rows, seed, stream, offset_strength, target, **ctx.runs)
-        if ctx.needs_input_grad[1] and x0_scale is not None:
-            grad_x0 = ctx.backward_pass(prediction, -scale * x0_scale, rows, seed, stream, offset_strength,
-                                        target, **ctx.runs).to(x0.dtype)
-        if ctx.needs_input_grad[2]:
-            grad_w = (_row_factor(upstream, rows, row_len, reduction) * sums).reshape(weights.shape).to(weights.dtype)
-        return grad_pred, grad_x0, grad_w, None, None, None, None, None, None, None, None, None, None, None, None
+        needs = ctx.needs_input_grad
+        if needs[0]:
+            grad_pred = backward_pass(prediction, scale, rows, seed, call.stream, call.offset_strength, target,
+                                      **call.runs)
+        if needs[1] and x0_scale is not None:
+            grad_x0 = backward_pass(prediction, -scale * x0_scale, rows, seed, call.stream, call.offset_strength,
+                                    target, **call.runs).to(x0.dtype)
+        if needs[2]:
+            grad_w = (_row_factor(upstream, rows, row_len, call.reduction) * sums).reshape(weights.shape).to(
+                weights.dtype)
+        return grad_pred, grad_x0, grad_w, None, None, None, None

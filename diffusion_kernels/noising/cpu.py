@@ -11,6 +11,7 @@ from .reference import follow_layout, formula
 
 SEED_ON_DEVICE = False
 _LOOP_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+PLAIN_DTYPES = _LOOP_DTYPES  # what ``plain`` takes (float64 keeps the reference's precision)
 
 
 def drawer(block: sharding.Block | None, device: torch.device, seed: object = 0):
@@ -23,29 +24,51 @@ def drawer(block: sharding.Block | None, device: torch.device, seed: object = 0)
     return reference.block_drawer(block, cpu_noise.block_normal, device=device)
 
 
-def _fused(x: torch.Tensor, form: Form, seed: int, stream: int, offset_strength: float, write_eps: bool):
-    """(x_t, ε or None) from one pass of the loop over ``x``: a[t]·x + b[t]·ε in float32, ε the stream's
-    normal, as the reference's formula computes over the same ε."""
-    if x.dtype != torch.float32 or not x.is_contiguous():
+def _needs_grad(x: torch.Tensor, inputs: tuple) -> bool:
+    """Whether autograd must follow the call: the loop's pass is not differentiable, the formula is."""
+    if not torch.is_grad_enabled():
+        return False
+    if x.requires_grad:
+        return True
+    for t in inputs:
+        if isinstance(t, torch.Tensor) and t.requires_grad:
+            return True
+    return False
+
+
+def prepare_plain(x: torch.Tensor, index: torch.Tensor, write_eps: bool, check_on_device: bool) -> None:
+    """Nothing to keep per kind of call: the loop reads its arguments by address."""
+    return None
+
+
+def plain(x: torch.Tensor, index: torch.Tensor, tables: tuple, seed: int, stream: int, write_eps: bool,
+          prepared: None) -> tuple:
+    """(x_t, ε or None) of a plain drawing call (noising/plans.py) from one pass of the loop over ``x``:
+    a[t]·x + b[t]·ε in float32, ε the stream's normal, as the reference's formula computes over the same ε.
+    The backends' common signature of that call (noising/triton.py); a CPU t was checked on the host."""
+    return _fused(x, index, tables, seed, stream, 0.0, write_eps)
+
+
+def _fused(x: torch.Tensor, index: torch.Tensor, tables: tuple, seed: int, stream: int, offset_strength: float,
+           write_eps: bool) -> tuple:
+    if x.dtype is not torch.float32 or not x.is_contiguous():
         # 2-byte I/O (numba has no bfloat16) and strided layouts: the loop runs on a packed float32 copy,
         # the same float32 arithmetic the reference's formula does, rounded to the I/O dtype at the end.
-        out, eps = _fused(x.float().contiguous(), form, seed, stream, offset_strength, write_eps)
+        out, eps = _fused(x.float().contiguous(), index, tables, seed, stream, offset_strength, write_eps)
         out = torch.empty_like(x).copy_(out.view(x.shape))
         return out, (torch.empty_like(x).copy_(eps.view(x.shape)) if eps is not None else None)
-    a, b = form.tables(x.device)
-    index = form.index
-    rows = max(index.numel(), 1)
-    offset = cpu_noise.row_offsets(seed, rows, stream, offset_strength) if offset_strength else None
-    return cpu_noise.noising(x, index, a, b, offset, seed, stream, write_eps)
+    offset = None
+    if offset_strength:
+        offset = cpu_noise.row_offsets(seed, max(index.numel(), 1), stream, offset_strength)
+    return cpu_noise.noising(x, index, tables[0], tables[1], offset, seed, stream, write_eps)
 
 
 def noise(x: torch.Tensor, noise, form: Form, *, seed, stream: int, offset_strength: float, perturbation: float,
           block: sharding.Block | None, write_eps: bool, write_v: bool) -> tuple:
     """(out, ε, v or None): the backends' common signature (noising/triton.py, reference.py)."""
-    if (noise is None and not write_v and perturbation == 0.0 and block is None and x.dtype in _LOOP_DTYPES
-            and not isinstance(seed, torch.Tensor) and not (torch.is_grad_enabled() and (x.requires_grad or any(
-                isinstance(t, torch.Tensor) and t.requires_grad for t in form.inputs)))):
-        out, eps = _fused(x, form, seed, stream, offset_strength, write_eps)
+    if (noise is None and write_v is False and perturbation == 0.0 and block is None and x.dtype in _LOOP_DTYPES
+            and type(seed) is int and not _needs_grad(x, form.inputs)):
+        out, eps = _fused(x, form.index, form.tables(x.device), seed, stream, offset_strength, write_eps)
         if x.is_contiguous():
             return out, eps, None
         return follow_layout(x, out), follow_layout(x, eps), None

@@ -14,6 +14,7 @@ from ..forms import FLOAT32_MAX, Form, alphas_of, compiling, ddpm_form, sigma_fo
 from ..hints import Device, ReturnNoise, Shape, Sigma, Timesteps
 from ..schedules import NoiseSchedule, Schedule, coefficient_tables
 from ..seeding import Seed
+from . import plans
 from .handle import Noised, NoiseHandle
 
 __all__ = ["q_sample", "get_velocity", "flow_match_sample", "edm_sample", "forward_step", "run"]
@@ -68,6 +69,13 @@ def q_sample(x0: torch.Tensor, t: Timesteps, schedule: Schedule, noise: torch.Te
     holds, and the results come back as DTensors placed as ``x0``; ``t`` is then a DTensor or the global
     plain tensor.
     """
+    if (noise is None and generator is None and return_v is False and _zero(offset_noise)
+            and _zero(input_perturbation) and check_t is True and stream is None and global_shape is None
+            and global_offset is None):
+        # The plain drawing call, a training loop's: its kind's decisions are kept (noising/plans.py).
+        done = plans.replay(x0, t, schedule, seed, return_noise, backend)
+        if done is not None:
+            return done
     x0 = checks.check_x0(x0)
     noise = checks.check_noise(noise, x0)
     block = sharding.block_of(x0.shape, global_shape, global_offset)
@@ -75,6 +83,10 @@ def q_sample(x0: torch.Tensor, t: Timesteps, schedule: Schedule, noise: torch.Te
     return run(x0, noise, form, seed=seed, generator=generator, return_noise=return_noise, return_v=return_v,
                 backend=backend, stream=stream, offset_strength=offset_noise, perturbation=input_perturbation,
                 block=block)
+
+
+def _zero(value: object) -> bool:
+    return (type(value) is float or type(value) is int) and value == 0
 
 
 def get_velocity(x0: torch.Tensor, noise: torch.Tensor, t: Timesteps, schedule: Schedule, *,
@@ -162,35 +174,26 @@ def forward_step(x_prev: torch.Tensor, t: Timesteps, schedule: Schedule, noise: 
                 backend=backend, stream=stream, block=block)
 
 
-@cpu_noise.fork_safe
 def run(x: torch.Tensor, noise: torch.Tensor | None, form: Form, *, seed: Seed, generator: torch.Generator | None,
         return_noise: ReturnNoise, return_v: bool, backend: str, stream: int | None, offset_strength: float = 0.0,
         perturbation: float = 0.0, block: sharding.Block | None = None) -> Noised:
     """The path every noising call takes once its form is made: the drawing arguments checked, the backend
     picked (dispatch.implementation), the seed resolved in the form that backend reads, the backend run,
     and x_t returned with what else was asked for (ε, its NoiseHandle, v)."""
-    if isinstance(return_noise, str):
-        if return_noise != "seed":
-            raise ValueError(f"return_noise must be True, False or 'seed', got {return_noise!r}")
-    else:
-        return_noise = checks.check_flag(return_noise, "return_noise")
-    return_v = checks.check_flag(return_v, "return_v")
-    if return_v and form.velocity_tables is None:
-        raise ValueError("this noising form has no v-target (return_v)")
-    if return_noise == "seed" and noise is not None:
-        raise ValueError("return_noise='seed' keeps a drawn ε as its seed; it cannot be used with a given noise")
+    if return_noise is not True and return_noise is not False:
+        if isinstance(return_noise, str):
+            if return_noise != "seed":
+                raise ValueError(f"return_noise must be True, False or 'seed', got {return_noise!r}")
+        else:
+            return_noise = checks.check_flag(return_noise, "return_noise")
+    if return_v is not False:
+        return_v = checks.check_flag(return_v, "return_v")
+        if return_v and form.velocity_tables is None:
+            raise ValueError("this noising form has no v-target (return_v)")
     offset_strength = checks.check_real(offset_strength, "offset_noise")
     perturbation = checks.check_real(perturbation, "input_perturbation")
-    if perturbation != 0.0 and noise is not None:
-        raise ValueError("input_perturbation draws its ε′ with ε; with a given noise, pass noise + γ·ε′ instead")
-    if noise is not None and (seed is not None or generator is not None or offset_strength != 0.0):
-        given = [name for name, value in (("seed", seed), ("generator", generator)) if value is not None]
-        given += ["offset_noise"] if offset_strength != 0.0 else []
-        raise ValueError(f"noise was given, so nothing is drawn: {', '.join(given)} would be ignored; "
-                         "pass either noise or the drawing arguments")
-    if block is not None and noise is not None:
-        raise ValueError("global_shape and global_offset place the drawn noise at its global positions; with "
-                         "noise given nothing is drawn: leave them out")
+    if noise is not None:
+        _check_nothing_drawn(return_noise, seed, generator, offset_strength, perturbation, block)
     stream = seeding.check_stream(stream, sharded=block is not None)
     block = sharding.partial(block)
     implementation = dispatch.implementation("noising", backend, x, noise, *form.inputs)
@@ -202,18 +205,34 @@ def run(x: torch.Tensor, noise: torch.Tensor | None, form: Form, *, seed: Seed, 
     if perturbation != 0.0:
         checks.refuse_perturbation_grad(perturbation, torch.is_grad_enabled() and any(
             isinstance(t, torch.Tensor) and t.requires_grad for t in form.inputs))
-    call_seed = 0 if noise is not None else seeding.call_seed(seed, generator, x.device,
-                                                               implementation.SEED_ON_DEVICE)
-    out, eps, v = implementation.noise(x, noise, form, seed=call_seed, stream=stream,
-                                       offset_strength=offset_strength, perturbation=perturbation, block=block,
-                                       write_eps=return_noise is True, write_v=return_v)
+    threads = cpu_noise.one_thread_if_forked()
+    try:
+        call_seed = 0 if noise is not None else seeding.call_seed(seed, generator, x.device,
+                                                                   implementation.SEED_ON_DEVICE)
+        out, eps, v = implementation.noise(x, noise, form, seed=call_seed, stream=stream,
+                                           offset_strength=offset_strength, perturbation=perturbation, block=block,
+                                           write_eps=return_noise is True, write_v=return_v)
+    finally:
+        cpu_noise.restore_threads(threads)
+    if return_noise is False:
+        return out if return_v is False else (out, v)
+    kept = eps if return_noise is True else NoiseHandle(call_seed, stream, x.shape, form.index.shape,
+                                                        offset_strength, x.dtype, x.device, form, block)
+    return (out, kept) if return_v is False else (out, kept, v)
 
-    result = [out]
+
+def _check_nothing_drawn(return_noise: ReturnNoise, seed: Seed, generator: torch.Generator | None,
+                         offset_strength: float, perturbation: float, block: sharding.Block | None) -> None:
+    """With noise given nothing is drawn: the drawing arguments would be ignored, so they are refused."""
     if return_noise == "seed":
-        result.append(NoiseHandle(call_seed, stream, x.shape, form.index.shape, offset_strength, x.dtype, x.device,
-                                  form, block))
-    elif return_noise:
-        result.append(eps)
-    if return_v:
-        result.append(v)
-    return result[0] if len(result) == 1 else tuple(result)
+        raise ValueError("return_noise='seed' keeps a drawn ε as its seed; it cannot be used with a given noise")
+    if perturbation != 0.0:
+        raise ValueError("input_perturbation draws its ε′ with ε; with a given noise, pass noise + γ·ε′ instead")
+    if seed is not None or generator is not None or offset_strength != 0.0:
+        given = [name for name, value in (("seed", seed), ("generator", generator)) if value is not None]
+        given += ["offset_noise"] if offset_strength != 0.0 else []
+        raise ValueError(f"noise was given, so nothing is drawn: {', '.join(given)} would be ignored; "
+                         "pass either noise or the drawing arguments")
+    if block is not None:
+        raise ValueError("global_shape and global_offset place the drawn noise at its global positions; with "
+                         "noise given nothing is drawn: leave them out")

@@ -40,16 +40,16 @@ def forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Te
     from ``units[r, 0]`` (its offset noise row ``units[r, 1]``); ``t_rows`` then has one entry per run, and
     ``units_aligned`` says every run starts on a quad and holds whole quads (sharding.Units.aligned).
     """
-    from ..kernels import noising
+    import diffusion_kernels.kernels.noising as noising  # the absolute form: a third of the relative one's cost
 
     t_rows, a, b, c, d = packed(t_rows, a, b, c, d)
     out = torch.empty_like(x0)
     eps = torch.empty_like(x0) if write_noise and noise is None else None
     v = torch.empty_like(x0) if write_v else None
-    n = x0.numel()
+    n = int(x0.numel())  # a traced size (SymInt) as its value: the launch is specialised to it
     if n == 0:
         return out, eps, v
-    rows = t_rows.numel()
+    rows = int(t_rows.numel())
     drawn = noise is None
     if x0.is_contiguous() and (drawn or noise.is_contiguous()):
         # The usual call: every tensor contiguous (the outputs are made like x0), launched by the short
@@ -80,24 +80,68 @@ def forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Te
             PERTURB=perturbation != 0.0 and drawn, UNITS=units_mode(units, units_aligned),
             num_warps=launch_warps(noising, x0.device), **debug_options(check_t))
     s_lo, s_hi, s_ptr, _ = seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
-    with device_guard(x0):
-        launcher(kernel)[grid](
-            x0_, x0_ if drawn else noise_, out_, eps_ if eps_ is not None else out_, v_ if v_ is not None else out_,
-            t_rows, a, b, c if c is not None else a, d if d is not None else b, a.numel(), *row_args, elem_offset,
-            t_rows if units is None else units, s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength,
-            perturbation, *layout_args, **settings)
+    _launch(kernel, grid, x0_, x0_ if drawn else noise_, out_, eps_ if eps_ is not None else out_,
+            v_ if v_ is not None else out_, t_rows, a, b, c if c is not None else a, d if d is not None else b,
+            row_args, elem_offset, t_rows if units is None else units, s_lo, s_hi, s_ptr, stream, step,
+            offset_strength, perturbation, layout_args, settings)
     copy_back([(out, out_), (eps, eps_), (v, v_)])
     return out, eps, v
+
+
+def _launch(kernel, grid, x0, noise, out, eps, v, t_rows, a, b, c, d, row_args, elem_offset, units, seed_lo,
+            seed_hi, seed_ptr, stream, step, offset_strength, perturbation, layout_args, settings) -> None:
+    """One launch of a forward kernel; absent tensors stand in by ones the kernel does not read."""
+    with device_guard(x0):
+        launcher(kernel)[grid](x0, noise, out, eps, v, t_rows, a, b, c, d, a.numel(), *row_args, elem_offset, units,
+                               seed_lo, seed_hi, seed_ptr, seeding.as_int32(stream), step, offset_strength,
+                               perturbation, *layout_args, **settings)
+
+
+def plain_settings(x0: torch.Tensor, rows: int, write_noise: bool, check_t: bool) -> tuple:
+    """(grid, row arguments, settings, tile constants) of :func:`plain_forward` for a kind of call: a
+    contiguous ``x0`` of this shape, dtype and device and ``rows`` rows (noising/plans.py keeps them)."""
+    import diffusion_kernels.kernels.noising as noising
+
+    launch = _contiguous_launch(noising, x0.numel(), rows, x0.element_size(), x0.device, False, write_noise, False,
+                                False, False, False, check_t, 0, 0)
+    return (*launch[1:], _constants(noising))
+
+
+def _constants(kernels) -> tuple:
+    """What a kind's settings depend on beyond the call: the tile constants, and the function that picks the
+    Box–Muller functions of a device (its answer is fixed for a device; the function is compared)."""
+    return (kernels.BLOCK_QUADS, kernels.BLOCK_QUADS_PAIRED, kernels.INTERPRETER_BLOCK_QUADS, kernels.NUM_WARPS,
+            math_mode)
+
+
+def plain_forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, seed: int, stream: int,
+                  write_noise: bool, settings: tuple) -> tuple:
+    """(x_t, ε or None) of :func:`forward`'s most usual call: a contiguous ``x0`` with at least one element,
+    ε drawn from an int seed, packed ``t_rows`` and float32 tables, nothing else, launched with the
+    ``settings`` :func:`plain_settings` made for its kind (made again if the tile constants changed since)."""
+    import diffusion_kernels.kernels.noising as noising
+
+    grid, row_args, launch, constants = settings
+    if constants != _constants(noising):
+        grid, row_args, launch, _ = plain_settings(x0, t_rows.numel(), write_noise, launch.get("debug", False))
+    out = torch.empty_like(x0)
+    eps = torch.empty_like(x0) if write_noise else None
+    lo, hi = seed & 0xFFFFFFFF, seed >> 32
+    lo, hi = lo - ((lo >> 31) << 32), hi - ((hi >> 31) << 32)  # seeding.split_seed's int32 halves, inline
+    _launch(noising.noising_fwd_contiguous_kernel, grid, x0, x0, out, out if eps is None else eps, out, t_rows, a, b,
+            a, b, row_args, 0, t_rows, lo, hi, t_rows, stream, 0, 0.0, 0.0, (), launch)
+    return out, eps
 
 
 @functools.lru_cache(maxsize=256)
 def _launch_settings(kernels, n: int, rows: int, element_size: int, device: torch.device, given_noise: bool,
                      write_noise: bool, write_v: bool, offset: bool, seed_from_ptr: bool, perturb: bool,
                      check_t: bool, alignment: int, units: int, constants: tuple):
+    math = constants[-1](device)
     tile = tiling(kernels, n, rows, alignment, element_size == 2, False)
     settings = dict(
         HAS_NOISE=given_noise, WRITE_NOISE=write_noise, WRITE_V=write_v, HAS_OFFSET=offset,
-        SEED_FROM_PTR=seed_from_ptr, BLOCK=tile.block, SOFT_BF16=interpreter_active(), MATH=math_mode(device),
+        SEED_FROM_PTR=seed_from_ptr, BLOCK=tile.block, SOFT_BF16=interpreter_active(), MATH=math,
         PAIRED=element_size == 2, PERTURB=perturb, UNITS=units, num_warps=launch_warps(kernels, device),
         **debug_options(check_t))
     return tile.grid, tile.row_args, settings
@@ -105,10 +149,9 @@ def _launch_settings(kernels, n: int, rows: int, element_size: int, device: torc
 
 def _contiguous_launch(kernels, *facts):
     """(kernel, grid, row arguments, settings) of a contiguous forward launch from the facts that decide
-    them; the tile constants (which a tuning sweep may change) are among them. The kernel is looked up
-    per call."""
-    constants = (kernels.BLOCK_QUADS, kernels.BLOCK_QUADS_PAIRED, kernels.INTERPRETER_BLOCK_QUADS, kernels.NUM_WARPS)
-    return (kernels.noising_fwd_contiguous_kernel, *_launch_settings(kernels, *facts, constants))
+    them; the tile constants (which a tuning sweep may change) and the Box–Muller functions of the device
+    are among them. The kernel is looked up per call."""
+    return (kernels.noising_fwd_contiguous_kernel, *_launch_settings(kernels, *facts, _constants(kernels)))
 
 
 @register_triton_op("diffusion_kernels::noising_backward", lambda g: torch.float32)
