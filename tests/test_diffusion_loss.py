@@ -269,3 +269,24 @@ def test_a_loss_that_reads_a_learned_schedule_is_refused(device):
         with pytest.raises(NotImplementedError, match="requires grad"):
             dk.diffusion_loss(pred, handle, backend="triton", **kwargs)
     assert torch.isfinite(dk.diffusion_loss(pred, handle, target="x0", x0=x0, backend="triton"))
+
+
+def test_a_float64_loss_keeps_float64_without_grad_and_a_float32_one_any_default_dtype(schedule):
+    """The host reduction of float32 sums is float32 whatever torch's default dtype; float64 sums (the
+    reference's, for a float64 prediction) keep float64 under no_grad too."""
+    x0 = torch.randn(3, 2, 5, dtype=torch.float64)
+    _, handle = dk.q_sample(x0, torch.tensor([1, 50, 900]), schedule, seed=7, return_noise="seed")
+    pred = torch.randn(3, 2, 5, dtype=torch.float64)
+    with torch.no_grad():
+        loss = dk.diffusion_loss(pred, handle)
+    tracked = dk.diffusion_loss(pred.clone().requires_grad_(True), handle)  # the tensor operations' reduction
+    assert loss.dtype == torch.float64
+    torch.testing.assert_close(loss, tracked.detach(), rtol=0, atol=0)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        _, h32 = dk.q_sample(x0.float(), torch.tensor([1, 50, 900]), schedule, seed=7, return_noise="seed")
+        with torch.no_grad():
+            assert dk.diffusion_loss(pred.float(), h32).dtype == torch.float32
+    finally:
+        torch.set_default_dtype(previous)

@@ -15,12 +15,13 @@ from . import launcher
 def reduce(sums: torch.Tensor, row_len: int, weights, reduction: str, rows_shape) -> torch.Tensor:
     """The loss from per-row sums of squared residuals: per sample w·(sum / row_len) ("none"),
     their mean over the rows ("mean", the plain MSE when unweighted), or Σ w·sum ("sum")."""
-    if (weights is None and reduction == "mean" and sums.is_cpu and not sums.requires_grad
-            and not torch.compiler.is_compiling()):
-        # Host sums (the CPU loop's): the same float32 steps on numpy scalars, which cost a fraction of
-        # tensor operations on a small batch.
+    if (weights is None and reduction == "mean" and sums.dtype is torch.float32 and sums.is_cpu
+            and not sums.requires_grad and not torch.compiler.is_compiling()):
+        # Host float32 sums (the CPU loop's): the same float32 steps on numpy scalars, which cost a fraction
+        # of tensor operations on a small batch.
         per_row = sums.numpy() / np.float32(max(row_len, 1))
-        return torch.full((), float(per_row.sum(dtype=np.float32) / np.float32(max(sums.numel(), 1))))
+        mean = per_row.sum(dtype=np.float32) / np.float32(max(sums.numel(), 1))
+        return torch.full((), float(mean), dtype=torch.float32)
     if reduction == "sum":
         return (sums if weights is None else sums * weights).sum()
     per_row = sums / max(row_len, 1)
