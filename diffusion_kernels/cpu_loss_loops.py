@@ -76,24 +76,25 @@ def _row_table(address, present, rows, fill):
 
 @jit()
 def _loss_operands(pred_at, x0_at, n, rows, off_at, has_off, ce_at, has_ce, cx_at, has_cx, has_x0, grad_at,
-                   scale_at, backward):
+                   scale_at, scale_value, backward):
     pred = numba.carray(float32_at(pred_at), (n,))
     x0 = numba.carray(float32_at(x0_at), (n if has_x0 else 0,))
     grad = numba.carray(float32_at(grad_at), (n if backward else 0,))
     off, ce, cx = _row_table(off_at, has_off, rows, 0.0), _row_table(ce_at, has_ce, rows, 1.0), \
         _row_table(cx_at, has_cx, rows, 1.0)
-    scale = _row_table(scale_at, backward, rows, 0.0)
+    # No scale table (address 0): one scale for every row, ``scale_value`` (a mean's or a sum's gradient).
+    scale = _row_table(scale_at, backward and scale_at != 0, rows, scale_value)
     return pred, x0, grad, off, ce, cx, scale
 
 
 @jit()
 def loss_serial(pred_at, x0_at, n, rows, row_len, chunk, chunks, k0, k1, stream, off_at, has_off, ce_at, has_ce,
-                cx_at, has_cx, has_eps, has_x0, grad_at, scale_at, backward, sums_at):
+                cx_at, has_cx, has_eps, has_x0, grad_at, scale_at, scale_value, backward, sums_at):
     """One pass of the loss over ``n`` float32 elements at ``pred_at`` (and x0), rows of ``row_len``: with
     ``backward`` grad = scale[row]·r, else sums[row] = Σ r² (float64 inside, added work item by work item
     in order: the same value on every run). Absent tables (``has_*`` False) read as 0 (off) or 1 (ce, cx)."""
     pred, x0, grad, off, ce, cx, scale = _loss_operands(pred_at, x0_at, n, rows, off_at, has_off, ce_at, has_ce,
-                                                        cx_at, has_cx, has_x0, grad_at, scale_at, backward)
+                                                        cx_at, has_cx, has_x0, grad_at, scale_at, scale_value, backward)
     sums = numba.carray(float32_at(sums_at), (0 if backward else rows,))
     key0, key1, word = u32(k0), u32(k1), u32(stream)
     for row in range(rows):
@@ -107,10 +108,10 @@ def loss_serial(pred_at, x0_at, n, rows, row_len, chunk, chunks, k0, k1, stream,
 
 @jit(parallel=True)
 def loss_parallel(pred_at, x0_at, n, rows, row_len, chunk, chunks, k0, k1, stream, off_at, has_off, ce_at, has_ce,
-                  cx_at, has_cx, has_eps, has_x0, grad_at, scale_at, backward, sums_at):
+                  cx_at, has_cx, has_eps, has_x0, grad_at, scale_at, scale_value, backward, sums_at):
     """:func:`loss_serial`, its work items spread over threads, their sums added per row in order after."""
     pred, x0, grad, off, ce, cx, scale = _loss_operands(pred_at, x0_at, n, rows, off_at, has_off, ce_at, has_ce,
-                                                        cx_at, has_cx, has_x0, grad_at, scale_at, backward)
+                                                        cx_at, has_cx, has_x0, grad_at, scale_at, scale_value, backward)
     sums = numba.carray(float32_at(sums_at), (0 if backward else rows,))
     key0, key1, word = u32(k0), u32(k1), u32(stream)
     partials = np.zeros(rows * chunks, dtype=np.float64)

@@ -222,7 +222,7 @@ def _address(tensor: torch.Tensor | None) -> int:
 
 
 def _loss_pass(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_strength: float, target,
-               grad: torch.Tensor | None, scale: torch.Tensor | None, sums: torch.Tensor | None) -> None:
+               grad: torch.Tensor | None, scale: torch.Tensor | float | None, sums: torch.Tensor | None) -> None:
     """One pass of the loss loop over a contiguous float32 ``pred`` (and target.x0, the tables float32
     (rows,)): with ``grad`` it writes scale[row]·r there, else the per-row sums of r² into ``sums``
     (float32 (rows,)), each the sum of its work items' sums in a fixed order: the same value on every run and
@@ -233,10 +233,13 @@ def _loss_pass(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_str
     chunks = max(-(-row_len // chunk), 1)
     off = row_offsets(seed, rows, stream, offset_strength) if offset_strength else None
     ce, cx, x0 = target.eps_scale, target.x0_scale, target.x0
+    uniform = 0.0
+    if isinstance(scale, float):  # one scale for every row, passed by value
+        scale, uniform = None, scale
     args = (pred.data_ptr(), _address(x0), n, rows, row_len, chunk, chunks, seed & 0xFFFFFFFF, seed >> 32,
             stream & 0xFFFFFFFF, _address(off), off is not None, _address(ce), ce is not None, _address(cx),
-            cx is not None, bool(target.eps), x0 is not None, _address(grad), _address(scale), grad is not None,
-            _address(sums))
+            cx is not None, bool(target.eps), x0 is not None, _address(grad), _address(scale), uniform,
+            grad is not None, _address(sums))
     if not _threaded(n):
         _loop("loss_serial")(*args)
     else:
@@ -260,19 +263,22 @@ def loss_forward(pred: torch.Tensor, rows: int, seed: int, stream: int, offset_s
                  target) -> torch.Tensor:
     """``loss.launcher.forward`` on the CPU loop: per-row Σ r² (float32, (rows,)) for a contiguous
     float32 ``pred`` (and ``target.x0``), ε regenerated."""
-    sums = torch.zeros(rows, dtype=torch.float32)
+    # The loop writes every row's sum; with no element there is nothing to write.
+    sums = torch.empty(rows, dtype=torch.float32) if pred.numel() else torch.zeros(rows, dtype=torch.float32)
     if pred.numel():
         _loss_pass(pred, rows, seed, stream, offset_strength, _float32_target(target), None, None, sums)
     return sums
 
 
-def loss_backward(pred: torch.Tensor, row_scale: torch.Tensor, rows: int, seed: int, stream: int,
+def loss_backward(pred: torch.Tensor, row_scale: torch.Tensor | float, rows: int, seed: int, stream: int,
                   offset_strength: float, target) -> torch.Tensor:
-    """``loss.launcher.backward`` on the CPU loop: row_scale[row]·r, ε regenerated."""
+    """``loss.launcher.backward`` on the CPU loop: row_scale[row]·r, ε regenerated; a float ``row_scale``
+    (a float32 value) scales every row."""
     grad = torch.empty_like(pred)
     if pred.numel():
         scale = row_scale
-        if scale.dtype is not torch.float32 or scale.ndim != 1 or not scale.is_contiguous():
+        if not isinstance(scale, float) and (scale.dtype is not torch.float32 or scale.ndim != 1
+                                             or not scale.is_contiguous()):
             scale, = _float32_rows(row_scale.reshape(rows))
         _loss_pass(pred, rows, seed, stream, offset_strength, _float32_target(target), grad, scale, None)
     return grad

@@ -39,6 +39,10 @@ class Objective(NamedTuple):
     weights: Optional[torch.Tensor]  # None: 1
 
 
+# The plain ε target, unweighted: no table.
+EPS = Objective(True, None, None, None)
+
+
 def _gathered(tables, form, device) -> tuple[torch.Tensor, torch.Tensor]:
     """A pair of the form's tables at each row's index, float64 (rows,), on ``device``."""
     first, second = tables(device)
@@ -70,6 +74,8 @@ def _weights(weighting: str, kind: str, target: str, a: torch.Tensor, b: torch.T
 
 def objective(handle, target: str, weighting, snr_gamma: float, device) -> Objective:
     """The tables of ``target`` and a named ``weighting`` (or None) for the noising behind ``handle``."""
+    if target == "eps" and weighting is None:
+        return EPS  # every form has ε, and no table is read
     form = handle.form
     kind = form.objective
     if target == "flow" and kind != "flow":

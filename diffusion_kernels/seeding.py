@@ -7,6 +7,7 @@ draw consecutive values) get independent streams.
 """
 from __future__ import annotations
 
+import functools
 import operator
 import threading
 from typing import Any, SupportsIndex, TypeAlias, cast
@@ -41,6 +42,8 @@ def draw_seed(generator: torch.Generator | None = None) -> int:
         buffer = getattr(_DRAWS, "buffer", None)
         if buffer is None:
             buffer = _DRAWS.buffer = torch.empty((), dtype=torch.int64)
+        if generator is None:  # the default generator's draw, its keyword left out (parsed per call)
+            return cast(int, buffer.random_(-(2**63), 2**63 - 1).item()) % SEED_BOUND
         return cast(int, buffer.random_(-(2**63), 2**63 - 1, generator=generator).item()) % SEED_BOUND
     value = torch.randint(-(2**63), 2**63 - 1, (), generator=generator, device=generator.device, dtype=torch.int64)
     return cast(int, value.item()) % SEED_BOUND
@@ -108,9 +111,15 @@ def default_stream() -> int:
     that seed, so no two ranks ever draw the same noise.
     """
     dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
+    if _distributed() and dist.is_initialized():
         return dist.get_rank()
     return 0
+
+
+@functools.cache
+def _distributed() -> bool:
+    """Whether this build of torch has torch.distributed (fixed for the process)."""
+    return torch.distributed.is_available()
 
 
 def check_stream(stream: SupportsIndex | None, sharded: bool = False) -> int:

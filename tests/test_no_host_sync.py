@@ -11,9 +11,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import diffusion_kernels as dk
 from diffusion_kernels import dispatch
+from diffusion_kernels.kernels import noising as noising_kernels
 from diffusion_kernels.loss import launcher as loss_launcher
 from diffusion_kernels.noising import function as noising_function
-from diffusion_kernels.noising import launcher as noising_launcher
 from diffusion_kernels.trajectory import launcher as trajectory_launcher
 
 aten = torch.ops.aten
@@ -42,10 +42,17 @@ class SyncWatch(TorchDispatchMode):
 
 
 class NoLaunch:
-    """A kernel whose launch does nothing: ``kernel[grid](*args)`` evaluates its arguments and returns."""
+    """A kernel whose launch does nothing: ``kernel[grid](*args)`` evaluates its arguments and returns; its
+    other attributes (the parameter names) are the kernel's."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
 
     def __getitem__(self, grid):
         return lambda *args, **kwargs: None
+
+    def __getattr__(self, name):
+        return getattr(self.kernel, name)
 
 
 @pytest.fixture
@@ -59,8 +66,9 @@ def gpu_path_on_meta(monkeypatch):
                 torch.empty_like(x) if return_v else None)
 
     monkeypatch.setattr(noising_function, "apply", noise_affine)
-    # A plain call (noising/plans.py) runs the launcher itself: its launch is a no-op.
-    monkeypatch.setattr(noising_launcher, "launcher", lambda kernel: NoLaunch())
+    # A plain call (noising/plans.py) launches the kernel itself: its launch is a no-op.
+    monkeypatch.setattr(noising_kernels, "noising_fwd_contiguous_kernel",
+                        NoLaunch(noising_kernels.noising_fwd_contiguous_kernel))
     monkeypatch.setattr(trajectory_launcher, "forward_trajectory",
                         lambda x0, a, b, t_end, seed, stream, snapshot_steps, runs=None: (
                             torch.empty_like(x0), torch.empty((len(snapshot_steps),) + x0.shape, device=x0.device)))

@@ -37,26 +37,36 @@ FILE = "host.json"
 
 
 class _NoLaunch:
-    """A kernel whose launch does nothing: ``kernel[grid](*args)`` evaluates its arguments and returns."""
+    """A kernel whose launch does nothing: ``kernel[grid](*args)`` evaluates its arguments and returns; its
+    other attributes (the parameter names) are the kernel's."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
 
     def __getitem__(self, grid):
         return lambda *args, **kwargs: None
+
+    def __getattr__(self, name):
+        return getattr(self.kernel, name)
 
 
 @contextlib.contextmanager
 def _triton_branch_on_meta():
     """The Triton backend picked for every call and its kernel launches made no-ops, so that a call runs the
-    GPU path's host code and nothing else."""
+    GPU path's host code and nothing else: the kernel replaced where the plain path looks it up, and the
+    launcher's wrap where the full path launches."""
     from .. import dispatch
+    from ..kernels import noising as kernels
     from ..noising import launcher
 
-    select, launch = dispatch.select, launcher.launcher
+    select, launch, kernel = dispatch.select, launcher.launcher, kernels.noising_fwd_contiguous_kernel
     dispatch.select = lambda backend, x, *others: "triton"
-    launcher.launcher = lambda kernel: _NoLaunch()
+    launcher.launcher = _NoLaunch
+    kernels.noising_fwd_contiguous_kernel = _NoLaunch(kernel)
     try:
         yield
     finally:
-        dispatch.select, launcher.launcher = select, launch
+        dispatch.select, launcher.launcher, kernels.noising_fwd_contiguous_kernel = select, launch, kernel
 
 
 def _calls(case: str, scheduler) -> dict:

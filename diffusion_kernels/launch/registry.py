@@ -36,11 +36,13 @@ def device_guard(tensor: torch.Tensor):
     """The scope of one launch: the tensor's GPU made current (Triton launches on the current device;
     a no-op in the usual case where it already is, which saves two device switches per call), or
     the interpreter's lock on CPU."""
-    if tensor.device.type == "cuda" and tensor.device.index != torch.cuda.current_device():
-        return torch.cuda.device(tensor.device)
-    if tensor.device.type == "cpu":
-        return _INTERPRETER_LOCK
-    return contextlib.nullcontext()
+    device = tensor.device
+    if device.type == "cuda":
+        return _NO_SCOPE if device.index == torch.cuda.current_device() else torch.cuda.device(device)
+    return _INTERPRETER_LOCK if device.type == "cpu" else _NO_SCOPE
+
+
+_NO_SCOPE = contextlib.nullcontext()  # reusable: it holds nothing
 
 
 _op_body = threading.local()

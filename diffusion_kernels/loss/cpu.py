@@ -20,10 +20,13 @@ def loss(prediction: torch.Tensor, handle: NoiseHandle, target: objectives.Objec
     """The backends' common signature (loss/triton.py, reference.py)."""
     # The loop draws ε at its memory positions (a shard's global ones take the formula), from an int seed;
     # float64 keeps the reference's precision.
-    if (handle.block is not None or isinstance(handle.seed, torch.Tensor)
-            or any(t is not None and t.dtype not in _LOOP_DTYPES for t in (prediction, x0))):
+    if (handle.block is not None or isinstance(handle.seed, torch.Tensor) or prediction.dtype not in _LOOP_DTYPES
+            or x0 is not None and x0.dtype not in _LOOP_DTYPES):
         return formula(prediction, handle, target, x0, weights, reduction,
                        noising_cpu.drawer(handle.block, handle.device, handle.seed))
     # Contiguous float32, as the loop reads them (a conversion autograd follows back).
-    prediction, x0 = (t if t is None else t.to(torch.float32).contiguous() for t in (prediction, x0))
+    if prediction.dtype is not torch.float32 or not prediction.is_contiguous():
+        prediction = prediction.to(torch.float32).contiguous()
+    if x0 is not None:
+        x0 = x0.to(torch.float32).contiguous()
     return function.apply(prediction, handle, target, x0, weights, reduction, PASSES)

@@ -12,16 +12,18 @@ from .. import sharding
 from . import launcher
 
 
+# Up to this many host row sums, the mean is taken in Python rather than by tensor operations.
+_HOST_ROWS = 256
+
+
 def reduce(sums: torch.Tensor, row_len: int, weights, reduction: str, rows_shape) -> torch.Tensor:
     """The loss from per-row sums of squared residuals: per sample w·(sum / row_len) ("none"),
     their mean over the rows ("mean", the plain MSE when unweighted), or Σ w·sum ("sum")."""
     if (weights is None and reduction == "mean" and sums.dtype is torch.float32 and sums.is_cpu
-            and not sums.requires_grad and not torch.compiler.is_compiling()):
-        # Host float32 sums (the CPU loop's): the same float32 steps on numpy scalars, which cost a fraction
-        # of tensor operations on a small batch.
-        per_row = sums.numpy() / np.float32(max(row_len, 1))
-        mean = per_row.sum(dtype=np.float32) / np.float32(max(sums.numel(), 1))
-        return torch.full((), float(mean), dtype=torch.float32)
+            and sums.numel() <= _HOST_ROWS and not sums.requires_grad and not torch.compiler.is_compiling()):
+        # A few host float32 sums (the CPU loop's): their mean in Python's float64, rounded once to float32,
+        # costs a fraction of the tensor operations on a small batch (and rounds less).
+        return torch.full((), sum(sums.tolist()) / (max(row_len, 1) * max(sums.numel(), 1)), dtype=torch.float32)
     if reduction == "sum":
         return (sums if weights is None else sums * weights).sum()
     per_row = sums / max(row_len, 1)
@@ -32,14 +34,15 @@ def reduce(sums: torch.Tensor, row_len: int, weights, reduction: str, rows_shape
     return per_row.sum() / max(sums.numel(), 1)
 
 
-def _row_factor(upstream: torch.Tensor, rows: int, row_len: int, reduction: str, times: float = 1.0) -> torch.Tensor:
+def _row_factor(upstream: torch.Tensor, rows: int, row_len: int, reduction: str,
+                times: float = 1.0) -> torch.Tensor | float:
     """``times`` · d loss / d (w_r·sum_r) per row, float32 (rows,), from the upstream gradient, on the device
-    (one operation: the reduction's divisor and ``times`` are folded into one Python number)."""
+    (one operation: the reduction's divisor and ``times`` are folded into one Python number); from one host
+    number, that one float32 value as a Python float, which the passes take for every row."""
     divisor = max(rows, 1) * max(row_len, 1) if reduction == "mean" else max(row_len, 1) if reduction == "none" else 1
     if upstream.numel() == 1 and upstream.is_cpu and not torch.compiler.is_compiling():
-        # One host number: the row factor made directly (the product in float32, as the tensor's would be).
-        value = np.float32(upstream.item()) * np.float32(times / divisor)
-        return torch.full((rows,), float(value), dtype=torch.float32)
+        # The product in float32, as the tensor's would be.
+        return float(np.float32(upstream.item()) * np.float32(times / divisor))
     g = upstream.to(torch.float32).reshape(-1) * (times / divisor)
     return g.expand(rows) if g.numel() == 1 else g
 

@@ -162,10 +162,12 @@ def forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_strength: f
     return sums if runs is None else sums.view(rows, runs.per_row).sum(1)
 
 
-def backward(pred: torch.Tensor, row_scale: torch.Tensor, rows: int, seed, stream: int, offset_strength: float,
+def backward(pred: torch.Tensor, row_scale: torch.Tensor | float, rows: int, seed, stream: int, offset_strength: float,
              target: Target = EPS, runs=None) -> torch.Tensor:
     """row_scale[row]·(pred − target), in pred's dtype and layout; ``row_scale`` is float32 of shape (rows,)
-    on pred's device; ``runs`` as in :func:`forward`."""
+    on pred's device, or a float for every row; ``runs`` as in :func:`forward`."""
+    if isinstance(row_scale, float):  # one value for every row
+        row_scale = torch.full((rows,), row_scale, dtype=torch.float32, device=pred.device)
     target = _run_target(target, runs)
     launch_rows, units, aligned = _run_args(rows, runs, pred.device)
     return _op("loss_backward", loss_backward)(pred, _per_run(row_scale, runs), target.x0, target.eps_scale,

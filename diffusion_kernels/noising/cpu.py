@@ -36,7 +36,8 @@ def _needs_grad(x: torch.Tensor, inputs: tuple) -> bool:
     return False
 
 
-def prepare_plain(x: torch.Tensor, index: torch.Tensor, write_eps: bool, check_on_device: bool) -> None:
+def prepare_plain(x: torch.Tensor, index: torch.Tensor, tables: tuple, write_eps: bool,
+                  check_on_device: bool) -> None:
     """Nothing to keep per kind of call: the loop reads its arguments by address."""
     return None
 
@@ -46,7 +47,11 @@ def plain(x: torch.Tensor, index: torch.Tensor, tables: tuple, seed: int, stream
     """(x_t, ε or None) of a plain drawing call (noising/plans.py) from one pass of the loop over ``x``:
     a[t]·x + b[t]·ε in float32, ε the stream's normal, as the reference's formula computes over the same ε.
     The backends' common signature of that call (noising/triton.py); a CPU t was checked on the host."""
-    return _fused(x, index, tables, seed, stream, 0.0, write_eps)
+    threads = cpu_noise.one_thread_if_forked()
+    try:
+        return _fused(x, index, tables, seed, stream, 0.0, write_eps)
+    finally:
+        cpu_noise.restore_threads(threads)
 
 
 def _fused(x: torch.Tensor, index: torch.Tensor, tables: tuple, seed: int, stream: int, offset_strength: float,

@@ -20,7 +20,6 @@ from .handle import Noised, NoiseHandle
 __all__ = ["q_sample", "get_velocity", "flow_match_sample", "edm_sample", "forward_step", "run"]
 
 
-@dtensors.follow_dtensor("t")
 def q_sample(x0: torch.Tensor, t: Timesteps, schedule: Schedule, noise: torch.Tensor | None = None, *,
              seed: Seed = None, generator: torch.Generator | None = None, return_noise: ReturnNoise = False,
              return_v: bool = False, offset_noise: float = 0.0, input_perturbation: float = 0.0,
@@ -69,6 +68,12 @@ def q_sample(x0: torch.Tensor, t: Timesteps, schedule: Schedule, noise: torch.Te
     holds, and the results come back as DTensors placed as ``x0``; ``t`` is then a DTensor or the global
     plain tensor.
     """
+    if type(x0) is not torch.Tensor and dtensors.is_dtensor(x0) and not torch.compiler.is_compiling():
+        # As the other entry points' follow_dtensor does (a decorator's frame costs every plain call).
+        return _q_sample_blocks(x0, t, schedule, noise, seed=seed, generator=generator, return_noise=return_noise,
+                                return_v=return_v, offset_noise=offset_noise, input_perturbation=input_perturbation,
+                                backend=backend, check_t=check_t, stream=stream, global_shape=global_shape,
+                                global_offset=global_offset)
     if (noise is None and generator is None and return_v is False and _zero(offset_noise)
             and _zero(input_perturbation) and check_t is True and stream is None and global_shape is None
             and global_offset is None):
@@ -83,6 +88,10 @@ def q_sample(x0: torch.Tensor, t: Timesteps, schedule: Schedule, noise: torch.Te
     return run(x0, noise, form, seed=seed, generator=generator, return_noise=return_noise, return_v=return_v,
                 backend=backend, stream=stream, offset_strength=offset_noise, perturbation=input_perturbation,
                 block=block)
+
+
+# q_sample on a DTensor: its blocks noised at their global positions.
+_q_sample_blocks = dtensors.follow_dtensor("t")(q_sample)
 
 
 def _zero(value: object) -> bool:

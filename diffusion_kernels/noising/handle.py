@@ -31,6 +31,17 @@ class NoiseHandle:
     # Where the noised tensor sits in a global one (global_shape=, global_offset=), or None.
     block: sharding.Block | None = None
 
+    @classmethod
+    def made(cls, seed: int | torch.Tensor, stream: int, shape: torch.Size, rows_shape: torch.Size,
+             dtype: torch.dtype, device: torch.device, form: Form) -> "NoiseHandle":
+        """The handle of a plain call (no offset noise, no block), every field already checked: its dict
+        filled at once (a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``,
+        which costs a replayed call more than the rest of its handle)."""
+        handle = object.__new__(cls)
+        handle.__dict__.update(seed=seed, stream=stream, shape=shape, rows_shape=rows_shape, offset_strength=0.0,
+                               dtype=dtype, device=device, form=form, block=None)
+        return handle
+
     def materialize(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """ε as a tensor, in ``dtype`` (default: the noised tensor's dtype)."""
         return reference.drawn_noise(self.seed, self.shape, self.rows_shape, stream=self.stream,

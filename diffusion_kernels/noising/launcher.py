@@ -3,11 +3,12 @@ and backward, contiguous, strided and channels-last."""
 from __future__ import annotations
 
 import functools
-from typing import Optional
+from types import ModuleType
+from typing import NamedTuple, Optional, cast
 
 import torch
 
-from .. import seeding
+from .. import seeding, transfer
 from ..dispatch import interpreter_active
 from ..launch.layout import entry_point, prepare, Planes, channels_last_planes, packed, copy_back, MEMORY_ORDER, paired
 from ..launch.tiling import tiling, channels_last_tiling, launch_warps, math_mode, run_alignment, units_mode
@@ -97,39 +98,83 @@ def _launch(kernel, grid, x0, noise, out, eps, v, t_rows, a, b, c, d, row_args, 
                                perturbation, *layout_args, **settings)
 
 
-def plain_settings(x0: torch.Tensor, rows: int, write_noise: bool, check_t: bool) -> tuple:
-    """(grid, row arguments, settings, tile constants) of :func:`plain_forward` for a kind of call: a
-    contiguous ``x0`` of this shape, dtype and device and ``rows`` rows (noising/plans.py keeps them)."""
+class PlainLaunch(NamedTuple):
+    """What :func:`plain_forward` launches for a kind of call, kept by its plan: every argument that does
+    not change from call to call, in the kernel's order."""
+    t_as_is: bool  # the call's t is read where it lies, as it lies (1-D, on x0's device)
+    kernels: ModuleType  # kernels/noising.py (its kernel is looked up per call)
+    grid: tuple
+    tables: tuple  # (a, b, c, d, table length, *row arguments, element offset): after t_rows
+    options: tuple  # (step, offset strength, perturbation, the constexprs in the kernel's order): after the stream
+    settings: dict  # the launch's options (warps, debug)
+    constants: tuple  # the tile constants they were made with (_constants)
+
+
+def plain_settings(x0: torch.Tensor, index: torch.Tensor, a: torch.Tensor, b: torch.Tensor, write_noise: bool,
+                   check_t: bool) -> PlainLaunch | None:
+    """The :class:`PlainLaunch` of :func:`plain_forward` for a kind of call: a contiguous ``x0`` of this
+    shape, dtype and device, t like ``index`` and the float32 tables ``a``, ``b`` (noising/plans.py keeps
+    it); None where there is nothing to launch."""
     import diffusion_kernels.kernels.noising as noising
 
-    launch = _contiguous_launch(noising, x0.numel(), rows, x0.element_size(), x0.device, False, write_noise, False,
-                                False, False, False, check_t, 0, 0)
-    return (*launch[1:], _constants(noising))
+    if x0.numel() == 0:
+        return None
+    as_is = index.device == x0.device and index.ndim == 1 and index.numel() > 0
+    constants = _constants(noising)
+    _, grid, row_args, settings = _contiguous_launch(noising, x0.numel(), max(index.numel(), 1), x0.element_size(),
+                                                     x0.device, False, write_noise, False, False, False, False,
+                                                     check_t, 0, 0)
+    # The constexprs passed by position, as the kernel lists them: a launch binds fewer keywords.
+    names = noising.noising_fwd_contiguous_kernel.arg_names
+    constexprs = tuple(settings[name] for name in names[names.index("perturbation") + 1:])
+    options = {name: value for name, value in settings.items() if name not in names}
+    return PlainLaunch(as_is, noising, grid, (a, b, a, b, a.numel(), *row_args, 0), (0, 0.0, 0.0, *constexprs),
+                       options, constants)
+
+
+def rows_of(index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """t as the kernels read it: one int64 entry per row, on the device (at least one entry)."""
+    t_rows = transfer.to_device(index, device)
+    if t_rows.ndim != 1:
+        t_rows = t_rows.reshape(-1)
+    return t_rows if t_rows.numel() else t_rows.new_zeros(1)
 
 
 def _constants(kernels) -> tuple:
-    """What a kind's settings depend on beyond the call: the tile constants, and the function that picks the
-    Box–Muller functions of a device (its answer is fixed for a device; the function is compared)."""
+    """What a kind's settings depend on beyond the call: the tile constants (plain_forward compares them in
+    this order), and the function that picks the Box–Muller functions of a device (its answer is fixed for a
+    device; the function is compared)."""
     return (kernels.BLOCK_QUADS, kernels.BLOCK_QUADS_PAIRED, kernels.INTERPRETER_BLOCK_QUADS, kernels.NUM_WARPS,
             math_mode)
 
 
-def plain_forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, seed: int, stream: int,
-                  write_noise: bool, settings: tuple) -> tuple:
-    """(x_t, ε or None) of :func:`forward`'s most usual call: a contiguous ``x0`` with at least one element,
-    ε drawn from an int seed, packed ``t_rows`` and float32 tables, nothing else, launched with the
-    ``settings`` :func:`plain_settings` made for its kind (made again if the tile constants changed since)."""
-    import diffusion_kernels.kernels.noising as noising
-
-    grid, row_args, launch, constants = settings
-    if constants != _constants(noising):
-        grid, row_args, launch, _ = plain_settings(x0, t_rows.numel(), write_noise, launch.get("debug", False))
+def plain_forward(x0: torch.Tensor, index: torch.Tensor, tables: tuple, seed: int, stream: int, write_noise: bool,
+                  plain: PlainLaunch | None) -> tuple:
+    """(x_t, ε or None) of :func:`forward`'s most usual call: a contiguous ``x0``, ε drawn from an int seed,
+    t (int64) as ``index``, nothing else, launched as ``plain`` (:func:`plain_settings`, which holds the
+    tables) says for its kind (made again if the tile constants changed since). noising/triton.py's
+    ``plain``: the backends' common signature of that call (noising/cpu.py)."""
+    if plain is None:
+        return torch.empty_like(x0), (torch.empty_like(x0) if write_noise else None)
+    t_rows = index if plain.t_as_is else rows_of(index, x0.device)
+    if not t_rows.is_contiguous():
+        t_rows = t_rows.contiguous()  # the kernel reads t packed
+    kernels, made = plain.kernels, plain.constants
+    if (kernels.BLOCK_QUADS != made[0] or kernels.BLOCK_QUADS_PAIRED != made[1]
+            or kernels.INTERPRETER_BLOCK_QUADS != made[2] or kernels.NUM_WARPS != made[3] or math_mode is not made[4]):
+        plain = cast(PlainLaunch, plain_settings(x0, index, tables[0], tables[1], write_noise,
+                                                 plain.settings.get("debug", False)))
     out = torch.empty_like(x0)
     eps = torch.empty_like(x0) if write_noise else None
     lo, hi = seed & 0xFFFFFFFF, seed >> 32
-    lo, hi = lo - ((lo >> 31) << 32), hi - ((hi >> 31) << 32)  # seeding.split_seed's int32 halves, inline
-    _launch(noising.noising_fwd_contiguous_kernel, grid, x0, x0, out, out if eps is None else eps, out, t_rows, a, b,
-            a, b, row_args, 0, t_rows, lo, hi, t_rows, stream, 0, 0.0, 0.0, (), launch)
+    # seeding.split_seed's and as_int32's int32 words, inline (Triton types int arguments by value).
+    lo, hi, word = lo - ((lo >> 31) << 32), hi - ((hi >> 31) << 32), stream - ((stream >> 31) << 32)
+    # Launched directly: a plain call never runs as a registered op's body (torch.compile takes the full
+    # path), where launcher() would wrap the kernel.
+    with device_guard(x0):
+        plain.kernels.noising_fwd_contiguous_kernel[plain.grid](
+            x0, x0, out, out if eps is None else eps, out, t_rows, *plain.tables, t_rows, lo, hi, t_rows, word,
+            *plain.options, **plain.settings)
     return out, eps
 
 

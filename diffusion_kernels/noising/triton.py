@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import sharding, transfer
+from .. import sharding
 from ..forms import Form
 from . import function, launcher
 
@@ -19,7 +19,7 @@ def noise(x: torch.Tensor, noise, form: Form, *, seed, stream: int, offset_stren
     a, b = form.tables(x.device)
     c, d = form.velocity_tables(x.device) if write_v else (None, None)
     index = form.index
-    t_rows = _rows(index, x.device)
+    t_rows = launcher.rows_of(index, x.device)
     runs = None
     if block is not None and x.numel():
         runs = sharding.units_of(block, index.ndim)
@@ -31,32 +31,13 @@ def noise(x: torch.Tensor, noise, form: Form, *, seed, stream: int, offset_stren
     return out, (noise if noise is not None else eps), v
 
 
-def _rows(index: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """t as the kernels read it: one int64 entry per row, on the device (at least one entry)."""
-    t_rows = transfer.to_device(index, device)
-    if t_rows.ndim != 1:
-        t_rows = t_rows.reshape(-1)
-    return t_rows if t_rows.numel() else t_rows.new_zeros(1)
+def prepare_plain(x: torch.Tensor, index: torch.Tensor, tables: tuple, write_eps: bool,
+                  check_on_device: bool) -> launcher.PlainLaunch | None:
+    """What :func:`plain` keeps for a kind of call (noising/plans.py): the launch's arguments that do not
+    change (launcher.PlainLaunch)."""
+    return launcher.plain_settings(x, index, tables[0], tables[1], write_eps, check_on_device)
 
 
-def prepare_plain(x: torch.Tensor, index: torch.Tensor, write_eps: bool, check_on_device: bool) -> tuple:
-    """What :func:`plain` keeps for a kind of call (noising/plans.py): whether t is read where it lies, as
-    it lies, and the launch settings."""
-    as_is = index.device == x.device and index.ndim == 1 and index.numel() > 0
-    if x.numel() == 0:
-        return as_is, None  # nothing to launch
-    return as_is, launcher.plain_settings(x, max(index.numel(), 1), write_eps, check_on_device)
-
-
-def plain(x: torch.Tensor, index: torch.Tensor, tables: tuple, seed: int, stream: int, write_eps: bool,
-          prepared: tuple) -> tuple:
-    """(x_t, ε or None) of a plain drawing call (noising/plans.py, nothing needing a gradient): the launch
-    alone, as :func:`prepare_plain` prepared it for the call's kind. The backends' common signature of that
-    call (noising/cpu.py)."""
-    as_is, settings = prepared
-    if settings is None:
-        return torch.empty_like(x), (torch.empty_like(x) if write_eps else None)
-    t_rows = index if as_is else _rows(index, x.device)
-    if not t_rows.is_contiguous():
-        t_rows = t_rows.contiguous()  # the kernel reads t packed
-    return launcher.plain_forward(x, t_rows, tables[0], tables[1], seed, stream, write_eps, settings)
+# (x_t, ε or None) of a plain drawing call (noising/plans.py, nothing needing a gradient): the launch alone,
+# as prepare_plain prepared it for the call's kind. The backends' common signature of that call.
+plain = launcher.plain_forward
