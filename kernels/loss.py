@@ -16,7 +16,7 @@ import triton.language as tl
 
 from .convert import to_output
 from .philox_normal import channels_last_noise, draw_noise, load_seed
-from .tiles import channels_last_tile, noise_row, offset_like, row_tile, strided_offset, unravel
+from .tiles import WHOLE_TILES, channels_last_tile, noise_row, offset_like, row_tile, strided_offset, unravel
 
 # Same tiling as q_sample.py, for the same reason: the same Philox work per element.
 BLOCK_QUADS = 512
@@ -52,14 +52,16 @@ def _strided_residual(pred_ptr, x0_ptr, ce_ptr, cx_ptr, pos, mask, row, orow, fi
                       NDIM: tl.constexpr, SHARED_LAYOUT: tl.constexpr, ps0, ps1, ps2, ps3, ps4,
                       xs0, xs1, xs2, xs3, xs4, HAS_OFFSET: tl.constexpr, HAS_EPS: tl.constexpr,
                       EPS_SCALED: tl.constexpr, HAS_X0: tl.constexpr, BLOCK: tl.constexpr, MATH: tl.constexpr,
-                      PAIRED: tl.constexpr):
+                      PAIRED: tl.constexpr, ALIGNED: tl.constexpr):
     """(prediction − target, the prediction's offsets), zero on masked lanes; ``orow`` the row of t whose
-    offset normal the row draws (tiles.noise_row)."""
+    offset normal the row draws (tiles.noise_row); ALIGNED: the tile starts at a multiple of BLOCK quads
+    (philox_normal.tile_quads)."""
     pred_off = strided_offset(pos, NDIM, ps0, ps1, ps2, ps3, ps4)
     pred = tl.load(pred_ptr + pred_off, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
     eps = pred
     if HAS_EPS:
-        eps = draw_noise(seed, first_quad, stream, 0, orow, offset_strength, BLOCK, PAIRED, HAS_OFFSET, MATH)
+        eps = draw_noise(seed, first_quad, stream, 0, orow, offset_strength, BLOCK, PAIRED, HAS_OFFSET, MATH,
+                         ALIGNED)
     x0 = pred
     if HAS_X0:
         x0 = tl.load(x0_ptr + offset_like(pred_off, pos, NDIM, SHARED_LAYOUT, xs0, xs1, xs2, xs3, xs4),
@@ -84,7 +86,7 @@ def loss_fwd_kernel(
     diff, _ = _strided_residual(pred_ptr, x0_ptr, ce_ptr, cx_ptr, pos, mask, row,
                                 noise_row(row, units_ptr, UNITS), first_quad, seed, stream, offset_strength, NDIM,
                                 SHARED_LAYOUT, ps0, ps1, ps2, ps3, ps4, xs0, xs1, xs2, xs3, xs4, HAS_OFFSET, HAS_EPS,
-                                EPS_SCALED, HAS_X0, BLOCK, MATH, PAIRED)
+                                EPS_SCALED, HAS_X0, BLOCK, MATH, PAIRED, UNITS == WHOLE_TILES)
     tl.store(partial_ptr + pid, tl.sum(diff * diff, axis=0))
 
 
@@ -105,7 +107,8 @@ def loss_bwd_kernel(
     diff, pred_off = _strided_residual(pred_ptr, x0_ptr, ce_ptr, cx_ptr, pos, mask, row,
                                        noise_row(row, units_ptr, UNITS), first_quad, seed, stream, offset_strength,
                                        NDIM, SHARED_LAYOUT, ps0, ps1, ps2, ps3, ps4, xs0, xs1, xs2, xs3, xs4,
-                                       HAS_OFFSET, HAS_EPS, EPS_SCALED, HAS_X0, BLOCK, MATH, PAIRED)
+                                       HAS_OFFSET, HAS_EPS, EPS_SCALED, HAS_X0, BLOCK, MATH, PAIRED,
+                                       UNITS == WHOLE_TILES)
     factor = tl.load(scale_ptr + row)
     tl.store(grad_ptr + offset_like(pred_off, pos, NDIM, SHARED_LAYOUT, gs0, gs1, gs2, gs3, gs4),
              to_output(factor * diff, grad_ptr.dtype.element_ty, SOFT_BF16), mask=mask)

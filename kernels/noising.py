@@ -14,7 +14,8 @@ import triton.language as tl
 
 from .convert import to_output
 from .philox_normal import PERTURB_STEP, channels_last_noise, channels_last_normals, draw_noise, load_seed, tile_normals
-from .tiles import channels_last_tile, noise_row, offset_like, row_coefficients, row_tile, strided_offset, unravel
+from .tiles import (WHOLE_TILES, channels_last_tile, noise_row, offset_like, row_coefficients, row_tile, strided_offset,
+                    unravel)
 
 # Quads (4 elements) per program and warps per program. A drawn-noise kernel
 # in bf16 is bound by instruction issue, not memory (Philox alone is ~10
@@ -82,13 +83,12 @@ def noising_fwd_kernel(
     else:
         seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
         eps = draw_noise(seed, first_quad, stream, step, noise_row(row, units_ptr, UNITS), offset_strength, BLOCK,
-                         PAIRED, HAS_OFFSET,
-                         MATH)
+                         PAIRED, HAS_OFFSET, MATH, UNITS == WHOLE_TILES)
     noised = eps
     if PERTURB:
         perturb_seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
         noised = eps + perturbation * tile_normals(perturb_seed, first_quad, stream, PERTURB_STEP, BLOCK, PAIRED,
-                                                   MATH)
+                                                   MATH, UNITS == WHOLE_TILES)
 
     tl.store(
         out_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, os0, os1, os2, os3, os4),

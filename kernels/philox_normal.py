@@ -105,6 +105,7 @@ PI = tl.constexpr(3.141592653589793)
 MINUS_TWO_LN2 = tl.constexpr(-1.3862943611198906)
 LN2 = tl.constexpr(0.6931471805599453)
 SQRT2_BITS = tl.constexpr(0x3FB504F3)  # the float32 just below sqrt(2)
+SIGN_BIT = tl.constexpr(-0x80000000)  # a float32's sign bit, as an int32
 SERIES_BELOW = tl.constexpr(-0.00390625)  # -2**-8: w above it takes the series
 
 
@@ -136,9 +137,15 @@ def cos_sin_poly(rb):
                               -1.0 / 6.0), x)
     c = tl.fma(tl.fma(tl.fma(tl.fma(tl.fma(x2, -1.0 / 3628800.0, 1.0 / 40320.0), x2, -1.0 / 720.0), x2,
                              1.0 / 24.0), x2, -0.5), x2, 1.0)
-    quarter = q.to(tl.int32) & 3  # theta = x + quarter · pi/2
-    cos_t = tl.where(quarter == 0, c, tl.where(quarter == 1, -s, tl.where(quarter == 2, -c, s)))
-    sin_t = tl.where(quarter == 0, s, tl.where(quarter == 1, c, tl.where(quarter == 2, -s, -c)))
+    quarter = q.to(tl.int32)  # theta = x + quarter · pi/2: (cos, sin) = (c, s), (−s, c), (−c, −s), (s, −c)
+    # Branch-free, in bits: an odd quarter swaps c and s (each XORed with swap = (c ^ s) where the quarter is
+    # odd), and the sign bits flip, cos's in quarters 1 and 2 ((quarter + 1) & 2), sin's in 2 and 3
+    # (quarter & 2); each result one three-way XOR, and no compare masks held in scalar registers.
+    c_bits = c.to(tl.int32, bitcast=True)
+    s_bits = s.to(tl.int32, bitcast=True)
+    swap = (c_bits ^ s_bits) & ((quarter << 31) >> 31)
+    cos_t = (c_bits ^ swap ^ (((quarter + 1) << 30) & SIGN_BIT)).to(tl.float32, bitcast=True)
+    sin_t = (s_bits ^ swap ^ ((quarter << 30) & SIGN_BIT)).to(tl.float32, bitcast=True)
     return cos_t, sin_t
 
 
@@ -182,10 +189,16 @@ def load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR: tl.constexpr):
 @triton.jit
 def quad_normals(seed, quad, stream, step, MATH: tl.constexpr):
     """The four normals of each quad in ``quad`` (an int64 block) for a uint64 ``seed``."""
-    c0 = (quad & 0xFFFFFFFF).to(tl.uint32)
-    c1 = (quad >> 32).to(tl.uint32)
+    return counter_normals(seed, (quad & 0xFFFFFFFF).to(tl.uint32), (quad >> 32).to(tl.uint32), stream, step, MATH)
+
+
+@triton.jit
+def counter_normals(seed, c0, c1, stream, step, MATH: tl.constexpr):
+    """The four normals of the quads whose counters' low words are ``c0`` (a uint32 block) and high words
+    ``c1`` (a block like it, or one word for all of them)."""
     # stream and step are int32 words (runtime values or constexprs); their bits are the counter's.
     zero = tl.zeros_like(c0).to(tl.int32)
+    c1 = (zero.to(tl.uint32, bitcast=True) + c1)
     c2 = (zero + stream).to(tl.uint32, bitcast=True)
     c3 = (zero + step).to(tl.uint32, bitcast=True)
     r0, r1, r2, r3 = philox4x32(seed, c0, c1, c2, c3)
@@ -195,25 +208,39 @@ def quad_normals(seed, quad, stream, step, MATH: tl.constexpr):
 
 
 @triton.jit
+def tile_quads(seed, first_quad, offsets, stream, step, ALIGNED: tl.constexpr, MATH: tl.constexpr):
+    """The four normals of quads first_quad + offsets (offsets an int32 block, from 0 to under BLOCK). An
+    ALIGNED tile starts at a multiple of its power-of-two BLOCK, so it never crosses a multiple of 2**32
+    quads: its counters' high word is one word for the whole tile (the first Philox round's products on it
+    then come once per thread, not once per quad) and the low words are 32-bit adds."""
+    if ALIGNED:
+        lo = (first_quad & 0xFFFFFFFF).to(tl.uint32)
+        hi = (first_quad >> 32).to(tl.uint32)
+        return counter_normals(seed, lo + offsets.to(tl.uint32), hi, stream, step, MATH)
+    else:
+        return quad_normals(seed, first_quad + offsets.to(tl.int64), stream, step, MATH)
+
+
+@triton.jit
 def tile_normals(seed, first_quad, stream, step, BLOCK: tl.constexpr, PAIRED: tl.constexpr,
-                 MATH: tl.constexpr):
+                 MATH: tl.constexpr, ALIGNED: tl.constexpr = False):
     """The 4·BLOCK normals of quads first_quad … first_quad + BLOCK − 1, element 4·q + k = lane k of quad q.
 
     The tile is assembled with joins, so every value stays in the registers of
     the thread that drew it and no Philox call is repeated. PAIRED gives each
     thread two consecutive quads (8 elements: 16 bytes of bf16/fp16, one
-    vector access); unpaired, one quad (16 bytes of float32).
+    vector access); unpaired, one quad (16 bytes of float32). ALIGNED: first_quad is a multiple of BLOCK
+    (tile_quads).
     """
     if PAIRED:
-        even = first_quad + 2 * tl.arange(0, BLOCK // 2).to(tl.int64)
-        e0, e1, e2, e3 = quad_normals(seed, even, stream, step, MATH)
-        o0, o1, o2, o3 = quad_normals(seed, even + 1, stream, step, MATH)
+        even = 2 * tl.arange(0, BLOCK // 2)
+        e0, e1, e2, e3 = tile_quads(seed, first_quad, even, stream, step, ALIGNED, MATH)
+        o0, o1, o2, o3 = tile_quads(seed, first_quad, even + 1, stream, step, ALIGNED, MATH)
         # Minor dims, innermost last: (quad of the pair, lane // 2, lane % 2).
         tile = tl.join(tl.join(tl.join(e0, o0), tl.join(e2, o2)), tl.join(tl.join(e1, o1), tl.join(e3, o3)))
         return tl.reshape(tile, [4 * BLOCK])
     else:
-        quad = first_quad + tl.arange(0, BLOCK).to(tl.int64)
-        n0, n1, n2, n3 = quad_normals(seed, quad, stream, step, MATH)
+        n0, n1, n2, n3 = tile_quads(seed, first_quad, tl.arange(0, BLOCK), stream, step, ALIGNED, MATH)
         return tl.interleave(tl.interleave(n0, n2), tl.interleave(n1, n3))
 
 
@@ -241,9 +268,10 @@ def row_offset_normal(seed, row, stream, MATH: tl.constexpr):
 
 @triton.jit
 def draw_noise(seed, first_quad, stream, step, row, offset_strength, BLOCK: tl.constexpr, PAIRED: tl.constexpr,
-               HAS_OFFSET: tl.constexpr, MATH: tl.constexpr):
-    """ε of the tile starting at first_quad; with HAS_OFFSET plus offset_strength × one normal per row."""
-    eps = tile_normals(seed, first_quad, stream, step, BLOCK, PAIRED, MATH)
+               HAS_OFFSET: tl.constexpr, MATH: tl.constexpr, ALIGNED: tl.constexpr = False):
+    """ε of the tile starting at first_quad; with HAS_OFFSET plus offset_strength × one normal per row.
+    ALIGNED as in tile_normals."""
+    eps = tile_normals(seed, first_quad, stream, step, BLOCK, PAIRED, MATH, ALIGNED)
     if HAS_OFFSET:
         eps = eps + offset_strength * row_offset_normal(seed, row, stream, MATH)
     return eps

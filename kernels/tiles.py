@@ -19,6 +19,9 @@ import triton.language as tl
 NO_UNITS = tl.constexpr(0)
 UNITS_ALIGNED = tl.constexpr(1)
 UNITS_ANY = tl.constexpr(2)
+# Rows of one tensor that are each a whole number of tiles, from element 0: program p owns quads
+# p·BLOCK … (p + 1)·BLOCK − 1, every lane in bounds (no mask to compute or apply).
+WHOLE_TILES = tl.constexpr(3)
 
 
 @triton.jit
@@ -52,13 +55,21 @@ def row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK
     UNITS_ALIGNED every run starts on a quad and holds whole quads, so the
     tile's local indices are a multiple of 4 plus its lane, as in the
     contiguous tile (vector accesses); UNITS_ANY takes runs that start anywhere.
+
+    WHOLE_TILES (rows of one tensor, each a whole number of tiles, from element 0): the tiles follow one
+    another, so program p's first quad is p·BLOCK and every lane is in bounds; the mask is a constant the
+    compiler drops, with its int64 compares and the predicated accesses.
     """
     pid32 = tl.program_id(0)
     pid = pid32.to(tl.int64)
     row = magic_divide(pid32, row_divisor).to(tl.int64)
     chunk = pid - row * chunks_per_row
     lanes = tl.arange(0, 4 * BLOCK).to(tl.int64)  # element k of the tile is lane k % 4 of quad k // 4
-    if UNITS == UNITS_ALIGNED:
+    if UNITS == WHOLE_TILES:
+        first_quad = pid * BLOCK
+        idx = first_quad * 4 + lanes
+        mask = tl.full([4 * BLOCK], 1, tl.int1)  # a constant: the loads and stores compile unmasked
+    elif UNITS == UNITS_ALIGNED:
         first_quad = (tl.load(units_ptr + 2 * row) >> 2) + chunk * BLOCK
         j = chunk * (4 * BLOCK) + lanes
         mask = j < row_len
@@ -82,7 +93,7 @@ def row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK
 @triton.jit
 def noise_row(row, units_ptr, UNITS: tl.constexpr):
     """The row of t whose offset normal a row draws: its global index for a run of a shard, else itself."""
-    if UNITS != NO_UNITS:
+    if UNITS == UNITS_ALIGNED or UNITS == UNITS_ANY:
         return tl.load(units_ptr + 2 * row + 1)
     return row
 

@@ -33,6 +33,7 @@ from triton.compiler import ASTSource  # noqa: E402
 from code_objects import amd_figures, nvidia_figures  # noqa: E402
 
 from diffusion_kernels import launch, sharding  # noqa: E402
+from diffusion_kernels.launch.tiling import gpu_units, tiling  # noqa: E402
 from diffusion_kernels.schedules import NoiseSchedule  # noqa: E402
 from diffusion_kernels.noising import launcher as noising_launcher  # noqa: E402
 from diffusion_kernels.trajectory import launcher as trajectory_launcher  # noqa: E402
@@ -88,7 +89,7 @@ def specialise(kernel, args, kwargs):
     return signature, constexprs, attrs
 
 
-def issue_launches():
+def issue_launches(units: int):
     from diffusion_kernels import kernels as km
     from diffusion_kernels.kernels import loss, noising, sampling, trajectory  # noqa: F401 (read as km's)
     for module, name in ((km.noising, "noising_fwd_kernel"), (km.noising, "noising_bwd_kernel"),
@@ -101,6 +102,7 @@ def issue_launches():
         setattr(module, name, Recorder(getattr(module, name)))
     try:
         _launch_every_variant()
+        sized_launches(units)
     finally:
         # Restored before compiling: the contiguous entry points call the strided kernels by name.
         for module in (km.noising, km.trajectory, km.loss, km.sampling):
@@ -159,6 +161,9 @@ def _launch_every_variant():
         t = torch.arange(16) * 60
         for write_noise in (False, True):
             noising_launcher.forward(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise, False, 0)
+        # Its ε loss, forward and backward.
+        loss_launcher.forward(x, 16, 5, 0, 0.0)
+        loss_launcher.backward(x, torch.ones(16), 16, 5, 0, 0.0)
         # The same with t checked on the device (debug compile: the kernel's device_assert is live).
         noising_launcher.forward(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, False, False, 0, True)
         # A context-parallel shard of that batch (frames 32-63 of 64): its runs read from the units table,
@@ -173,6 +178,21 @@ def _launch_every_variant():
             channels_last = x.to(memory_format=torch.channels_last)
             noising_launcher.forward(channels_last, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise,
                                      False, 0)
+
+
+def sized_launches(units: int):
+    """A 262,144-element training batch (64×4×32×32, per-sample t) launched as the launcher sizes it on a GPU
+    of ``units`` SMs (CUs) (launch.tiling.filling_tile): the tile the first training steps would run."""
+    a, b = NoiseSchedule.linear().coefficient_tables("cpu")
+    noising_launcher.gpu_units = lambda device: units
+    try:
+        for dtype in (torch.float32, torch.bfloat16):
+            x = torch.zeros(64, 4, 32, 32, dtype=dtype)
+            t = torch.arange(64) * 15
+            for write_noise in (False, True):
+                noising_launcher.forward(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise, False, 0)
+    finally:
+        noising_launcher.gpu_units = gpu_units
 
 
 def quads_per_program(constexprs: dict) -> int:
@@ -211,7 +231,7 @@ def describe(kernel: str, constexprs: dict, dtype: str, debug: bool) -> dict:
     else:
         layout = "strided"
     options = sorted(OPTIONS[k] for k in on if k in OPTIONS)
-    options += ["shard"] if c.get("UNITS", "0") != "0" else []
+    options += ["shard"] if c.get("UNITS", "0") in ("1", "2") else []  # 3: a tensor of whole tiles
     options += ["debug"] if debug else []
     if op == "loss_forward" or op == "loss_backward":
         options += [] if "HAS_EPS" in on else ["no_eps"]
@@ -233,13 +253,26 @@ def describe(kernel: str, constexprs: dict, dtype: str, debug: bool) -> dict:
     return {"op": op, "layout": layout, "options": options, "draws_noise": draws, "bytes_per_element": moved}
 
 
-def predictions(name: str, constexprs: dict, instructions_per_byte: float) -> dict:
+def launched_programs(name: str, what: dict, constexprs: dict) -> dict:
+    """{n: programs} the launcher starts for a one-row tensor of each size in PROGRAM_SIZES on the reference
+    device: the noising forward's row tiles sized to its SMs/CUs (launch.tiling.filling_tile), every other
+    launch at this variant's tile."""
+    if what["op"] == "noising" and what["layout"] != "channels_last":
+        from diffusion_kernels.kernels import noising
+
+        paired = str(constexprs.get("PAIRED")) == "True"
+        return {n: tiling(noising, n, 1, 0, paired, what["layout"] == "strided",
+                                 REFERENCE_UNITS[name]).grid[0] for n in PROGRAM_SIZES}
+    per_program = 4 * quads_per_program(constexprs)
+    return {n: -(-n // per_program) for n in PROGRAM_SIZES}
+
+
+def predictions(name: str, programs: dict, instructions_per_byte: float) -> dict:
     """programs (the launch's programs at each size in PROGRAM_SIZES, with their waves on the reference
     device's SMs/CUs) and predicted_fraction_of_copy (the issue-rate bound, per reference device)."""
-    per_program = 4 * quads_per_program(constexprs)
     return {
-        "programs": {n: -(-n // per_program) for n in PROGRAM_SIZES},
-        "programs_per_unit": {n: -(-n // per_program) / REFERENCE_UNITS[name] for n in PROGRAM_SIZES},
+        "programs": programs,
+        "programs_per_unit": {n: count / REFERENCE_UNITS[name] for n, count in programs.items()},
         "predicted_fraction_of_copy": {device: min(1.0, rate / instructions_per_byte)
                                        for device, rate in ISSUE_PER_BYTE.get(name, {}).items()},
     }
@@ -253,7 +286,7 @@ def compile_variants(name: str):
     math = launch.MATH_POLY if amd else launch.MATH_NVIDIA
     for family in (noising_launcher, trajectory_launcher, loss_launcher, sampling_launcher):
         family.math_mode = lambda device: math
-    issue_launches()
+    issue_launches(REFERENCE_UNITS[name])
     target = GPUTarget(backend, arch, lanes)
     wavefront = tiles_kernels.AMD_WAVEFRONT
     for kernel, args, kwargs in recorded:
@@ -282,7 +315,7 @@ def compile_variants(name: str):
             "instructions_per_element": per_element,
             **what,
             "instructions_per_byte": per_element / what["bytes_per_element"],
-            **predictions(name, constexprs, per_element / what["bytes_per_element"]),
+            **predictions(name, launched_programs(name, what, constexprs), per_element / what["bytes_per_element"]),
             **figures,
         }
 

@@ -98,3 +98,56 @@ def test_layout_shares_one_address_computation_only_when_strides_agree():
     assert not layout.contiguous and not layout.shared  # a sliced view's outputs come out contiguous
     flat = torch.randn(2, 3)
     assert launch.layout_of(flat.shape, [flat, None, torch.empty_like(flat)]).contiguous
+
+
+@pytest.mark.parametrize("units", [132, 304, 108])
+@pytest.mark.parametrize("n", [262144, 1048576, 4194304, 16777216])
+@pytest.mark.parametrize("paired", [False, True])
+def test_a_launch_sized_to_the_gpu_starts_two_programs_per_sm(units, n, paired):
+    """From 256K elements, as many programs as two per SM (CU), each thread still one 16-byte vector; the
+    tuned tile wherever it already does that (large tensors)."""
+    from diffusion_kernels.launch.tiling import filling_tile
+
+    tuned = noising_kernels.BLOCK_QUADS_PAIRED if paired else noising_kernels.BLOCK_QUADS
+    block, warps = filling_tile(tuned, noising_kernels.NUM_WARPS, n, units, paired)
+    assert -(-n // (4 * block)) >= 2 * units
+    assert block >= 32 * warps * (2 if paired else 1) and 1 <= warps <= noising_kernels.NUM_WARPS
+    if -(-n // (4 * tuned)) >= 2 * units:
+        assert (block, warps) == (tuned, noising_kernels.NUM_WARPS)
+
+
+def test_a_tiny_launch_stops_at_one_warp():
+    from diffusion_kernels.launch.tiling import filling_tile
+
+    assert filling_tile(512, 4, 768, 132, False) == (32, 1)
+    assert filling_tile(1024, 4, 768, 132, True) == (64, 1)
+
+
+def test_no_gpu_means_no_sizing():
+    from diffusion_kernels.launch.tiling import gpu_units
+
+    assert gpu_units(torch.device("cpu")) is None and gpu_units("meta") is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(4, 3, 8, 8), (3, 5, 7), (1,)])
+def test_a_tile_sized_to_the_gpu_draws_the_same_noise(monkeypatch, device, dtype, shape):
+    """The launcher's tile sized for a GPU of 132 SMs (here, smaller tiles and fewer warps than the default)
+    gives bit for bit what the default tile gives: the noise is a function of position."""
+    import diffusion_kernels as dk
+    from diffusion_kernels.noising import launcher as noising_launcher
+    from diffusion_kernels.noising import plans
+
+    schedule = dk.NoiseSchedule.linear()
+    x0 = torch.randn(shape).to(dtype).to(device)
+    t = torch.tensor([7, 500, 999, 0][:shape[0]], device=device)
+    expected = [dk.q_sample(x0, t, schedule, seed=11, return_noise=True, backend="triton", stream=s) for s in (0, None)]
+    monkeypatch.setattr(noising_launcher, "gpu_units", lambda device: 132)
+    monkeypatch.setattr(plans, "_PLANS", {})
+    noising_launcher._launch_settings.cache_clear()
+    try:
+        for (out, eps), stream in zip(expected, (0, None)):
+            got_out, got_eps = dk.q_sample(x0, t, schedule, seed=11, return_noise=True, backend="triton", stream=stream)
+            assert torch.equal(got_out, out) and torch.equal(got_eps, eps)
+    finally:
+        noising_launcher._launch_settings.cache_clear()

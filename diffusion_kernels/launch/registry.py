@@ -36,10 +36,10 @@ def device_guard(tensor: torch.Tensor):
     """The scope of one launch: the tensor's GPU made current (Triton launches on the current device;
     a no-op in the usual case where it already is, which saves two device switches per call), or
     the interpreter's lock on CPU."""
-    device = tensor.device
-    if device.type == "cuda":
-        return _NO_SCOPE if device.index == torch.cuda.current_device() else torch.cuda.device(device)
-    return _INTERPRETER_LOCK if device.type == "cpu" else _NO_SCOPE
+    if tensor.is_cuda:
+        index = tensor.get_device()
+        return _NO_SCOPE if index == torch.cuda.current_device() else torch.cuda.device(index)
+    return _INTERPRETER_LOCK if tensor.is_cpu else _NO_SCOPE
 
 
 _NO_SCOPE = contextlib.nullcontext()  # reusable: it holds nothing

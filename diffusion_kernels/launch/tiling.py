@@ -42,6 +42,7 @@ class Tiling(NamedTuple):
     block: int  # quads per program
     chunks: int  # programs per row
     divisor: int  # chunks as a packed divisor: the kernels find a program's row with a multiply and a shift
+    warps: Optional[int] = None  # warps of 32 lanes per program (launch_warps); None: the kernel's NUM_WARPS
 
     @property
     def grid(self) -> tuple[int]:
@@ -78,22 +79,68 @@ def packed_divisor(d: int) -> int:
 
 
 def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0, paired: bool = False,
-           strided: bool = False) -> Tiling:
+           strided: bool = False, units: Optional[int] = None) -> Tiling:
     """The tiling of n elements in ``rows`` rows for ``kernel_module``'s kernels (``paired``: contiguous
-    2-byte I/O, ``strided``: a strided layout; see block_quads)."""
+    2-byte I/O, ``strided``: a strided layout; see block_quads), sized to fill ``units`` SMs (CUs) where
+    given (:func:`filling_tile`)."""
     row_len = n // rows
-    return row_tiling(rows, row_len, block_quads(kernel_module, row_len, paired, strided), elem_offset)
+    block = block_quads(kernel_module, row_len, paired, strided)
+    if not units:
+        return row_tiling(rows, row_len, block, elem_offset)
+    block, warps = filling_tile(block, kernel_module.NUM_WARPS, n, units, paired)
+    return row_tiling(rows, row_len, block, elem_offset, warps)
+
+
+# A launch of fewer programs than this per SM (CU) leaves part of the GPU idle, and each program's dependent
+# loads (t, then ᾱ[t], then x0) exposed: at the sizes people train at (256K–4M elements) the tuned tile
+# starts only 64–512 programs on a GPU of 132 SMs.
+PROGRAMS_PER_UNIT = 2
+
+
+def filling_tile(block: int, warps: int, n: int, units: int, paired: bool) -> tuple[int, int]:
+    """(quads per program, warps) for n elements on a GPU of ``units`` SMs (CUs): the tuned tile (``block``
+    quads, ``warps`` warps), halved until the launch starts PROGRAMS_PER_UNIT programs per SM; below one
+    16-byte vector per thread (a quad, or a pair of quads for 2-byte I/O) the warps are halved with it, down
+    to one. The noise does not depend on the tile (kernels/philox_normal.py: a function of position)."""
+    per_thread = 2 if paired else 1
+    while -(-n // (4 * block)) < PROGRAMS_PER_UNIT * units:
+        if block > 32 * warps * per_thread:
+            block //= 2
+        elif warps > 1:
+            block, warps = block // 2, warps // 2
+        else:
+            break
+    return block, warps
+
+
+def gpu_units(device) -> Optional[int]:
+    """The SMs (CUs) of ``device``'s GPU, which :func:`filling_tile` fills; None where no GPU runs the
+    launch (a CPU tensor, Triton's interpreter). Read once per device."""
+    import torch
+
+    device = device if type(device) is torch.device else torch.device(device)
+    if device.type != "cuda" or interpreter_active():
+        return None
+    return _multiprocessors(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.lru_cache(maxsize=None)
+def _multiprocessors(index: int) -> int:
+    import torch
+
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 @functools.lru_cache(maxsize=256)
-def row_tiling(rows: int, row_len: int, block: int, elem_offset: int) -> Tiling:
+def row_tiling(rows: int, row_len: int, block: int, elem_offset: int, warps: Optional[int] = None) -> Tiling:
     # A training loop repeats one shape: the divisor arithmetic is done once per shape.
     chunks = chunks_per_row(row_len, elem_offset, block)
-    return Tiling(rows, row_len, block, chunks, packed_divisor(chunks))
+    return Tiling(rows, row_len, block, chunks, packed_divisor(chunks), warps)
 
 
-# kernels/tiles.py's row_tile modes: rows of one tensor, a shard's quad-aligned runs, runs starting anywhere.
-NO_UNITS, UNITS_ALIGNED, UNITS_ANY = 0, 1, 2
+# kernels/tiles.py's row_tile modes: rows of one tensor, a shard's quad-aligned runs, runs starting anywhere,
+# rows of one tensor that are each a whole number of tiles.
+NO_UNITS, UNITS_ALIGNED, UNITS_ANY, WHOLE_TILES = 0, 1, 2, 3
 
 
 def units_mode(units, aligned: bool) -> int:
@@ -102,6 +149,20 @@ def units_mode(units, aligned: bool) -> int:
     if units is None:
         return NO_UNITS
     return UNITS_ALIGNED if aligned else UNITS_ANY
+
+
+def whole_tiles(tile: Tiling, elem_offset: int) -> bool:
+    """Whether every row is a whole number of ``tile``'s tiles from element 0 (a 16×4×64×64 batch is): the
+    kernels then need no mask (kernels/tiles.py, WHOLE_TILES)."""
+    return elem_offset == 0 and tile.row_len % (4 * tile.block) == 0
+
+
+def row_mode(tile: Tiling, elem_offset: int, units, aligned: bool) -> int:
+    """row_tile's UNITS for a launch of ``tile``: WHOLE_TILES for rows of one tensor that are whole tiles
+    (:func:`whole_tiles`), else units_mode."""
+    if units is None and whole_tiles(tile, elem_offset):
+        return WHOLE_TILES
+    return units_mode(units, aligned)
 
 
 def run_alignment(elem_offset: int, units, aligned: bool) -> int:
@@ -152,13 +213,15 @@ def math_mode(device) -> int:
     return MATH_POLY if torch.version.hip else MATH_NVIDIA
 
 
-def launch_warps(kernel_module, device) -> int:
-    """Triton's num_warps for a launch: the kernel's NUM_WARPS warps of 32 lanes on NVIDIA; on AMD, whose
-    wavefronts have 64 lanes, half as many, so each thread takes the same quads (kernels/tiles.py)."""
+def launch_warps(kernel_module, device, warps: Optional[int] = None) -> int:
+    """Triton's num_warps for a launch of ``warps`` warps of 32 lanes (default the kernel's NUM_WARPS; a
+    Tiling's ``warps``): as many on NVIDIA; on AMD, whose wavefronts have 64 lanes, half as many, so each
+    thread takes the same quads (kernels/tiles.py)."""
     import torch
 
+    warps = kernel_module.NUM_WARPS if warps is None else warps
     if torch.version.hip and torch.device(device).type == "cuda" and not interpreter_active():
         from ..kernels import tiles
 
-        return max(1, kernel_module.NUM_WARPS * 32 // tiles.AMD_WAVEFRONT)
-    return kernel_module.NUM_WARPS
+        return max(1, warps * 32 // tiles.AMD_WAVEFRONT)
+    return warps

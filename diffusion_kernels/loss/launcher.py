@@ -8,7 +8,7 @@ import torch
 from .. import seeding
 from ..dispatch import interpreter_active
 from ..launch.layout import Layout, prepare, channels_last_planes, copy_back, packed, paired
-from ..launch.tiling import tiling, channels_last_tiling, launch_warps, math_mode, run_alignment, units_mode
+from ..launch.tiling import tiling, channels_last_tiling, launch_warps, math_mode, row_mode, run_alignment
 from ..seeding import seed_args, seed_parts
 from ..launch.registry import device_guard, launcher, register_triton_op
 
@@ -80,7 +80,7 @@ def loss_forward(pred: torch.Tensor, x0: Optional[torch.Tensor], eps_scale: Opti
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
                 NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
                 SEED_FROM_PTR=from_ptr, **target.switches(), BLOCK=tile.block, MATH=math_mode(pred.device),
-                PAIRED=paired(pred, layout), UNITS=units_mode(units, units_aligned),
+                PAIRED=paired(pred, layout), UNITS=row_mode(tile, 0, units, units_aligned),
                 num_warps=launch_warps(kernels, pred.device),
             )
     # A program covers one row of its tiling, so the row sums are sums of whole programs, added in
@@ -122,7 +122,8 @@ def loss_backward(pred: torch.Tensor, row_scale: torch.Tensor, x0: Optional[torc
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
                 NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
                 SEED_FROM_PTR=from_ptr, **target.switches(), BLOCK=tile.block, SOFT_BF16=interpreter_active(),
-                MATH=math_mode(pred.device), PAIRED=paired(pred, layout), UNITS=units_mode(units, units_aligned),
+                MATH=math_mode(pred.device), PAIRED=paired(pred, layout),
+                UNITS=row_mode(tile, 0, units, units_aligned),
                 num_warps=launch_warps(kernels, pred.device),
             )
     copy_back([(grad, grad_)])

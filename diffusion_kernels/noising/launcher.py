@@ -11,7 +11,8 @@ import torch
 from .. import seeding, transfer
 from ..dispatch import interpreter_active
 from ..launch.layout import entry_point, prepare, Planes, channels_last_planes, packed, copy_back, MEMORY_ORDER, paired
-from ..launch.tiling import tiling, channels_last_tiling, launch_warps, math_mode, run_alignment, units_mode
+from ..launch.tiling import (NO_UNITS, WHOLE_TILES, tiling, channels_last_tiling, gpu_units, launch_warps, math_mode,
+                             row_mode, run_alignment, units_mode, whole_tiles)
 from ..seeding import seed_args, seed_parts
 from ..launch.registry import device_guard, launcher, register_triton_op, debug_options
 
@@ -70,7 +71,7 @@ def forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Te
         elif planes is not None:
             layout = MEMORY_ORDER
         tile = tiling(noising, n, rows, run_alignment(elem_offset, units, units_aligned), paired(x0, layout),
-                      not layout.contiguous)
+                      not layout.contiguous, gpu_units(x0.device))
         kernel, layout_args, layout_kw = entry_point(layout, noising.noising_fwd_kernel,
                                                      noising.noising_fwd_contiguous_kernel)
         grid, row_args = tile.grid, tile.row_args
@@ -78,8 +79,8 @@ def forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Te
             **layout_kw, HAS_NOISE=not drawn, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
             HAS_OFFSET=offset_strength != 0.0 and drawn, SEED_FROM_PTR=seed_tensor is not None, BLOCK=tile.block,
             SOFT_BF16=interpreter_active(), MATH=math_mode(x0.device), PAIRED=paired(x0, layout),
-            PERTURB=perturbation != 0.0 and drawn, UNITS=units_mode(units, units_aligned),
-            num_warps=launch_warps(noising, x0.device), **debug_options(check_t))
+            PERTURB=perturbation != 0.0 and drawn, UNITS=row_mode(tile, elem_offset, units, units_aligned),
+            num_warps=launch_warps(noising, x0.device, tile.warps), **debug_options(check_t))
     s_lo, s_hi, s_ptr, _ = seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
     _launch(kernel, grid, x0_, x0_ if drawn else noise_, out_, eps_ if eps_ is not None else out_,
             v_ if v_ is not None else out_, t_rows, a, b, c if c is not None else a, d if d is not None else b,
@@ -183,11 +184,13 @@ def _launch_settings(kernels, n: int, rows: int, element_size: int, device: torc
                      write_noise: bool, write_v: bool, offset: bool, seed_from_ptr: bool, perturb: bool,
                      check_t: bool, alignment: int, units: int, constants: tuple):
     math = constants[-1](device)
-    tile = tiling(kernels, n, rows, alignment, element_size == 2, False)
+    tile = tiling(kernels, n, rows, alignment, element_size == 2, False, gpu_units(device))
     settings = dict(
         HAS_NOISE=given_noise, WRITE_NOISE=write_noise, WRITE_V=write_v, HAS_OFFSET=offset,
         SEED_FROM_PTR=seed_from_ptr, BLOCK=tile.block, SOFT_BF16=interpreter_active(), MATH=math,
-        PAIRED=element_size == 2, PERTURB=perturb, UNITS=units, num_warps=launch_warps(kernels, device),
+        PAIRED=element_size == 2, PERTURB=perturb,
+        UNITS=WHOLE_TILES if units == NO_UNITS and whole_tiles(tile, alignment) else units,
+        num_warps=launch_warps(kernels, device, tile.warps),
         **debug_options(check_t))
     return tile.grid, tile.row_args, settings
 
