@@ -95,18 +95,21 @@ def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0, paired: bool 
 # loads (t, then ᾱ[t], then x0) exposed: at the sizes people train at (256K–4M elements) the tuned tile
 # starts only 64–512 programs on a GPU of 132 SMs.
 PROGRAMS_PER_UNIT = 2
+# The fewest 32-lane warps a sized tile takes: one 64-lane AMD wavefront, whose lanes a smaller tile would
+# leave idle (launch_warps).
+MIN_WARPS = 2
 
 
 def filling_tile(block: int, warps: int, n: int, units: int, paired: bool) -> tuple[int, int]:
     """(quads per program, warps) for n elements on a GPU of ``units`` SMs (CUs): the tuned tile (``block``
     quads, ``warps`` warps), halved until the launch starts PROGRAMS_PER_UNIT programs per SM; below one
     16-byte vector per thread (a quad, or a pair of quads for 2-byte I/O) the warps are halved with it, down
-    to one. The noise does not depend on the tile (kernels/philox_normal.py: a function of position)."""
+    to MIN_WARPS. The noise does not depend on the tile (kernels/philox_normal.py: a function of position)."""
     per_thread = 2 if paired else 1
     while -(-n // (4 * block)) < PROGRAMS_PER_UNIT * units:
         if block > 32 * warps * per_thread:
             block //= 2
-        elif warps > 1:
+        elif warps > MIN_WARPS:
             block, warps = block // 2, warps // 2
         else:
             break
