@@ -138,14 +138,14 @@ def cos_sin_poly(rb):
     c = tl.fma(tl.fma(tl.fma(tl.fma(tl.fma(x2, -1.0 / 3628800.0, 1.0 / 40320.0), x2, -1.0 / 720.0), x2,
                              1.0 / 24.0), x2, -0.5), x2, 1.0)
     quarter = q.to(tl.int32)  # theta = x + quarter · pi/2: (cos, sin) = (c, s), (−s, c), (−c, −s), (s, −c)
-    # Branch-free, in bits: an odd quarter swaps c and s (each XORed with swap = (c ^ s) where the quarter is
-    # odd), and the sign bits flip, cos's in quarters 1 and 2 ((quarter + 1) & 2), sin's in 2 and 3
-    # (quarter & 2); each result one three-way XOR, and no compare masks held in scalar registers.
-    c_bits = c.to(tl.int32, bitcast=True)
-    s_bits = s.to(tl.int32, bitcast=True)
-    swap = (c_bits ^ s_bits) & ((quarter << 31) >> 31)
-    cos_t = (c_bits ^ swap ^ (((quarter + 1) << 30) & SIGN_BIT)).to(tl.float32, bitcast=True)
-    sin_t = (s_bits ^ swap ^ ((quarter << 30) & SIGN_BIT)).to(tl.float32, bitcast=True)
+    # One compare: an odd quarter swaps c and s; then the sign bits flip by XOR, cos's in quarters 1 and 2
+    # ((quarter + 1) & 2), sin's in 2 and 3 (quarter & 2). Nested selects held three compare masks per
+    # pair in scalar registers, which spilled there on a tile of whole rows.
+    odd = (quarter & 1) != 0
+    first = tl.where(odd, s, c).to(tl.int32, bitcast=True)
+    second = tl.where(odd, c, s).to(tl.int32, bitcast=True)
+    cos_t = (first ^ (((quarter + 1) << 30) & SIGN_BIT)).to(tl.float32, bitcast=True)
+    sin_t = (second ^ ((quarter << 30) & SIGN_BIT)).to(tl.float32, bitcast=True)
     return cos_t, sin_t
 
 

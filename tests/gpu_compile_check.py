@@ -161,6 +161,10 @@ def _launch_every_variant():
         t = torch.arange(16) * 60
         for write_noise in (False, True):
             noising_launcher.forward(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise, False, 0)
+        # The same batch as a block 16 elements into a larger tensor: its rows are not whole tiles from element
+        # 0, so it takes the masked tile, as a shard's runs do.
+        for write_noise in (False, True):
+            noising_launcher.forward(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise, False, 16)
         # Its ε loss, forward and backward.
         loss_launcher.forward(x, 16, 5, 0, 0.0)
         loss_launcher.backward(x, torch.ones(16), 16, 5, 0, 0.0)
