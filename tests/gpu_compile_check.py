@@ -188,15 +188,17 @@ def sized_launches(units: int):
     """A 262,144-element training batch (64×4×32×32, per-sample t) launched as the launcher sizes it on a GPU
     of ``units`` SMs (CUs) (launch.tiling.filling_tile): the tile the first training steps would run."""
     a, b = NoiseSchedule.linear().coefficient_tables("cpu")
-    noising_launcher.gpu_units = lambda device: units
+    noising_launcher.gpu_units = loss_launcher.gpu_units = lambda device: units
     try:
         for dtype in (torch.float32, torch.bfloat16):
             x = torch.zeros(64, 4, 32, 32, dtype=dtype)
             t = torch.arange(64) * 15
             for write_noise in (False, True):
                 noising_launcher.forward(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise, False, 0)
+            loss_launcher.forward(x, 64, 5, 0, 0.0)
+            loss_launcher.backward(x, torch.ones(64), 64, 5, 0, 0.0)
     finally:
-        noising_launcher.gpu_units = gpu_units
+        noising_launcher.gpu_units = loss_launcher.gpu_units = gpu_units
 
 
 def quads_per_program(constexprs: dict) -> int:
@@ -259,14 +261,15 @@ def describe(kernel: str, constexprs: dict, dtype: str, debug: bool) -> dict:
 
 def launched_programs(name: str, what: dict, constexprs: dict) -> dict:
     """{n: programs} the launcher starts for a one-row tensor of each size in PROGRAM_SIZES on the reference
-    device: the noising forward's row tiles sized to its SMs/CUs (launch.tiling.filling_tile), every other
-    launch at this variant's tile."""
-    if what["op"] == "noising" and what["layout"] != "channels_last":
-        from diffusion_kernels.kernels import noising
+    device: the noising forward's and the loss's row tiles sized to its SMs/CUs (launch.tiling.filling_tile),
+    every other launch at this variant's tile."""
+    if what["op"] in ("noising", "loss_forward", "loss_backward") and what["layout"] != "channels_last":
+        from diffusion_kernels.kernels import loss, noising
 
+        module = noising if what["op"] == "noising" else loss
         paired = str(constexprs.get("PAIRED")) == "True"
-        return {n: tiling(noising, n, 1, 0, paired, what["layout"] == "strided",
-                                 REFERENCE_UNITS[name]).grid[0] for n in PROGRAM_SIZES}
+        return {n: tiling(module, n, 1, 0, paired, what["layout"] == "strided",
+                          REFERENCE_UNITS[name]).grid[0] for n in PROGRAM_SIZES}
     per_program = 4 * quads_per_program(constexprs)
     return {n: -(-n // per_program) for n in PROGRAM_SIZES}
 

@@ -44,7 +44,7 @@ def variants():
 def test_every_kernel_compiles_for_sm90(variants):
     kernels = {v["kernel"] for v in variants}
     assert kernels == KERNELS
-    assert len(variants) == 91
+    assert len(variants) == 95
     for v in variants:
         assert v["cubin_bytes"] > 0 and v["registers"] is not None and v["registers"] <= 255
 
@@ -183,7 +183,7 @@ def test_every_variant_says_what_it_is_moves_and_is_predicted_to_reach(variants)
         assert v["instructions_per_byte"] == pytest.approx(v["instructions_per_element"] / v["bytes_per_element"])
         per_program = 4 * (int(v["constexprs"]["BLOCK"]) if "BLOCK" in v["constexprs"]
                            else int(v["constexprs"]["BLOCK_J"]) * int(v["constexprs"]["C"]))
-        if v["op"] == "noising" and v["layout"] != "channels_last":
+        if v["op"] in ("noising", "loss_forward", "loss_backward") and v["layout"] != "channels_last":
             # The launcher sizes these tiles to the GPU (test_the_training_batch_fills_an_h100).
             assert v["programs"] == _sized_programs(v), v["programs"]
         else:
@@ -198,15 +198,17 @@ def test_every_variant_says_what_it_is_moves_and_is_predicted_to_reach(variants)
 
 
 def _sized_programs(v) -> dict:
-    """The programs the noising launcher starts on an H100 (132 SMs) for a one-row tensor of each size: the
-    GPU's tuned tile (this process may run Triton's interpreter, whose tiles differ) sized by filling_tile."""
-    from diffusion_kernels.kernels import noising
+    """The programs the noising or loss launcher starts on an H100 (132 SMs) for a one-row tensor of each size:
+    the GPU's tuned tile (this process may run Triton's interpreter, whose tiles differ) sized by
+    filling_tile."""
+    from diffusion_kernels.kernels import loss, noising
     from diffusion_kernels.launch.tiling import filling_tile
 
+    module = noising if v["op"] == "noising" else loss
     paired = v["constexprs"].get("PAIRED") == "True"
-    tuned = (noising.BLOCK_QUADS_STRIDED if v["layout"] == "strided"
-             else noising.BLOCK_QUADS_PAIRED if paired else noising.BLOCK_QUADS)
-    return {str(n): -(-n // (4 * filling_tile(tuned, noising.NUM_WARPS, n, 132, paired)[0]))
+    tuned = (module.BLOCK_QUADS_STRIDED if v["layout"] == "strided"
+             else module.BLOCK_QUADS_PAIRED if paired else module.BLOCK_QUADS)
+    return {str(n): -(-n // (4 * filling_tile(tuned, module.NUM_WARPS, n, 132, paired)[0]))
             for n in (262144, 1048576, 16777216)}
 
 
@@ -233,6 +235,19 @@ def test_the_training_batch_fills_an_h100(variants, dtype, write_noise):
     assert tuned["programs"]["16777216"] == 16777216 // (4 * int(tuned["constexprs"]["BLOCK"]))
     assert sized["philox_multiplies"] > 0 and sized["vector_loads"] > 0 and sized["vector_stores"] > 0
     assert sized["stack_bytes"] == 0 and sized["registers"] <= 80
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("kernel", ["loss_fwd_kernel", "loss_bwd_kernel"])
+def test_the_training_batch_loss_fills_an_h100(variants, dtype, kernel):
+    """The ε loss at 262,144 elements, forward and backward, sized the same way: two programs per SM of an
+    H100, vector loads, no spills."""
+    batch = [v for v in variants if v["kernel"] == kernel and v["dtype"] == dtype and not v["debug"]
+             and v["constexprs"]["HAS_EPS"] == "True" and v["constexprs"]["HAS_X0"] == "False"]
+    tuned = next(v for v in batch if v["shape"] == [16, 4, 64, 64])
+    sized = next(v for v in batch if v["shape"] == [64, 4, 32, 32])
+    assert tuned["programs"]["262144"] >= 264 and 262144 // (4 * int(sized["constexprs"]["BLOCK"])) >= 264
+    assert sized["vector_loads"] > 0 and sized["stack_bytes"] == 0 and sized["registers"] <= 80
 
 
 def test_only_a_checked_launch_asserts_t_on_the_device(variants):
@@ -276,7 +291,7 @@ def _drawn(v) -> bool:
 
 
 def test_every_kernel_compiles_for_amd_without_scratch(amd_variants):
-    assert {v["kernel"] for v in amd_variants} == KERNELS and len(amd_variants) == 91
+    assert {v["kernel"] for v in amd_variants} == KERNELS and len(amd_variants) == 95
     for v in amd_variants:
         assert v["code_bytes"] > 0 and v["stack_bytes"] == 0, v  # no scratch, no spills
         assert v["registers"] is not None and v["registers"] <= 256, v  # the architectural VGPRs of a wave64

@@ -157,3 +157,28 @@ def test_a_tile_sized_to_the_gpu_draws_the_same_noise(monkeypatch, device, dtype
             assert torch.equal(got_out, out) and torch.equal(got_eps, eps)
     finally:
         noising_launcher._launch_settings.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_loss_sized_to_the_gpu_gives_the_same_gradient_and_loss(monkeypatch, device, dtype):
+    """The loss's tiles sized for a GPU of 132 SMs: the gradient (one element per element) bit for bit the
+    default tile's, the loss the same up to the order its row sums add the programs' partial sums."""
+    import diffusion_kernels as dk
+    from diffusion_kernels.loss import launcher as loss_launcher
+
+    schedule = dk.NoiseSchedule.linear()
+    x0 = torch.randn(4, 3, 8, 8).to(dtype).to(device)
+    t = torch.tensor([7, 500, 999, 0], device=device)
+
+    def loss_and_grad():
+        _, handle = dk.q_sample(x0, t, schedule, seed=11, return_noise="seed", backend="triton")
+        pred = torch.linspace(-1, 1, x0.numel()).reshape(x0.shape).to(dtype).to(device).requires_grad_()
+        loss = dk.diffusion_loss(pred, handle, backend="triton")
+        loss.backward()
+        return loss.detach(), pred.grad
+
+    expected = loss_and_grad()
+    monkeypatch.setattr(loss_launcher, "gpu_units", lambda device: 132)
+    got = loss_and_grad()
+    torch.testing.assert_close(got[0], expected[0], rtol=1e-6, atol=0)
+    assert torch.equal(got[1], expected[1])
