@@ -11,6 +11,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import diffusion_kernels as dk
 from diffusion_kernels import dispatch
+from diffusion_kernels.bench.host import NoLaunch
 from diffusion_kernels.kernels import noising as noising_kernels
 from diffusion_kernels.loss import launcher as loss_launcher
 from diffusion_kernels.noising import function as noising_function
@@ -39,20 +40,6 @@ class SyncWatch(TorchDispatchMode):
             if not (len(args) > 2 and args[2]) and not kwargs.get("non_blocking", False):
                 self.syncs.append(f"blocking copy_ {args[1].device} -> {args[0].device}")
         return func(*args, **kwargs)
-
-
-class NoLaunch:
-    """A kernel whose launch does nothing: ``kernel[grid](*args)`` evaluates its arguments and returns; its
-    other attributes (the parameter names) are the kernel's."""
-
-    def __init__(self, kernel):
-        self.kernel = kernel
-
-    def __getitem__(self, grid):
-        return lambda *args, **kwargs: None
-
-    def __getattr__(self, name):
-        return getattr(self.kernel, name)
 
 
 @pytest.fixture

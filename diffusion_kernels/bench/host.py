@@ -36,7 +36,7 @@ PROVIDERS = ("fused", "eager", "diffusers")
 FILE = "host.json"
 
 
-class _NoLaunch:
+class NoLaunch:
     """A kernel whose launch does nothing: ``kernel[grid](*args)`` evaluates its arguments and returns; its
     other attributes (the parameter names) are the kernel's."""
 
@@ -61,8 +61,8 @@ def _triton_branch_on_meta():
 
     select, launch, kernel = dispatch.select, launcher.launcher, kernels.noising_fwd_contiguous_kernel
     dispatch.select = lambda backend, x, *others: "triton"
-    launcher.launcher = _NoLaunch
-    kernels.noising_fwd_contiguous_kernel = _NoLaunch(kernel)
+    launcher.launcher = NoLaunch
+    kernels.noising_fwd_contiguous_kernel = NoLaunch(kernel)
     try:
         yield
     finally:

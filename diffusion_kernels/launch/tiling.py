@@ -160,12 +160,10 @@ def whole_tiles(tile: Tiling, elem_offset: int) -> bool:
     return elem_offset == 0 and tile.row_len % (4 * tile.block) == 0
 
 
-def row_mode(tile: Tiling, elem_offset: int, units, aligned: bool) -> int:
-    """row_tile's UNITS for a launch of ``tile``: WHOLE_TILES for rows of one tensor that are whole tiles
-    (:func:`whole_tiles`), else units_mode."""
-    if units is None and whole_tiles(tile, elem_offset):
-        return WHOLE_TILES
-    return units_mode(units, aligned)
+def row_mode(tile: Tiling, elem_offset: int, mode: int) -> int:
+    """row_tile's UNITS for a launch of ``tile`` whose units_mode is ``mode``: WHOLE_TILES for rows of one
+    tensor that are whole tiles (:func:`whole_tiles`), else ``mode``."""
+    return WHOLE_TILES if mode == NO_UNITS and whole_tiles(tile, elem_offset) else mode
 
 
 def run_alignment(elem_offset: int, units, aligned: bool) -> int:

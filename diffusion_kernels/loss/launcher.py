@@ -8,7 +8,8 @@ import torch
 from .. import seeding
 from ..dispatch import interpreter_active
 from ..launch.layout import Layout, prepare, channels_last_planes, copy_back, packed, paired
-from ..launch.tiling import tiling, channels_last_tiling, gpu_units, launch_warps, math_mode, row_mode, run_alignment
+from ..launch.tiling import (tiling, channels_last_tiling, gpu_units, launch_warps, math_mode, row_mode, run_alignment,
+                             units_mode)
 from ..seeding import seed_args, seed_parts
 from ..launch.registry import device_guard, launcher, register_triton_op
 
@@ -80,7 +81,7 @@ def loss_forward(pred: torch.Tensor, x0: Optional[torch.Tensor], eps_scale: Opti
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
                 NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
                 SEED_FROM_PTR=from_ptr, **target.switches(), BLOCK=tile.block, MATH=math_mode(pred.device),
-                PAIRED=paired(pred, layout), UNITS=row_mode(tile, 0, units, units_aligned),
+                PAIRED=paired(pred, layout), UNITS=row_mode(tile, 0, units_mode(units, units_aligned)),
                 num_warps=launch_warps(kernels, pred.device, tile.warps),
             )
     # A program covers one row of its tiling, so the row sums are sums of whole programs, added in
@@ -123,7 +124,7 @@ def loss_backward(pred: torch.Tensor, row_scale: torch.Tensor, x0: Optional[torc
                 NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
                 SEED_FROM_PTR=from_ptr, **target.switches(), BLOCK=tile.block, SOFT_BF16=interpreter_active(),
                 MATH=math_mode(pred.device), PAIRED=paired(pred, layout),
-                UNITS=row_mode(tile, 0, units, units_aligned),
+                UNITS=row_mode(tile, 0, units_mode(units, units_aligned)),
                 num_warps=launch_warps(kernels, pred.device, tile.warps),
             )
     copy_back([(grad, grad_)])

@@ -11,8 +11,8 @@ import torch
 from .. import seeding, transfer
 from ..dispatch import interpreter_active
 from ..launch.layout import entry_point, prepare, Planes, channels_last_planes, packed, copy_back, MEMORY_ORDER, paired
-from ..launch.tiling import (NO_UNITS, WHOLE_TILES, tiling, channels_last_tiling, gpu_units, launch_warps, math_mode,
-                             row_mode, run_alignment, units_mode, whole_tiles)
+from ..launch.tiling import (tiling, channels_last_tiling, gpu_units, launch_warps, math_mode, row_mode, run_alignment,
+                             units_mode)
 from ..seeding import seed_args, seed_parts
 from ..launch.registry import device_guard, launcher, register_triton_op, debug_options
 
@@ -79,7 +79,7 @@ def forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Te
             **layout_kw, HAS_NOISE=not drawn, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
             HAS_OFFSET=offset_strength != 0.0 and drawn, SEED_FROM_PTR=seed_tensor is not None, BLOCK=tile.block,
             SOFT_BF16=interpreter_active(), MATH=math_mode(x0.device), PAIRED=paired(x0, layout),
-            PERTURB=perturbation != 0.0 and drawn, UNITS=row_mode(tile, elem_offset, units, units_aligned),
+            PERTURB=perturbation != 0.0 and drawn, UNITS=row_mode(tile, elem_offset, units_mode(units, units_aligned)),
             num_warps=launch_warps(noising, x0.device, tile.warps), **debug_options(check_t))
     s_lo, s_hi, s_ptr, _ = seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
     _launch(kernel, grid, x0_, x0_ if drawn else noise_, out_, eps_ if eps_ is not None else out_,
@@ -142,9 +142,8 @@ def rows_of(index: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def _constants(kernels) -> tuple:
-    """What a kind's settings depend on beyond the call: the tile constants (plain_forward compares them in
-    this order), and the function that picks the Box–Muller functions of a device (its answer is fixed for a
-    device; the function is compared)."""
+    """What a kind's settings depend on beyond the call: the tile constants, and the function that picks the
+    Box–Muller functions of a device (its answer is fixed for a device; the function is compared)."""
     return (kernels.BLOCK_QUADS, kernels.BLOCK_QUADS_PAIRED, kernels.INTERPRETER_BLOCK_QUADS, kernels.NUM_WARPS,
             math_mode)
 
@@ -160,9 +159,7 @@ def plain_forward(x0: torch.Tensor, index: torch.Tensor, tables: tuple, seed: in
     t_rows = index if plain.t_as_is else rows_of(index, x0.device)
     if not t_rows.is_contiguous():
         t_rows = t_rows.contiguous()  # the kernel reads t packed
-    kernels, made = plain.kernels, plain.constants
-    if (kernels.BLOCK_QUADS != made[0] or kernels.BLOCK_QUADS_PAIRED != made[1]
-            or kernels.INTERPRETER_BLOCK_QUADS != made[2] or kernels.NUM_WARPS != made[3] or math_mode is not made[4]):
+    if plain.constants != _constants(plain.kernels):
         plain = cast(PlainLaunch, plain_settings(x0, index, tables[0], tables[1], write_noise,
                                                  plain.settings.get("debug", False)))
     out = torch.empty_like(x0)
@@ -189,7 +186,7 @@ def _launch_settings(kernels, n: int, rows: int, element_size: int, device: torc
         HAS_NOISE=given_noise, WRITE_NOISE=write_noise, WRITE_V=write_v, HAS_OFFSET=offset,
         SEED_FROM_PTR=seed_from_ptr, BLOCK=tile.block, SOFT_BF16=interpreter_active(), MATH=math,
         PAIRED=element_size == 2, PERTURB=perturb,
-        UNITS=WHOLE_TILES if units == NO_UNITS and whole_tiles(tile, alignment) else units,
+        UNITS=row_mode(tile, alignment, units),
         num_warps=launch_warps(kernels, device, tile.warps),
         **debug_options(check_t))
     return tile.grid, tile.row_args, settings
