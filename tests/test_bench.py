@@ -179,7 +179,7 @@ def test_the_host_mode_times_every_case_beside_eager_and_writes_its_record(tmp_p
         pytest.skip("the host mode's cpu case runs the compiled CPU loop (numba, the [cpu] extra)")
     launched = []
     real_launcher = launcher.launcher
-    monkeypatch.setattr(host, "_NoLaunch", type("Counted", (host._NoLaunch,), {
+    monkeypatch.setattr(host, "NoLaunch", type("Counted", (host.NoLaunch,), {
         "__getitem__": lambda self, grid: lambda *a, **k: launched.append(grid)}))
     record = host.run(rounds=2, calls=3)
     rows = {(r["case"], r["provider"]): r for r in record["rows"]}
