@@ -1,4 +1,4 @@
-"""Rounding of float32 results to the output dtype."""
+"""Conversions between the I/O dtypes and float32: 2-byte inputs read up, results rounded once."""
 import triton
 import triton.language as tl
 
@@ -26,3 +26,19 @@ def to_output(x, dtype: tl.constexpr, SOFT_BF16: tl.constexpr):
         return float32_to_bf16_rtne(x)
     else:
         return x.to(dtype)
+
+
+@triton.jit
+def load_bf16_words(ptr, start, SIZE: tl.constexpr):
+    """SIZE bfloat16 elements from ``ptr + start`` as float32, read as 32-bit words (``ptr + start`` 4-byte
+    aligned: the launcher's WHOLE_TILES rows are).
+
+    A bfloat16 is the high half of its float32, so the word's low element is the word shifted up 16 bits
+    and its high element the word with its low half cleared: one instruction each, where the conversion of
+    a loaded pair spends three (it moves the high element down before shifting it back up).
+    """
+    words = tl.load(ptr.to(tl.pointer_type(tl.int32)) + start // 2 + tl.arange(0, SIZE // 2),
+                    eviction_policy="evict_first")
+    low = (words << 16).to(tl.float32, bitcast=True)
+    high = (words & -65536).to(tl.float32, bitcast=True)  # 0xFFFF0000
+    return tl.reshape(tl.join(low, high), [SIZE])

@@ -12,7 +12,7 @@ stores rounded once, at the end.
 import triton
 import triton.language as tl
 
-from .convert import to_output
+from .convert import load_bf16_words, to_output
 from .philox_normal import PERTURB_STEP, channels_last_noise, channels_last_normals, draw_noise, load_seed, tile_normals
 from .tiles import (WHOLE_TILES, channels_last_tile, noise_row, offset_like, row_coefficients, row_tile, strided_offset,
                     unravel)
@@ -62,19 +62,50 @@ def noising_fwd_kernel(
     NDIM: tl.constexpr, SHARED_LAYOUT: tl.constexpr, HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr,
     WRITE_V: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
     SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr, PERTURB: tl.constexpr,
+    UNITS: tl.constexpr, TILES: tl.constexpr,
+):
+    """PERTURB (drawn ε only): x_t from ε + perturbation·ε′ while ε and v keep ε (input perturbation).
+    TILES (WHOLE_TILES rows only): the program runs that many consecutive tiles of its row, one after the
+    other, so the row's coefficients, the Philox key schedule and the addressing are set up once for them."""
+    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK,
+                                               UNITS, TILES)
+    a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
+    for k in tl.range(0, TILES):
+        noised_tile(x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr, t_ptr, c_ptr, d_ptr, T, row, a, b,
+                    first_quad + k * BLOCK, idx + k * (4 * BLOCK), mask, units_ptr,
+                    seed_lo, seed_hi, seed_ptr, stream, step, offset_strength, perturbation,
+                    z1, z2, z3, z4, d1, d2, d3, d4, xs0, xs1, xs2, xs3, xs4, ns0, ns1, ns2, ns3, ns4,
+                    os0, os1, os2, os3, os4, es0, es1, es2, es3, es4, vs0, vs1, vs2, vs3, vs4,
+                    NDIM, SHARED_LAYOUT, HAS_NOISE, WRITE_NOISE, WRITE_V, HAS_OFFSET, SEED_FROM_PTR, BLOCK,
+                    SOFT_BF16, MATH, PAIRED, PERTURB, UNITS)
+
+
+@triton.jit
+def noised_tile(
+    x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr, t_ptr, c_ptr, d_ptr, T, row, a, b,
+    first_quad, idx, mask, units_ptr,
+    seed_lo, seed_hi, seed_ptr, stream, step, offset_strength, perturbation,
+    z1, z2, z3, z4, d1, d2, d3, d4,
+    xs0, xs1, xs2, xs3, xs4,
+    ns0, ns1, ns2, ns3, ns4,
+    os0, os1, os2, os3, os4,
+    es0, es1, es2, es3, es4,
+    vs0, vs1, vs2, vs3, vs4,
+    NDIM: tl.constexpr, SHARED_LAYOUT: tl.constexpr, HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr,
+    WRITE_V: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
+    SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr, PERTURB: tl.constexpr,
     UNITS: tl.constexpr,
 ):
-    """PERTURB (drawn ε only): x_t from ε + perturbation·ε′ while ε and v keep ε (input perturbation)."""
-    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK,
-                                               UNITS)
+    """One tile of noising_fwd_kernel: its quads from first_quad, its logical indices idx and their mask."""
     pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
-    a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
-
     x0_off = strided_offset(pos, NDIM, xs0, xs1, xs2, xs3, xs4)
-    x0 = tl.load(
-        x0_ptr + x0_off,
-        mask=mask, other=0.0, eviction_policy="evict_first",
-    ).to(tl.float32)
+    if UNITS == WHOLE_TILES and NDIM == 1 and PAIRED and x0_ptr.dtype.element_ty == tl.bfloat16:
+        x0 = load_bf16_words(x0_ptr, first_quad * 4, 4 * BLOCK)
+    else:
+        x0 = tl.load(
+            x0_ptr + x0_off,
+            mask=mask, other=0.0, eviction_policy="evict_first",
+        ).to(tl.float32)
     if HAS_NOISE:
         eps = tl.load(
             noise_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, ns0, ns1, ns2, ns3, ns4),
@@ -203,7 +234,7 @@ def noising_fwd_contiguous_kernel(
     HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr, WRITE_V: tl.constexpr,
     HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
     SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr, PERTURB: tl.constexpr,
-    UNITS: tl.constexpr,
+    UNITS: tl.constexpr, TILES: tl.constexpr,
 ):
     noising_fwd_kernel(
         x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr, t_ptr, a_ptr, b_ptr, c_ptr, d_ptr, T,
@@ -212,7 +243,7 @@ def noising_fwd_contiguous_kernel(
         perturbation,
         1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0,
         1, True, HAS_NOISE, WRITE_NOISE, WRITE_V, HAS_OFFSET, SEED_FROM_PTR, BLOCK, SOFT_BF16, MATH, PAIRED,
-        PERTURB, UNITS,
+        PERTURB, UNITS, TILES,
     )
 
 

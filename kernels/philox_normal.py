@@ -38,7 +38,13 @@ def philox4x32(seed, c0, c1, c2, c3):
     """
     k0 = (seed & 0xFFFFFFFF).to(tl.uint32)
     k1 = (seed >> 32).to(tl.uint32)
-    for _ in tl.static_range(PHILOX_ROUNDS):
+    return philox_rounds(c0, c1, c2, c3, k0, k1, PHILOX_ROUNDS)
+
+
+@triton.jit
+def philox_rounds(c0, c1, c2, c3, k0, k1, ROUNDS: tl.constexpr):
+    """ROUNDS Philox4x32 rounds on the counter words from the round keys (k0, k1)."""
+    for _ in tl.static_range(ROUNDS):
         pa = c0.to(tl.uint64) * PHILOX_ROUND_A
         pb = c2.to(tl.uint64) * PHILOX_ROUND_B
         c0 = (pb >> 32).to(tl.uint32) ^ c1 ^ k0
@@ -74,14 +80,16 @@ def philox4x32(seed, c0, c1, c2, c3):
 # lg2.approx is within 2**-22 absolute on [0.5, 2], which is no relative
 # accuracy at all as u1 -> 1 where log(u1) -> 0: a radius near 0 could be off
 # by up to ~6e-4. So for u1 > 1 - 2**-8 the kernel takes -2 ln(1 + w),
-# w = u1 - 1 (exact there), from its series -2w + w**2 - (2/3)w**3 (truncation
-# 2**-33); elsewhere r**2 >= 2**-7 and lg2's error moves the radius by at most
-# ~2e-6. A normal is thus within ~5e-6 of the math-library value
+# w = u1 - 1 (exact there), from its series to w**2, (w - 2) w: two
+# instructions; the truncation, under (2/3)|w|**3 <= 2**-24.6 on r**2 >= 2|w|,
+# moves the radius by at most ~2.3e-7. Elsewhere r**2 >= 2**-7 and lg2's error
+# moves the radius by at most ~2e-6. A normal is thus within ~5e-6 of the math-library value
 # (diffusion_kernels.tolerances.NOISE_ATOL = 1e-5).
 #
-# MATH_POLY (AMD GPUs) builds log, sin and cos from float32 multiply-adds, so
-# its accuracy depends on no vendor's instruction error bound and the CPU
-# suite checks it exhaustively: Triton's AMD libdevice has no fast_log2f /
+# MATH_POLY (AMD GPUs) builds log, sin and cos from float32 multiply-adds and
+# one hardware reciprocal, so its accuracy depends on no vendor's
+# transcendental error bound and the CPU suite checks it exhaustively (the
+# reciprocal at its error bound): Triton's AMD libdevice has no fast_log2f /
 # fast_sinf / fast_cosf, and its accurate sin/cos cost ~300 instructions each.
 # ln u1 = e ln 2 + 2 atanh(f / (2 + f)) with u1 = (1 + f) 2**e, 1 + f in
 # [sqrt(1/2), sqrt(2)) (the atanh series to s**9, |s| <= 0.172: truncation
@@ -89,7 +97,7 @@ def philox4x32(seed, c0, c1, c2, c3):
 # exactly). sin and cos of theta = 2 pi r, r = u2 - 1/2, by quadrant,
 # q = round(4r), and Taylor polynomials of x = 2 pi (r - q/4) in
 # [-pi/4, pi/4] (to x**9 and x**10: truncation < 2e-9); r and r - q/4 are
-# exact. About 40 instructions per pair, every one a full-rate ALU op.
+# exact. About 30 instructions per pair, all full-rate ALU ops but the reciprocal.
 #
 # MATH_LIBRARY (Triton's CPU interpreter, which has none of the instructions)
 # runs the math library's functions.
@@ -119,7 +127,9 @@ def ln_poly(u):
     m_bits = tl.where(high, m_bits - 0x800000, m_bits)
     e = tl.where(high, e + 1, e)
     f = m_bits.to(tl.float32, bitcast=True) - 1.0  # exact (Sterbenz)
-    s = f / (f + 2.0)
+    # The hardware reciprocal (v_rcp_f32, within 1 ulp) times f: the IEEE division costs ~10 instructions
+    # per pair. s is then within a few ulp, ln u1 within ~1e-7 absolute and still relative as u1 -> 1.
+    s = libdevice.fast_dividef(f, f + 2.0)
     s2 = s * s
     # 2 atanh(s) = s (2 + 2/3 s**2 + 2/5 s**4 + 2/7 s**6 + 2/9 s**8)
     p = tl.fma(tl.fma(tl.fma(tl.fma(s2, 2.0 / 9.0, 2.0 / 7.0), s2, 2.0 / 5.0), s2, 2.0 / 3.0), s2, 2.0)
@@ -156,7 +166,7 @@ def box_muller(ra, rb, MATH: tl.constexpr):
     if MATH == MATH_NVIDIA:
         theta = tl.fma((rb >> 8).to(tl.float32), TWO_PI_POW_M24, -PI)
         w = u1 - 1.0
-        series = tl.fma(tl.fma(w, -2.0 / 3.0, 1.0), w, -2.0) * w
+        series = (w - 2.0) * w
         radius = tl.sqrt(tl.where(w > SERIES_BELOW, series, libdevice.fast_log2f(u1) * MINUS_TWO_LN2))
         return radius * libdevice.fast_cosf(theta), radius * libdevice.fast_sinf(theta)
     elif MATH == MATH_POLY:
@@ -208,15 +218,63 @@ def counter_normals(seed, c0, c1, stream, step, MATH: tl.constexpr):
 
 
 @triton.jit
+def philox4x32_one_varying_word(seed, c0, c1, c2, c3):
+    """philox4x32 for counters whose words c1, c2, c3 are one word each (scalars) for the whole block c0.
+
+    The first three rounds then have scalar parts, written out so that the scalar products and the scalar
+    words each round XORs in are combined once (uniform registers on a GPU: an instruction reads at most
+    one, so a word left to combine per quad would be copied to a vector register per quad), and each
+    quad's part of rounds 1 and 2 is one wide multiply and one or two XORs; rounds 4 to 10 are
+    philox4x32's. The words are philox4x32's: the XORs are only regrouped.
+    """
+    k0 = (seed & 0xFFFFFFFF).to(tl.uint32)
+    k1 = (seed >> 32).to(tl.uint32)
+    # Round 1: pa = c0·A varies, pb = c2·B is a scalar.
+    pa = c0.to(tl.uint64) * PHILOX_ROUND_A
+    pb = c2.to(tl.uint64) * PHILOX_ROUND_B
+    s0 = (pb >> 32).to(tl.uint32) ^ c1 ^ k0  # the new c0: a scalar
+    v2 = (pa >> 32).to(tl.uint32) ^ (c3 ^ k1)  # the new c2
+    s1 = pb.to(tl.uint32)  # the new c1: a scalar
+    v3 = pa.to(tl.uint32)  # the new c3
+    k0 = tl.add(k0, PHILOX_KEY_A, sanitize_overflow=False)
+    k1 = tl.add(k1, PHILOX_KEY_B, sanitize_overflow=False)
+    # Round 2: pa = s0·A is a scalar, pb = v2·B varies.
+    pa2 = s0.to(tl.uint64) * PHILOX_ROUND_A
+    pb2 = v2.to(tl.uint64) * PHILOX_ROUND_B
+    c0 = (pb2 >> 32).to(tl.uint32) ^ (s1 ^ k0)
+    c2 = ((pa2 >> 32).to(tl.uint32) ^ k1) ^ v3
+    c1 = pb2.to(tl.uint32)
+    s3 = pa2.to(tl.uint32)  # the new c3: a scalar
+    k0 = tl.add(k0, PHILOX_KEY_A, sanitize_overflow=False)
+    k1 = tl.add(k1, PHILOX_KEY_B, sanitize_overflow=False)
+    # Round 3: c3 is still a scalar, XORed in with the key.
+    pa = c0.to(tl.uint64) * PHILOX_ROUND_A
+    pb = c2.to(tl.uint64) * PHILOX_ROUND_B
+    c0 = (pb >> 32).to(tl.uint32) ^ c1 ^ k0
+    c2 = (pa >> 32).to(tl.uint32) ^ (s3 ^ k1)
+    c1 = pb.to(tl.uint32)
+    c3 = pa.to(tl.uint32)
+    k0 = tl.add(k0, PHILOX_KEY_A, sanitize_overflow=False)
+    k1 = tl.add(k1, PHILOX_KEY_B, sanitize_overflow=False)
+    return philox_rounds(c0, c1, c2, c3, k0, k1, PHILOX_ROUNDS - 3)
+
+
+@triton.jit
 def tile_quads(seed, first_quad, offsets, stream, step, ALIGNED: tl.constexpr, MATH: tl.constexpr):
     """The four normals of quads first_quad + offsets (offsets an int32 block, from 0 to under BLOCK). An
     ALIGNED tile starts at a multiple of its power-of-two BLOCK, so it never crosses a multiple of 2**32
-    quads: its counters' high word is one word for the whole tile (the first Philox round's products on it
-    then come once per thread, not once per quad) and the low words are 32-bit adds."""
+    quads: its counters' high word is one word for the whole tile (philox4x32_one_varying_word) and the
+    low words are 32-bit adds."""
     if ALIGNED:
         lo = (first_quad & 0xFFFFFFFF).to(tl.uint32)
         hi = (first_quad >> 32).to(tl.uint32)
-        return counter_normals(seed, lo + offsets.to(tl.uint32), hi, stream, step, MATH)
+        # stream and step are int32 words (runtime values or constexprs); their bits are the counter's.
+        r0, r1, r2, r3 = philox4x32_one_varying_word(seed, lo + offsets.to(tl.uint32), hi,
+                                                     (tl.zeros([], tl.int32) + stream).to(tl.uint32, bitcast=True),
+                                                     (tl.zeros([], tl.int32) + step).to(tl.uint32, bitcast=True))
+        n0, n1 = box_muller(r0, r1, MATH)
+        n2, n3 = box_muller(r2, r3, MATH)
+        return n0, n1, n2, n3
     else:
         return quad_normals(seed, first_quad + offsets.to(tl.int64), stream, step, MATH)
 

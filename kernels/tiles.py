@@ -40,7 +40,7 @@ def magic_divide(n, divisor):
 
 @triton.jit
 def row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK: tl.constexpr,
-             UNITS: tl.constexpr):
+             UNITS: tl.constexpr, TILES: tl.constexpr = 1):
     """Program id, row index, the tile's first quad, its 4·BLOCK local logical indices and their mask.
 
     The row is pid // chunks_per_row (``row_divisor`` packs that divisor).
@@ -58,7 +58,9 @@ def row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK
 
     WHOLE_TILES (rows of one tensor, each a whole number of tiles, from element 0): the tiles follow one
     another, so program p's first quad is p·BLOCK and every lane is in bounds; the mask is a constant the
-    compiler drops, with its int64 compares and the predicated accesses.
+    compiler drops, with its int64 compares and the predicated accesses. A program that runs TILES
+    consecutive tiles (the launcher's chunks_per_row then counts programs) starts at quad p·TILES·BLOCK;
+    this returns its first tile.
     """
     pid32 = tl.program_id(0)
     pid = pid32.to(tl.int64)
@@ -66,7 +68,7 @@ def row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK
     chunk = pid - row * chunks_per_row
     lanes = tl.arange(0, 4 * BLOCK).to(tl.int64)  # element k of the tile is lane k % 4 of quad k // 4
     if UNITS == WHOLE_TILES:
-        first_quad = pid * BLOCK
+        first_quad = pid * (TILES * BLOCK)
         idx = first_quad * 4 + lanes
         mask = tl.full([4 * BLOCK], 1, tl.int1)  # a constant: the loads and stores compile unmasked
     elif UNITS == UNITS_ALIGNED:

@@ -27,13 +27,28 @@ SASS_LINE = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9
 
 
 def sass_instructions(cubin: bytes) -> int:
-    """Machine instructions in the kernel, padding (NOP) and the closing self-branch left out.
-
-    The noising kernels have no loops, so this is also what each thread
-    issues, give or take the instructions a predicate skips.
-    """
+    """Machine instructions in the kernel, padding (NOP) and the closing self-branch left out: what each
+    thread issues, give or take the instructions a predicate skips, where the kernel has no loop (else
+    see sass_loop_instructions)."""
     ops = [m.group(1) for line in cuobjdump(cubin, "-sass").splitlines() if (m := SASS_LINE.match(line))]
     return sum(op != "NOP" for op in ops) - 1
+
+
+SASS_ADDRESSED = re.compile(r"^\s*/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)(.*)")
+
+
+def sass_loop_instructions(cubin: bytes) -> int:
+    """Machine instructions inside the kernel's loops (from a backward branch's target to the branch): a
+    thread issues them once per trip. 0 for a kernel without one."""
+    lines = [(int(m.group(1), 16), m.group(2), m.group(3))
+             for line in cuobjdump(cubin, "-sass").splitlines() if (m := SASS_ADDRESSED.match(line))]
+    inside = 0
+    for address, op, rest in lines:
+        target = re.match(r"\s*(0x[0-9a-f]+)", rest) if op.startswith("BRA") else None
+        if target and int(target.group(1), 16) < address:
+            start = int(target.group(1), 16)
+            inside += sum(op != "NOP" for a, op, _ in lines if start <= a <= address)
+    return inside
 
 
 SASS_OPCODE = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")
@@ -80,6 +95,7 @@ def nvidia_figures(compiled) -> dict:
         "integer_divisions": len(re.findall(r"\b(?:div|rem)\.[su](?:32|64)\b", ptx)),
         "sass_instructions": sass,
         "machine_instructions": sass,
+        "loop_instructions": sass_loop_instructions(compiled.asm["cubin"]),
         "x0_load_position": streaming_load_position(compiled.asm["cubin"]),
         **resource_usage(compiled.asm["cubin"]),
     }
@@ -125,12 +141,32 @@ def amd_figures(compiled) -> dict:
         "code_bytes": len(compiled.asm["hsaco"]),
         "integer_divisions": sum(op.startswith("v_rcp_iflag_f32") for op in body),  # the unsigned-division idiom
         "machine_instructions": len(vector),
+        "loop_instructions": _amd_loop_vector_instructions(asm),
         "scalar_instructions": len(body) - len(vector),
         "registers": _amd_metadata(asm, "vgpr_count"),
         "sgprs": _amd_metadata(asm, "sgpr_count"),
         "stack_bytes": scratch + spills,
         "x0_load_position": _amd_streaming_load_position(body, asm),
     }
+
+
+def _amd_loop_vector_instructions(asm: str) -> int:
+    """Vector instructions inside the kernel's loops (from a label to a branch back to it), as on NVIDIA."""
+    seen, count, inside = {}, 0, 0
+    for line in asm.splitlines():
+        label = re.match(r"^(\.LBB\w+):", line)
+        if label:
+            seen[label.group(1)] = count
+            continue
+        words = line.split()
+        if not line.startswith("\t") or not words or not re.match(r"[a-z]", words[0]):
+            continue
+        if words[0].startswith(("v_", "global_", "buffer_", "flat_", "ds_")):
+            count += 1
+        elif words[0].startswith("s_cbranch") or words[0] == "s_branch":
+            if words[-1] in seen:
+                inside += count - seen[words[-1]]
+    return inside
 
 
 def _amd_streaming_load_position(body: list, asm: str) -> float | None:

@@ -103,6 +103,7 @@ def issue_launches(units: int):
     try:
         _launch_every_variant()
         sized_launches(units)
+        large_batch_launches(units)
     finally:
         # Restored before compiling: the contiguous entry points call the strided kernels by name.
         for module in (km.noising, km.trajectory, km.loss, km.sampling):
@@ -187,16 +188,30 @@ def _launch_every_variant():
 def sized_launches(units: int):
     """A 262,144-element training batch (64×4×32×32, per-sample t) launched as the launcher sizes it on a GPU
     of ``units`` SMs (CUs) (launch.tiling.filling_tile): the tile the first training steps would run."""
+    batch_launches(units, (64, 4, 32, 32), with_loss=True)
+
+
+def large_batch_launches(units: int):
+    """A 16,777,216-element batch (64×4×256×256, per-sample t) launched as the noising launcher runs it on a
+    GPU of ``units`` SMs (CUs): rows of whole tiles, several tiles per program (launch.tiling.grouped_tiles),
+    where a GPU issues the most instructions per byte it can (the sizes at which the issue rate binds)."""
+    batch_launches(units, (64, 4, 256, 256), with_loss=False)
+
+
+def batch_launches(units: int, shape: tuple, with_loss: bool):
+    """The drawn-noise forward (x_t, x_t + ε) of a batch of ``shape`` in float32 and bfloat16, and with_loss
+    its ε loss forward and backward, launched on a GPU of ``units`` SMs (CUs)."""
     a, b = NoiseSchedule.linear().coefficient_tables("cpu")
     noising_launcher.gpu_units = loss_launcher.gpu_units = lambda device: units
     try:
         for dtype in (torch.float32, torch.bfloat16):
-            x = torch.zeros(64, 4, 32, 32, dtype=dtype)
-            t = torch.arange(64) * 15
+            x = torch.empty(shape, dtype=dtype)
+            t = torch.arange(shape[0]) * 15
             for write_noise in (False, True):
                 noising_launcher.forward(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise, False, 0)
-            loss_launcher.forward(x, 64, 5, 0, 0.0)
-            loss_launcher.backward(x, torch.ones(64), 64, 5, 0, 0.0)
+            if with_loss:
+                loss_launcher.forward(x, shape[0], 5, 0, 0.0)
+                loss_launcher.backward(x, torch.ones(shape[0]), shape[0], 5, 0, 0.0)
     finally:
         noising_launcher.gpu_units = loss_launcher.gpu_units = gpu_units
 
@@ -262,14 +277,18 @@ def describe(kernel: str, constexprs: dict, dtype: str, debug: bool) -> dict:
 def launched_programs(name: str, what: dict, constexprs: dict) -> dict:
     """{n: programs} the launcher starts for a one-row tensor of each size in PROGRAM_SIZES on the reference
     device: the noising forward's and the loss's row tiles sized to its SMs/CUs (launch.tiling.filling_tile),
-    every other launch at this variant's tile."""
+    every other launch at this variant's tile; the noising forward's whole-tile rows grouped as its launcher
+    groups them (launch.tiling.grouped_tiles)."""
     if what["op"] in ("noising", "loss_forward", "loss_backward") and what["layout"] != "channels_last":
         from diffusion_kernels.kernels import loss, noising
 
         module = noising if what["op"] == "noising" else loss
         paired = str(constexprs.get("PAIRED")) == "True"
-        return {n: tiling(module, n, 1, 0, paired, what["layout"] == "strided",
-                          REFERENCE_UNITS[name]).grid[0] for n in PROGRAM_SIZES}
+        units = REFERENCE_UNITS[name]
+        tiles = {n: tiling(module, n, 1, 0, paired, what["layout"] == "strided", units) for n in PROGRAM_SIZES}
+        if what["op"] == "noising":  # one-row tensors of whole tiles: several tiles per program where it may
+            tiles = {n: noising_launcher.forward_tiles(tile, 0, 0, units, True)[0] for n, tile in tiles.items()}
+        return {n: tile.grid[0] for n, tile in tiles.items()}
     per_program = 4 * quads_per_program(constexprs)
     return {n: -(-n // per_program) for n in PROGRAM_SIZES}
 
@@ -305,10 +324,13 @@ def compile_variants(name: str):
         signature, constexprs, attrs = specialise(kernel, args, kwargs)
         compiled = triton.compile(ASTSource(kernel, signature, constexprs, attrs), target=target, options=options)
         figures = (amd_figures if amd else nvidia_figures)(compiled)
+        tiles = int(constexprs.get("TILES", 1))
         elements = 4 * quads_per_program(constexprs) / (lanes * num_warps)
         dtype = next(str(a.dtype).replace("torch.", "") for a in args if isinstance(a, torch.Tensor))
         what = describe(kernel.__name__, constexprs, dtype, options.get("debug", False))
-        per_element = figures["machine_instructions"] / elements
+        # A program of TILES tiles runs its loop's body once per tile and the rest once: what a thread issues.
+        issued = figures["machine_instructions"] + (tiles - 1) * figures["loop_instructions"]
+        per_element = issued / (tiles * elements)
         yield {
             "target": name,
             "kernel": kernel.__name__,
@@ -319,6 +341,7 @@ def compile_variants(name: str):
             "debug": options.get("debug", False),
             "num_warps": num_warps,
             "elements_per_thread": elements,
+            "tiles_per_program": tiles,
             "instructions_per_element": per_element,
             **what,
             "instructions_per_byte": per_element / what["bytes_per_element"],

@@ -104,6 +104,19 @@ def _emulate_nvidia(monkeypatch, sign: float) -> float:
 def _every_launch_takes(monkeypatch, math: int) -> None:
     for family in (noising_launcher, trajectory_launcher, loss_launcher):  # where each launcher reads it
         monkeypatch.setattr(family, "math_mode", lambda device: math)
+    if math == launch.MATH_POLY:
+        _emulate_amd_reciprocal(monkeypatch, 1.0)
+
+
+# AMD's fast division a · rcp(b): v_rcp_f32 within 1 ulp, then the product's rounding; taken at 4 ulp.
+RCP_REL_ERROR = 2.0**-21
+
+
+def _emulate_amd_reciprocal(monkeypatch, sign: float) -> None:
+    """libdevice.fast_dividef (MATH_POLY's one hardware instruction) as the exact quotient off by its error
+    bound, all one way (``sign``)."""
+    monkeypatch.setattr(libdevice, "fast_dividef", lambda x, y: (x / y) * (1.0 + sign * RCP_REL_ERROR),
+                        raising=False)
 
 
 @pytest.fixture(params=["nvidia_errors_up", "nvidia_errors_down", "amd_poly"])
@@ -144,8 +157,11 @@ def test_gpu_box_muller_is_accurate_at_the_instructions_worst_case_errors(emulat
 
 
 @pytest.mark.skipif(not interpreter_active(), reason="runs the AMD path through Triton's interpreter")
-def test_amd_box_muller_is_accurate_at_every_angle_and_every_radius():
-    """Exhaustive: all 2**24 angles, each paired with one of the 2**23 radii (every radius twice)."""
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["reciprocal_up", "reciprocal_down"])
+def test_amd_box_muller_is_accurate_at_every_angle_and_every_radius(monkeypatch, sign):
+    """Exhaustive: all 2**24 angles, each paired with one of the 2**23 radii (every radius twice), with the
+    hardware reciprocal's error at its bound either way."""
+    _emulate_amd_reciprocal(monkeypatch, sign)
     worst = 0.0
     chunk = 1 << 20
     for start in range(0, 1 << 24, chunk):

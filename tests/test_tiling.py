@@ -159,6 +159,84 @@ def test_a_tile_sized_to_the_gpu_draws_the_same_noise(monkeypatch, device, dtype
         noising_launcher._launch_settings.cache_clear()
 
 
+@pytest.mark.parametrize("resident, tiles", [(1, 2), (0, 4)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("options", [{}, {"return_v": True, "offset_noise": 0.1, "input_perturbation": 0.2}],
+                         ids=["plain", "v_offset_perturbed"])
+def test_programs_that_run_several_tiles_give_what_one_tile_per_program_gives(monkeypatch, device, dtype, options,
+                                                                             resident, tiles):
+    """Rows of whole tiles on a GPU with programs to spare: each program runs ``tiles`` consecutive tiles of
+    its row (here forced on a 4-SM GPU), and x_t, ε and v come out bit for bit as with one tile each."""
+    import importlib
+
+    import diffusion_kernels as dk
+    from diffusion_kernels.noising import launcher as noising_launcher
+    from diffusion_kernels.noising import plans
+
+    schedule = dk.NoiseSchedule.linear()
+    x0 = torch.randn(2, 4, 64, 64).to(dtype).to(device)
+    t = torch.tensor([7, 999], device=device)
+
+    def noised():
+        got = dk.q_sample(x0, t, schedule, seed=11, return_noise=True, backend="triton", **options)
+        return got if isinstance(got, tuple) else (got,)
+
+    expected = noised()
+    launches = []
+    monkeypatch.setattr(noising_launcher, "gpu_units", lambda device: 4)
+    monkeypatch.setattr(importlib.import_module("diffusion_kernels.launch.tiling"), "RESIDENT_PROGRAMS_PER_UNIT",
+                        resident)
+    monkeypatch.setattr(plans, "_PLANS", {})
+    real = noising_launcher.grouped_tiles
+    monkeypatch.setattr(noising_launcher, "grouped_tiles", lambda tile, sms: launches.append(real(tile, sms))
+                        or launches[-1])
+    noising_launcher._launch_settings.cache_clear()
+    try:
+        got = noised()
+    finally:
+        noising_launcher._launch_settings.cache_clear()
+    assert [tile.tiles for tile in launches] == [tiles]
+    assert launches[0].grid == (2 * 4 // tiles,)  # 4 tiles per row after sizing to 4 SMs
+    assert len(got) == len(expected) and all(torch.equal(g, e) for g, e in zip(got, expected))
+
+
+def test_tiles_are_grouped_only_by_whole_divisors_of_a_row_and_with_programs_to_spare():
+    from diffusion_kernels.launch.tiling import grouped_tiles, row_tiling
+
+    tile = row_tiling(16, 16384, 1024, 0)  # 4 tiles per row, 64 in all
+    assert grouped_tiles(tile, None).tiles == 1  # no GPU
+    assert grouped_tiles(tile, 8).tiles == 2  # 32 programs: 4 per SM of 8; 16 would not be
+    assert grouped_tiles(tile, 4).tiles == 4  # 16 programs, 4 per SM; never more than 4 tiles each
+    assert grouped_tiles(tile, 1).tiles == 4
+    assert grouped_tiles(tile, 16).tiles == 1
+    odd = row_tiling(16, 12288, 1024, 0)  # 3 tiles per row: a program would cross into the next row
+    assert grouped_tiles(odd, 1).tiles == 1
+    grouped = grouped_tiles(tile, 4)
+    assert grouped.chunks == 1 and grouped.grid == (16,) and grouped.block == tile.block
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 64, 64), (4, 3, 8, 8)])
+def test_bfloat16_read_as_words_gives_what_a_misaligned_view_gives(device, shape):
+    """A bf16 batch whose rows are whole tiles is read as 32-bit words; the same values in a view that starts
+    2 bytes into its buffer (which may not be read so) give the same x_t and ε bit for bit."""
+    import diffusion_kernels as dk
+    from diffusion_kernels.noising import plans
+
+    schedule = dk.NoiseSchedule.linear()
+    x0 = torch.randn(shape).to(torch.bfloat16).to(device)
+    buffer = torch.empty(x0.numel() + 1, dtype=torch.bfloat16, device=device)
+    shifted = buffer[1:].view(shape)
+    shifted.copy_(x0)
+    assert shifted.data_ptr() % 4 == 2 and x0.data_ptr() % 4 == 0
+    t = torch.tensor([7, 500, 999, 0][:shape[0]], device=device)
+    for plan in ({}, None):  # the plain path's plan, learnt on the aligned batch, then the full path
+        if plan is not None:
+            plans._PLANS.clear()
+        aligned = dk.q_sample(x0, t, schedule, seed=5, return_noise=True, backend="triton")
+        misaligned = dk.q_sample(shifted, t, schedule, seed=5, return_noise=True, backend="triton")
+        assert torch.equal(aligned[0], misaligned[0]) and torch.equal(aligned[1], misaligned[1])
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_a_loss_sized_to_the_gpu_gives_the_same_gradient_and_loss(monkeypatch, device, dtype):
     """The loss's tiles sized for a GPU of 132 SMs: the gradient (one element per element) bit for bit the

@@ -43,6 +43,7 @@ class Tiling(NamedTuple):
     chunks: int  # programs per row
     divisor: int  # chunks as a packed divisor: the kernels find a program's row with a multiply and a shift
     warps: Optional[int] = None  # warps of 32 lanes per program (launch_warps); None: the kernel's NUM_WARPS
+    tiles: int = 1  # consecutive tiles of its row per program (grouped_tiles); ``chunks`` counts programs
 
     @property
     def grid(self) -> tuple[int]:
@@ -160,10 +161,35 @@ def whole_tiles(tile: Tiling, elem_offset: int) -> bool:
     return elem_offset == 0 and tile.row_len % (4 * tile.block) == 0
 
 
-def row_mode(tile: Tiling, elem_offset: int, mode: int) -> int:
+def row_mode(tile: Tiling, elem_offset: int, mode: int, words_aligned: bool = True) -> int:
     """row_tile's UNITS for a launch of ``tile`` whose units_mode is ``mode``: WHOLE_TILES for rows of one
-    tensor that are whole tiles (:func:`whole_tiles`), else ``mode``."""
-    return WHOLE_TILES if mode == NO_UNITS and whole_tiles(tile, elem_offset) else mode
+    tensor that are whole tiles (:func:`whole_tiles`) whose 2-byte input starts on a 4-byte boundary
+    (``words_aligned``: the kernel reads it as 32-bit words, kernels/convert.load_bf16_words), else
+    ``mode``."""
+    return WHOLE_TILES if mode == NO_UNITS and words_aligned and whole_tiles(tile, elem_offset) else mode
+
+
+# A launch of whole-tile rows that starts at least this many programs per SM (CU) with one tile each has
+# programs to spare: a GPU holds about as many at once (8–12 of the tuned tiles per SM). Each program then
+# runs up to MAX_TILES_PER_PROGRAM consecutive tiles of its row, so the setup that does not depend on the
+# tile (the row's coefficients, the Philox key schedule, the addressing: ~2.5 instructions per element of a
+# bf16 tile) is paid once for them.
+RESIDENT_PROGRAMS_PER_UNIT = 4
+MAX_TILES_PER_PROGRAM = 4
+
+
+def grouped_tiles(tile: Tiling, units: Optional[int]) -> Tiling:
+    """``tile`` (rows of whole tiles, WHOLE_TILES) with each program running ``tiles`` consecutive tiles of
+    its row: the most, up to MAX_TILES_PER_PROGRAM, that divide a row's tiles and still start
+    RESIDENT_PROGRAMS_PER_UNIT programs per SM of a GPU of ``units`` SMs (none without a GPU)."""
+    tiles = 1
+    while (units and 2 * tiles <= MAX_TILES_PER_PROGRAM and tile.chunks % (2 * tiles) == 0
+           and tile.rows * tile.chunks // (2 * tiles) >= RESIDENT_PROGRAMS_PER_UNIT * units):
+        tiles *= 2
+    if tiles == tile.tiles:
+        return tile
+    chunks = tile.chunks * tile.tiles // tiles
+    return tile._replace(chunks=chunks, divisor=packed_divisor(chunks), tiles=tiles)
 
 
 def run_alignment(elem_offset: int, units, aligned: bool) -> int:

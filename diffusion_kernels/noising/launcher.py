@@ -11,8 +11,8 @@ import torch
 from .. import seeding, transfer
 from ..dispatch import interpreter_active
 from ..launch.layout import entry_point, prepare, Planes, channels_last_planes, packed, copy_back, MEMORY_ORDER, paired
-from ..launch.tiling import (tiling, channels_last_tiling, gpu_units, launch_warps, math_mode, row_mode, run_alignment,
-                             units_mode)
+from ..launch.tiling import (WHOLE_TILES, Tiling, tiling, channels_last_tiling, gpu_units, grouped_tiles, launch_warps,
+                             math_mode, row_mode, run_alignment, units_mode)
 from ..seeding import seed_args, seed_parts
 from ..launch.registry import device_guard, launcher, register_triton_op, debug_options
 
@@ -59,7 +59,7 @@ def forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Te
         kernel, grid, row_args, settings = _contiguous_launch(
             noising, n, rows, x0.element_size(), x0.device, not drawn, eps is not None, v is not None,
             offset_strength != 0.0 and drawn, seed_tensor is not None, perturbation != 0.0 and drawn, check_t,
-            run_alignment(elem_offset, units, units_aligned), units_mode(units, units_aligned))
+            run_alignment(elem_offset, units, units_aligned), units_mode(units, units_aligned), words_aligned(x0))
         x0_, noise_, out_, eps_, v_, layout_args = x0, noise, out, eps, v, ()
     else:
         (x0_, noise_), (out_, eps_, v_), layout = prepare(x0.shape, [x0, noise], [out, eps, v])
@@ -70,8 +70,10 @@ def forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Te
                 return out, eps, v
         elif planes is not None:
             layout = MEMORY_ORDER
-        tile = tiling(noising, n, rows, run_alignment(elem_offset, units, units_aligned), paired(x0, layout),
-                      not layout.contiguous, gpu_units(x0.device))
+        sms = gpu_units(x0.device)
+        tile, mode = forward_tiles(tiling(noising, n, rows, run_alignment(elem_offset, units, units_aligned),
+                                          paired(x0, layout), not layout.contiguous, sms),
+                                   elem_offset, units_mode(units, units_aligned), sms, words_aligned(x0_))
         kernel, layout_args, layout_kw = entry_point(layout, noising.noising_fwd_kernel,
                                                      noising.noising_fwd_contiguous_kernel)
         grid, row_args = tile.grid, tile.row_args
@@ -79,7 +81,7 @@ def forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Te
             **layout_kw, HAS_NOISE=not drawn, WRITE_NOISE=eps is not None, WRITE_V=v is not None,
             HAS_OFFSET=offset_strength != 0.0 and drawn, SEED_FROM_PTR=seed_tensor is not None, BLOCK=tile.block,
             SOFT_BF16=interpreter_active(), MATH=math_mode(x0.device), PAIRED=paired(x0, layout),
-            PERTURB=perturbation != 0.0 and drawn, UNITS=row_mode(tile, elem_offset, units_mode(units, units_aligned)),
+            PERTURB=perturbation != 0.0 and drawn, UNITS=mode, TILES=tile.tiles,
             num_warps=launch_warps(noising, x0.device, tile.warps), **debug_options(check_t))
     s_lo, s_hi, s_ptr, _ = seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
     _launch(kernel, grid, x0_, x0_ if drawn else noise_, out_, eps_ if eps_ is not None else out_,
@@ -109,6 +111,7 @@ class PlainLaunch(NamedTuple):
     options: tuple  # (step, offset strength, perturbation, the constexprs in the kernel's order): after the stream
     settings: dict  # the launch's options (warps, debug)
     constants: tuple  # the tile constants they were made with (_constants)
+    check_words: bool  # made for a 2-byte x0 read as 32-bit words: a call's x0 must start on a 4-byte boundary
 
 
 def plain_settings(x0: torch.Tensor, index: torch.Tensor, a: torch.Tensor, b: torch.Tensor, write_noise: bool,
@@ -124,13 +127,13 @@ def plain_settings(x0: torch.Tensor, index: torch.Tensor, a: torch.Tensor, b: to
     constants = _constants(noising)
     _, grid, row_args, settings = _contiguous_launch(noising, x0.numel(), max(index.numel(), 1), x0.element_size(),
                                                      x0.device, False, write_noise, False, False, False, False,
-                                                     check_t, 0, 0)
+                                                     check_t, 0, 0, words_aligned(x0))
     # The constexprs passed by position, as the kernel lists them: a launch binds fewer keywords.
     names = noising.noising_fwd_contiguous_kernel.arg_names
     constexprs = tuple(settings[name] for name in names[names.index("perturbation") + 1:])
     options = {name: value for name, value in settings.items() if name not in names}
     return PlainLaunch(as_is, noising, grid, (a, b, a, b, a.numel(), *row_args, 0), (0, 0.0, 0.0, *constexprs),
-                       options, constants)
+                       options, constants, x0.element_size() == 2 and settings["UNITS"] == WHOLE_TILES)
 
 
 def rows_of(index: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -152,14 +155,15 @@ def plain_forward(x0: torch.Tensor, index: torch.Tensor, tables: tuple, seed: in
                   plain: PlainLaunch | None) -> tuple:
     """(x_t, ε or None) of :func:`forward`'s most usual call: a contiguous ``x0``, ε drawn from an int seed,
     t (int64) as ``index``, nothing else, launched as ``plain`` (:func:`plain_settings`, which holds the
-    tables) says for its kind (made again if the tile constants changed since). noising/triton.py's
-    ``plain``: the backends' common signature of that call (noising/cpu.py)."""
+    tables) says for its kind (made again if the tile constants changed since, or for an x0 it may not read
+    as 32-bit words). noising/triton.py's ``plain``: the backends' common signature of that call
+    (noising/cpu.py)."""
     if plain is None:
         return torch.empty_like(x0), (torch.empty_like(x0) if write_noise else None)
     t_rows = index if plain.t_as_is else rows_of(index, x0.device)
     if not t_rows.is_contiguous():
         t_rows = t_rows.contiguous()  # the kernel reads t packed
-    if plain.constants != _constants(plain.kernels):
+    if plain.constants != _constants(plain.kernels) or (plain.check_words and x0.data_ptr() % 4):
         plain = cast(PlainLaunch, plain_settings(x0, index, tables[0], tables[1], write_noise,
                                                  plain.settings.get("debug", False)))
     out = torch.empty_like(x0)
@@ -179,17 +183,32 @@ def plain_forward(x0: torch.Tensor, index: torch.Tensor, tables: tuple, seed: in
 @functools.lru_cache(maxsize=256)
 def _launch_settings(kernels, n: int, rows: int, element_size: int, device: torch.device, given_noise: bool,
                      write_noise: bool, write_v: bool, offset: bool, seed_from_ptr: bool, perturb: bool,
-                     check_t: bool, alignment: int, units: int, constants: tuple):
+                     check_t: bool, alignment: int, units: int, aligned_words: bool, constants: tuple):
     math = constants[-1](device)
-    tile = tiling(kernels, n, rows, alignment, element_size == 2, False, gpu_units(device))
+    sms = gpu_units(device)
+    tile, mode = forward_tiles(tiling(kernels, n, rows, alignment, element_size == 2, False, sms), alignment, units,
+                               sms, aligned_words)
     settings = dict(
         HAS_NOISE=given_noise, WRITE_NOISE=write_noise, WRITE_V=write_v, HAS_OFFSET=offset,
         SEED_FROM_PTR=seed_from_ptr, BLOCK=tile.block, SOFT_BF16=interpreter_active(), MATH=math,
         PAIRED=element_size == 2, PERTURB=perturb,
-        UNITS=row_mode(tile, alignment, units),
+        UNITS=mode, TILES=tile.tiles,
         num_warps=launch_warps(kernels, device, tile.warps),
         **debug_options(check_t))
     return tile.grid, tile.row_args, settings
+
+
+def forward_tiles(tile: Tiling, elem_offset: int, units: int, sms: Optional[int], aligned_words: bool):
+    """(tiling, row_tile's UNITS) of a forward launch: rows of whole tiles take WHOLE_TILES and, on a GPU
+    of ``sms`` SMs with programs to spare, several tiles per program (tiling.grouped_tiles)."""
+    mode = row_mode(tile, elem_offset, units, aligned_words)
+    return (grouped_tiles(tile, sms) if mode == WHOLE_TILES else tile), mode
+
+
+def words_aligned(x0: torch.Tensor) -> bool:
+    """Whether a WHOLE_TILES launch may read ``x0`` as 32-bit words (kernels/convert.load_bf16_words): it
+    is not a 2-byte tensor, or it starts on a 4-byte boundary."""
+    return x0.element_size() != 2 or x0.data_ptr() % 4 == 0
 
 
 def _contiguous_launch(kernels, *facts):
