@@ -20,9 +20,22 @@ def float32_to_bf16_rtne(x):
 
 
 @triton.jit
-def to_output(x, dtype: tl.constexpr, SOFT_BF16: tl.constexpr):
-    """Round a float32 block once to the output element type."""
-    if SOFT_BF16 and dtype == tl.bfloat16:
+def never_nan_to_bf16_rtne(x):
+    """float32_to_bf16_rtne for a block that holds no NaN (±inf and overflow round as the hardware's do):
+    the rounding add alone, where a GPU without a bfloat16 conversion instruction (gfx942) would also test
+    every value for NaN."""
+    bits = x.to(tl.uint32, bitcast=True)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
+
+
+@triton.jit
+def to_output(x, dtype: tl.constexpr, SOFT_BF16: tl.constexpr, NEVER_NAN: tl.constexpr = False):
+    """Round a float32 block once to the output element type. NEVER_NAN: the block holds no NaN (drawn
+    noise: finite normals times a finite offset strength), so bfloat16 may round in integer ops without
+    a NaN test (the launcher asks for it where the GPU has no conversion instruction)."""
+    if dtype == tl.bfloat16 and NEVER_NAN:
+        return never_nan_to_bf16_rtne(x)
+    elif SOFT_BF16 and dtype == tl.bfloat16:
         return float32_to_bf16_rtne(x)
     else:
         return x.to(dtype)

@@ -86,7 +86,7 @@ def loss_fwd_kernel(
     diff, _ = _strided_residual(pred_ptr, x0_ptr, ce_ptr, cx_ptr, pos, mask, row,
                                 noise_row(row, units_ptr, UNITS), first_quad, seed, stream, offset_strength, NDIM,
                                 SHARED_LAYOUT, ps0, ps1, ps2, ps3, ps4, xs0, xs1, xs2, xs3, xs4, HAS_OFFSET, HAS_EPS,
-                                EPS_SCALED, HAS_X0, BLOCK, MATH, PAIRED, UNITS == WHOLE_TILES)
+                                EPS_SCALED, HAS_X0, BLOCK, MATH, PAIRED, UNITS >= WHOLE_TILES)
     tl.store(partial_ptr + pid, tl.sum(diff * diff, axis=0))
 
 
@@ -108,7 +108,7 @@ def loss_bwd_kernel(
                                        noise_row(row, units_ptr, UNITS), first_quad, seed, stream, offset_strength,
                                        NDIM, SHARED_LAYOUT, ps0, ps1, ps2, ps3, ps4, xs0, xs1, xs2, xs3, xs4,
                                        HAS_OFFSET, HAS_EPS, EPS_SCALED, HAS_X0, BLOCK, MATH, PAIRED,
-                                       UNITS == WHOLE_TILES)
+                                       UNITS >= WHOLE_TILES)
     factor = tl.load(scale_ptr + row)
     tl.store(grad_ptr + offset_like(pred_off, pos, NDIM, SHARED_LAYOUT, gs0, gs1, gs2, gs3, gs4),
              to_output(factor * diff, grad_ptr.dtype.element_ty, SOFT_BF16), mask=mask)

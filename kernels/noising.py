@@ -13,7 +13,8 @@ import triton
 import triton.language as tl
 
 from .convert import load_bf16_words, to_output
-from .philox_normal import PERTURB_STEP, channels_last_noise, channels_last_normals, draw_noise, load_seed, tile_normals
+from .philox_normal import (MATH_POLY, PERTURB_STEP, channels_last_noise, channels_last_normals, draw_noise, load_seed,
+                            tile_normals)
 from .tiles import (WHOLE_TILES, channels_last_tile, noise_row, offset_like, row_coefficients, row_tile, strided_offset,
                     unravel)
 
@@ -114,12 +115,12 @@ def noised_tile(
     else:
         seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
         eps = draw_noise(seed, first_quad, stream, step, noise_row(row, units_ptr, UNITS), offset_strength, BLOCK,
-                         PAIRED, HAS_OFFSET, MATH, UNITS == WHOLE_TILES)
+                         PAIRED, HAS_OFFSET, MATH, UNITS >= WHOLE_TILES)
     noised = eps
     if PERTURB:
         perturb_seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
         noised = eps + perturbation * tile_normals(perturb_seed, first_quad, stream, PERTURB_STEP, BLOCK, PAIRED,
-                                                   MATH, UNITS == WHOLE_TILES)
+                                                   MATH, UNITS >= WHOLE_TILES)
 
     tl.store(
         out_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, os0, os1, os2, os3, os4),
@@ -128,7 +129,7 @@ def noised_tile(
     if WRITE_NOISE:
         tl.store(
             eps_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, es0, es1, es2, es3, es4),
-            to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
+            to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16, MATH == MATH_POLY), mask=mask,
         )
     if WRITE_V:
         c, d = row_coefficients(t_ptr, c_ptr, d_ptr, row, T)
@@ -302,7 +303,7 @@ def noising_fwd_channels_last_kernel(
                                                             BLOCK_J, MATH)
     tl.store(out_ptr + offset, to_output(a * x0 + b * noised, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask)
     if WRITE_NOISE:
-        tl.store(eps_ptr + offset, to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16), mask=mask)
+        tl.store(eps_ptr + offset, to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16, MATH == MATH_POLY), mask=mask)
     if WRITE_V:
         c, d = row_coefficients(t_ptr, c_ptr, d_ptr, row, T)
         tl.store(v_ptr + offset, to_output(c * x0 + d * eps, v_ptr.dtype.element_ty, SOFT_BF16), mask=mask)

@@ -262,9 +262,11 @@ def philox4x32_one_varying_word(seed, c0, c1, c2, c3):
 @triton.jit
 def tile_quads(seed, first_quad, offsets, stream, step, ALIGNED: tl.constexpr, MATH: tl.constexpr):
     """The four normals of quads first_quad + offsets (offsets an int32 block, from 0 to under BLOCK). An
-    ALIGNED tile starts at a multiple of its power-of-two BLOCK, so it never crosses a multiple of 2**32
-    quads: its counters' high word is one word for the whole tile (philox4x32_one_varying_word) and the
-    low words are 32-bit adds."""
+    ALIGNED tile's quads that are drawn for its lanes in bounds share one high word, first_quad's: the
+    tile starts at a multiple of its power-of-two BLOCK, so it never crosses a multiple of 2**32 quads,
+    or every quad of the launch lies below 2**32 (tiles.py, NARROW_ROWS). Its counters' high word is then
+    one word for the whole tile (philox4x32_one_varying_word) and the low words are 32-bit adds (a lane
+    past the row's end may wrap; it is masked off)."""
     if ALIGNED:
         lo = (first_quad & 0xFFFFFFFF).to(tl.uint32)
         hi = (first_quad >> 32).to(tl.uint32)

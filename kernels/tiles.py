@@ -22,6 +22,11 @@ UNITS_ANY = tl.constexpr(2)
 # Rows of one tensor that are each a whole number of tiles, from element 0: program p owns quads
 # p·BLOCK … (p + 1)·BLOCK − 1, every lane in bounds (no mask to compute or apply).
 WHOLE_TILES = tl.constexpr(3)
+# Rows of one tensor, masked as NO_UNITS's, whose quads all lie below 2**32 (a tensor of at most 2**34
+# elements, offset included): the counters' high word is 0.
+NARROW_ROWS = tl.constexpr(4)
+# From WHOLE_TILES up a tile's in-bounds quads share one counter high word, so it draws with 32-bit
+# counters (philox_normal.tile_quads, ALIGNED): the kernels pass UNITS >= WHOLE_TILES.
 
 
 @triton.jit

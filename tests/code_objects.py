@@ -151,7 +151,8 @@ def amd_figures(compiled) -> dict:
 
 
 def _amd_loop_vector_instructions(asm: str) -> int:
-    """Vector instructions inside the kernel's loops (from a label to a branch back to it), as on NVIDIA."""
+    """Vector instructions inside the kernel's loops (from a label to a scalar branch back to it), as on
+    NVIDIA."""
     seen, count, inside = {}, 0, 0
     for line in asm.splitlines():
         label = re.match(r"^(\.LBB\w+):", line)
@@ -163,9 +164,10 @@ def _amd_loop_vector_instructions(asm: str) -> int:
             continue
         if words[0].startswith(("v_", "global_", "buffer_", "flat_", "ds_")):
             count += 1
-        elif words[0].startswith("s_cbranch") or words[0] == "s_branch":
-            if words[-1] in seen:
-                inside += count - seen[words[-1]]
+        elif words[0].startswith(("s_cbranch_scc", "s_branch")) and words[-1] in seen:
+            # A loop's trip count is uniform: its back edge tests a scalar condition (an exec-mask branch
+            # back is the layout of divergent code, run once).
+            inside += count - seen[words[-1]]
     return inside
 
 

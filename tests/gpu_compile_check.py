@@ -33,7 +33,7 @@ from triton.compiler import ASTSource  # noqa: E402
 from code_objects import amd_figures, nvidia_figures  # noqa: E402
 
 from diffusion_kernels import launch, sharding  # noqa: E402
-from diffusion_kernels.launch.tiling import gpu_units, tiling  # noqa: E402
+from diffusion_kernels.launch.tiling import gpu_units, grouping_units, tiling  # noqa: E402
 from diffusion_kernels.schedules import NoiseSchedule  # noqa: E402
 from diffusion_kernels.noising import launcher as noising_launcher  # noqa: E402
 from diffusion_kernels.trajectory import launcher as trajectory_launcher  # noqa: E402
@@ -185,6 +185,11 @@ def _launch_every_variant():
                                      False, 0)
 
 
+# Whether the launches recorded are an AMD GPU's (compile_variants sets it; the launchers read
+# torch.version.hip, which this process's torch does not have).
+AMD_LAUNCHES = [False]
+
+
 def sized_launches(units: int):
     """A 262,144-element training batch (64×4×32×32, per-sample t) launched as the launcher sizes it on a GPU
     of ``units`` SMs (CUs) (launch.tiling.filling_tile): the tile the first training steps would run."""
@@ -203,6 +208,7 @@ def batch_launches(units: int, shape: tuple, with_loss: bool):
     its ε loss forward and backward, launched on a GPU of ``units`` SMs (CUs)."""
     a, b = NoiseSchedule.linear().coefficient_tables("cpu")
     noising_launcher.gpu_units = loss_launcher.gpu_units = lambda device: units
+    noising_launcher.grouping_units = lambda device: None if AMD_LAUNCHES[0] else units
     try:
         for dtype in (torch.float32, torch.bfloat16):
             x = torch.empty(shape, dtype=dtype)
@@ -214,6 +220,7 @@ def batch_launches(units: int, shape: tuple, with_loss: bool):
                 loss_launcher.backward(x, torch.ones(shape[0]), shape[0], 5, 0, 0.0)
     finally:
         noising_launcher.gpu_units = loss_launcher.gpu_units = gpu_units
+        noising_launcher.grouping_units = grouping_units
 
 
 def quads_per_program(constexprs: dict) -> int:
@@ -252,7 +259,7 @@ def describe(kernel: str, constexprs: dict, dtype: str, debug: bool) -> dict:
     else:
         layout = "strided"
     options = sorted(OPTIONS[k] for k in on if k in OPTIONS)
-    options += ["shard"] if c.get("UNITS", "0") in ("1", "2") else []  # 3: a tensor of whole tiles
+    options += ["shard"] if c.get("UNITS", "0") in ("1", "2") else []  # 3, 4: rows of one tensor
     options += ["debug"] if debug else []
     if op == "loss_forward" or op == "loss_backward":
         options += [] if "HAS_EPS" in on else ["no_eps"]
@@ -287,7 +294,8 @@ def launched_programs(name: str, what: dict, constexprs: dict) -> dict:
         units = REFERENCE_UNITS[name]
         tiles = {n: tiling(module, n, 1, 0, paired, what["layout"] == "strided", units) for n in PROGRAM_SIZES}
         if what["op"] == "noising":  # one-row tensors of whole tiles: several tiles per program where it may
-            tiles = {n: noising_launcher.forward_tiles(tile, 0, 0, units, True)[0] for n, tile in tiles.items()}
+            sms = None if TARGETS[name][0] == "hip" else units  # tiling.grouping_units
+            tiles = {n: noising_launcher.forward_tiles(tile, 0, 0, sms, True)[0] for n, tile in tiles.items()}
         return {n: tile.grid[0] for n, tile in tiles.items()}
     per_program = 4 * quads_per_program(constexprs)
     return {n: -(-n // per_program) for n in PROGRAM_SIZES}
@@ -312,6 +320,7 @@ def compile_variants(name: str):
     math = launch.MATH_POLY if amd else launch.MATH_NVIDIA
     for family in (noising_launcher, trajectory_launcher, loss_launcher, sampling_launcher):
         family.math_mode = lambda device: math
+    AMD_LAUNCHES[0] = amd
     issue_launches(REFERENCE_UNITS[name])
     target = GPUTarget(backend, arch, lanes)
     wavefront = tiles_kernels.AMD_WAVEFRONT

@@ -160,14 +160,15 @@ def test_channels_last_tile_draws_each_quad_once_within_the_issue_budget(variant
 def test_a_shard_of_the_batch_runs_at_the_contiguous_kernels_cost(variants, dtype, write_noise):
     """A context-parallel shard (frames 32-63 of the training batch, its runs read from the units table) takes
     the contiguous tile: vector accesses, each quad drawn once, within 10 % of the whole batch's instructions
-    per element on the same masked tile (the batch as a block that does not start at element 0; the whole
-    batch from element 0 runs unmasked, and a shard's runs do not yet), no spills."""
+    per element on the masked tile (the batch as a block that does not start at element 0, its quads below
+    2**32: NARROW_ROWS; the whole batch from element 0 runs unmasked, and a shard's runs do not yet), no
+    spills."""
     shard = _fwd(variants, dtype, shape=(16, 4, 32, 64), HAS_NOISE=False, WRITE_NOISE=write_noise, WRITE_V=False,
                  UNITS=1)
     whole = _fwd(variants, dtype, shape=(16, 4, 64, 64), HAS_NOISE=False, WRITE_NOISE=write_noise, WRITE_V=False,
-                 UNITS=0)
+                 UNITS=4)
     assert shard["instructions_per_element"] <= 1.10 * whole["instructions_per_element"]
-    assert shard["philox_multiplies"] == whole["philox_multiplies"]
+    assert abs(shard["philox_multiplies"] - whole["philox_multiplies"]) <= 1  # the high word's one product
     assert shard["vector_loads"] == whole["vector_loads"] and shard["vector_stores"] == whole["vector_stores"]
     assert shard["stack_bytes"] == 0 and shard["registers"] <= 80
 
@@ -221,7 +222,7 @@ def _same_draws(v, whole) -> bool:
     """Whether ``v`` draws each quad once, as the whole batch's tile does: the same Philox multiplies, give or
     take the one product on the counter's high word that a whole-row tile computes once per thread
     (philox_normal.tile_quads)."""
-    aligned = int(whole["constexprs"].get("UNITS") == "3")
+    aligned = int(whole["constexprs"].get("UNITS") in ("3", "4"))
     return abs(v["philox_multiplies"] - whole["philox_multiplies"]) <= aligned
 
 
@@ -348,13 +349,12 @@ def test_no_amd_kernel_divides_integers(amd_variants):
 # Instructions per element that the contiguous variants stay within (issue-rate targets; the compile
 # check's figures, Triton 3.6): the noising forward on the launch the launcher starts for a 16M-element batch
 # (several whole tiles per program, where the issue rate binds), and on the training batch's tuned tile; the
-# loss on the training batch. bf16 noising with ε written on gfx942 (~53: two software bf16 roundings per
-# element) is above its 50 and is reported, not bound.
+# loss on the training batch.
 SM90_TARGETS = {("noising", "float32", False): 28, ("noising", "float32", True): 28,
                 ("noising", "bfloat16", False): 24, ("noising", "bfloat16", True): 24.5,
                 ("loss_forward", "float32", False): 28, ("loss_forward", "bfloat16", False): 27}
 GFX942_TARGETS = {("noising", "float32", False): 50, ("noising", "float32", True): 50,
-                  ("noising", "bfloat16", False): 50,
+                  ("noising", "bfloat16", False): 50, ("noising", "bfloat16", True): 50,
                   ("loss_forward", "float32", False): 55, ("loss_forward", "bfloat16", False): 55}
 LARGE_BATCH = [64, 4, 256, 256]  # gpu_compile_check.large_batch_launches
 TRAINING_BATCH = [16, 4, 64, 64]
@@ -378,8 +378,9 @@ def _targeted(variants, key):
     if op != "noising":
         return [_training_batch(variants, *key)]
     large = _training_batch(variants, *key, shape=LARGE_BATCH)
-    assert large["tiles_per_program"] > 1  # the launch runs several tiles per program there
-    if dtype == "bfloat16" and variants[0]["target"] == "90":
+    nvidia = variants[0]["target"] == "90"
+    assert (large["tiles_per_program"] > 1) == nvidia  # several tiles per program there; AMD keeps one
+    if dtype == "bfloat16" and nvidia:
         return [large]
     return [large, _training_batch(variants, *key)]
 

@@ -121,9 +121,10 @@ def test_rows_that_split_quads_draw_the_same_stream(device, rows):
     assert_noise_close(eps.cpu(), reference.philox_normal(11, (35,)))
 
 
-@pytest.mark.parametrize("offset", [2**31 - 3, 2**32 - 2, 2**34 + 1, 2**40 + 6])
+@pytest.mark.parametrize("offset", [2**31 - 3, 2**32 - 2, 2**34 - 30, 2**34 - 12, 2**34 + 1, 2**40 + 6])
 def test_stream_index_math_is_64_bit(device, offset):
-    """Elements past 2**31 (and 2**32) get their own quads: no wrap of the counter."""
+    """Elements past 2**31 (and 2**32) get their own quads: no wrap of the counter, also just below and
+    across quad 2**32 (where 32-bit counters stop: launch.tiling.NARROW_ELEMENTS)."""
     eps = _launch_noise(device, 23, 5, elem_offset=offset)
     expected = reference.philox_normal(5, (23,), offset=offset)
     assert_noise_close(eps.cpu(), expected)

@@ -3,7 +3,12 @@ import pytest
 import torch
 from cases import KERNEL_DTYPES
 
+import triton
+import triton.language as tl
+
 import diffusion_kernels as dk
+from diffusion_kernels.dispatch import interpreter_active
+from diffusion_kernels.kernels.convert import to_output
 from diffusion_kernels.noising import launcher as noising_launcher
 
 
@@ -58,3 +63,39 @@ def test_guard_tables_sit_outside_the_read_range(device):
     t_rows = torch.tensor([-1, 3, 2**40], device=device)
     out, _ = noising_launcher.q_sample_forward(x0, t_rows, a, b, torch.zeros_like(x0))
     torch.testing.assert_close(out, torch.full_like(x0, 0.5))
+
+
+@triton.jit
+def _rounding_kernel(x_ptr, soft_ptr, never_nan_ptr, N: tl.constexpr):
+    offs = tl.arange(0, N)
+    x = tl.load(x_ptr + offs)
+    tl.store(soft_ptr + offs, to_output(x, tl.bfloat16, True))
+    tl.store(never_nan_ptr + offs, to_output(x, tl.bfloat16, False, True))
+
+
+@pytest.mark.skipif(not interpreter_active(), reason="the integer roundings are compared under Triton's interpreter")
+def test_bfloat16_rounding_in_integer_ops_is_round_to_nearest_even():
+    """Both integer roundings of float32 to bfloat16 (the interpreter's, and the one without a NaN test that
+    drawn noise takes on GPUs without a conversion instruction) against torch's round-to-nearest-even, over
+    ties, halfway-plus-one, the largest finite values (which overflow to inf), infinities, zeros,
+    subnormals and random bit patterns; the interpreter's also keeps NaN."""
+    gen = torch.Generator().manual_seed(0)
+    bits = torch.cat([
+        torch.tensor([0x7F7FFFFF, 0x7F7F8000, 0x7F7F7FFF, 0x7F800000, 0xFF800000, 0, 0x80000000, 1, 0x807FFFFF]),
+        (torch.randint(0, 2**16, (4096,), generator=gen) << 16) | 0x8000,  # exact ties, both parities
+        (torch.randint(0, 2**16, (4096,), generator=gen) << 16) | 0x8001,
+        (torch.randint(0, 2**16, (4096,), generator=gen) << 16) | 0x7FFF,
+        torch.randint(-2**31, 2**31, (1 << 16,), generator=gen, dtype=torch.int64),
+    ])
+    x = (((bits + 2**31) % 2**32) - 2**31).to(torch.int32).view(torch.float32)
+    finite = x[~torch.isnan(x)]
+    n = 1 << (finite.numel().bit_length() - 1)
+    finite = finite[:n].contiguous()
+    soft, never_nan = torch.empty(n, dtype=torch.bfloat16), torch.empty(n, dtype=torch.bfloat16)
+    _rounding_kernel[(1,)](finite, soft, never_nan, N=n)
+    expected = finite.to(torch.bfloat16).view(torch.int16)
+    assert torch.equal(soft.view(torch.int16), expected) and torch.equal(never_nan.view(torch.int16), expected)
+    nan = torch.full((16,), float("nan"))
+    soft, never_nan = torch.empty(16, dtype=torch.bfloat16), torch.empty(16, dtype=torch.bfloat16)
+    _rounding_kernel[(1,)](nan, soft, never_nan, N=16)
+    assert bool(torch.isnan(soft.float()).all())

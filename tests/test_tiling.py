@@ -184,6 +184,7 @@ def test_programs_that_run_several_tiles_give_what_one_tile_per_program_gives(mo
     expected = noised()
     launches = []
     monkeypatch.setattr(noising_launcher, "gpu_units", lambda device: 4)
+    monkeypatch.setattr(noising_launcher, "grouping_units", lambda device: 4)  # an NVIDIA GPU's
     monkeypatch.setattr(importlib.import_module("diffusion_kernels.launch.tiling"), "RESIDENT_PROGRAMS_PER_UNIT",
                         resident)
     monkeypatch.setattr(plans, "_PLANS", {})
@@ -213,6 +214,20 @@ def test_tiles_are_grouped_only_by_whole_divisors_of_a_row_and_with_programs_to_
     assert grouped_tiles(odd, 1).tiles == 1
     grouped = grouped_tiles(tile, 4)
     assert grouped.chunks == 1 and grouped.grid == (16,) and grouped.block == tile.block
+
+
+def test_only_an_nvidia_gpu_groups_tiles(monkeypatch):
+    """AMD's per-tile setup runs on its scalar unit: one tile per program there (tiling.grouping_units)."""
+    import importlib
+
+    import torch
+
+    tiling_module = importlib.import_module("diffusion_kernels.launch.tiling")
+    monkeypatch.setattr(tiling_module, "gpu_units", lambda device: 304)
+    monkeypatch.setattr(torch.version, "hip", "6.4")
+    assert tiling_module.grouping_units(torch.device("cuda")) is None
+    monkeypatch.setattr(torch.version, "hip", None)
+    assert tiling_module.grouping_units(torch.device("cuda")) == 304
 
 
 @pytest.mark.parametrize("shape", [(2, 4, 64, 64), (4, 3, 8, 8)])

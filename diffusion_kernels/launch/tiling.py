@@ -143,8 +143,10 @@ def row_tiling(rows: int, row_len: int, block: int, elem_offset: int, warps: Opt
 
 
 # kernels/tiles.py's row_tile modes: rows of one tensor, a shard's quad-aligned runs, runs starting anywhere,
-# rows of one tensor that are each a whole number of tiles.
-NO_UNITS, UNITS_ALIGNED, UNITS_ANY, WHOLE_TILES = 0, 1, 2, 3
+# rows of one tensor that are each a whole number of tiles, rows of one tensor whose quads lie below 2**32.
+NO_UNITS, UNITS_ALIGNED, UNITS_ANY, WHOLE_TILES, NARROW_ROWS = 0, 1, 2, 3, 4
+# The elements (offset included) whose quads all lie below 2**32: NARROW_ROWS's bound.
+NARROW_ELEMENTS = 2**34
 
 
 def units_mode(units, aligned: bool) -> int:
@@ -162,11 +164,15 @@ def whole_tiles(tile: Tiling, elem_offset: int) -> bool:
 
 
 def row_mode(tile: Tiling, elem_offset: int, mode: int, words_aligned: bool = True) -> int:
-    """row_tile's UNITS for a launch of ``tile`` whose units_mode is ``mode``: WHOLE_TILES for rows of one
-    tensor that are whole tiles (:func:`whole_tiles`) whose 2-byte input starts on a 4-byte boundary
-    (``words_aligned``: the kernel reads it as 32-bit words, kernels/convert.load_bf16_words), else
-    ``mode``."""
-    return WHOLE_TILES if mode == NO_UNITS and words_aligned and whole_tiles(tile, elem_offset) else mode
+    """row_tile's UNITS for a launch of ``tile`` whose units_mode is ``mode``: for rows of one tensor,
+    WHOLE_TILES where they are whole tiles (:func:`whole_tiles`) whose 2-byte input starts on a 4-byte
+    boundary (``words_aligned``: the kernel reads it as 32-bit words, kernels/convert.load_bf16_words),
+    else NARROW_ROWS where every quad lies below 2**32; else ``mode``."""
+    if mode != NO_UNITS:
+        return mode
+    if words_aligned and whole_tiles(tile, elem_offset):
+        return WHOLE_TILES
+    return NARROW_ROWS if elem_offset + tile.rows * tile.row_len <= NARROW_ELEMENTS else NO_UNITS
 
 
 # A launch of whole-tile rows that starts at least this many programs per SM (CU) with one tile each has
@@ -176,6 +182,16 @@ def row_mode(tile: Tiling, elem_offset: int, mode: int, words_aligned: bool = Tr
 # bf16 tile) is paid once for them.
 RESIDENT_PROGRAMS_PER_UNIT = 4
 MAX_TILES_PER_PROGRAM = 4
+
+
+def grouping_units(device) -> Optional[int]:
+    """The SMs whose programs :func:`grouped_tiles` counts on ``device``'s GPU: an NVIDIA GPU's
+    (:func:`gpu_units`); None (one tile per program) on AMD, whose per-tile setup runs on the scalar unit
+    beside the vector instructions: on gfx942 a bfloat16 program of several tiles issues as many vector
+    instructions per element as one tile does, and holds more VGPRs."""
+    import torch
+
+    return None if torch.version.hip else gpu_units(device)
 
 
 def grouped_tiles(tile: Tiling, units: Optional[int]) -> Tiling:
