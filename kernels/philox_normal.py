@@ -264,7 +264,7 @@ def tile_quads(seed, first_quad, offsets, stream, step, ALIGNED: tl.constexpr, M
     """The four normals of quads first_quad + offsets (offsets an int32 block, from 0 to under BLOCK). An
     ALIGNED tile's quads that are drawn for its lanes in bounds share one high word, first_quad's: the
     tile starts at a multiple of its power-of-two BLOCK, so it never crosses a multiple of 2**32 quads,
-    or every quad of the launch lies below 2**32 (tiles.py, NARROW_ROWS). Its counters' high word is then
+    or every quad of the launch lies below 2**32 (tiles.py, NARROW). Its counters' high word is then
     one word for the whole tile (philox4x32_one_varying_word) and the low words are 32-bit adds (a lane
     past the row's end may wrap; it is masked off)."""
     if ALIGNED:

@@ -22,9 +22,12 @@ UNITS_ANY = tl.constexpr(2)
 # Rows of one tensor that are each a whole number of tiles, from element 0: program p owns quads
 # p·BLOCK … (p + 1)·BLOCK − 1, every lane in bounds (no mask to compute or apply).
 WHOLE_TILES = tl.constexpr(3)
-# Rows of one tensor, masked as NO_UNITS's, whose quads all lie below 2**32 (a tensor of at most 2**34
-# elements, offset included): the counters' high word is 0.
-NARROW_ROWS = tl.constexpr(4)
+# Added to NO_UNITS, UNITS_ALIGNED or UNITS_ANY: every quad the launch draws lies below 2**32 (a tensor,
+# or a shard's global tensor, of at most 2**34 elements), so the counters' high word is 0; the rows are cut
+# as the mode's.
+NARROW = tl.constexpr(4)
+NARROW_ALIGNED = tl.constexpr(5)  # UNITS_ALIGNED + NARROW
+NARROW_ANY = tl.constexpr(6)  # UNITS_ANY + NARROW
 # From WHOLE_TILES up a tile's in-bounds quads share one counter high word, so it draws with 32-bit
 # counters (philox_normal.tile_quads, ALIGNED): the kernels pass UNITS >= WHOLE_TILES.
 
@@ -76,13 +79,13 @@ def row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK
         first_quad = pid * (TILES * BLOCK)
         idx = first_quad * 4 + lanes
         mask = tl.full([4 * BLOCK], 1, tl.int1)  # a constant: the loads and stores compile unmasked
-    elif UNITS == UNITS_ALIGNED:
+    elif UNITS == UNITS_ALIGNED or UNITS == NARROW_ALIGNED:
         first_quad = (tl.load(units_ptr + 2 * row) >> 2) + chunk * BLOCK
         j = chunk * (4 * BLOCK) + lanes
         mask = j < row_len
         idx = row * row_len + j
     else:
-        if UNITS == UNITS_ANY:
+        if UNITS == UNITS_ANY or UNITS == NARROW_ANY:
             row_start = tl.load(units_ptr + 2 * row)
         else:
             row_start = elem_offset + row * row_len
@@ -90,7 +93,7 @@ def row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK
         e = first_quad * 4 + lanes
         j = e - row_start
         mask = (j >= 0) & (j < row_len)
-        if UNITS == UNITS_ANY:
+        if UNITS == UNITS_ANY or UNITS == NARROW_ANY:
             idx = row * row_len + j
         else:
             idx = e - elem_offset
@@ -100,7 +103,7 @@ def row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK
 @triton.jit
 def noise_row(row, units_ptr, UNITS: tl.constexpr):
     """The row of t whose offset normal a row draws: its global index for a run of a shard, else itself."""
-    if UNITS == UNITS_ALIGNED or UNITS == UNITS_ANY:
+    if UNITS == UNITS_ALIGNED or UNITS == UNITS_ANY or UNITS == NARROW_ALIGNED or UNITS == NARROW_ANY:
         return tl.load(units_ptr + 2 * row + 1)
     return row
 

@@ -11,7 +11,7 @@ import triton.language as tl
 
 from .convert import to_output
 from .philox_normal import load_seed, tile_normals
-from .tiles import row_tile
+from .tiles import WHOLE_TILES, row_tile
 
 # Quads per program. The loop body is Philox + Box–Muller + one FMA per
 # element per step, compute-bound: a smaller tile than q_sample's keeps more
@@ -45,7 +45,7 @@ def forward_trajectory_kernel(
     while s <= t_end:
         a = tl.load(sqrt_alpha_ptr + s)
         b = tl.load(sqrt_beta_ptr + s)
-        x = a * x + b * tile_normals(seed, first_quad, stream, s, BLOCK, PAIRED, MATH)
+        x = a * x + b * tile_normals(seed, first_quad, stream, s, BLOCK, PAIRED, MATH, UNITS >= WHOLE_TILES)
         if HAS_SNAPSHOTS:
             # k = the snapshot slot of step s, or -1: a predicated store, no branch.
             # The test is made per element (idx * 0 + k): Triton 3.9's interpreter types a block mask

@@ -177,7 +177,7 @@ def _launch_every_variant():
         shard = torch.zeros(16, 4, 32, 64, dtype=dtype)
         for write_noise in (False, True):
             noising_launcher.forward(shard, t.repeat_interleave(runs.per_row), a, b, None, None, None, None, 5, 0, 0, 0,
-                                0.0, write_noise, False, 1, False, 0.0, runs.table("cpu"), runs.aligned)
+                                0.0, write_noise, False, 1, False, 0.0, runs.table("cpu"), runs.aligned, runs.narrow)
         # The same batch channels-last (the channels-last tile).
         for write_noise in (False, True):
             channels_last = x.to(memory_format=torch.channels_last)
@@ -259,7 +259,7 @@ def describe(kernel: str, constexprs: dict, dtype: str, debug: bool) -> dict:
     else:
         layout = "strided"
     options = sorted(OPTIONS[k] for k in on if k in OPTIONS)
-    options += ["shard"] if c.get("UNITS", "0") in ("1", "2") else []  # 3, 4: rows of one tensor
+    options += ["shard"] if c.get("UNITS", "0") in ("1", "2", "5", "6") else []  # 3, 4: rows of one tensor
     options += ["debug"] if debug else []
     if op == "loss_forward" or op == "loss_backward":
         options += [] if "HAS_EPS" in on else ["no_eps"]

@@ -296,3 +296,27 @@ def test_a_learned_schedules_gradient_adds_up_over_shards(backend, create_graph)
     parts = grad_of((slice(None), slice(None), slice(0, 6)), (0, 0, 0, 0)) + \
         grad_of((slice(None), slice(None), slice(6, 13)), (0, 0, 6, 0))
     torch.testing.assert_close(parts, whole, rtol=LOSS_RTOL, atol=LOSS_ATOL)
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("offset, narrow", [((1, 2**31 - 32), True), ((0, 2**34 - 32), False)],
+                         ids=["below_2_34", "across_quad_2_32"])
+def test_a_block_of_a_huge_global_tensor_draws_its_global_positions(backend, offset, narrow):
+    """Two runs of 64 in a global tensor of 4 rows of about 2**31 or 2**34: where every global position lies
+    below 2**34 the kernels draw with 32-bit counters (sharding.Units.narrow); past it a run crosses quad
+    2**32 and the next lies beyond, drawn with 64-bit counters. Either way each element is the stream's value
+    at its position."""
+    from diffusion_kernels import reference
+    from tolerances import assert_noise_close
+
+    width = offset[1] + 96
+    global_shape = (4, width)
+    x0 = torch.zeros(2, 64)
+    t = torch.tensor([3, 900])
+    runs = sharding.units_of(sharding.block_of(x0.shape, global_shape, offset), 1)
+    assert runs.narrow == narrow
+    _, eps = dk.q_sample(x0, t, dk.NoiseSchedule.linear(), seed=9, return_noise=True, backend=backend,
+                         global_shape=global_shape, global_offset=offset)
+    for row in range(2):
+        start = (offset[0] + row) * width + offset[1]
+        assert_noise_close(eps[row], reference.philox_normal(9, (64,), offset=start))

@@ -275,3 +275,17 @@ def test_a_loss_sized_to_the_gpu_gives_the_same_gradient_and_loss(monkeypatch, d
     got = loss_and_grad()
     torch.testing.assert_close(got[0], expected[0], rtol=1e-6, atol=0)
     assert torch.equal(got[1], expected[1])
+
+
+def test_the_launchers_row_modes_are_the_kernels():
+    """The modes the launchers pass as UNITS (launch.tiling) are the numbers kernels/tiles.py tests for."""
+    import importlib
+
+    from diffusion_kernels.kernels import tiles
+
+    modes = importlib.import_module("diffusion_kernels.launch.tiling")
+    assert (modes.NO_UNITS, modes.UNITS_ALIGNED, modes.UNITS_ANY, modes.WHOLE_TILES, modes.NARROW) == tuple(
+        c.value for c in (tiles.NO_UNITS, tiles.UNITS_ALIGNED, tiles.UNITS_ANY, tiles.WHOLE_TILES, tiles.NARROW))
+    assert tiles.NARROW_ALIGNED.value == modes.units_mode(object(), aligned=True, narrow=True)
+    assert tiles.NARROW_ANY.value == modes.units_mode(object(), aligned=False, narrow=True)
+    assert modes.NARROW_ROWS == modes.NO_UNITS + modes.NARROW

@@ -144,17 +144,21 @@ def row_tiling(rows: int, row_len: int, block: int, elem_offset: int, warps: Opt
 
 # kernels/tiles.py's row_tile modes: rows of one tensor, a shard's quad-aligned runs, runs starting anywhere,
 # rows of one tensor that are each a whole number of tiles, rows of one tensor whose quads lie below 2**32.
-NO_UNITS, UNITS_ALIGNED, UNITS_ANY, WHOLE_TILES, NARROW_ROWS = 0, 1, 2, 3, 4
-# The elements (offset included) whose quads all lie below 2**32: NARROW_ROWS's bound.
+NO_UNITS, UNITS_ALIGNED, UNITS_ANY, WHOLE_TILES = 0, 1, 2, 3
+# Added to NO_UNITS, UNITS_ALIGNED or UNITS_ANY where every quad of the launch lies below 2**32: the
+# elements (offset included) of a tensor, or a shard's global tensor, up to NARROW_ELEMENTS.
+NARROW = 4
+NARROW_ROWS = NO_UNITS + NARROW
 NARROW_ELEMENTS = 2**34
 
 
-def units_mode(units, aligned: bool) -> int:
+def units_mode(units, aligned: bool, narrow: bool = False) -> int:
     """row_tile's UNITS for a launch: a shard's run table (``units``) whose runs all start on a quad and hold
-    whole quads (``aligned``, sharding.Units.aligned) takes the contiguous tile's vector accesses."""
+    whole quads (``aligned``, sharding.Units.aligned) takes the contiguous tile's vector accesses; one
+    whose global tensor has at most NARROW_ELEMENTS (``narrow``, sharding.Units.narrow) 32-bit counters."""
     if units is None:
         return NO_UNITS
-    return UNITS_ALIGNED if aligned else UNITS_ANY
+    return (UNITS_ALIGNED if aligned else UNITS_ANY) + (NARROW if narrow else 0)
 
 
 def whole_tiles(tile: Tiling, elem_offset: int) -> bool:

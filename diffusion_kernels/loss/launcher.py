@@ -53,7 +53,8 @@ def _tables(target: Target, pred: torch.Tensor):
 def loss_forward(pred: torch.Tensor, x0: Optional[torch.Tensor], eps_scale: Optional[torch.Tensor],
                  x0_scale: Optional[torch.Tensor], has_eps: bool, rows: int, seed_tensor: Optional[torch.Tensor],
                  seed_lo: int, seed_hi: int, stream: int, offset_strength: float,
-                 units: Optional[torch.Tensor] = None, units_aligned: bool = False) -> tuple[torch.Tensor]:
+                 units: Optional[torch.Tensor] = None, units_aligned: bool = False,
+                 units_narrow: bool = False) -> tuple[torch.Tensor]:
     """(per-row Σ (pred − target)², float32 of shape (rows,)), ε regenerated from the seed (``seed_tensor``
     on the device, else the int32 halves) with ``rows`` offset rows; with ``units`` (a shard's runs,
     noising.launcher.forward) a row is a run."""
@@ -81,7 +82,7 @@ def loss_forward(pred: torch.Tensor, x0: Optional[torch.Tensor], eps_scale: Opti
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength, *layout.args(),
                 NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
                 SEED_FROM_PTR=from_ptr, **target.switches(), BLOCK=tile.block, MATH=math_mode(pred.device),
-                PAIRED=paired(pred, layout), UNITS=row_mode(tile, 0, units_mode(units, units_aligned)),
+                PAIRED=paired(pred, layout), UNITS=row_mode(tile, 0, units_mode(units, units_aligned, units_narrow)),
                 num_warps=launch_warps(kernels, pred.device, tile.warps),
             )
     # A program covers one row of its tiling, so the row sums are sums of whole programs, added in
@@ -95,7 +96,7 @@ def loss_backward(pred: torch.Tensor, row_scale: torch.Tensor, x0: Optional[torc
                   eps_scale: Optional[torch.Tensor], x0_scale: Optional[torch.Tensor], has_eps: bool, rows: int,
                   seed_tensor: Optional[torch.Tensor], seed_lo: int, seed_hi: int, stream: int,
                   offset_strength: float, units: Optional[torch.Tensor] = None,
-                  units_aligned: bool = False) -> tuple[torch.Tensor]:
+                  units_aligned: bool = False, units_narrow: bool = False) -> tuple[torch.Tensor]:
     """(row_scale[row]·(pred − target),) in pred's dtype and layout; ``row_scale`` float32 (rows,); ``units``
     as in :func:`loss_forward`."""
     target = Target(has_eps, eps_scale, x0, x0_scale)
@@ -124,7 +125,7 @@ def loss_backward(pred: torch.Tensor, row_scale: torch.Tensor, x0: Optional[torc
                 NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
                 SEED_FROM_PTR=from_ptr, **target.switches(), BLOCK=tile.block, SOFT_BF16=interpreter_active(),
                 MATH=math_mode(pred.device), PAIRED=paired(pred, layout),
-                UNITS=row_mode(tile, 0, units_mode(units, units_aligned)),
+                UNITS=row_mode(tile, 0, units_mode(units, units_aligned, units_narrow)),
                 num_warps=launch_warps(kernels, pred.device, tile.warps),
             )
     copy_back([(grad, grad_)])
@@ -148,8 +149,10 @@ def _run_target(target: Target, runs) -> Target:
 
 
 def _run_args(rows: int, runs, device) -> tuple:
-    """The launch's (rows, units, units_aligned): a shard's runs (sharding.Units) are its rows."""
-    return (rows, None, False) if runs is None else (runs.count, runs.table(device), runs.aligned)
+    """The launch's (rows, units, units_aligned, units_narrow): a shard's runs (sharding.Units) are its rows."""
+    if runs is None:
+        return rows, None, False, False
+    return runs.count, runs.table(device), runs.aligned, runs.narrow
 
 
 def forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_strength: float, target: Target = EPS,
@@ -157,10 +160,10 @@ def forward(pred: torch.Tensor, rows: int, seed, stream: int, offset_strength: f
     """Per-row Σ (pred − target)² as float32 of shape (rows,), ε regenerated from (seed, stream); ``runs``
     (sharding.Units) for a shard of a global tensor: its runs' sums are added per row, in order."""
     target = _run_target(target, runs)
-    launch_rows, units, aligned = _run_args(rows, runs, pred.device)
+    launch_rows, units, aligned, narrow = _run_args(rows, runs, pred.device)
     sums = _op("loss_forward", loss_forward)(pred, target.x0, target.eps_scale, target.x0_scale, target.eps,
                                              launch_rows, *seed_parts(seed), stream, offset_strength, units,
-                                             aligned)[0]
+                                             aligned, narrow)[0]
     return sums if runs is None else sums.view(rows, runs.per_row).sum(1)
 
 
@@ -171,7 +174,7 @@ def backward(pred: torch.Tensor, row_scale: torch.Tensor | float, rows: int, see
     if isinstance(row_scale, float):  # one value for every row
         row_scale = torch.full((rows,), row_scale, dtype=torch.float32, device=pred.device)
     target = _run_target(target, runs)
-    launch_rows, units, aligned = _run_args(rows, runs, pred.device)
+    launch_rows, units, aligned, narrow = _run_args(rows, runs, pred.device)
     return _op("loss_backward", loss_backward)(pred, _per_run(row_scale, runs), target.x0, target.eps_scale,
                                                target.x0_scale, target.eps, launch_rows, *seed_parts(seed), stream,
-                                               offset_strength, units, aligned)[0]
+                                               offset_strength, units, aligned, narrow)[0]

@@ -54,8 +54,8 @@ def _forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.T
 
 
 def _units(runs: Any, like: torch.Tensor) -> tuple[torch.Tensor | None, bool]:
-    """The launchers' (units, units_aligned) for a shard's runs (sharding.Units), or for none."""
-    return (None, False) if runs is None else (runs.table(like.device), runs.aligned)
+    """The launchers' (units, units_aligned, units_narrow) for a shard's runs (sharding.Units), or for none."""
+    return (None, False, False) if runs is None else (runs.table(like.device), runs.aligned, runs.narrow)
 
 
 def apply(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: Opt, d: Opt, noise: Opt,

@@ -23,7 +23,7 @@ def forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Te
             seed_tensor: Optional[torch.Tensor], seed_lo: int, seed_hi: int, stream: int, step: int,
             offset_strength: float, write_noise: bool, write_v: bool, elem_offset: int, check_t: bool = False,
             perturbation: float = 0.0, units: Optional[torch.Tensor] = None,
-            units_aligned: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            units_aligned: bool = False, units_narrow: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(out, ε, v): out = a[t]·x0 + b[t]·ε and, with ``write_v``, v = c[t]·x0 + d[t]·ε.
 
     A nonzero ``perturbation`` γ (drawn ε only) makes out = a[t]·x0 + b[t]·(ε + γ·ε′), ε′ the stream's
@@ -40,7 +40,8 @@ def forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Te
 
     ``units`` (a shard of a global tensor: sharding.Units.table) makes row r a run of global positions
     from ``units[r, 0]`` (its offset noise row ``units[r, 1]``); ``t_rows`` then has one entry per run, and
-    ``units_aligned`` says every run starts on a quad and holds whole quads (sharding.Units.aligned).
+    ``units_aligned`` says every run starts on a quad and holds whole quads (sharding.Units.aligned),
+    ``units_narrow`` that the global tensor has at most 2**34 elements (sharding.Units.narrow).
     """
     import diffusion_kernels.kernels.noising as noising  # the absolute form: a third of the relative one's cost
 
@@ -59,7 +60,8 @@ def forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Te
         kernel, grid, row_args, settings = _contiguous_launch(
             noising, n, rows, x0.element_size(), x0.device, not drawn, eps is not None, v is not None,
             offset_strength != 0.0 and drawn, seed_tensor is not None, perturbation != 0.0 and drawn, check_t,
-            run_alignment(elem_offset, units, units_aligned), units_mode(units, units_aligned), words_aligned(x0))
+            run_alignment(elem_offset, units, units_aligned), units_mode(units, units_aligned, units_narrow),
+            words_aligned(x0))
         x0_, noise_, out_, eps_, v_, layout_args = x0, noise, out, eps, v, ()
     else:
         (x0_, noise_), (out_, eps_, v_), layout = prepare(x0.shape, [x0, noise], [out, eps, v])
@@ -72,7 +74,8 @@ def forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Te
             layout = MEMORY_ORDER
         tile, mode = forward_tiles(tiling(noising, n, rows, run_alignment(elem_offset, units, units_aligned),
                                           paired(x0, layout), not layout.contiguous, gpu_units(x0.device)),
-                                   elem_offset, units_mode(units, units_aligned), grouping_units(x0.device),
+                                   elem_offset, units_mode(units, units_aligned, units_narrow),
+                                   grouping_units(x0.device),
                                    words_aligned(x0_))
         kernel, layout_args, layout_kw = entry_point(layout, noising.noising_fwd_kernel,
                                                      noising.noising_fwd_contiguous_kernel)
@@ -225,7 +228,8 @@ def backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: torch.Tensor, 
              seed_tensor: Optional[torch.Tensor], seed_lo: int, seed_hi: int, stream: int, step: int,
              offset_strength: float, x0_dtype: Optional[torch.dtype],
              noise_dtype: Optional[torch.dtype], need_tables: bool,
-             elem_offset: int, units: Optional[torch.Tensor] = None, units_aligned: bool = False
+             elem_offset: int, units: Optional[torch.Tensor] = None, units_aligned: bool = False,
+             units_narrow: bool = False
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(grad_x0, grad_noise, per-row sums) of out = a·x0 + b·ε and v = c·x0 + d·ε with upstream (g, gv).
 
@@ -233,7 +237,7 @@ def backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: torch.Tensor, 
     is. With ``need_tables`` the (R, 4) per-row sums Σ g·x0, Σ g·ε, Σ gv·x0,
     Σ gv·ε come back (they read ``x0`` and ``noise``, or regenerate ε from the
     seed). What was not asked for comes back None (0-element tensors from the
-    registered op). ``units`` and ``units_aligned`` as in :func:`forward`.
+    registered op). ``units``, ``units_aligned`` and ``units_narrow`` as in :func:`forward`.
     """
     from ..kernels import noising
 
@@ -267,7 +271,7 @@ def backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: torch.Tensor, 
                 NEED_GX=gx is not None, NEED_GN=gn is not None, NEED_PARTIALS=need_tables,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
                 SOFT_BF16=interpreter_active(), MATH=math_mode(g.device), PAIRED=paired(g, layout),
-                UNITS=units_mode(units, units_aligned), num_warps=launch_warps(noising, g.device),
+                UNITS=units_mode(units, units_aligned, units_narrow), num_warps=launch_warps(noising, g.device),
             )
         copy_back([(gx, gx_), (gn, gn_)])
         if need_tables:
