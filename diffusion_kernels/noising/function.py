@@ -53,7 +53,7 @@ def _forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.T
     return out, (eps if return_noise and noise is None else None), (v if return_v else None)
 
 
-def _units(runs: Any, like: torch.Tensor) -> tuple[torch.Tensor | None, bool]:
+def _units(runs: Any, like: torch.Tensor) -> tuple[torch.Tensor | None, bool, bool]:
     """The launchers' (units, units_aligned, units_narrow) for a shard's runs (sharding.Units), or for none."""
     return (None, False, False) if runs is None else (runs.table(like.device), runs.aligned, runs.narrow)
 
