@@ -37,7 +37,7 @@ def philox(c0, c1, c2, c3, k0, k1):
 
 @jit(inline="always")
 def ln(u):
-    # kernels/philox_normal.py::ln_poly: u = (1 + f)·2**e, 1 + f in [sqrt(1/2), sqrt(2)), 2·atanh(f/(2+f))
+    # kernels/box_muller.py::ln_poly: u = (1 + f)·2**e, 1 + f in [sqrt(1/2), sqrt(2)), 2·atanh(f/(2+f))
     bits = np.int32(np.float32(u).view(np.int32))
     e = (bits >> 23) - 127
     m_bits = (bits & 0x7FFFFF) | 0x3F800000
@@ -45,14 +45,14 @@ def ln(u):
     m_bits = m_bits - 0x800000 if high else m_bits
     e = e + 1 if high else e
     f = np.int32(m_bits).view(np.float32) - f32(1.0)
-    s = f / (f + f32(2.0))
+    s = f / (f + f32(2.0))  # the exact quotient, where the AMD kernel takes a 1-ulp hardware reciprocal
     s2 = s * s
     p = (((s2 * f32(2.0 / 9.0) + f32(2.0 / 7.0)) * s2 + f32(2.0 / 5.0)) * s2 + f32(2.0 / 3.0)) * s2 + f32(2.0)
     return f32(e) * f32(0.6931471805599453) + s * p
 
 @jit(inline="always")
 def cos_sin(rb):
-    # kernels/philox_normal.py::cos_sin_poly: quadrant of theta = 2 pi r, Taylor on [-pi/4, pi/4]
+    # kernels/box_muller.py::cos_sin_poly: quadrant of theta = 2 pi r, Taylor on [-pi/4, pi/4]
     r = f32(rb >> u32(8)) * f32(5.9604644775390625e-08) - f32(0.5)
     q = np.floor(r * f32(4.0) + f32(0.5))
     x = (r - q * f32(0.25)) * f32(6.283185307179586)

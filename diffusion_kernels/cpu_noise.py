@@ -1,7 +1,8 @@
 """The noise stream on CPU tensors, compiled with numba (the ``[cpu]`` extra): the same Philox integers
-as the kernels and ``reference.philox_normal``, bit for bit, and the same Box–Muller as the AMD kernels
-(kernels/philox_normal.py, MATH_POLY: log, sin and cos from float32 multiply-adds, within NOISE_ATOL of
-the float64 math), in one loop over quads that LLVM vectorises and numba spreads over threads.
+as the kernels and ``reference.philox_normal``, bit for bit, and the AMD kernels' Box–Muller
+(kernels/box_muller.py, MATH_POLY: log, sin and cos from float32 multiply-adds, an exact division
+where the kernels take a hardware reciprocal; within NOISE_ATOL of the float64 math), in one loop over
+quads that LLVM vectorises and numba spreads over threads.
 
 Why numba: the pure-PyTorch reference computes Philox as a few hundred whole-tensor int64 operations,
 each a pass over memory, 30-90x slower than torch.randn; one compiled loop keeps a quad's words in

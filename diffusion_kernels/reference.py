@@ -62,7 +62,7 @@ def philox4x32(c0: Word, c1: Word, c2: Word, c3: Word, k0: Word, k1: Word, round
 
 
 def _box_muller(ra: torch.Tensor, rb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    # Same bit selection and constants as kernels/philox_normal.py::box_muller.
+    # Same bit selection and constants as kernels/box_muller.py::box_muller.
     u1 = ((ra >> 9).to(torch.float32) + 0.5) * 2.0**-23
     u2 = (rb >> 8).to(torch.float32) * 2.0**-24
     radius = torch.sqrt(-2.0 * torch.log(u1))

@@ -20,7 +20,7 @@ TOLERANCE = {
 # math-library float32 Box–Muller): on a GPU the kernel uses sin.approx/cos.approx
 # (within 2**-20.9 absolute in [-pi, pi), times a radius of at most 5.77: ~3e-6)
 # and lg2.approx, with a series where u1 -> 1 so the radius stays within ~2e-6
-# (kernels/philox_normal.py); the rest is float32 rounding.
+# (kernels/box_muller.py); the rest is float32 rounding.
 NOISE_ATOL = 1e-5
 
 

@@ -12,9 +12,9 @@ stores rounded once, at the end.
 import triton
 import triton.language as tl
 
+from .box_muller import MATH_POLY
 from .convert import load_bf16_words, to_output
-from .philox_normal import (MATH_POLY, PERTURB_STEP, channels_last_noise, channels_last_normals, draw_noise, load_seed,
-                            tile_normals)
+from .philox_normal import PERTURB_STEP, channels_last_noise, channels_last_normals, draw_noise, load_seed, tile_normals
 from .tiles import (WHOLE_TILES, channels_last_tile, noise_row, offset_like, row_coefficients, row_tile, strided_offset,
                     unravel)
 

@@ -1,7 +1,7 @@
 """The kernels' Box–Muller against float64 math, including the GPU's fast path run on CPU.
 
 On a GPU, Box–Muller uses the special-function instructions lg2.approx,
-sin.approx and cos.approx (kernels/philox_normal.py, MATH). Triton's
+sin.approx and cos.approx (kernels/box_muller.py, MATH). Triton's
 interpreter has none of them, so on CPU that path is run with each
 instruction emulated by the math library plus its documented worst-case
 error (CUDA C++ Programming Guide, intrinsic functions: __log2f is within
@@ -28,8 +28,8 @@ from triton.language.extra import libdevice
 import diffusion_kernels as dk
 from diffusion_kernels import launch, reference
 from diffusion_kernels.dispatch import interpreter_active
-from diffusion_kernels.kernels import philox_normal
-from diffusion_kernels.kernels.philox_normal import box_muller
+from diffusion_kernels.kernels import box_muller as box_muller_module
+from diffusion_kernels.kernels.box_muller import box_muller
 from diffusion_kernels.noising import launcher as noising_launcher
 from diffusion_kernels.trajectory import launcher as trajectory_launcher
 from diffusion_kernels.loss import launcher as loss_launcher
@@ -175,7 +175,7 @@ def test_amd_box_muller_is_accurate_at_every_angle_and_every_radius(monkeypatch,
 def test_lg2_alone_near_u1_one_would_break_the_noise_tolerance(emulated_gpu_math, monkeypatch):
     """Why the series branch exists: with lg2.approx used all the way to u1 -> 1, the same
     emulated error puts radii near 0 off by far more than NOISE_ATOL."""
-    monkeypatch.setattr(philox_normal, "SERIES_BELOW", tl.constexpr(0.0))  # w = u1 - 1 < 0: never the series
+    monkeypatch.setattr(box_muller_module, "SERIES_BELOW", tl.constexpr(0.0))  # w = u1 - 1 < 0: never the series
     ra, rb = _hard_inputs()
     z = _run_box_muller(ra, rb, "cpu", math=launch.MATH_NVIDIA)
     error = (to_reference(z) - _float64_box_muller(ra, rb)).abs()

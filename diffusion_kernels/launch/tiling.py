@@ -245,7 +245,7 @@ def channels_last_tiling(kernel_module, planes: Planes, element_size: int, elem_
     return row_tiling(planes.samples, row_len, block, 0)
 
 
-# The Box–Muller special functions per target (kernels/philox_normal.py, MATH).
+# The Box–Muller special functions per target (kernels/box_muller.py, MATH).
 MATH_LIBRARY, MATH_NVIDIA, MATH_POLY = 0, 1, 2
 
 
