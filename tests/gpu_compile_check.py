@@ -33,7 +33,7 @@ from triton.compiler import ASTSource  # noqa: E402
 from code_objects import amd_figures, nvidia_figures  # noqa: E402
 
 from diffusion_kernels import launch, sharding  # noqa: E402
-from diffusion_kernels.launch.tiling import gpu_units, grouping_units, tiling  # noqa: E402
+from diffusion_kernels.launch.tiling import fewest_warps, gpu_units, grouping_units, tiling  # noqa: E402
 from diffusion_kernels.schedules import NoiseSchedule  # noqa: E402
 from diffusion_kernels.noising import launcher as noising_launcher  # noqa: E402
 from diffusion_kernels.trajectory import launcher as trajectory_launcher  # noqa: E402
@@ -104,6 +104,7 @@ def issue_launches(units: int):
         _launch_every_variant()
         sized_launches(units)
         large_batch_launches(units)
+        batch_launches(units, (64, 4, 80, 80), with_loss=False)  # rows whole tiles of a quarter of the tile
     finally:
         # Restored before compiling: the contiguous entry points call the strided kernels by name.
         for module in (km.noising, km.trajectory, km.loss, km.sampling):
@@ -209,6 +210,7 @@ def batch_launches(units: int, shape: tuple, with_loss: bool):
     a, b = NoiseSchedule.linear().coefficient_tables("cpu")
     noising_launcher.gpu_units = loss_launcher.gpu_units = lambda device: units
     noising_launcher.grouping_units = lambda device: None if AMD_LAUNCHES[0] else units
+    noising_launcher.fewest_warps = lambda device: 2 if AMD_LAUNCHES[0] else 1  # tiling.fewest_warps
     try:
         for dtype in (torch.float32, torch.bfloat16):
             x = torch.empty(shape, dtype=dtype)
@@ -221,6 +223,7 @@ def batch_launches(units: int, shape: tuple, with_loss: bool):
     finally:
         noising_launcher.gpu_units = loss_launcher.gpu_units = gpu_units
         noising_launcher.grouping_units = grouping_units
+        noising_launcher.fewest_warps = fewest_warps
 
 
 def quads_per_program(constexprs: dict) -> int:

@@ -44,7 +44,7 @@ def variants():
 def test_every_kernel_compiles_for_sm90(variants):
     kernels = {v["kernel"] for v in variants}
     assert kernels == KERNELS
-    assert len(variants) == 99
+    assert len(variants) == 103
     for v in variants:
         assert v["cubin_bytes"] > 0 and v["registers"] is not None and v["registers"] <= 255
 
@@ -301,7 +301,7 @@ def _drawn(v) -> bool:
 
 
 def test_every_kernel_compiles_for_amd_without_scratch(amd_variants):
-    assert {v["kernel"] for v in amd_variants} == KERNELS and len(amd_variants) == 99
+    assert {v["kernel"] for v in amd_variants} == KERNELS and len(amd_variants) == 103
     for v in amd_variants:
         assert v["code_bytes"] > 0 and v["stack_bytes"] == 0, v  # no scratch, no spills
         assert v["registers"] is not None and v["registers"] <= 256, v  # the architectural VGPRs of a wave64
@@ -415,3 +415,17 @@ def test_a_large_batch_runs_several_tiles_per_program_in_one_loop(variants, dtyp
     assert large["instructions_per_element"] < one["instructions_per_element"]
     assert large["programs"]["16777216"] * large["tiles_per_program"] * 4 * int(large["constexprs"]["BLOCK"]) == 2**24
     assert large["programs"]["16777216"] >= 4 * 132 and large["stack_bytes"] == 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("write_noise", [False, True])
+def test_rows_that_fewer_warps_make_whole_run_at_the_whole_tiles_cost(variants, dtype, write_noise):
+    """A 64×4×80×80 batch: its rows (25,600 elements) are not whole tuned tiles, but are whole tiles of a
+    quarter (bfloat16) or half (float32) of one at as many elements per thread (launch.tiling.whole_row_tile),
+    so on an H100 they run unmasked, at the training batch's instructions per element."""
+    odd = _training_batch(variants, "noising", dtype, write_noise, shape=[64, 4, 80, 80])
+    whole = _training_batch(variants, "noising", dtype, write_noise)
+    assert odd["num_warps"] < whole["num_warps"] and odd["elements_per_thread"] == whole["elements_per_thread"]
+    assert 25600 % (4 * int(odd["constexprs"]["BLOCK"])) == 0
+    assert odd["instructions_per_element"] <= whole["instructions_per_element"] + 0.5
+    assert odd["stack_bytes"] == 0 and odd["registers"] <= 80

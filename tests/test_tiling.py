@@ -201,6 +201,50 @@ def test_programs_that_run_several_tiles_give_what_one_tile_per_program_gives(mo
     assert len(got) == len(expected) and all(torch.equal(g, e) for g, e in zip(got, expected))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rows_that_fewer_warps_make_whole_tiles_run_unmasked_and_draw_the_same(monkeypatch, device, dtype):
+    """Rows of 768 elements (3·256) are not whole tiles of the launch's tile; on a GPU a quarter of it (one
+    warp, each thread keeping its elements) is, so the rows run unmasked (WHOLE_TILES), with x_t and ε bit for
+    bit the default tile's."""
+    import diffusion_kernels as dk
+    from diffusion_kernels.launch.tiling import WHOLE_TILES
+    from diffusion_kernels.noising import launcher as noising_launcher
+    from diffusion_kernels.noising import plans
+
+    schedule = dk.NoiseSchedule.linear()
+    x0 = torch.randn(2, 3, 16, 16).to(dtype).to(device)
+    t = torch.tensor([7, 999], device=device)
+    expected = dk.q_sample(x0, t, schedule, seed=3, return_noise=True, backend="triton")
+    chosen = []
+    real = noising_launcher.forward_tiles
+    monkeypatch.setattr(noising_launcher, "gpu_units", lambda device: 1)
+    monkeypatch.setattr(noising_launcher, "fewest_warps", lambda device: 1)
+    monkeypatch.setattr(noising_launcher, "forward_tiles", lambda *args: chosen.append(real(*args)) or chosen[-1])
+    monkeypatch.setattr(plans, "_PLANS", {})
+    noising_launcher._launch_settings.cache_clear()
+    try:
+        got = dk.q_sample(x0, t, schedule, seed=3, return_noise=True, backend="triton")
+    finally:
+        noising_launcher._launch_settings.cache_clear()
+    (tile, mode), = chosen
+    assert mode == WHOLE_TILES and tile.warps == 1 and 768 % (4 * tile.block) == 0
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+
+
+def test_a_row_tile_is_fitted_only_where_it_makes_rows_whole():
+    from diffusion_kernels.launch.tiling import NO_UNITS, UNITS_ALIGNED, row_tiling, whole_row_tile
+
+    tile = row_tiling(4, 25600, 1024, 0, 4)  # a 4×80×80 bf16 latent per row, the tuned bf16 tile
+    fitted = whole_row_tile(tile, 0, NO_UNITS, 1)
+    assert (fitted.block, fitted.warps, fitted.chunks) == (256, 1, 25)  # 25 tiles of 1,024 elements
+    assert whole_row_tile(tile, 0, NO_UNITS, 2) is tile  # one AMD wavefront: 2,048 does not divide the row
+    assert whole_row_tile(tile, 0, NO_UNITS, None) is tile  # no GPU
+    assert whole_row_tile(tile, 0, UNITS_ALIGNED, 1) is tile  # a shard's runs stay masked
+    assert whole_row_tile(tile, 16, NO_UNITS, 1) is tile  # rows that do not start at element 0
+    whole = row_tiling(4, 16384, 1024, 0, 4)
+    assert whole_row_tile(whole, 0, NO_UNITS, 1) is whole
+
+
 def test_tiles_are_grouped_only_by_whole_divisors_of_a_row_and_with_programs_to_spare():
     from diffusion_kernels.launch.tiling import grouped_tiles, row_tiling
 

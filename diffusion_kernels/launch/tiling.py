@@ -188,6 +188,32 @@ RESIDENT_PROGRAMS_PER_UNIT = 4
 MAX_TILES_PER_PROGRAM = 4
 
 
+def fewest_warps(device) -> Optional[int]:
+    """The fewest 32-lane warps :func:`whole_row_tile` takes a program down to on ``device``'s GPU: one on
+    NVIDIA, MIN_WARPS (one 64-lane wavefront) on AMD; None where no GPU runs the launch."""
+    import torch
+
+    if gpu_units(device) is None:
+        return None
+    return MIN_WARPS if torch.version.hip else 1
+
+
+def whole_row_tile(tile: Tiling, elem_offset: int, mode: int, fewest: Optional[int]) -> Tiling:
+    """``tile``, or, for rows of one tensor (``mode`` NO_UNITS) that are not whole tiles but would be with
+    fewer warps, that tile: quads and warps halved together, down to ``fewest`` warps (None: no GPU, no
+    change). Each thread keeps its elements, so the instructions per element stay the tuned tile's, and the
+    rows run unmasked (WHOLE_TILES): a 4×80×80 latent per sample, 25,600 elements, is 25 tiles of a quarter
+    of the bfloat16 tile."""
+    if fewest is None or mode != NO_UNITS or whole_tiles(tile, elem_offset):
+        return tile
+    block, warps = tile.block, tile.warps or 1
+    while warps > fewest:
+        block, warps = block // 2, warps // 2
+        if elem_offset == 0 and tile.row_len % (4 * block) == 0:
+            return row_tiling(tile.rows, tile.row_len, block, elem_offset, warps)
+    return tile
+
+
 def grouping_units(device) -> Optional[int]:
     """The SMs whose programs :func:`grouped_tiles` counts on ``device``'s GPU: an NVIDIA GPU's
     (:func:`gpu_units`); None (one tile per program) on AMD, whose per-tile setup runs on the scalar unit

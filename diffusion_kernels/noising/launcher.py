@@ -11,8 +11,9 @@ import torch
 from .. import seeding, transfer
 from ..dispatch import interpreter_active
 from ..launch.layout import entry_point, prepare, Planes, channels_last_planes, packed, copy_back, MEMORY_ORDER, paired
-from ..launch.tiling import (WHOLE_TILES, Tiling, tiling, channels_last_tiling, gpu_units, grouped_tiles,
-                             grouping_units, launch_warps, math_mode, row_mode, run_alignment, units_mode)
+from ..launch.tiling import (WHOLE_TILES, Tiling, tiling, channels_last_tiling, fewest_warps, gpu_units, grouped_tiles,
+                             grouping_units, launch_warps, math_mode, row_mode, run_alignment, units_mode,
+                             whole_row_tile)
 from ..seeding import seed_args, seed_parts
 from ..launch.registry import device_guard, launcher, register_triton_op, debug_options
 
@@ -75,8 +76,7 @@ def forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Te
         tile, mode = forward_tiles(tiling(noising, n, rows, run_alignment(elem_offset, units, units_aligned),
                                           paired(x0, layout), not layout.contiguous, gpu_units(x0.device)),
                                    elem_offset, units_mode(units, units_aligned, units_narrow),
-                                   grouping_units(x0.device),
-                                   words_aligned(x0_))
+                                   grouping_units(x0.device), words_aligned(x0_), fewest_warps(x0.device))
         kernel, layout_args, layout_kw = entry_point(layout, noising.noising_fwd_kernel,
                                                      noising.noising_fwd_contiguous_kernel)
         grid, row_args = tile.grid, tile.row_args
@@ -189,7 +189,7 @@ def _launch_settings(kernels, n: int, rows: int, element_size: int, device: torc
                      check_t: bool, alignment: int, units: int, aligned_words: bool, constants: tuple):
     math = constants[-1](device)
     tile, mode = forward_tiles(tiling(kernels, n, rows, alignment, element_size == 2, False, gpu_units(device)),
-                               alignment, units, grouping_units(device), aligned_words)
+                               alignment, units, grouping_units(device), aligned_words, fewest_warps(device))
     settings = dict(
         HAS_NOISE=given_noise, WRITE_NOISE=write_noise, WRITE_V=write_v, HAS_OFFSET=offset,
         SEED_FROM_PTR=seed_from_ptr, BLOCK=tile.block, SOFT_BF16=interpreter_active(), MATH=math,
@@ -200,10 +200,13 @@ def _launch_settings(kernels, n: int, rows: int, element_size: int, device: torc
     return tile.grid, tile.row_args, settings
 
 
-def forward_tiles(tile: Tiling, elem_offset: int, units: int, sms: Optional[int], aligned_words: bool):
-    """(tiling, row_tile's UNITS) of a forward launch: rows of whole tiles take WHOLE_TILES and, on a GPU
-    of ``sms`` SMs (tiling.grouping_units) with programs to spare, several tiles per program
+def forward_tiles(tile: Tiling, elem_offset: int, units: int, sms: Optional[int], aligned_words: bool,
+                  fewest: Optional[int] = None):
+    """(tiling, row_tile's UNITS) of a forward launch: rows of one tensor that fewer warps make whole tiles
+    take that tile (tiling.whole_row_tile, down to ``fewest`` warps); rows of whole tiles take WHOLE_TILES
+    and, on a GPU of ``sms`` SMs (tiling.grouping_units) with programs to spare, several tiles per program
     (tiling.grouped_tiles)."""
+    tile = whole_row_tile(tile, elem_offset, units, fewest)
     mode = row_mode(tile, elem_offset, units, aligned_words)
     return (grouped_tiles(tile, sms) if mode == WHOLE_TILES else tile), mode
 
