@@ -72,71 +72,47 @@ def noising_fwd_kernel(
                                                UNITS, TILES)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
     for k in tl.range(0, TILES):
-        noised_tile(x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr, t_ptr, c_ptr, d_ptr, T, row, a, b,
-                    first_quad + k * BLOCK, idx + k * (4 * BLOCK), mask, units_ptr,
-                    seed_lo, seed_hi, seed_ptr, stream, step, offset_strength, perturbation,
-                    z1, z2, z3, z4, d1, d2, d3, d4, xs0, xs1, xs2, xs3, xs4, ns0, ns1, ns2, ns3, ns4,
-                    os0, os1, os2, os3, os4, es0, es1, es2, es3, es4, vs0, vs1, vs2, vs3, vs4,
-                    NDIM, SHARED_LAYOUT, HAS_NOISE, WRITE_NOISE, WRITE_V, HAS_OFFSET, SEED_FROM_PTR, BLOCK,
-                    SOFT_BF16, MATH, PAIRED, PERTURB, UNITS)
+        tile_quad = first_quad + k * BLOCK
+        tile_idx = idx + k * (4 * BLOCK)
+        pos = unravel(tile_idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
+        x0_off = strided_offset(pos, NDIM, xs0, xs1, xs2, xs3, xs4)
+        if UNITS == WHOLE_TILES and NDIM == 1 and PAIRED and x0_ptr.dtype.element_ty == tl.bfloat16:
+            x0 = load_bf16_words(x0_ptr, tile_quad * 4, 4 * BLOCK)
+        else:
+            x0 = tl.load(
+                x0_ptr + x0_off,
+                mask=mask, other=0.0, eviction_policy="evict_first",
+            ).to(tl.float32)
+        if HAS_NOISE:
+            eps = tl.load(
+                noise_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, ns0, ns1, ns2, ns3, ns4),
+                mask=mask, other=0.0, eviction_policy="evict_first",
+            ).to(tl.float32)
+        else:
+            seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
+            eps = draw_noise(seed, tile_quad, stream, step, noise_row(row, units_ptr, UNITS), offset_strength, BLOCK,
+                             PAIRED, HAS_OFFSET, MATH, UNITS >= WHOLE_TILES)
+        noised = eps
+        if PERTURB:
+            perturb_seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
+            noised = eps + perturbation * tile_normals(perturb_seed, tile_quad, stream, PERTURB_STEP, BLOCK, PAIRED,
+                                                       MATH, UNITS >= WHOLE_TILES)
 
-
-@triton.jit
-def noised_tile(
-    x0_ptr, noise_ptr, out_ptr, eps_ptr, v_ptr, t_ptr, c_ptr, d_ptr, T, row, a, b,
-    first_quad, idx, mask, units_ptr,
-    seed_lo, seed_hi, seed_ptr, stream, step, offset_strength, perturbation,
-    z1, z2, z3, z4, d1, d2, d3, d4,
-    xs0, xs1, xs2, xs3, xs4,
-    ns0, ns1, ns2, ns3, ns4,
-    os0, os1, os2, os3, os4,
-    es0, es1, es2, es3, es4,
-    vs0, vs1, vs2, vs3, vs4,
-    NDIM: tl.constexpr, SHARED_LAYOUT: tl.constexpr, HAS_NOISE: tl.constexpr, WRITE_NOISE: tl.constexpr,
-    WRITE_V: tl.constexpr, HAS_OFFSET: tl.constexpr, SEED_FROM_PTR: tl.constexpr, BLOCK: tl.constexpr,
-    SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr, PERTURB: tl.constexpr,
-    UNITS: tl.constexpr,
-):
-    """One tile of noising_fwd_kernel: its quads from first_quad, its logical indices idx and their mask."""
-    pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
-    x0_off = strided_offset(pos, NDIM, xs0, xs1, xs2, xs3, xs4)
-    if UNITS == WHOLE_TILES and NDIM == 1 and PAIRED and x0_ptr.dtype.element_ty == tl.bfloat16:
-        x0 = load_bf16_words(x0_ptr, first_quad * 4, 4 * BLOCK)
-    else:
-        x0 = tl.load(
-            x0_ptr + x0_off,
-            mask=mask, other=0.0, eviction_policy="evict_first",
-        ).to(tl.float32)
-    if HAS_NOISE:
-        eps = tl.load(
-            noise_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, ns0, ns1, ns2, ns3, ns4),
-            mask=mask, other=0.0, eviction_policy="evict_first",
-        ).to(tl.float32)
-    else:
-        seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-        eps = draw_noise(seed, first_quad, stream, step, noise_row(row, units_ptr, UNITS), offset_strength, BLOCK,
-                         PAIRED, HAS_OFFSET, MATH, UNITS >= WHOLE_TILES)
-    noised = eps
-    if PERTURB:
-        perturb_seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-        noised = eps + perturbation * tile_normals(perturb_seed, first_quad, stream, PERTURB_STEP, BLOCK, PAIRED,
-                                                   MATH, UNITS >= WHOLE_TILES)
-
-    tl.store(
-        out_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, os0, os1, os2, os3, os4),
-        to_output(a * x0 + b * noised, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
-    )
-    if WRITE_NOISE:
         tl.store(
-            eps_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, es0, es1, es2, es3, es4),
-            to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16, MATH == MATH_POLY), mask=mask,
+            out_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, os0, os1, os2, os3, os4),
+            to_output(a * x0 + b * noised, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
         )
-    if WRITE_V:
-        c, d = row_coefficients(t_ptr, c_ptr, d_ptr, row, T)
-        tl.store(
-            v_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, vs0, vs1, vs2, vs3, vs4),
-            to_output(c * x0 + d * eps, v_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
-        )
+        if WRITE_NOISE:
+            tl.store(
+                eps_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, es0, es1, es2, es3, es4),
+                to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16, MATH == MATH_POLY), mask=mask,
+            )
+        if WRITE_V:
+            c, d = row_coefficients(t_ptr, c_ptr, d_ptr, row, T)
+            tl.store(
+                v_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, vs0, vs1, vs2, vs3, vs4),
+                to_output(c * x0 + d * eps, v_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
+            )
 
 
 @triton.jit(do_not_specialize=_PER_CALL_ARGS)

@@ -26,22 +26,22 @@ def resource_usage(cubin: bytes) -> dict:
 SASS_LINE = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
 
 
-def sass_instructions(cubin: bytes) -> int:
+def sass_instructions(sass: str) -> int:
     """Machine instructions in the kernel, padding (NOP) and the closing self-branch left out: what each
     thread issues, give or take the instructions a predicate skips, where the kernel has no loop (else
     see sass_loop_instructions)."""
-    ops = [m.group(1) for line in cuobjdump(cubin, "-sass").splitlines() if (m := SASS_LINE.match(line))]
+    ops = [m.group(1) for line in sass.splitlines() if (m := SASS_LINE.match(line))]
     return sum(op != "NOP" for op in ops) - 1
 
 
 SASS_ADDRESSED = re.compile(r"^\s*/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)(.*)")
 
 
-def sass_loop_instructions(cubin: bytes) -> int:
+def sass_loop_instructions(sass: str) -> int:
     """Machine instructions inside the kernel's loops (from a backward branch's target to the branch): a
     thread issues them once per trip. 0 for a kernel without one."""
     lines = [(int(m.group(1), 16), m.group(2), m.group(3))
-             for line in cuobjdump(cubin, "-sass").splitlines() if (m := SASS_ADDRESSED.match(line))]
+             for line in sass.splitlines() if (m := SASS_ADDRESSED.match(line))]
     inside = 0
     for address, op, rest in lines:
         target = re.match(r"\s*(0x[0-9a-f]+)", rest) if op.startswith("BRA") else None
@@ -54,10 +54,10 @@ def sass_loop_instructions(cubin: bytes) -> int:
 SASS_OPCODE = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")
 
 
-def streaming_load_position(cubin: bytes) -> float | None:
+def streaming_load_position(sass: str) -> float | None:
     """Where the first evict-first global load (x0, the prediction: the data the kernel streams) falls in the
     instruction stream, as a fraction of it; None for a kernel that streams nothing in."""
-    ops = [m.group(1) for line in cuobjdump(cubin, "-sass").splitlines() if (m := SASS_OPCODE.match(line))]
+    ops = [m.group(1) for line in sass.splitlines() if (m := SASS_OPCODE.match(line))]
     ops = [op for op in ops if op != "NOP"]
     first = next((k for k, op in enumerate(ops) if op.startswith("LDG") and ".EF" in op), None)
     return None if first is None else first / max(len(ops) - 1, 1)
@@ -79,7 +79,8 @@ def philox_multiplies(ptx: str) -> int:
 
 def nvidia_figures(compiled) -> dict:
     ptx = compiled.asm["ptx"]
-    sass = sass_instructions(compiled.asm["cubin"])
+    listing = cuobjdump(compiled.asm["cubin"], "-sass")  # read once for the three figures below
+    sass = sass_instructions(listing)
     return {
         "ptx_lines": ptx.count("\n"),
         "vector_loads": sum(".v4." in line or ".v2." in line for line in ptx.splitlines() if "ld.global" in line),
@@ -95,8 +96,8 @@ def nvidia_figures(compiled) -> dict:
         "integer_divisions": len(re.findall(r"\b(?:div|rem)\.[su](?:32|64)\b", ptx)),
         "sass_instructions": sass,
         "machine_instructions": sass,
-        "loop_instructions": sass_loop_instructions(compiled.asm["cubin"]),
-        "x0_load_position": streaming_load_position(compiled.asm["cubin"]),
+        "loop_instructions": sass_loop_instructions(listing),
+        "x0_load_position": streaming_load_position(listing),
         **resource_usage(compiled.asm["cubin"]),
     }
 

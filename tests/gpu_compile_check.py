@@ -209,8 +209,8 @@ def batch_launches(units: int, shape: tuple, with_loss: bool):
     its ε loss forward and backward, launched on a GPU of ``units`` SMs (CUs)."""
     a, b = NoiseSchedule.linear().coefficient_tables("cpu")
     noising_launcher.gpu_units = loss_launcher.gpu_units = lambda device: units
-    noising_launcher.grouping_units = lambda device: None if AMD_LAUNCHES[0] else units
-    noising_launcher.fewest_warps = lambda device: 2 if AMD_LAUNCHES[0] else 1  # tiling.fewest_warps
+    noising_launcher.grouping_units = lambda sms: None if AMD_LAUNCHES[0] else sms  # tiling.grouping_units
+    noising_launcher.fewest_warps = lambda sms: 2 if AMD_LAUNCHES[0] else 1  # tiling.fewest_warps
     try:
         for dtype in (torch.float32, torch.bfloat16):
             x = torch.empty(shape, dtype=dtype)

@@ -184,7 +184,7 @@ def test_programs_that_run_several_tiles_give_what_one_tile_per_program_gives(mo
     expected = noised()
     launches = []
     monkeypatch.setattr(noising_launcher, "gpu_units", lambda device: 4)
-    monkeypatch.setattr(noising_launcher, "grouping_units", lambda device: 4)  # an NVIDIA GPU's
+    monkeypatch.setattr(noising_launcher, "grouping_units", lambda sms: sms)  # an NVIDIA GPU's
     monkeypatch.setattr(importlib.import_module("diffusion_kernels.launch.tiling"), "RESIDENT_PROGRAMS_PER_UNIT",
                         resident)
     monkeypatch.setattr(plans, "_PLANS", {})
@@ -218,7 +218,7 @@ def test_rows_that_fewer_warps_make_whole_tiles_run_unmasked_and_draw_the_same(m
     chosen = []
     real = noising_launcher.forward_tiles
     monkeypatch.setattr(noising_launcher, "gpu_units", lambda device: 1)
-    monkeypatch.setattr(noising_launcher, "fewest_warps", lambda device: 1)
+    monkeypatch.setattr(noising_launcher, "fewest_warps", lambda sms: 1)
     monkeypatch.setattr(noising_launcher, "forward_tiles", lambda *args: chosen.append(real(*args)) or chosen[-1])
     monkeypatch.setattr(plans, "_PLANS", {})
     noising_launcher._launch_settings.cache_clear()
@@ -267,11 +267,10 @@ def test_only_an_nvidia_gpu_groups_tiles(monkeypatch):
     import torch
 
     tiling_module = importlib.import_module("diffusion_kernels.launch.tiling")
-    monkeypatch.setattr(tiling_module, "gpu_units", lambda device: 304)
     monkeypatch.setattr(torch.version, "hip", "6.4")
-    assert tiling_module.grouping_units(torch.device("cuda")) is None
+    assert tiling_module.grouping_units(304) is None
     monkeypatch.setattr(torch.version, "hip", None)
-    assert tiling_module.grouping_units(torch.device("cuda")) == 304
+    assert tiling_module.grouping_units(304) == 304
 
 
 @pytest.mark.parametrize("shape", [(2, 4, 64, 64), (4, 3, 8, 8)])

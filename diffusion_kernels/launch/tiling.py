@@ -188,12 +188,13 @@ RESIDENT_PROGRAMS_PER_UNIT = 4
 MAX_TILES_PER_PROGRAM = 4
 
 
-def fewest_warps(device) -> Optional[int]:
-    """The fewest 32-lane warps :func:`whole_row_tile` takes a program down to on ``device``'s GPU: one on
-    NVIDIA, MIN_WARPS (one 64-lane wavefront) on AMD; None where no GPU runs the launch."""
+def fewest_warps(sms: Optional[int]) -> Optional[int]:
+    """The fewest 32-lane warps :func:`whole_row_tile` takes a program down to on a GPU of ``sms`` SMs (CUs,
+    :func:`gpu_units`): one on NVIDIA, MIN_WARPS (one 64-lane wavefront) on AMD; None where no GPU runs the
+    launch."""
     import torch
 
-    if gpu_units(device) is None:
+    if sms is None:
         return None
     return MIN_WARPS if torch.version.hip else 1
 
@@ -206,22 +207,22 @@ def whole_row_tile(tile: Tiling, elem_offset: int, mode: int, fewest: Optional[i
     of the bfloat16 tile."""
     if fewest is None or mode != NO_UNITS or whole_tiles(tile, elem_offset):
         return tile
-    block, warps = tile.block, tile.warps or 1
-    while warps > fewest:
+    block, warps = tile.block, tile.warps
+    while warps is not None and warps > fewest:
         block, warps = block // 2, warps // 2
         if elem_offset == 0 and tile.row_len % (4 * block) == 0:
             return row_tiling(tile.rows, tile.row_len, block, elem_offset, warps)
     return tile
 
 
-def grouping_units(device) -> Optional[int]:
-    """The SMs whose programs :func:`grouped_tiles` counts on ``device``'s GPU: an NVIDIA GPU's
-    (:func:`gpu_units`); None (one tile per program) on AMD, whose per-tile setup runs on the scalar unit
-    beside the vector instructions: on gfx942 a bfloat16 program of several tiles issues as many vector
+def grouping_units(sms: Optional[int]) -> Optional[int]:
+    """The SMs whose programs :func:`grouped_tiles` counts on a GPU of ``sms`` SMs (CUs, :func:`gpu_units`):
+    an NVIDIA GPU's; None (one tile per program) on AMD, whose per-tile setup runs on the scalar unit beside
+    the vector instructions: on gfx942 a bfloat16 program of several tiles issues as many vector
     instructions per element as one tile does, and holds more VGPRs."""
     import torch
 
-    return None if torch.version.hip else gpu_units(device)
+    return None if torch.version.hip else sms
 
 
 def grouped_tiles(tile: Tiling, units: Optional[int]) -> Tiling:
@@ -232,9 +233,9 @@ def grouped_tiles(tile: Tiling, units: Optional[int]) -> Tiling:
     while (units and 2 * tiles <= MAX_TILES_PER_PROGRAM and tile.chunks % (2 * tiles) == 0
            and tile.rows * tile.chunks // (2 * tiles) >= RESIDENT_PROGRAMS_PER_UNIT * units):
         tiles *= 2
-    if tiles == tile.tiles:
+    if tiles == 1:
         return tile
-    chunks = tile.chunks * tile.tiles // tiles
+    chunks = tile.chunks // tiles
     return tile._replace(chunks=chunks, divisor=packed_divisor(chunks), tiles=tiles)
 
 

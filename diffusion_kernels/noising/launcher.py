@@ -73,10 +73,11 @@ def forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Te
                 return out, eps, v
         elif planes is not None:
             layout = MEMORY_ORDER
+        sms = gpu_units(x0.device)
         tile, mode = forward_tiles(tiling(noising, n, rows, run_alignment(elem_offset, units, units_aligned),
-                                          paired(x0, layout), not layout.contiguous, gpu_units(x0.device)),
-                                   elem_offset, units_mode(units, units_aligned, units_narrow),
-                                   grouping_units(x0.device), words_aligned(x0_), fewest_warps(x0.device))
+                                          paired(x0, layout), not layout.contiguous, sms),
+                                   elem_offset, units_mode(units, units_aligned, units_narrow), sms,
+                                   words_aligned(x0_))
         kernel, layout_args, layout_kw = entry_point(layout, noising.noising_fwd_kernel,
                                                      noising.noising_fwd_contiguous_kernel)
         grid, row_args = tile.grid, tile.row_args
@@ -188,8 +189,9 @@ def _launch_settings(kernels, n: int, rows: int, element_size: int, device: torc
                      write_noise: bool, write_v: bool, offset: bool, seed_from_ptr: bool, perturb: bool,
                      check_t: bool, alignment: int, units: int, aligned_words: bool, constants: tuple):
     math = constants[-1](device)
-    tile, mode = forward_tiles(tiling(kernels, n, rows, alignment, element_size == 2, False, gpu_units(device)),
-                               alignment, units, grouping_units(device), aligned_words, fewest_warps(device))
+    sms = gpu_units(device)
+    tile, mode = forward_tiles(tiling(kernels, n, rows, alignment, element_size == 2, False, sms), alignment, units,
+                               sms, aligned_words)
     settings = dict(
         HAS_NOISE=given_noise, WRITE_NOISE=write_noise, WRITE_V=write_v, HAS_OFFSET=offset,
         SEED_FROM_PTR=seed_from_ptr, BLOCK=tile.block, SOFT_BF16=interpreter_active(), MATH=math,
@@ -200,15 +202,14 @@ def _launch_settings(kernels, n: int, rows: int, element_size: int, device: torc
     return tile.grid, tile.row_args, settings
 
 
-def forward_tiles(tile: Tiling, elem_offset: int, units: int, sms: Optional[int], aligned_words: bool,
-                  fewest: Optional[int] = None):
-    """(tiling, row_tile's UNITS) of a forward launch: rows of one tensor that fewer warps make whole tiles
-    take that tile (tiling.whole_row_tile, down to ``fewest`` warps); rows of whole tiles take WHOLE_TILES
-    and, on a GPU of ``sms`` SMs (tiling.grouping_units) with programs to spare, several tiles per program
-    (tiling.grouped_tiles)."""
-    tile = whole_row_tile(tile, elem_offset, units, fewest)
+def forward_tiles(tile: Tiling, elem_offset: int, units: int, sms: Optional[int], aligned_words: bool):
+    """(tiling, row_tile's UNITS) of a forward launch on a GPU of ``sms`` SMs (CUs; None: no GPU): rows of
+    one tensor that fewer warps make whole tiles take that tile (tiling.whole_row_tile); rows of whole tiles
+    take WHOLE_TILES and, with programs to spare, several tiles per program (tiling.grouped_tiles, on the
+    SMs tiling.grouping_units counts)."""
+    tile = whole_row_tile(tile, elem_offset, units, fewest_warps(sms))
     mode = row_mode(tile, elem_offset, units, aligned_words)
-    return (grouped_tiles(tile, sms) if mode == WHOLE_TILES else tile), mode
+    return (grouped_tiles(tile, grouping_units(sms)) if mode == WHOLE_TILES else tile), mode
 
 
 def words_aligned(x0: torch.Tensor) -> bool:
