@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 
 from . import checks
-from .launch.tiling import NARROW_ELEMENTS
+from .launch.tiling import takes_narrow
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +109,7 @@ class Units:
     block: Block
     rows_ndim: int
     aligned: bool  # every run starts on a Philox quad and holds whole quads (the kernels' vector accesses)
-    narrow: bool  # every global position lies below 2**34 (launch.tiling.NARROW_ELEMENTS: 32-bit counters)
+    narrow: bool  # positions below 2**34, runs within 2**31 − 2**20 (launch.tiling.takes_narrow: 32-bit math)
 
     def table(self, device: torch.device) -> torch.Tensor:
         """(count, 2) int64 on ``device``: each run's start and global row, as the kernels read them."""
@@ -160,5 +160,5 @@ def units_of(block: Block, rows_ndim: int) -> Units:
     # index steps by is (ints: no tensor value is read, so a compiled graph holds no data-dependent guard).
     aligned = length % 4 == 0 and block.base % 4 == 0 and all(
         g % 4 == 0 for n, g in zip(block.shape[:u], block.global_strides[:u]) if n > 1)
-    narrow = math.prod(block.global_shape) <= NARROW_ELEMENTS
+    narrow = takes_narrow(math.prod(block.global_shape), length)
     return Units(starts.numel(), length, per_row, starts, rows, block, rows_ndim, aligned, narrow)

@@ -80,7 +80,7 @@ def loss_fwd_kernel(
     HAS_EPS: tl.constexpr, EPS_SCALED: tl.constexpr, HAS_X0: tl.constexpr, BLOCK: tl.constexpr,
     MATH: tl.constexpr, PAIRED: tl.constexpr, UNITS: tl.constexpr,
 ):
-    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, 0, units_ptr, BLOCK, UNITS)
+    pid, row, first_quad, idx, mask, _ = row_tile(row_len, chunks_per_row, row_divisor, 0, units_ptr, BLOCK, UNITS)
     pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
     diff, _ = _strided_residual(pred_ptr, x0_ptr, ce_ptr, cx_ptr, pos, mask, row,
@@ -101,7 +101,7 @@ def loss_bwd_kernel(
     SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr, UNITS: tl.constexpr,
 ):
     """grad = scale[row]·(prediction − target); scale (2·weight·reduction·upstream) is read on the device."""
-    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, 0, units_ptr, BLOCK, UNITS)
+    pid, row, first_quad, idx, mask, _ = row_tile(row_len, chunks_per_row, row_divisor, 0, units_ptr, BLOCK, UNITS)
     pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
     diff, pred_off = _strided_residual(pred_ptr, x0_ptr, ce_ptr, cx_ptr, pos, mask, row,

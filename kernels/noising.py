@@ -16,7 +16,7 @@ from .box_muller import MATH_POLY
 from .convert import load_bf16_words, to_output
 from .philox_normal import PERTURB_STEP, channels_last_noise, channels_last_normals, draw_noise, load_seed, tile_normals
 from .tiles import (WHOLE_TILES, channels_last_tile, noise_row, offset_like, row_coefficients, row_tile, strided_offset,
-                    unravel)
+                    tile_in_row, tiles_in_row, unravel)
 
 # Quads (4 elements) per program and warps per program. A drawn-noise kernel
 # in bf16 is bound by instruction issue, not memory (Philox alone is ~10
@@ -66,53 +66,62 @@ def noising_fwd_kernel(
     UNITS: tl.constexpr, TILES: tl.constexpr,
 ):
     """PERTURB (drawn ε only): x_t from ε + perturbation·ε′ while ε and v keep ε (input perturbation).
-    TILES (WHOLE_TILES rows only): the program runs that many consecutive tiles of its row, one after the
-    other, so the row's coefficients, the Philox key schedule and the addressing are set up once for them."""
-    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK,
-                                               UNITS, TILES)
+    TILES (WHOLE_TILES rows and the NARROW modes): the program runs that many consecutive tiles of its row
+    (those that reach into it), one after the other, so the row's coefficients, the Philox key schedule and
+    the addressing are set up once for them."""
+    pid, row, first_quad, idx, first_mask, s = row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr,
+                                                        BLOCK, UNITS, TILES)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
+    # A masked row's last program may run fewer tiles than TILES (tiles_in_row); the test is a constant
+    # true, folded away, where every program runs all of them.
+    runs = tiles_in_row(s, row_len, BLOCK, UNITS, TILES)
+    every_tile: tl.constexpr = UNITS == WHOLE_TILES or TILES == 1
     for k in tl.range(0, TILES):
-        tile_quad = first_quad + k * BLOCK
-        tile_idx = idx + k * (4 * BLOCK)
-        pos = unravel(tile_idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
-        x0_off = strided_offset(pos, NDIM, xs0, xs1, xs2, xs3, xs4)
-        if UNITS == WHOLE_TILES and NDIM == 1 and PAIRED and x0_ptr.dtype.element_ty == tl.bfloat16:
-            x0 = load_bf16_words(x0_ptr, tile_quad * 4, 4 * BLOCK)
-        else:
-            x0 = tl.load(
-                x0_ptr + x0_off,
-                mask=mask, other=0.0, eviction_policy="evict_first",
-            ).to(tl.float32)
-        if HAS_NOISE:
-            eps = tl.load(
-                noise_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, ns0, ns1, ns2, ns3, ns4),
-                mask=mask, other=0.0, eviction_policy="evict_first",
-            ).to(tl.float32)
-        else:
-            seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-            eps = draw_noise(seed, tile_quad, stream, step, noise_row(row, units_ptr, UNITS), offset_strength, BLOCK,
-                             PAIRED, HAS_OFFSET, MATH, UNITS >= WHOLE_TILES)
-        noised = eps
-        if PERTURB:
-            perturb_seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-            noised = eps + perturbation * tile_normals(perturb_seed, tile_quad, stream, PERTURB_STEP, BLOCK, PAIRED,
-                                                       MATH, UNITS >= WHOLE_TILES)
+        if (k < runs) | every_tile:
+            tile_quad = first_quad + k * BLOCK
+            tile_idx = idx + k * (4 * BLOCK)
+            mask = first_mask
+            if UNITS != WHOLE_TILES and TILES > 1:
+                mask = tile_in_row(s, row_len, k, BLOCK)
+            pos = unravel(tile_idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
+            x0_off = strided_offset(pos, NDIM, xs0, xs1, xs2, xs3, xs4)
+            if UNITS == WHOLE_TILES and NDIM == 1 and PAIRED and x0_ptr.dtype.element_ty == tl.bfloat16:
+                x0 = load_bf16_words(x0_ptr, tile_quad * 4, 4 * BLOCK)
+            else:
+                x0 = tl.load(
+                    x0_ptr + x0_off,
+                    mask=mask, other=0.0, eviction_policy="evict_first",
+                ).to(tl.float32)
+            if HAS_NOISE:
+                eps = tl.load(
+                    noise_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, ns0, ns1, ns2, ns3, ns4),
+                    mask=mask, other=0.0, eviction_policy="evict_first",
+                ).to(tl.float32)
+            else:
+                seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
+                eps = draw_noise(seed, tile_quad, stream, step, noise_row(row, units_ptr, UNITS), offset_strength,
+                                 BLOCK, PAIRED, HAS_OFFSET, MATH, UNITS >= WHOLE_TILES)
+            noised = eps
+            if PERTURB:
+                perturb_seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
+                noised = eps + perturbation * tile_normals(perturb_seed, tile_quad, stream, PERTURB_STEP, BLOCK, PAIRED,
+                                                           MATH, UNITS >= WHOLE_TILES)
 
-        tl.store(
-            out_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, os0, os1, os2, os3, os4),
-            to_output(a * x0 + b * noised, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
-        )
-        if WRITE_NOISE:
             tl.store(
-                eps_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, es0, es1, es2, es3, es4),
-                to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16, MATH == MATH_POLY), mask=mask,
+                out_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, os0, os1, os2, os3, os4),
+                to_output(a * x0 + b * noised, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
             )
-        if WRITE_V:
-            c, d = row_coefficients(t_ptr, c_ptr, d_ptr, row, T)
-            tl.store(
-                v_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, vs0, vs1, vs2, vs3, vs4),
-                to_output(c * x0 + d * eps, v_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
-            )
+            if WRITE_NOISE:
+                tl.store(
+                    eps_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, es0, es1, es2, es3, es4),
+                    to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16, MATH == MATH_POLY), mask=mask,
+                )
+            if WRITE_V:
+                c, d = row_coefficients(t_ptr, c_ptr, d_ptr, row, T)
+                tl.store(
+                    v_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, vs0, vs1, vs2, vs3, vs4),
+                    to_output(c * x0 + d * eps, v_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
+                )
 
 
 @triton.jit(do_not_specialize=_PER_CALL_ARGS)
@@ -141,8 +150,8 @@ def noising_bwd_kernel(
     adds them per row (deterministic, no atomics). ε is regenerated from the
     seed when it was not given, so the forward never has to keep it.
     """
-    pid, row, first_quad, idx, mask = row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK,
-                                               UNITS)
+    pid, row, first_quad, idx, mask, _ = row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr,
+                                                  BLOCK, UNITS)
     pos = unravel(idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
     a, b = row_coefficients(t_ptr, a_ptr, b_ptr, row, T)
 

@@ -23,8 +23,8 @@ UNITS_ANY = tl.constexpr(2)
 # p·BLOCK … (p + 1)·BLOCK − 1, every lane in bounds (no mask to compute or apply).
 WHOLE_TILES = tl.constexpr(3)
 # Added to NO_UNITS, UNITS_ALIGNED or UNITS_ANY: every quad the launch draws lies below 2**32 (a tensor,
-# or a shard's global tensor, of at most 2**34 elements), so the counters' high word is 0; the rows are cut
-# as the mode's.
+# or a shard's global tensor, of at most 2**34 elements), so the counters' high word is 0, and a row holds
+# fewer than 2**31 − 2**20 elements, so its bounds are compared in 32 bits; the rows are cut as the mode's.
 NARROW = tl.constexpr(4)
 NARROW_ALIGNED = tl.constexpr(5)  # UNITS_ALIGNED + NARROW
 NARROW_ANY = tl.constexpr(6)  # UNITS_ANY + NARROW
@@ -66,38 +66,70 @@ def row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK
 
     WHOLE_TILES (rows of one tensor, each a whole number of tiles, from element 0): the tiles follow one
     another, so program p's first quad is p·BLOCK and every lane is in bounds; the mask is a constant the
-    compiler drops, with its int64 compares and the predicated accesses. A program that runs TILES
-    consecutive tiles (the launcher's chunks_per_row then counts programs) starts at quad p·TILES·BLOCK;
-    this returns its first tile.
+    compiler drops, with its int64 compares and the predicated accesses.
+
+    A program may run TILES consecutive tiles of its row (WHOLE_TILES and the NARROW modes; the launcher's
+    chunks_per_row then counts programs): this returns its first tile, and with it ``s``, that tile's first
+    element less the row's (int32; NARROW modes only, else 0), from which :func:`tiles_in_row` and
+    :func:`tile_in_row` find the others.
     """
     pid32 = tl.program_id(0)
     pid = pid32.to(tl.int64)
     row = magic_divide(pid32, row_divisor).to(tl.int64)
     chunk = pid - row * chunks_per_row
-    lanes = tl.arange(0, 4 * BLOCK).to(tl.int64)  # element k of the tile is lane k % 4 of quad k // 4
+    lanes32 = tl.arange(0, 4 * BLOCK)  # element k of the tile is lane k % 4 of quad k // 4
+    lanes = lanes32.to(tl.int64)
+    s = 0
     if UNITS == WHOLE_TILES:
         first_quad = pid * (TILES * BLOCK)
         idx = first_quad * 4 + lanes
         mask = tl.full([4 * BLOCK], 1, tl.int1)  # a constant: the loads and stores compile unmasked
     elif UNITS == UNITS_ALIGNED or UNITS == NARROW_ALIGNED:
-        first_quad = (tl.load(units_ptr + 2 * row) >> 2) + chunk * BLOCK
-        j = chunk * (4 * BLOCK) + lanes
-        mask = j < row_len
+        first_quad = (tl.load(units_ptr + 2 * row) >> 2) + chunk * (TILES * BLOCK)
+        j = chunk * (TILES * 4 * BLOCK) + lanes
+        if UNITS == NARROW_ALIGNED:
+            s = (chunk * (TILES * 4 * BLOCK)).to(tl.int32)
+            mask = tile_in_row(s, row_len, 0, BLOCK)
+        else:
+            mask = j < row_len
         idx = row * row_len + j
     else:
         if UNITS == UNITS_ANY or UNITS == NARROW_ANY:
             row_start = tl.load(units_ptr + 2 * row)
         else:
             row_start = elem_offset + row * row_len
-        first_quad = (row_start >> 2) + chunk * BLOCK
+        first_quad = (row_start >> 2) + chunk * (TILES * BLOCK)
         e = first_quad * 4 + lanes
         j = e - row_start
-        mask = (j >= 0) & (j < row_len)
+        if UNITS >= NARROW:
+            s = (first_quad * 4 - row_start).to(tl.int32)
+            mask = tile_in_row(s, row_len, 0, BLOCK)
+        else:
+            mask = (j >= 0) & (j < row_len)
         if UNITS == UNITS_ANY or UNITS == NARROW_ANY:
             idx = row * row_len + j
         else:
             idx = e - elem_offset
-    return pid, row, first_quad, idx, mask
+    return pid, row, first_quad, idx, mask, s
+
+
+@triton.jit
+def tile_in_row(s, row_len, k, BLOCK: tl.constexpr):
+    """The mask of the lanes of a program's tile k that lie in its row, from ``s`` (row_tile; NARROW modes):
+    the row's bounds seen from the tile's first element, two 32-bit compares per access against the lane,
+    where the row's bounds in 64 bits take five."""
+    lanes = tl.arange(0, 4 * BLOCK)
+    first = s + k * (4 * BLOCK)
+    return (lanes >= -first) & (lanes < row_len - first)
+
+
+@triton.jit
+def tiles_in_row(s, row_len, BLOCK: tl.constexpr, UNITS: tl.constexpr, TILES: tl.constexpr):
+    """How many of its TILES tiles a program runs: all of them in WHOLE_TILES rows; in a NARROW mode's row
+    those up to its last tile."""
+    if UNITS == WHOLE_TILES or TILES == 1:
+        return TILES
+    return tl.minimum((row_len - s + (4 * BLOCK - 1)) // (4 * BLOCK), TILES)
 
 
 @triton.jit

@@ -35,7 +35,7 @@ def forward_trajectory_kernel(
     BLOCK: tl.constexpr, SOFT_BF16: tl.constexpr, MATH: tl.constexpr, PAIRED: tl.constexpr, UNITS: tl.constexpr,
 ):
     # One row (the whole contiguous tensor; a shard's runs with UNITS): t_end is shared by every element.
-    pid, row, first_quad, idx, mask = row_tile(row_len, chunks, row_divisor, 0, units_ptr, BLOCK, UNITS)
+    pid, row, first_quad, idx, mask, _ = row_tile(row_len, chunks, row_divisor, 0, units_ptr, BLOCK, UNITS)
     seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
     x = tl.load(x0_ptr + idx, mask=mask, other=0.0).to(tl.float32)
     # A while loop rather than range(t_end + 1): the interpreter cannot take a

@@ -199,14 +199,17 @@ def sized_launches(units: int):
 
 def large_batch_launches(units: int):
     """A 16,777,216-element batch (64×4×256×256, per-sample t) launched as the noising launcher runs it on a
-    GPU of ``units`` SMs (CUs): rows of whole tiles, several tiles per program (launch.tiling.grouped_tiles),
-    where a GPU issues the most instructions per byte it can (the sizes at which the issue rate binds)."""
+    GPU of ``units`` SMs (CUs), where a GPU issues the most instructions per byte it can (the sizes at which
+    the issue rate binds): rows of whole tiles, and the same batch 16 elements into a larger tensor (masked
+    rows), each with several tiles per program (launch.tiling.grouped_tiles)."""
     batch_launches(units, (64, 4, 256, 256), with_loss=False)
+    batch_launches(units, (64, 4, 256, 256), with_loss=False, elem_offset=16)
 
 
-def batch_launches(units: int, shape: tuple, with_loss: bool):
-    """The drawn-noise forward (x_t, x_t + ε) of a batch of ``shape`` in float32 and bfloat16, and with_loss
-    its ε loss forward and backward, launched on a GPU of ``units`` SMs (CUs)."""
+def batch_launches(units: int, shape: tuple, with_loss: bool, elem_offset: int = 0):
+    """The drawn-noise forward (x_t, x_t + ε) of a batch of ``shape`` in float32 and bfloat16 (``elem_offset``
+    elements into the stream), and with_loss its ε loss forward and backward, launched on a GPU of ``units``
+    SMs (CUs)."""
     a, b = NoiseSchedule.linear().coefficient_tables("cpu")
     noising_launcher.gpu_units = loss_launcher.gpu_units = lambda device: units
     noising_launcher.grouping_units = lambda sms: None if AMD_LAUNCHES[0] else sms  # tiling.grouping_units
@@ -216,7 +219,8 @@ def batch_launches(units: int, shape: tuple, with_loss: bool):
             x = torch.empty(shape, dtype=dtype)
             t = torch.arange(shape[0]) * 15
             for write_noise in (False, True):
-                noising_launcher.forward(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise, False, 0)
+                noising_launcher.forward(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise, False,
+                                         elem_offset)
             if with_loss:
                 loss_launcher.forward(x, shape[0], 5, 0, 0.0)
                 loss_launcher.backward(x, torch.ones(shape[0]), shape[0], 5, 0, 0.0)

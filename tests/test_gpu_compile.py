@@ -44,7 +44,7 @@ def variants():
 def test_every_kernel_compiles_for_sm90(variants):
     kernels = {v["kernel"] for v in variants}
     assert kernels == KERNELS
-    assert len(variants) == 103
+    assert len(variants) == 107
     for v in variants:
         assert v["cubin_bytes"] > 0 and v["registers"] is not None and v["registers"] <= 255
 
@@ -301,7 +301,7 @@ def _drawn(v) -> bool:
 
 
 def test_every_kernel_compiles_for_amd_without_scratch(amd_variants):
-    assert {v["kernel"] for v in amd_variants} == KERNELS and len(amd_variants) == 103
+    assert {v["kernel"] for v in amd_variants} == KERNELS and len(amd_variants) == 107
     for v in amd_variants:
         assert v["code_bytes"] > 0 and v["stack_bytes"] == 0, v  # no scratch, no spills
         assert v["registers"] is not None and v["registers"] <= 256, v  # the architectural VGPRs of a wave64
@@ -415,6 +415,32 @@ def test_a_large_batch_runs_several_tiles_per_program_in_one_loop(variants, dtyp
     assert large["instructions_per_element"] < one["instructions_per_element"]
     assert large["programs"]["16777216"] * large["tiles_per_program"] * 4 * int(large["constexprs"]["BLOCK"]) == 2**24
     assert large["programs"]["16777216"] >= 4 * 132 and large["stack_bytes"] == 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("write_noise", [False, True])
+def test_masked_rows_of_a_large_batch_run_several_tiles_per_program_with_32_bit_bounds(variants, dtype,
+                                                                                      write_noise):
+    """The 16M batch as a block 16 elements into a larger tensor: its rows are masked (kernels/tiles.py,
+    NARROW_ROWS: bounds compared in 32 bits, as seen from the tile), and on an H100 each program still runs
+    several consecutive tiles of its row, the last program of a row those left (tiles.tiles_in_row). Float32
+    meets the contiguous targets there; bfloat16, which reads its masked input in pairs rather than as
+    words, is reported."""
+    def masked(shape):
+        found = [v for v in variants if v["op"] == "noising" and v["dtype"] == dtype and v["shape"] == shape
+                 and v["layout"] == "contiguous" and not v["debug"] and v["draws_noise"]
+                 and v["constexprs"].get("UNITS") == "4" and v["options"] == (["eps"] if write_noise else [])]
+        assert len(found) == 1
+        return found[0]
+
+    large, one = masked(LARGE_BATCH), masked(TRAINING_BATCH)
+    assert large["tiles_per_program"] == 4 and one["tiles_per_program"] == 1
+    assert 0 < large["loop_instructions"] < large["machine_instructions"]
+    assert 0 < large["philox_multiplies"] <= one["philox_multiplies"]
+    assert large["instructions_per_element"] < one["instructions_per_element"] - 0.9
+    if dtype == "float32":
+        assert large["instructions_per_element"] <= SM90_TARGETS[("noising", dtype, write_noise)]
+    assert large["stack_bytes"] == 0 and large["registers"] <= 80
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

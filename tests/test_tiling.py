@@ -159,22 +159,28 @@ def test_a_tile_sized_to_the_gpu_draws_the_same_noise(monkeypatch, device, dtype
         noising_launcher._launch_settings.cache_clear()
 
 
-@pytest.mark.parametrize("resident, tiles", [(1, 2), (0, 4)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("options", [{}, {"return_v": True, "offset_noise": 0.1, "input_perturbation": 0.2}],
                          ids=["plain", "v_offset_perturbed"])
+@pytest.mark.parametrize("shape, mode, resident, tiles", [
+    ((2, 4, 64, 64), "WHOLE_TILES", 1, 2), ((2, 4, 64, 64), "WHOLE_TILES", 0, 4),
+    ((2, 3, 33, 31), "NARROW_ROWS", 1.5, 2), ((2, 3, 33, 31), "NARROW_ROWS", 0, 4)],
+    ids=["whole_tiles-2", "whole_tiles-4", "masked-2", "masked-4"])
 def test_programs_that_run_several_tiles_give_what_one_tile_per_program_gives(monkeypatch, device, dtype, options,
-                                                                             resident, tiles):
-    """Rows of whole tiles on a GPU with programs to spare: each program runs ``tiles`` consecutive tiles of
-    its row (here forced on a 4-SM GPU), and x_t, ε and v come out bit for bit as with one tile each."""
+                                                                             resident, tiles, shape, mode):
+    """On a GPU with programs to spare each program runs ``tiles`` consecutive tiles of its row (here forced
+    on a 4-SM GPU), and x_t, ε and v come out bit for bit as with one tile each: rows of whole tiles, and
+    rows of 3,069 elements (masked, neither starting nor ending on a quad), whose last program runs the
+    tiles left (6 tiles per row: 2 programs of 4 tiles run 4 and 2; 3 programs of 2 tiles)."""
     import importlib
 
     import diffusion_kernels as dk
     from diffusion_kernels.noising import launcher as noising_launcher
     from diffusion_kernels.noising import plans
 
+    tiling_module = importlib.import_module("diffusion_kernels.launch.tiling")
     schedule = dk.NoiseSchedule.linear()
-    x0 = torch.randn(2, 4, 64, 64).to(dtype).to(device)
+    x0 = torch.randn(*shape).to(dtype).to(device)
     t = torch.tensor([7, 999], device=device)
 
     def noised():
@@ -188,17 +194,55 @@ def test_programs_that_run_several_tiles_give_what_one_tile_per_program_gives(mo
     monkeypatch.setattr(importlib.import_module("diffusion_kernels.launch.tiling"), "RESIDENT_PROGRAMS_PER_UNIT",
                         resident)
     monkeypatch.setattr(plans, "_PLANS", {})
-    real = noising_launcher.grouped_tiles
-    monkeypatch.setattr(noising_launcher, "grouped_tiles", lambda tile, sms: launches.append(real(tile, sms))
-                        or launches[-1])
+    real = noising_launcher.forward_tiles
+    monkeypatch.setattr(noising_launcher, "forward_tiles", lambda *args: launches.append(real(*args)) or launches[-1])
     noising_launcher._launch_settings.cache_clear()
     try:
         got = noised()
     finally:
         noising_launcher._launch_settings.cache_clear()
-    assert [tile.tiles for tile in launches] == [tiles]
-    assert launches[0].grid == (2 * 4 // tiles,)  # 4 tiles per row after sizing to 4 SMs
+    (tile, row_mode), = launches
+    assert tile.tiles == tiles and row_mode == getattr(tiling_module, mode)
+    per_row = 4 if mode == "WHOLE_TILES" else 6  # tiles per row after sizing to 4 SMs
+    assert tile.grid == (2 * -(-per_row // tiles),)
     assert len(got) == len(expected) and all(torch.equal(g, e) for g, e in zip(got, expected))
+
+
+@pytest.mark.parametrize("global_shape, cut, mode", [
+    ((2, 4, 64, 64), (slice(None), slice(None), slice(8, 56)), "UNITS_ALIGNED"),
+    ((2, 3, 40, 37), (slice(None), slice(None), slice(5, 35)), "UNITS_ANY")], ids=["quad_aligned", "anywhere"])
+def test_a_shards_runs_that_run_several_tiles_per_program_draw_the_same(monkeypatch, device, global_shape, cut,
+                                                                        mode):
+    """A shard's runs (frames cut from a global batch: runs that start on a quad, and runs that start
+    anywhere) with up to 4 tiles per program on a forced 16-SM GPU, a run's last program running the tiles
+    left: x_t and ε bit for bit as with one tile each."""
+    import importlib
+
+    import diffusion_kernels as dk
+    from diffusion_kernels.noising import launcher as noising_launcher
+    from diffusion_kernels.noising import plans
+
+    tiling_module = importlib.import_module("diffusion_kernels.launch.tiling")
+    schedule = dk.NoiseSchedule.linear()
+    block = torch.randn(global_shape)[cut].contiguous().to(device)
+    where = dict(global_shape=global_shape, global_offset=tuple(c.start or 0 for c in cut) + (0,))
+    t = torch.tensor([7, 999], device=device)
+    expected = dk.q_sample(block, t, schedule, seed=5, return_noise=True, backend="triton", **where)
+    launches = []
+    monkeypatch.setattr(noising_launcher, "gpu_units", lambda device: 16)
+    monkeypatch.setattr(noising_launcher, "grouping_units", lambda sms: sms)
+    monkeypatch.setattr(tiling_module, "RESIDENT_PROGRAMS_PER_UNIT", 0)
+    monkeypatch.setattr(plans, "_PLANS", {})
+    real = noising_launcher.forward_tiles
+    monkeypatch.setattr(noising_launcher, "forward_tiles", lambda *args: launches.append(real(*args)) or launches[-1])
+    noising_launcher._launch_settings.cache_clear()
+    try:
+        got = dk.q_sample(block, t, schedule, seed=5, return_noise=True, backend="triton", **where)
+    finally:
+        noising_launcher._launch_settings.cache_clear()
+    (tile, row_mode), = launches
+    assert row_mode == getattr(tiling_module, mode) + tiling_module.NARROW and tile.tiles == 4
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -246,18 +290,45 @@ def test_a_row_tile_is_fitted_only_where_it_makes_rows_whole():
 
 
 def test_tiles_are_grouped_only_by_whole_divisors_of_a_row_and_with_programs_to_spare():
-    from diffusion_kernels.launch.tiling import grouped_tiles, row_tiling
+    from diffusion_kernels.launch.tiling import WHOLE_TILES, grouped_tiles, row_tiling
 
     tile = row_tiling(16, 16384, 1024, 0)  # 4 tiles per row, 64 in all
-    assert grouped_tiles(tile, None).tiles == 1  # no GPU
-    assert grouped_tiles(tile, 8).tiles == 2  # 32 programs: 4 per SM of 8; 16 would not be
-    assert grouped_tiles(tile, 4).tiles == 4  # 16 programs, 4 per SM; never more than 4 tiles each
-    assert grouped_tiles(tile, 1).tiles == 4
-    assert grouped_tiles(tile, 16).tiles == 1
+    assert grouped_tiles(tile, None, WHOLE_TILES).tiles == 1  # no GPU
+    assert grouped_tiles(tile, 8, WHOLE_TILES).tiles == 2  # 32 programs: 4 per SM of 8; 16 would not be
+    assert grouped_tiles(tile, 4, WHOLE_TILES).tiles == 4  # 16 programs, 4 per SM; never more than 4 tiles each
+    assert grouped_tiles(tile, 1, WHOLE_TILES).tiles == 4
+    assert grouped_tiles(tile, 16, WHOLE_TILES).tiles == 1
     odd = row_tiling(16, 12288, 1024, 0)  # 3 tiles per row: a program would cross into the next row
-    assert grouped_tiles(odd, 1).tiles == 1
-    grouped = grouped_tiles(tile, 4)
+    assert grouped_tiles(odd, 1, WHOLE_TILES).tiles == 1
+    grouped = grouped_tiles(tile, 4, WHOLE_TILES)
     assert grouped.chunks == 1 and grouped.grid == (16,) and grouped.block == tile.block
+
+
+def test_masked_rows_group_tiles_only_in_the_narrow_modes_and_their_last_program_runs_the_rest():
+    from diffusion_kernels.launch.tiling import (NARROW, NARROW_ROWS, NO_UNITS, UNITS_ALIGNED, UNITS_ANY,
+                                                 grouped_tiles, row_tiling)
+
+    rows = row_tiling(16, 70200, 1024, 0)  # a 13×60×90 video latent per row: 17.1 tiles' worth, 18 tiles
+    assert rows.chunks == 18
+    for mode in (NARROW_ROWS, UNITS_ALIGNED + NARROW, UNITS_ANY + NARROW):
+        grouped = grouped_tiles(rows, 16, mode)  # 5 programs of 4 tiles per row: 80, at least 4 per SM of 16
+        assert grouped.tiles == 4 and grouped.chunks == 5 and grouped.grid == (80,)
+    assert grouped_tiles(rows, 30, NARROW_ROWS).tiles == 2  # 144 programs ≥ 4 per SM of 30; 80 would not be
+    assert grouped_tiles(rows, 40, NARROW_ROWS).tiles == 1
+    for mode in (NO_UNITS, UNITS_ANY):  # 64-bit rows keep one tile per program
+        assert grouped_tiles(rows, 1, mode) is rows
+
+
+def test_rows_past_the_32_bit_bounds_take_no_narrow_mode():
+    """A row's bounds are compared in 32 bits, as seen from a tile, only where a row holds at most
+    NARROW_ROW_LEN elements (and the launch at most NARROW_ELEMENTS)."""
+    from diffusion_kernels.launch.tiling import (NARROW_ELEMENTS, NARROW_ROW_LEN, NARROW_ROWS, NO_UNITS, row_mode,
+                                                 row_tiling, takes_narrow)
+
+    assert takes_narrow(NARROW_ELEMENTS, NARROW_ROW_LEN) and not takes_narrow(NARROW_ELEMENTS + 1, 8)
+    assert not takes_narrow(NARROW_ROW_LEN + 1, NARROW_ROW_LEN + 1)
+    assert row_mode(row_tiling(1, NARROW_ROW_LEN + 4, 1024, 4), 4, NO_UNITS) == NO_UNITS
+    assert row_mode(row_tiling(3, NARROW_ROW_LEN, 1024, 4), 4, NO_UNITS) == NARROW_ROWS
 
 
 def test_only_an_nvidia_gpu_groups_tiles(monkeypatch):

@@ -146,10 +146,19 @@ def row_tiling(rows: int, row_len: int, block: int, elem_offset: int, warps: Opt
 # rows of one tensor that are each a whole number of tiles, rows of one tensor whose quads lie below 2**32.
 NO_UNITS, UNITS_ALIGNED, UNITS_ANY, WHOLE_TILES = 0, 1, 2, 3
 # Added to NO_UNITS, UNITS_ALIGNED or UNITS_ANY where every quad of the launch lies below 2**32: the
-# elements (offset included) of a tensor, or a shard's global tensor, up to NARROW_ELEMENTS.
+# elements (offset included) of a tensor, or a shard's global tensor, up to NARROW_ELEMENTS; and where its
+# rows (a shard's runs) hold at most NARROW_ROW_LEN elements, so that a tile's position in its row and the
+# row's bounds, seen from the tile, are int32 (a tile holds at most 2**16 elements).
 NARROW = 4
 NARROW_ROWS = NO_UNITS + NARROW
 NARROW_ELEMENTS = 2**34
+NARROW_ROW_LEN = 2**31 - 2**20
+
+
+def takes_narrow(elements: int, row_len: int) -> bool:
+    """Whether a launch over ``elements`` global positions (offset included) in rows of ``row_len`` takes
+    NARROW."""
+    return elements <= NARROW_ELEMENTS and row_len <= NARROW_ROW_LEN
 
 
 def units_mode(units, aligned: bool, narrow: bool = False) -> int:
@@ -171,12 +180,13 @@ def row_mode(tile: Tiling, elem_offset: int, mode: int, words_aligned: bool = Tr
     """row_tile's UNITS for a launch of ``tile`` whose units_mode is ``mode``: for rows of one tensor,
     WHOLE_TILES where they are whole tiles (:func:`whole_tiles`) whose 2-byte input starts on a 4-byte
     boundary (``words_aligned``: the kernel reads it as 32-bit words, kernels/convert.load_bf16_words),
-    else NARROW_ROWS where every quad lies below 2**32; else ``mode``."""
+    else NARROW_ROWS where every quad lies below 2**32 and every row fits 32-bit bounds (:func:`takes_narrow`);
+    else ``mode``."""
     if mode != NO_UNITS:
         return mode
     if words_aligned and whole_tiles(tile, elem_offset):
         return WHOLE_TILES
-    return NARROW_ROWS if elem_offset + tile.rows * tile.row_len <= NARROW_ELEMENTS else NO_UNITS
+    return NARROW_ROWS if takes_narrow(elem_offset + tile.rows * tile.row_len, tile.row_len) else NO_UNITS
 
 
 # A launch of whole-tile rows that starts at least this many programs per SM (CU) with one tile each has
@@ -225,17 +235,21 @@ def grouping_units(sms: Optional[int]) -> Optional[int]:
     return None if torch.version.hip else sms
 
 
-def grouped_tiles(tile: Tiling, units: Optional[int]) -> Tiling:
-    """``tile`` (rows of whole tiles, WHOLE_TILES) with each program running ``tiles`` consecutive tiles of
-    its row: the most, up to MAX_TILES_PER_PROGRAM, that divide a row's tiles and still start
-    RESIDENT_PROGRAMS_PER_UNIT programs per SM of a GPU of ``units`` SMs (none without a GPU)."""
+def grouped_tiles(tile: Tiling, units: Optional[int], mode: int) -> Tiling:
+    """``tile`` with each program running ``tiles`` consecutive tiles of its row: the most, up to
+    MAX_TILES_PER_PROGRAM, that still start RESIDENT_PROGRAMS_PER_UNIT programs per SM of a GPU of ``units``
+    SMs (none without a GPU). Rows of whole tiles (``mode`` WHOLE_TILES) take a number that divides a row's
+    tiles (each program runs them all); the NARROW modes' rows any (a row's last program runs the tiles
+    left, kernels/tiles.tiles_in_row); the other modes one."""
+    if mode != WHOLE_TILES and mode < NARROW:
+        return tile
     tiles = 1
-    while (units and 2 * tiles <= MAX_TILES_PER_PROGRAM and tile.chunks % (2 * tiles) == 0
-           and tile.rows * tile.chunks // (2 * tiles) >= RESIDENT_PROGRAMS_PER_UNIT * units):
+    while (units and 2 * tiles <= MAX_TILES_PER_PROGRAM and (mode != WHOLE_TILES or tile.chunks % (2 * tiles) == 0)
+           and tile.rows * -(-tile.chunks // (2 * tiles)) >= RESIDENT_PROGRAMS_PER_UNIT * units):
         tiles *= 2
     if tiles == 1:
         return tile
-    chunks = tile.chunks // tiles
+    chunks = -(-tile.chunks // tiles)
     return tile._replace(chunks=chunks, divisor=packed_divisor(chunks), tiles=tiles)
 
 

@@ -205,11 +205,11 @@ def _launch_settings(kernels, n: int, rows: int, element_size: int, device: torc
 def forward_tiles(tile: Tiling, elem_offset: int, units: int, sms: Optional[int], aligned_words: bool):
     """(tiling, row_tile's UNITS) of a forward launch on a GPU of ``sms`` SMs (CUs; None: no GPU): rows of
     one tensor that fewer warps make whole tiles take that tile (tiling.whole_row_tile); rows of whole tiles
-    take WHOLE_TILES and, with programs to spare, several tiles per program (tiling.grouped_tiles, on the
-    SMs tiling.grouping_units counts)."""
+    take WHOLE_TILES; those and the NARROW modes' rows, with programs to spare, several tiles per program
+    (tiling.grouped_tiles, on the SMs tiling.grouping_units counts)."""
     tile = whole_row_tile(tile, elem_offset, units, fewest_warps(sms))
     mode = row_mode(tile, elem_offset, units, aligned_words)
-    return (grouped_tiles(tile, grouping_units(sms)) if mode == WHOLE_TILES else tile), mode
+    return grouped_tiles(tile, grouping_units(sms), mode), mode
 
 
 def words_aligned(x0: torch.Tensor) -> bool:
