@@ -193,8 +193,7 @@ def noising_bwd_kernel(
         else:
             seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
             eps = draw_noise(seed, first_quad, stream, step, noise_row(row, units_ptr, UNITS), offset_strength, BLOCK,
-                         PAIRED, HAS_OFFSET,
-                         MATH)
+                             PAIRED, HAS_OFFSET, MATH, UNITS >= WHOLE_TILES)
             eps = tl.where(mask, eps, 0.0)
         tl.store(partial_ptr + pid * 4, tl.sum(g * x0, axis=0))
         tl.store(partial_ptr + pid * 4 + 1, tl.sum(g * eps, axis=0))

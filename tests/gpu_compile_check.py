@@ -104,7 +104,7 @@ def issue_launches(units: int):
         _launch_every_variant()
         sized_launches(units)
         large_batch_launches(units)
-        batch_launches(units, (64, 4, 80, 80), with_loss=False)  # rows whole tiles of a quarter of the tile
+        batch_launches(units, (64, 4, 80, 80), with_loss=True)  # rows whole tiles of a quarter of the tile
     finally:
         # Restored before compiling: the contiguous entry points call the strided kernels by name.
         for module in (km.noising, km.trajectory, km.loss, km.sampling):
@@ -213,7 +213,7 @@ def batch_launches(units: int, shape: tuple, with_loss: bool, elem_offset: int =
     a, b = NoiseSchedule.linear().coefficient_tables("cpu")
     noising_launcher.gpu_units = loss_launcher.gpu_units = lambda device: units
     noising_launcher.grouping_units = lambda sms: None if AMD_LAUNCHES[0] else sms  # tiling.grouping_units
-    noising_launcher.fewest_warps = lambda sms: 2 if AMD_LAUNCHES[0] else 1  # tiling.fewest_warps
+    noising_launcher.fewest_warps = loss_launcher.fewest_warps = lambda sms: 2 if AMD_LAUNCHES[0] else 1
     try:
         for dtype in (torch.float32, torch.bfloat16):
             x = torch.empty(shape, dtype=dtype)
@@ -227,7 +227,7 @@ def batch_launches(units: int, shape: tuple, with_loss: bool, elem_offset: int =
     finally:
         noising_launcher.gpu_units = loss_launcher.gpu_units = gpu_units
         noising_launcher.grouping_units = grouping_units
-        noising_launcher.fewest_warps = fewest_warps
+        noising_launcher.fewest_warps = loss_launcher.fewest_warps = fewest_warps  # tiling.fewest_warps
 
 
 def quads_per_program(constexprs: dict) -> int:

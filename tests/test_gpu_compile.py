@@ -44,7 +44,7 @@ def variants():
 def test_every_kernel_compiles_for_sm90(variants):
     kernels = {v["kernel"] for v in variants}
     assert kernels == KERNELS
-    assert len(variants) == 107
+    assert len(variants) == 111
     for v in variants:
         assert v["cubin_bytes"] > 0 and v["registers"] is not None and v["registers"] <= 255
 
@@ -301,7 +301,7 @@ def _drawn(v) -> bool:
 
 
 def test_every_kernel_compiles_for_amd_without_scratch(amd_variants):
-    assert {v["kernel"] for v in amd_variants} == KERNELS and len(amd_variants) == 107
+    assert {v["kernel"] for v in amd_variants} == KERNELS and len(amd_variants) == 111
     for v in amd_variants:
         assert v["code_bytes"] > 0 and v["stack_bytes"] == 0, v  # no scratch, no spills
         assert v["registers"] is not None and v["registers"] <= 256, v  # the architectural VGPRs of a wave64
@@ -441,6 +441,19 @@ def test_masked_rows_of_a_large_batch_run_several_tiles_per_program_with_32_bit_
     if dtype == "float32":
         assert large["instructions_per_element"] <= SM90_TARGETS[("noising", dtype, write_noise)]
     assert large["stack_bytes"] == 0 and large["registers"] <= 80
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("op", ["loss_forward", "loss_backward"])
+def test_a_loss_whose_rows_fewer_warps_make_whole_runs_at_the_whole_tiles_cost(variants, dtype, op):
+    """The ε loss of the 64×4×80×80 batch takes the fitted tile as the noising forward does
+    (launch.tiling.whole_row_tile) and runs unmasked, at the training batch's instructions per element."""
+    odd = _training_batch(variants, op, dtype, False, shape=[64, 4, 80, 80])
+    whole = _training_batch(variants, op, dtype, False)
+    assert odd["num_warps"] < whole["num_warps"] and odd["elements_per_thread"] == whole["elements_per_thread"]
+    assert 25600 % (4 * int(odd["constexprs"]["BLOCK"])) == 0
+    assert odd["instructions_per_element"] <= whole["instructions_per_element"] + 0.5
+    assert odd["stack_bytes"] == 0 and odd["registers"] <= 80
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -8,8 +8,8 @@ import torch
 from .. import seeding
 from ..dispatch import interpreter_active
 from ..launch.layout import Layout, prepare, channels_last_planes, copy_back, packed, paired
-from ..launch.tiling import (tiling, channels_last_tiling, gpu_units, launch_warps, math_mode, row_mode, run_alignment,
-                             units_mode)
+from ..launch.tiling import (NO_UNITS, tiling, channels_last_tiling, fewest_warps, gpu_units, launch_warps, math_mode,
+                             row_mode, run_alignment, units_mode, whole_row_tile)
 from ..seeding import seed_args, seed_parts
 from ..launch.registry import device_guard, launcher, register_triton_op
 
@@ -31,15 +31,19 @@ EPS = Target()
 
 def _mse_setup(pred: torch.Tensor, rows: int, layout: Layout, units: Optional[torch.Tensor], units_aligned: bool):
     """(kernels, Tiling, Planes or None) of a loss launch; Planes when the channels-last kernels take
-    the prediction (the Tiling is then theirs). A shard's runs (``units``) take the row tiles."""
+    the prediction (the Tiling is then theirs). A shard's runs (``units``) take the row tiles; rows of one
+    tensor that fewer warps make whole tiles take that tile on a GPU (tiling.whole_row_tile)."""
     from ..kernels import loss
 
     planes = channels_last_planes(layout, int(pred.numel()), rows) if units is None else None
     tile = planes and channels_last_tiling(loss, planes, pred.element_size())
     if not tile:
         planes = None
+        sms = gpu_units(pred.device)
         tile = tiling(loss, int(pred.numel()), rows, run_alignment(0, units, units_aligned),
-                      paired=paired(pred, layout), strided=not layout.contiguous, units=gpu_units(pred.device))
+                      paired=paired(pred, layout), strided=not layout.contiguous, units=sms)
+        if units is None:
+            tile = whole_row_tile(tile, 0, NO_UNITS, fewest_warps(sms))
     return loss, tile, planes
 
 

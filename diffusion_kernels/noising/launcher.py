@@ -275,7 +275,8 @@ def backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: torch.Tensor, 
                 NEED_GX=gx is not None, NEED_GN=gn is not None, NEED_PARTIALS=need_tables,
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
                 SOFT_BF16=interpreter_active(), MATH=math_mode(g.device), PAIRED=paired(g, layout),
-                UNITS=units_mode(units, units_aligned, units_narrow), num_warps=launch_warps(noising, g.device),
+                UNITS=row_mode(tile, elem_offset, units_mode(units, units_aligned, units_narrow)),
+                num_warps=launch_warps(noising, g.device),
             )
         copy_back([(gx, gx_), (gn, gn_)])
         if need_tables:
