@@ -366,27 +366,28 @@ def test_bfloat16_read_as_words_gives_what_a_misaligned_view_gives(device, shape
         assert torch.equal(aligned[0], misaligned[0]) and torch.equal(aligned[1], misaligned[1])
 
 
+def _loss_and_grad(x0, t):
+    """The ε loss of a fixed prediction against x0 noised at t (seed 11), and the prediction's gradient."""
+    import diffusion_kernels as dk
+
+    _, handle = dk.q_sample(x0, t, dk.NoiseSchedule.linear(), seed=11, return_noise="seed", backend="triton")
+    pred = torch.linspace(-1, 1, x0.numel()).reshape(x0.shape).to(x0.dtype).to(x0.device).requires_grad_()
+    loss = dk.diffusion_loss(pred, handle, backend="triton")
+    loss.backward()
+    return loss.detach(), pred.grad
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_a_loss_sized_to_the_gpu_gives_the_same_gradient_and_loss(monkeypatch, device, dtype):
     """The loss's tiles sized for a GPU of 132 SMs: the gradient (one element per element) bit for bit the
     default tile's, the loss the same up to the order its row sums add the programs' partial sums."""
-    import diffusion_kernels as dk
     from diffusion_kernels.loss import launcher as loss_launcher
 
-    schedule = dk.NoiseSchedule.linear()
     x0 = torch.randn(4, 3, 8, 8).to(dtype).to(device)
     t = torch.tensor([7, 500, 999, 0], device=device)
-
-    def loss_and_grad():
-        _, handle = dk.q_sample(x0, t, schedule, seed=11, return_noise="seed", backend="triton")
-        pred = torch.linspace(-1, 1, x0.numel()).reshape(x0.shape).to(dtype).to(device).requires_grad_()
-        loss = dk.diffusion_loss(pred, handle, backend="triton")
-        loss.backward()
-        return loss.detach(), pred.grad
-
-    expected = loss_and_grad()
+    expected = _loss_and_grad(x0, t)
     monkeypatch.setattr(loss_launcher, "gpu_units", lambda device: 132)
-    got = loss_and_grad()
+    got = _loss_and_grad(x0, t)
     torch.testing.assert_close(got[0], expected[0], rtol=1e-6, atol=0)
     assert torch.equal(got[1], expected[1])
 
@@ -396,28 +397,18 @@ def test_a_loss_whose_rows_fewer_warps_make_whole_runs_unmasked_with_the_same_gr
     """Rows of 768 elements (3·256): on a GPU the loss takes a quarter of its tile at one warp, whose tiles the
     rows are (launch.tiling.whole_row_tile), and runs them unmasked; the gradient comes out bit for bit the
     default tile's, the loss the same up to the order its row sums add the programs' partial sums."""
-    import diffusion_kernels as dk
     from diffusion_kernels.launch.tiling import WHOLE_TILES, row_mode
     from diffusion_kernels.loss import launcher as loss_launcher
 
-    schedule = dk.NoiseSchedule.linear()
     x0 = torch.randn(2, 3, 16, 16).to(dtype).to(device)
     t = torch.tensor([7, 999], device=device)
-
-    def loss_and_grad():
-        _, handle = dk.q_sample(x0, t, schedule, seed=11, return_noise="seed", backend="triton")
-        pred = torch.linspace(-1, 1, x0.numel()).reshape(x0.shape).to(dtype).to(device).requires_grad_()
-        loss = dk.diffusion_loss(pred, handle, backend="triton")
-        loss.backward()
-        return loss.detach(), pred.grad
-
-    expected = loss_and_grad()
+    expected = _loss_and_grad(x0, t)
     tiles = []
     real = loss_launcher._mse_setup
     monkeypatch.setattr(loss_launcher, "gpu_units", lambda device: 1)
     monkeypatch.setattr(loss_launcher, "fewest_warps", lambda sms: 1)
     monkeypatch.setattr(loss_launcher, "_mse_setup", lambda *args: tiles.append(real(*args)[1]) or real(*args))
-    got = loss_and_grad()
+    got = _loss_and_grad(x0, t)
     assert len(tiles) == 2  # the forward and the backward
     for tile in tiles:
         assert tile.warps == 1 and 768 % (4 * tile.block) == 0 and row_mode(tile, 0, 0) == WHOLE_TILES
