@@ -15,7 +15,7 @@ value drawn for an element is a pure function of (seed, stream, step, i).
 import triton
 import triton.language as tl
 
-from .box_muller import box_muller
+from .box_muller import MATH_NVIDIA, box_muller
 
 # Philox4x32-10 constants (Salmon et al. 2011; the same as curand's and
 # Triton's tl.philox).
@@ -26,8 +26,28 @@ PHILOX_KEY_B = tl.constexpr(0xBB67AE85)
 PHILOX_ROUNDS = tl.constexpr(10)
 
 
+# $0, $1 = the high and low words of $2·$3 (mov.b64 unpacks the low word first).
+MUL_WIDE_PTX = tl.constexpr("{ .reg .u64 t; mul.wide.u32 t, $2, $3; mov.b64 {$1, $0}, t; }")
+
+
 @triton.jit
-def philox4x32(seed, c0, c1, c2, c3):
+def mul_wide(a, M: tl.constexpr, MATH: tl.constexpr):
+    """The high and low words of the 64-bit product a·M (``a`` uint32, M a 32-bit constant).
+
+    On NVIDIA GPUs one mul.wide.u32 (IMAD.WIDE.U32) in inline PTX: written as a 64-bit product, LLVM
+    (Triton 3.9's; not 3.6's) may split it into a low multiply and a 64-bit one for the high word, two
+    multiplies and an add where one wide multiply gives both words."""
+    if MATH == MATH_NVIDIA:
+        hi, lo = tl.inline_asm_elementwise(MUL_WIDE_PTX, "=r,=r,r,r", [a, tl.full([], M, tl.uint32)],
+                                           dtype=(tl.uint32, tl.uint32), is_pure=True, pack=1)
+    else:
+        p = a.to(tl.uint64) * M
+        hi, lo = (p >> 32).to(tl.uint32), p.to(tl.uint32)
+    return hi, lo
+
+
+@triton.jit
+def philox4x32(seed, c0, c1, c2, c3, MATH: tl.constexpr = 0):
     """The four 32-bit outputs of Philox4x32-10 for uint32 counter blocks and a uint64 key.
 
     The same function as tl.philox, written with one 32×32→64-bit product per
@@ -39,19 +59,20 @@ def philox4x32(seed, c0, c1, c2, c3):
     """
     k0 = (seed & 0xFFFFFFFF).to(tl.uint32)
     k1 = (seed >> 32).to(tl.uint32)
-    return philox_rounds(c0, c1, c2, c3, k0, k1, PHILOX_ROUNDS)
+    return philox_rounds(c0, c1, c2, c3, k0, k1, PHILOX_ROUNDS, MATH)
 
 
 @triton.jit
-def philox_rounds(c0, c1, c2, c3, k0, k1, ROUNDS: tl.constexpr):
-    """ROUNDS Philox4x32 rounds on the counter words from the round keys (k0, k1)."""
+def philox_rounds(c0, c1, c2, c3, k0, k1, ROUNDS: tl.constexpr, MATH: tl.constexpr = 0):
+    """ROUNDS Philox4x32 rounds on the counter words from the round keys (k0, k1); MATH says the target
+    (mul_wide)."""
     for _ in tl.static_range(ROUNDS):
-        pa = c0.to(tl.uint64) * PHILOX_ROUND_A
-        pb = c2.to(tl.uint64) * PHILOX_ROUND_B
-        c0 = (pb >> 32).to(tl.uint32) ^ c1 ^ k0
-        c2 = (pa >> 32).to(tl.uint32) ^ c3 ^ k1
-        c1 = pb.to(tl.uint32)
-        c3 = pa.to(tl.uint32)
+        pa_hi, pa_lo = mul_wide(c0, PHILOX_ROUND_A, MATH)
+        pb_hi, pb_lo = mul_wide(c2, PHILOX_ROUND_B, MATH)
+        c0 = pb_hi ^ c1 ^ k0
+        c2 = pa_hi ^ c3 ^ k1
+        c1 = pb_lo
+        c3 = pa_lo
         # The key schedule wraps modulo 2**32 by design: exempt from debug-mode overflow checks.
         k0 = tl.add(k0, PHILOX_KEY_A, sanitize_overflow=False)
         k1 = tl.add(k1, PHILOX_KEY_B, sanitize_overflow=False)
@@ -90,14 +111,14 @@ def counter_normals(seed, c0, c1, stream, step, MATH: tl.constexpr):
     c1 = (zero.to(tl.uint32, bitcast=True) + c1)
     c2 = (zero + stream).to(tl.uint32, bitcast=True)
     c3 = (zero + step).to(tl.uint32, bitcast=True)
-    r0, r1, r2, r3 = philox4x32(seed, c0, c1, c2, c3)
+    r0, r1, r2, r3 = philox4x32(seed, c0, c1, c2, c3, MATH)
     n0, n1 = box_muller(r0, r1, MATH)
     n2, n3 = box_muller(r2, r3, MATH)
     return n0, n1, n2, n3
 
 
 @triton.jit
-def philox4x32_one_varying_word(seed, c0, c1, c2, c3):
+def philox4x32_one_varying_word(seed, c0, c1, c2, c3, MATH: tl.constexpr = 0):
     """philox4x32 for counters whose words c1, c2, c3 are one word each (scalars) for the whole block c0.
 
     The first three rounds then have scalar parts, written out so that the scalar products and the scalar
@@ -109,33 +130,31 @@ def philox4x32_one_varying_word(seed, c0, c1, c2, c3):
     k0 = (seed & 0xFFFFFFFF).to(tl.uint32)
     k1 = (seed >> 32).to(tl.uint32)
     # Round 1: pa = c0·A varies, pb = c2·B is a scalar.
-    pa = c0.to(tl.uint64) * PHILOX_ROUND_A
+    pa_hi, v3 = mul_wide(c0, PHILOX_ROUND_A, MATH)  # v3: the new c3
     pb = c2.to(tl.uint64) * PHILOX_ROUND_B
     s0 = (pb >> 32).to(tl.uint32) ^ c1 ^ k0  # the new c0: a scalar
-    v2 = (pa >> 32).to(tl.uint32) ^ (c3 ^ k1)  # the new c2
+    v2 = pa_hi ^ (c3 ^ k1)  # the new c2
     s1 = pb.to(tl.uint32)  # the new c1: a scalar
-    v3 = pa.to(tl.uint32)  # the new c3
     k0 = tl.add(k0, PHILOX_KEY_A, sanitize_overflow=False)
     k1 = tl.add(k1, PHILOX_KEY_B, sanitize_overflow=False)
     # Round 2: pa = s0·A is a scalar, pb = v2·B varies.
     pa2 = s0.to(tl.uint64) * PHILOX_ROUND_A
-    pb2 = v2.to(tl.uint64) * PHILOX_ROUND_B
-    c0 = (pb2 >> 32).to(tl.uint32) ^ (s1 ^ k0)
+    pb2_hi, c1 = mul_wide(v2, PHILOX_ROUND_B, MATH)
+    c0 = pb2_hi ^ (s1 ^ k0)
     c2 = ((pa2 >> 32).to(tl.uint32) ^ k1) ^ v3
-    c1 = pb2.to(tl.uint32)
     s3 = pa2.to(tl.uint32)  # the new c3: a scalar
     k0 = tl.add(k0, PHILOX_KEY_A, sanitize_overflow=False)
     k1 = tl.add(k1, PHILOX_KEY_B, sanitize_overflow=False)
     # Round 3: c3 is still a scalar, XORed in with the key.
-    pa = c0.to(tl.uint64) * PHILOX_ROUND_A
-    pb = c2.to(tl.uint64) * PHILOX_ROUND_B
-    c0 = (pb >> 32).to(tl.uint32) ^ c1 ^ k0
-    c2 = (pa >> 32).to(tl.uint32) ^ (s3 ^ k1)
-    c1 = pb.to(tl.uint32)
-    c3 = pa.to(tl.uint32)
+    pa_hi, pa_lo = mul_wide(c0, PHILOX_ROUND_A, MATH)
+    pb_hi, pb_lo = mul_wide(c2, PHILOX_ROUND_B, MATH)
+    c0 = pb_hi ^ c1 ^ k0
+    c2 = pa_hi ^ (s3 ^ k1)
+    c1 = pb_lo
+    c3 = pa_lo
     k0 = tl.add(k0, PHILOX_KEY_A, sanitize_overflow=False)
     k1 = tl.add(k1, PHILOX_KEY_B, sanitize_overflow=False)
-    return philox_rounds(c0, c1, c2, c3, k0, k1, PHILOX_ROUNDS - 3)
+    return philox_rounds(c0, c1, c2, c3, k0, k1, PHILOX_ROUNDS - 3, MATH)
 
 
 @triton.jit
@@ -152,7 +171,8 @@ def tile_quads(seed, first_quad, offsets, stream, step, ALIGNED: tl.constexpr, M
         # stream and step are int32 words (runtime values or constexprs); their bits are the counter's.
         r0, r1, r2, r3 = philox4x32_one_varying_word(seed, lo + offsets.to(tl.uint32), hi,
                                                      (tl.zeros([], tl.int32) + stream).to(tl.uint32, bitcast=True),
-                                                     (tl.zeros([], tl.int32) + step).to(tl.uint32, bitcast=True))
+                                                     (tl.zeros([], tl.int32) + step).to(tl.uint32, bitcast=True),
+                                                     MATH)
         n0, n1 = box_muller(r0, r1, MATH)
         n2, n3 = box_muller(r2, r3, MATH)
         return n0, n1, n2, n3

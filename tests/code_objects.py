@@ -67,11 +67,16 @@ def streaming_load_position(sass: str) -> float | None:
 PHILOX_MULTIPLIERS = ("-766435501", "-845247145")
 
 
+# kernels/philox_normal.MUL_WIDE_PTX as the PTX holds it: a quad's wide multiply on the NVIDIA path.
+INLINE_MUL_WIDE = re.compile(r"\{ \.reg \.u64 t; mul\.wide\.u32 t, %r\d+, %r\d+; mov\.b64 \{%r\d+, %r\d+\}, t; \}")
+
+
 def philox_multiplies(ptx: str) -> int:
-    """Multiplies by a Philox round constant (wide, or mulhi), not counting address arithmetic."""
+    """Multiplies by a Philox round constant (wide, or mulhi; the NVIDIA path's inline wide multiplies, whose
+    constant is a register), not counting address arithmetic."""
     return sum(
-        any(op in line for op in ("mul.wide.u32", "mul.hi.u32", "mul.lo.s32"))
-        and line.rstrip(";").split()[-1] in PHILOX_MULTIPLIERS
+        (any(op in line for op in ("mul.wide.u32", "mul.hi.u32", "mul.lo.s32"))
+         and line.rstrip(";").split()[-1] in PHILOX_MULTIPLIERS) or bool(INLINE_MUL_WIDE.search(line))
         for line in ptx.splitlines()
     )
 

@@ -29,6 +29,7 @@ import diffusion_kernels as dk
 from diffusion_kernels import launch, reference
 from diffusion_kernels.dispatch import interpreter_active
 from diffusion_kernels.kernels import box_muller as box_muller_module
+from diffusion_kernels.kernels import philox_normal
 from diffusion_kernels.kernels.box_muller import box_muller
 from diffusion_kernels.noising import launcher as noising_launcher
 from diffusion_kernels.trajectory import launcher as trajectory_launcher
@@ -95,10 +96,21 @@ def _emulate_nvidia(monkeypatch, sign: float) -> float:
         return tl.where(near_one, exact + sign * LG2_ABS_ERROR, exact * (1.0 + sign * LG2_ABS_ERROR))
 
     monkeypatch.setattr(libdevice, "fast_log2f", lg2, raising=False)
+    monkeypatch.setattr(tl, "inline_asm_elementwise", _emulated_ptx)
     monkeypatch.setattr(libdevice, "fast_cosf", lambda x: tl.cos(x) + sign * SINCOS_ABS_ERROR, raising=False)
     monkeypatch.setattr(libdevice, "fast_sinf", lambda x: tl.sin(x) + sign * SINCOS_ABS_ERROR, raising=False)
     _every_launch_takes(monkeypatch, launch.MATH_NVIDIA)
     return sign
+
+
+def _emulated_ptx(asm, constraints, args, dtype, is_pure, pack):
+    """The NVIDIA path's one inline PTX, Philox's wide multiply (philox_normal.mul_wide), as the PTX ISA
+    defines it: mul.wide.u32 gives the 64-bit product, mov.b64 {lo, hi} unpacks its low word first."""
+    asm, constraints, pack = (getattr(x, "value", x) for x in (asm, constraints, pack))
+    assert asm == philox_normal.MUL_WIDE_PTX.value and constraints == "=r,=r,r,r" and pack == 1
+    a, m = args
+    product = a.to(tl.uint64) * m.to(tl.uint64)
+    return (product >> 32).to(tl.uint32), product.to(tl.uint32)
 
 
 def _every_launch_takes(monkeypatch, math: int) -> None:
