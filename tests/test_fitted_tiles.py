@@ -163,6 +163,12 @@ def test_masked_rows_group_tiles_only_in_the_narrow_modes_and_their_last_program
     assert grouped_tiles(rows, 40, NARROW_ROWS).tiles == 1
     for mode in (NO_UNITS, UNITS_ANY):  # 64-bit rows keep one tile per program
         assert grouped_tiles(rows, 1, mode) is rows
+    short = row_tiling(4096, 100, 1024, 2)  # one tile per row: nothing to group
+    assert short.chunks == 1 and grouped_tiles(short, 1, NARROW_ROWS) is short
+    straddling = row_tiling(64, 3 * 4096, 1024, 2)  # rows of 3 tiles' length straddle 4 tiles
+    assert straddling.chunks == 4
+    assert grouped_tiles(straddling, 20, NARROW_ROWS).tiles == 2  # 128 programs ≥ 4 per SM of 20; 64 would not be
+    assert grouped_tiles(straddling, 1, NARROW_ROWS).tiles == 4
 
 
 def test_rows_past_the_32_bit_bounds_take_no_narrow_mode():

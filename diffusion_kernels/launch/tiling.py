@@ -238,13 +238,14 @@ def grouping_units(sms: Optional[int]) -> Optional[int]:
 def grouped_tiles(tile: Tiling, units: Optional[int], mode: int) -> Tiling:
     """``tile`` with each program running ``tiles`` consecutive tiles of its row: the most, up to
     MAX_TILES_PER_PROGRAM, that still start RESIDENT_PROGRAMS_PER_UNIT programs per SM of a GPU of ``units``
-    SMs (none without a GPU). Rows of whole tiles (``mode`` WHOLE_TILES) take a number that divides a row's
-    tiles (each program runs them all); the NARROW modes' rows any (a row's last program runs the tiles
-    left, kernels/tiles.tiles_in_row); the other modes one."""
+    SMs (none without a GPU), and no more than a row holds. Rows of whole tiles (``mode`` WHOLE_TILES) take
+    a number that divides a row's tiles (each program runs them all); the NARROW modes' rows any (a row's
+    last program runs the tiles left, kernels/tiles.tiles_in_row); the other modes one."""
     if mode != WHOLE_TILES and mode < NARROW:
         return tile
     tiles = 1
-    while (units and 2 * tiles <= MAX_TILES_PER_PROGRAM and (mode != WHOLE_TILES or tile.chunks % (2 * tiles) == 0)
+    while (units and 2 * tiles <= MAX_TILES_PER_PROGRAM and tile.chunks >= 2 * tiles
+           and (mode != WHOLE_TILES or tile.chunks % (2 * tiles) == 0)
            and tile.rows * -(-tile.chunks // (2 * tiles)) >= RESIDENT_PROGRAMS_PER_UNIT * units):
         tiles *= 2
     if tiles == 1:
