@@ -54,6 +54,35 @@ def test_programs_that_run_several_tiles_give_what_one_tile_per_program_gives(mo
     assert len(got) == len(expected) and all(torch.equal(g, e) for g, e in zip(got, expected))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape, mode", [((2, 4, 64, 64), "WHOLE_TILES"), ((2, 3, 31, 33), "NARROW_ROWS")],
+                         ids=["whole_tiles", "masked"])
+def test_a_strided_view_whose_programs_run_several_tiles_draws_the_same(monkeypatch, device, dtype, shape, mode):
+    """A transposed view (the general kernel, each element addressed from its coordinates) with up to 4 tiles
+    per program on a forced 4-SM GPU: x_t and ε bit for bit as with one tile each."""
+    import importlib
+
+    import diffusion_kernels as dk
+    from diffusion_kernels.noising import launcher as noising_launcher
+
+    tiling_module = importlib.import_module("diffusion_kernels.launch.tiling")
+    schedule = dk.NoiseSchedule.linear()
+    x0 = torch.randn(*shape).to(dtype).to(device).transpose(-1, -2)
+    assert not x0.is_contiguous()
+    t = torch.tensor([7, 999], device=device)
+    expected = dk.q_sample(x0, t, schedule, seed=11, return_noise=True, backend="triton")
+    launches = []
+    monkeypatch.setattr(noising_launcher, "gpu_units", lambda device: 4)
+    monkeypatch.setattr(noising_launcher, "grouping_units", lambda sms: sms)
+    monkeypatch.setattr(tiling_module, "RESIDENT_PROGRAMS_PER_UNIT", 0)
+    real = noising_launcher.forward_tiles
+    monkeypatch.setattr(noising_launcher, "forward_tiles", lambda *args: launches.append(real(*args)) or launches[-1])
+    got = dk.q_sample(x0, t, schedule, seed=11, return_noise=True, backend="triton")
+    (tile, row_mode), = launches
+    assert tile.tiles > 1 and row_mode == getattr(tiling_module, mode)
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+
+
 @pytest.mark.parametrize("global_shape, cut, mode", [
     ((2, 4, 64, 64), (slice(None), slice(None), slice(8, 56)), "UNITS_ALIGNED"),
     ((2, 3, 40, 37), (slice(None), slice(None), slice(5, 35)), "UNITS_ANY")], ids=["quad_aligned", "anywhere"])
