@@ -63,6 +63,8 @@ LN2 = tl.constexpr(0.6931471805599453)
 SQRT2_BITS = tl.constexpr(0x3FB504F3)  # the float32 just below sqrt(2)
 SIGN_BIT = tl.constexpr(-0x80000000)  # a float32's sign bit, as an int32
 SERIES_BELOW = tl.constexpr(-0.00390625)  # -2**-8: w above it takes the series
+SQRT_TWO_LN2 = tl.constexpr(1.1774100225154747)  # sqrt(2 ln 2): -2 ln u1 = 2 ln 2 · (-lg2 u1)
+HALF_OVER_LN2 = tl.constexpr(0.7213475204444817)  # 1 / (2 ln 2)
 
 
 @triton.jit
@@ -108,20 +110,36 @@ def cos_sin_poly(rb):
 
 
 @triton.jit
-def box_muller(ra, rb, MATH: tl.constexpr):
-    """Two independent N(0, 1) from two uint32 blocks."""
+def box_muller(ra, rb, MATH: tl.constexpr, scale=None):
+    """Two independent N(0, 1) from two uint32 blocks; with ``scale`` (a float32 scalar: x_t's b[t] where
+    ε itself is not written) the two times scale.
+
+    Scaled on NVIDIA GPUs, the radius comes from −lg2(u1) (the series divided by 2 ln 2 near u1 = 1) and
+    the constant sqrt(2 ln 2) joins the scale: scale·radius is one multiply per pair where b·ε took one per
+    element. The products round differently from scale·(radius·cos θ), by a few float32 ulps of the result.
+    """
     u1 = ((ra >> 9) + ONE_BITS).to(tl.float32, bitcast=True) - ONE_MINUS_TWO_POW_M24
     if MATH == MATH_NVIDIA:
         theta = tl.fma((rb >> 8).to(tl.float32), TWO_PI_POW_M24, -PI)
         w = u1 - 1.0
-        series = (w - 2.0) * w
-        radius = tl.sqrt(tl.where(w > SERIES_BELOW, series, libdevice.fast_log2f(u1) * MINUS_TWO_LN2))
-        return radius * libdevice.fast_cosf(theta), radius * libdevice.fast_sinf(theta)
-    elif MATH == MATH_POLY:
-        radius = tl.sqrt(-2.0 * ln_poly(u1))
-        cos_t, sin_t = cos_sin_poly(rb)
-        return radius * cos_t, radius * sin_t
+        if scale is None:
+            radius = tl.sqrt(tl.where(w > SERIES_BELOW, (w - 2.0) * w, libdevice.fast_log2f(u1) * MINUS_TWO_LN2))
+        else:
+            # lg2(u1) < 0, or the series over 2 ln 2 > 0: the square root takes the magnitude (an operand
+            # modifier), the select is the predicated lg2.
+            lg2 = tl.where(w > SERIES_BELOW, tl.fma(w, HALF_OVER_LN2, -2.0 * HALF_OVER_LN2) * w,
+                           libdevice.fast_log2f(u1))
+            radius = (scale * SQRT_TWO_LN2) * tl.sqrt(tl.abs(lg2))
+        n0, n1 = radius * libdevice.fast_cosf(theta), radius * libdevice.fast_sinf(theta)
     else:
-        theta = (rb >> 8).to(tl.float32) * TWO_POW_M24 * TWO_PI - PI
-        radius = tl.sqrt(-2.0 * tl.log(u1))
-        return radius * tl.cos(theta), radius * tl.sin(theta)
+        if MATH == MATH_POLY:
+            radius = tl.sqrt(-2.0 * ln_poly(u1))
+            cos_t, sin_t = cos_sin_poly(rb)
+            n0, n1 = radius * cos_t, radius * sin_t
+        else:
+            theta = (rb >> 8).to(tl.float32) * TWO_POW_M24 * TWO_PI - PI
+            radius = tl.sqrt(-2.0 * tl.log(u1))
+            n0, n1 = radius * tl.cos(theta), radius * tl.sin(theta)
+        if scale is not None:
+            n0, n1 = scale * n0, scale * n1
+    return n0, n1

@@ -76,6 +76,8 @@ def noising_fwd_kernel(
     # true, folded away, where every program runs all of them.
     runs = tiles_in_row(s, row_len, BLOCK, UNITS, TILES)
     every_tile: tl.constexpr = UNITS == WHOLE_TILES or TILES == 1
+    # Drawn ε that is only ever scaled by b[t] (not written, not in v, no offset or perturbation).
+    X_T_ONLY: tl.constexpr = not (HAS_NOISE or WRITE_NOISE or WRITE_V or HAS_OFFSET or PERTURB)
     for k in tl.range(0, TILES):
         if (k < runs) | every_tile:
             tile_quad = first_quad + k * BLOCK
@@ -97,19 +99,27 @@ def noising_fwd_kernel(
                     noise_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, ns0, ns1, ns2, ns3, ns4),
                     mask=mask, other=0.0, eviction_policy="evict_first",
                 ).to(tl.float32)
+            elif X_T_ONLY:
+                # x_t alone: b[t]·ε drawn as one product per pair (box_muller's scale).
+                scaled = tile_normals(load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR), tile_quad, stream, step,
+                                      BLOCK, PAIRED, MATH, UNITS >= WHOLE_TILES, b)
             else:
                 seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
                 eps = draw_noise(seed, tile_quad, stream, step, noise_row(row, units_ptr, UNITS), offset_strength,
                                  BLOCK, PAIRED, HAS_OFFSET, MATH, UNITS >= WHOLE_TILES)
-            noised = eps
-            if PERTURB:
-                perturb_seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
-                noised = eps + perturbation * tile_normals(perturb_seed, tile_quad, stream, PERTURB_STEP, BLOCK, PAIRED,
-                                                           MATH, UNITS >= WHOLE_TILES)
+            if X_T_ONLY:
+                x_t = a * x0 + scaled
+            else:
+                noised = eps
+                if PERTURB:
+                    perturb_seed = load_seed(seed_lo, seed_hi, seed_ptr, SEED_FROM_PTR)
+                    noised = eps + perturbation * tile_normals(perturb_seed, tile_quad, stream, PERTURB_STEP, BLOCK,
+                                                               PAIRED, MATH, UNITS >= WHOLE_TILES)
+                x_t = a * x0 + b * noised
 
             tl.store(
                 out_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, os0, os1, os2, os3, os4),
-                to_output(a * x0 + b * noised, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
+                to_output(x_t, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
             )
             if WRITE_NOISE:
                 tl.store(

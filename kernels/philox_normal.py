@@ -158,13 +158,13 @@ def philox4x32_one_varying_word(seed, c0, c1, c2, c3, MATH: tl.constexpr = 0):
 
 
 @triton.jit
-def tile_quads(seed, first_quad, offsets, stream, step, ALIGNED: tl.constexpr, MATH: tl.constexpr):
+def tile_quads(seed, first_quad, offsets, stream, step, ALIGNED: tl.constexpr, MATH: tl.constexpr, scale=None):
     """The four normals of quads first_quad + offsets (offsets an int32 block, from 0 to under BLOCK). An
     ALIGNED tile's quads that are drawn for its lanes in bounds share one high word, first_quad's: the
     tile starts at a multiple of its power-of-two BLOCK, so it never crosses a multiple of 2**32 quads,
     or every quad of the launch lies below 2**32 (tiles.py, NARROW). Its counters' high word is then
     one word for the whole tile (philox4x32_one_varying_word) and the low words are 32-bit adds (a lane
-    past the row's end may wrap; it is masked off)."""
+    past the row's end may wrap; it is masked off). With ``scale``, the four times scale (box_muller)."""
     if ALIGNED:
         lo = (first_quad & 0xFFFFFFFF).to(tl.uint32)
         hi = (first_quad >> 32).to(tl.uint32)
@@ -173,33 +173,36 @@ def tile_quads(seed, first_quad, offsets, stream, step, ALIGNED: tl.constexpr, M
                                                      (tl.zeros([], tl.int32) + stream).to(tl.uint32, bitcast=True),
                                                      (tl.zeros([], tl.int32) + step).to(tl.uint32, bitcast=True),
                                                      MATH)
-        n0, n1 = box_muller(r0, r1, MATH)
-        n2, n3 = box_muller(r2, r3, MATH)
+        n0, n1 = box_muller(r0, r1, MATH, scale)
+        n2, n3 = box_muller(r2, r3, MATH, scale)
         return n0, n1, n2, n3
     else:
-        return quad_normals(seed, first_quad + offsets.to(tl.int64), stream, step, MATH)
+        n0, n1, n2, n3 = quad_normals(seed, first_quad + offsets.to(tl.int64), stream, step, MATH)
+        if scale is not None:
+            n0, n1, n2, n3 = scale * n0, scale * n1, scale * n2, scale * n3
+        return n0, n1, n2, n3
 
 
 @triton.jit
 def tile_normals(seed, first_quad, stream, step, BLOCK: tl.constexpr, PAIRED: tl.constexpr,
-                 MATH: tl.constexpr, ALIGNED: tl.constexpr = False):
+                 MATH: tl.constexpr, ALIGNED: tl.constexpr = False, scale=None):
     """The 4·BLOCK normals of quads first_quad … first_quad + BLOCK − 1, element 4·q + k = lane k of quad q.
 
     The tile is assembled with joins, so every value stays in the registers of
     the thread that drew it and no Philox call is repeated. PAIRED gives each
     thread two consecutive quads (8 elements: 16 bytes of bf16/fp16, one
     vector access); unpaired, one quad (16 bytes of float32). ALIGNED: first_quad is a multiple of BLOCK
-    (tile_quads).
+    (tile_quads). With ``scale``, the normals times scale (box_muller).
     """
     if PAIRED:
         even = 2 * tl.arange(0, BLOCK // 2)
-        e0, e1, e2, e3 = tile_quads(seed, first_quad, even, stream, step, ALIGNED, MATH)
-        o0, o1, o2, o3 = tile_quads(seed, first_quad, even + 1, stream, step, ALIGNED, MATH)
+        e0, e1, e2, e3 = tile_quads(seed, first_quad, even, stream, step, ALIGNED, MATH, scale)
+        o0, o1, o2, o3 = tile_quads(seed, first_quad, even + 1, stream, step, ALIGNED, MATH, scale)
         # Minor dims, innermost last: (quad of the pair, lane // 2, lane % 2).
         tile = tl.join(tl.join(tl.join(e0, o0), tl.join(e2, o2)), tl.join(tl.join(e1, o1), tl.join(e3, o3)))
         return tl.reshape(tile, [4 * BLOCK])
     else:
-        n0, n1, n2, n3 = tile_quads(seed, first_quad, tl.arange(0, BLOCK), stream, step, ALIGNED, MATH)
+        n0, n1, n2, n3 = tile_quads(seed, first_quad, tl.arange(0, BLOCK), stream, step, ALIGNED, MATH, scale)
         return tl.interleave(tl.interleave(n0, n2), tl.interleave(n1, n3))
 
 

@@ -40,11 +40,14 @@ SINCOS_ABS_ERROR = 2.0**-20.9  # on [-pi, pi], where the kernel keeps the angle
 
 
 @triton.jit
-def box_muller_kernel(ra_ptr, rb_ptr, z_ptr, N: tl.constexpr, MATH: tl.constexpr):
+def box_muller_kernel(ra_ptr, rb_ptr, z_ptr, scale, N: tl.constexpr, MATH: tl.constexpr, SCALED: tl.constexpr):
     offs = tl.arange(0, N)
     ra = tl.load(ra_ptr + offs).to(tl.uint32, bitcast=True)
     rb = tl.load(rb_ptr + offs).to(tl.uint32, bitcast=True)
-    z0, z1 = box_muller(ra, rb, MATH)
+    if SCALED:
+        z0, z1 = box_muller(ra, rb, MATH, scale)
+    else:
+        z0, z1 = box_muller(ra, rb, MATH)
     tl.store(z_ptr + offs, z0)
     tl.store(z_ptr + N + offs, z1)
 
@@ -61,11 +64,11 @@ def _hard_inputs(n: int = 4096):
     return ra, rb
 
 
-def _run_box_muller(ra, rb, device, math: int) -> torch.Tensor:
+def _run_box_muller(ra, rb, device, math: int, scale: float | None = None) -> torch.Tensor:
     n = ra.numel()
     as_int32 = [(((x + 2**31) % 2**32) - 2**31).to(torch.int32).to(device) for x in (ra, rb)]
     z = torch.empty(2 * n, device=device)
-    box_muller_kernel[(1,)](*as_int32, z, N=n, MATH=math)
+    box_muller_kernel[(1,)](*as_int32, z, 1.0 if scale is None else scale, N=n, MATH=math, SCALED=scale is not None)
     return z
 
 
@@ -166,6 +169,31 @@ def test_gpu_box_muller_is_accurate_at_the_instructions_worst_case_errors(emulat
     ra, rb = _hard_inputs()
     z = _run_box_muller(ra, rb, "cpu", math=launch.MATH_NVIDIA)
     assert_noise_close(z, _float64_box_muller(ra, rb))
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.37, 3.5])
+def test_a_scaled_box_muller_is_the_scale_times_the_normals_at_the_worst_case_errors(emulated_gpu_math, scale):
+    """x_t's b[t]·ε drawn whole (box_muller's scale: the radius from −lg2(u1), or the series over 2 ln 2,
+    times scale·sqrt(2 ln 2)), on the same hard inputs, half of them on the series: within the scale times
+    NOISE_ATOL of scale times the float64 normals."""
+    ra, rb = _hard_inputs()
+    z = _run_box_muller(ra, rb, "cpu", math=launch.MATH_NVIDIA, scale=scale)
+    torch.testing.assert_close(z.double(), scale * _float64_box_muller(ra, rb), rtol=0, atol=scale * NOISE_ATOL)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(3, 4, 6, 10), (2, 4, 16, 16)])
+def test_x_t_alone_on_the_gpu_math_path_is_x_t_with_its_noise(gpu_math_path, schedule, dtype, shape):
+    """x_t drawn alone (b[t]·ε as one product per pair on NVIDIA) against the reference x_t of the stream's
+    ε, and against the x_t drawn with ε returned, to the dtype's tolerance."""
+    x0 = torch.randn(shape).to(dtype)
+    t = torch.tensor([0, 400, 999][:shape[0]])
+    alone = dk.q_sample(x0, t, schedule, seed=77, backend="triton")
+    with_noise, _ = dk.q_sample(x0, t, schedule, seed=77, return_noise=True, backend="triton")
+    expected = reference.q_sample(to_reference(x0), t, to_reference(schedule.alpha_bars),
+                                  reference.philox_normal(77, x0.shape))
+    assert_close(alone, expected, dtype)
+    assert_close(alone, to_reference(with_noise), dtype)
 
 
 @pytest.mark.skipif(not interpreter_active(), reason="runs the AMD path through Triton's interpreter")
