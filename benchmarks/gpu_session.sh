@@ -13,7 +13,7 @@
 #   bash benchmarks/gpu_session.sh training           # the training-step modes (train_eps, train_flow)
 #   bash benchmarks/gpu_session.sh profile            # Nsight Compute counters of the fused kernels
 #   bash benchmarks/gpu_session.sh sanitize           # compute-sanitizer memcheck of the kernel tests
-#   bash benchmarks/gpu_session.sh tiles              # the fused kernel under a few tile settings
+#   bash benchmarks/gpu_session.sh tiles              # the fused kernel under a few tile and sizing settings
 #   bash benchmarks/gpu_session.sh all                # all eight in turn
 #
 # Every phase first installs the project over the machine's own torch and
@@ -93,6 +93,16 @@ tiles() {
         "$PYTHON" -m diffusion_kernels bench --out "$RESULTS/tiles/quads$1-paired$2-warps$3" --quiet \
             --providers fused copy --modes xt_eps xt --dtype fp32 --dtype bf16 --sizes 16777216,67108864 \
             --block-quads "$1" --block-quads-paired "$2" --num-warps "$3" 2>&1 | tee -a "$RESULTS/tiles.log"
+    done
+    # The launch's sizing to the GPU (launch/tiling.py) at the sizes people train at: the defaults (a tile
+    # sized to two programs per SM, up to 4 tiles per program) against the tuned tile at every size and
+    # against one tile per program, each in its own folder.
+    for cfg in "2 4" "0 4" "2 1"; do
+        set -- $cfg
+        "$PYTHON" -m diffusion_kernels bench --out "$RESULTS/tiles/sms$1-tiles$2" --quiet \
+            --providers fused copy --modes xt_eps xt --dtype fp32 --dtype bf16 \
+            --sizes 262144,1048576,4194304,16777216 --programs-per-sm "$1" --tiles-per-program "$2" 2>&1 \
+            | tee -a "$RESULTS/tiles.log"
     done
 }
 

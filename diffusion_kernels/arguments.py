@@ -177,13 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default=spec.DEFAULT_OUT, help=f"folder for the JSON and PNG (default "
                    f"./{spec.DEFAULT_OUT}); the JSON is updated after every size and dtype, and a record of "
                    "the same device and day there is merged, not overwritten")
-    tiles = b.add_argument_group("kernel tiles", "override the noising kernels' tile constants for this run "
-                                 "(a tuning sweep; the noise stream does not change; write each setting to its "
-                                 "own --out folder)")
+    tiles = b.add_argument_group("kernel tiles", "override the noising kernels' tile constants and the launch's "
+                                 "sizing to the GPU for this run (a tuning sweep; the noise stream does not "
+                                 "change; write each setting to its own --out folder)")
     for flag in ("--block-quads", "--block-quads-paired", "--block-quads-strided", "--num-warps"):
         tiles.add_argument(flag, type=_bounded(flag, 1, 1 << 16),
                            help=f"power of two (default: kernels/noising.py's "
                                 f"{flag[2:].upper().replace('-', '_')})")
+    tiles.add_argument("--programs-per-sm", type=_bounded("--programs-per-sm", 0, 1024),
+                       help="the programs per SM (CU) below which a launch's tile shrinks, 0 for the tuned tile "
+                            "at every size (default: launch/tiling.py's PROGRAMS_PER_UNIT)")
+    tiles.add_argument("--tiles-per-program", type=_bounded("--tiles-per-program", 1, 64),
+                       help="power of two: the most consecutive tiles of its row one program runs, 1 for one "
+                            "each (default: launch/tiling.py's MAX_TILES_PER_PROGRAM)")
     b.set_defaults(func="bench")
     return parser
 

@@ -88,7 +88,9 @@ def _tile_overrides(args) -> dict:
     return {name: value for name, value in (("BLOCK_QUADS", args.block_quads),
                                             ("BLOCK_QUADS_PAIRED", args.block_quads_paired),
                                             ("BLOCK_QUADS_STRIDED", args.block_quads_strided),
-                                            ("NUM_WARPS", args.num_warps)) if value is not None}
+                                            ("NUM_WARPS", args.num_warps),
+                                            ("PROGRAMS_PER_UNIT", args.programs_per_sm),
+                                            ("MAX_TILES_PER_PROGRAM", args.tiles_per_program)) if value is not None}
 
 
 def _check_bench(args) -> None:

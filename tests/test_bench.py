@@ -96,27 +96,33 @@ def test_merge_replaces_remeasured_rows_and_keeps_the_rest():
     assert merged["loss_memory"] == [{"dtype": "float32"}] and merged["environment"] == {"device": "d"}
 
 
-def test_tile_overrides_are_recorded_and_kept_apart(tmp_path, capsys, device):
-    from diffusion_kernels.kernels import noising as q_sample
-
+@pytest.mark.parametrize("flags, expected, refused", [
+    (["--block-quads", "128", "--num-warps", "8"], {"BLOCK_QUADS": 128, "NUM_WARPS": 8},
+     [(["--block-quads-paired", "1"], "at least 2"), (["--num-warps", "3"], "power of two")]),
+    # The launch's sizing (launch/tiling.py): the tuned tile at every size, one tile per program.
+    (["--programs-per-sm", "0", "--tiles-per-program", "1"], {"PROGRAMS_PER_UNIT": 0, "MAX_TILES_PER_PROGRAM": 1},
+     [(["--tiles-per-program", "3"], "power of two"), (["--programs-per-sm", "-1"], "--programs-per-sm")]),
+], ids=["kernel_tiles", "sizing"])
+def test_tile_overrides_are_recorded_and_kept_apart(tmp_path, capsys, device, flags, expected, refused):
+    """Tile and sizing overrides are set where the kernels and launchers read them (bench.tiles reads them
+    back) and recorded; another setting into the same folder, and invalid values, are refused."""
     defaults = bench.tiles()
     args = ["bench", "--device", str(device), "--sizes", "256", "--dtype", "fp32", "--quiet", "--modes", "xt",
             "--providers", "fused", "copy", "--out", str(tmp_path), "--reps", "5"]
     try:
-        assert cli.main(args + ["--block-quads", "128", "--num-warps", "8"]) == 0
+        assert cli.main(args + flags) == 0
         (json_path,) = tmp_path.glob("*.json")
-        tiles = json.loads(json_path.read_text())["environment"]["tiles"]
-        assert tiles == {**defaults, "BLOCK_QUADS": 128, "NUM_WARPS": 8}
-        assert q_sample.BLOCK_QUADS == 128
+        assert json.loads(json_path.read_text())["environment"]["tiles"] == {**defaults, **expected}
+        assert bench.tiles() == {**defaults, **expected}
         # Another setting into the same folder would mix two kernels' timings in one record: refused.
         assert cli.main(args + ["--block-quads", "256"]) == 2
         assert "other kernel tiles" in capsys.readouterr().err
-        assert cli.main(args + ["--block-quads-paired", "1"]) == 2
-        assert "at least 2" in capsys.readouterr().err
-        assert cli.main(args + ["--num-warps", "3"]) == 2
-        assert "power of two" in capsys.readouterr().err
+        for bad, message in refused:
+            assert cli.main(args + bad) == 2
+            assert message in capsys.readouterr().err
     finally:
         bench.set_tiles(**defaults)
+    assert bench.tiles() == defaults
 
 
 def test_channels_last_sweep_keeps_its_rows_apart(tmp_path, device):

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import datetime
+import importlib
 import os
 import platform
 
 import torch
 
-from .spec import TILE_CONSTANTS, check_tiles
+from .spec import SIZING_CONSTANTS, TILE_CONSTANTS, check_tiles
 
 
 def environment(device: torch.device) -> dict:
@@ -42,22 +43,27 @@ def environment(device: torch.device) -> dict:
 
 
 def tiles() -> dict:
-    """The noising kernels' tile constants (kernels/noising.py) this run uses."""
+    """The noising kernels' tile constants (kernels/noising.py) and the launch's sizing to the GPU
+    (launch/tiling.py) this run uses."""
     from ..kernels import noising
 
-    return {name: getattr(noising, name) for name in TILE_CONSTANTS}
+    sizing = importlib.import_module("diffusion_kernels.launch.tiling")
+    return {**{name: getattr(noising, name) for name in TILE_CONSTANTS},
+            **{name: getattr(sizing, name) for name in SIZING_CONSTANTS}}
 
 
 def set_tiles(**values) -> None:
-    """Override tile constants of the noising and loss kernels for this process (a tuning sweep).
+    """Override tile constants of the noising and loss kernels, and the launch's sizing constants, for this
+    process (a tuning sweep), before its first launch (launches keep their settings per shape).
 
     The noise stream does not depend on them, only the speed does.
     """
     from ..kernels import loss, noising
 
     check_tiles(**values)
+    sizing = importlib.import_module("diffusion_kernels.launch.tiling")
     for name, value in values.items():
-        for module in (noising, loss):
+        for module in ((sizing,) if name in SIZING_CONSTANTS else (noising, loss)):
             setattr(module, name, value)
 
 

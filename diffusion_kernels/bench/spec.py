@@ -42,6 +42,9 @@ DTYPE_NAMES = ("float32", "bfloat16", "float16")
 # What a plain `bench` runs on a GPU: everything.
 GPU_DEFAULTS = dict(dtypes=DTYPE_NAMES, modes=MODES, providers=PROVIDERS)
 TILE_CONSTANTS = ("BLOCK_QUADS", "BLOCK_QUADS_PAIRED", "BLOCK_QUADS_STRIDED", "NUM_WARPS")
+# launch/tiling.py's sizing of a launch to its GPU: the programs per SM below which the tuned tile shrinks
+# (0: the tuned tile at every size), and the most consecutive tiles one program runs (1: one each).
+SIZING_CONSTANTS = ("PROGRAMS_PER_UNIT", "MAX_TILES_PER_PROGRAM")
 
 
 def row_layout(row: dict) -> str:
@@ -65,11 +68,15 @@ def batch_shape(numel: int, layout: str) -> tuple[int, ...]:
 
 
 def check_tiles(**values) -> None:
-    """A ValueError naming the first tile override that is not a valid value (no torch needed)."""
+    """A ValueError naming the first tile or sizing override that is not a valid value (no torch needed)."""
     for name, value in values.items():
-        if name not in TILE_CONSTANTS:
-            raise ValueError(f"unknown tile constant {name!r}; choose from {', '.join(TILE_CONSTANTS)}")
-        if not isinstance(value, int) or value < 1 or value & (value - 1):
+        if name not in TILE_CONSTANTS + SIZING_CONSTANTS:
+            raise ValueError(f"unknown tile constant {name!r}; choose from "
+                             f"{', '.join(TILE_CONSTANTS + SIZING_CONSTANTS)}")
+        if name == "PROGRAMS_PER_UNIT":
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a whole number of programs per SM, got {value!r}")
+        elif not isinstance(value, int) or value < 1 or value & (value - 1):
             raise ValueError(f"{name} must be a power of two, got {value!r}")
         if name == "BLOCK_QUADS_PAIRED" and value < 2:
             raise ValueError("BLOCK_QUADS_PAIRED must be at least 2 (each thread takes a pair of quads)")
