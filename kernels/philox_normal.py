@@ -47,7 +47,7 @@ def mul_wide(a, M: tl.constexpr, MATH: tl.constexpr):
 
 
 @triton.jit
-def philox4x32(seed, c0, c1, c2, c3, MATH: tl.constexpr = 0):
+def philox4x32(seed, c0, c1, c2, c3, MATH: tl.constexpr):
     """The four 32-bit outputs of Philox4x32-10 for uint32 counter blocks and a uint64 key.
 
     The same function as tl.philox, written with one 32×32→64-bit product per
@@ -63,7 +63,7 @@ def philox4x32(seed, c0, c1, c2, c3, MATH: tl.constexpr = 0):
 
 
 @triton.jit
-def philox_rounds(c0, c1, c2, c3, k0, k1, ROUNDS: tl.constexpr, MATH: tl.constexpr = 0):
+def philox_rounds(c0, c1, c2, c3, k0, k1, ROUNDS: tl.constexpr, MATH: tl.constexpr):
     """ROUNDS Philox4x32 rounds on the counter words from the round keys (k0, k1); MATH says the target
     (mul_wide)."""
     for _ in tl.static_range(ROUNDS):
@@ -118,7 +118,7 @@ def counter_normals(seed, c0, c1, stream, step, MATH: tl.constexpr):
 
 
 @triton.jit
-def philox4x32_one_varying_word(seed, c0, c1, c2, c3, MATH: tl.constexpr = 0):
+def philox4x32_one_varying_word(seed, c0, c1, c2, c3, MATH: tl.constexpr):
     """philox4x32 for counters whose words c1, c2, c3 are one word each (scalars) for the whole block c0.
 
     The first three rounds then have scalar parts, written out so that the scalar products and the scalar

@@ -23,7 +23,7 @@ def sampling_draws_kernel(words_ptr, normals_ptr, n, seed_lo, seed_hi, seed_ptr,
     zero = tl.zeros_like(quad).to(tl.int32)
     c2 = (zero + stream).to(tl.uint32, bitcast=True)
     c3 = (zero + SAMPLING_STEP).to(tl.uint32, bitcast=True)
-    r0, r1, r2, r3 = philox4x32(seed, (quad & 0xFFFFFFFF).to(tl.uint32), (quad >> 32).to(tl.uint32), c2, c3)
+    r0, r1, r2, r3 = philox4x32(seed, (quad & 0xFFFFFFFF).to(tl.uint32), (quad >> 32).to(tl.uint32), c2, c3, MATH)
     words = tl.interleave(tl.interleave(r0, r2), tl.interleave(r1, r3))  # lane k of quad q at 4q + k
     normals = tile_normals(seed, first_quad, stream, SAMPLING_STEP, BLOCK, False, MATH)
     offs = first_quad * 4 + tl.arange(0, 4 * BLOCK).to(tl.int64)
