@@ -41,6 +41,8 @@ from diffusion_kernels.loss import launcher as loss_launcher  # noqa: E402
 from diffusion_kernels.sampling import launcher as sampling_launcher  # noqa: E402
 from diffusion_kernels.kernels import tiles as tiles_kernels  # noqa: E402
 
+tiling_module = sys.modules["diffusion_kernels.launch.tiling"]  # launch.tiling is the function of that name
+
 TYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.int64: "i64",
          torch.int32: "i32"}
 recorded = []
@@ -328,6 +330,7 @@ def compile_variants(name: str):
     for family in (noising_launcher, trajectory_launcher, loss_launcher, sampling_launcher):
         family.math_mode = lambda device: math
     AMD_LAUNCHES[0] = amd
+    tiling_module.fewest_warps = lambda sms: None if sms is None else (2 if amd else 1)  # the sized tiles' floor
     issue_launches(REFERENCE_UNITS[name])
     target = GPUTarget(backend, arch, lanes)
     wavefront = tiles_kernels.AMD_WAVEFRONT

@@ -211,7 +211,7 @@ def _sized_programs(v) -> dict:
              else module.BLOCK_QUADS_PAIRED if paired else module.BLOCK_QUADS)
     programs = {}
     for n in (262144, 1048576, 16777216):
-        tiles = -(-n // (4 * filling_tile(tuned, module.NUM_WARPS, n, 132, paired)[0]))
+        tiles = -(-n // (4 * filling_tile(tuned, module.NUM_WARPS, n, 132, paired, 1)[0]))
         if v["op"] == "noising":  # a one-row tensor of whole tiles: up to 4 per program, 4 programs per SM kept
             tiles //= max([1] + [k for k in (2, 4) if tiles % k == 0 and tiles // k >= 4 * 132])
         programs[str(n)] = tiles
@@ -232,7 +232,9 @@ def test_the_training_batch_fills_an_h100(variants, dtype, write_noise):
     """At 262,144 elements (a 16×4×64×64 latent batch) the drawn-noise launch starts at least two programs per
     SM of an H100 (the tuned tile would start 64–128): the tile it then compiles to keeps 16-byte accesses,
     spills nothing and stays within the register budget; 16M elements keep the tuned tile (several per
-    program)."""
+    program). Its warps were cut before each thread's elements (launch.tiling.filling_tile): float32 keeps
+    the tuned tile's 16 per thread, and with them its instruction targets; bfloat16, whose one warp of 32
+    per thread would start 256 programs, takes 16 per thread."""
     tuned = _fwd(variants, dtype, shape=(16, 4, 64, 64), HAS_NOISE=False, WRITE_NOISE=write_noise, WRITE_V=False,
                  UNITS=3)
     sized = _fwd(variants, dtype, shape=(64, 4, 32, 32), HAS_NOISE=False, WRITE_NOISE=write_noise, WRITE_V=False,
@@ -245,6 +247,12 @@ def test_the_training_batch_fills_an_h100(variants, dtype, write_noise):
     assert tuned["programs"]["16777216"] * large["tiles_per_program"] == tiles_at_16m
     assert sized["philox_multiplies"] > 0 and sized["vector_loads"] > 0 and sized["vector_stores"] > 0
     assert sized["stack_bytes"] == 0 and sized["registers"] <= 80
+    assert sized["num_warps"] == 1
+    if dtype == "float32":
+        assert sized["elements_per_thread"] == tuned["elements_per_thread"]
+        assert sized["instructions_per_element"] <= SM90_TARGETS[("noising", dtype, write_noise)]
+    else:
+        assert sized["elements_per_thread"] == tuned["elements_per_thread"] // 2
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -258,6 +266,8 @@ def test_the_training_batch_loss_fills_an_h100(variants, dtype, kernel):
     sized = next(v for v in batch if v["shape"] == [64, 4, 32, 32])
     assert tuned["programs"]["262144"] >= 264 and 262144 // (4 * int(sized["constexprs"]["BLOCK"])) >= 264
     assert sized["vector_loads"] > 0 and sized["stack_bytes"] == 0 and sized["registers"] <= 80
+    if kernel == "loss_fwd_kernel":  # one warp: the tuned tile's instructions per element, within the target
+        assert sized["instructions_per_element"] <= SM90_TARGETS[("loss_forward", dtype, False)]
 
 
 def test_only_a_checked_launch_asserts_t_on_the_device(variants):

@@ -100,33 +100,50 @@ def test_layout_shares_one_address_computation_only_when_strides_agree():
     assert launch.layout_of(flat.shape, [flat, None, torch.empty_like(flat)]).contiguous
 
 
-@pytest.mark.parametrize("units", [132, 304, 108])
+@pytest.mark.parametrize("units,fewest", [(132, 1), (304, 2), (108, 1)])
 @pytest.mark.parametrize("n", [262144, 1048576, 4194304, 16777216])
 @pytest.mark.parametrize("paired", [False, True])
-def test_a_launch_sized_to_the_gpu_starts_two_programs_per_sm(units, n, paired):
+def test_a_launch_sized_to_the_gpu_starts_two_programs_per_sm(units, fewest, n, paired):
     """From 256K elements, two programs per SM (CU) (on an H100 always; elsewhere unless the tile is down to one
-    16-byte vector per thread of one AMD wavefront), each thread still one 16-byte vector; the tuned tile
-    wherever it already does that (large tensors)."""
-    from diffusion_kernels.launch.tiling import MIN_WARPS, filling_tile
+    16-byte vector per thread of the fewest warps), each thread still at least one 16-byte vector; the tuned
+    tile wherever it already does that (large tensors). Warps are cut first: each thread keeps the tuned
+    tile's elements until the program is down to ``fewest`` warps (one on NVIDIA, one 64-lane wavefront on
+    AMD)."""
+    from diffusion_kernels.launch.tiling import filling_tile
 
     tuned = noising_kernels.BLOCK_QUADS_PAIRED if paired else noising_kernels.BLOCK_QUADS
-    block, warps = filling_tile(tuned, noising_kernels.NUM_WARPS, n, units, paired)
+    block, warps = filling_tile(tuned, noising_kernels.NUM_WARPS, n, units, paired, fewest)
     per_thread = 2 if paired else 1
-    at_floor = block == 32 * warps * per_thread and warps == MIN_WARPS
+    at_floor = block == 32 * warps * per_thread and warps == fewest
     assert -(-n // (4 * block)) >= 2 * units or at_floor
     if units == 132:
         assert -(-n // (4 * block)) >= 264
-    assert block >= 32 * warps * per_thread and MIN_WARPS <= warps <= noising_kernels.NUM_WARPS
+    assert block >= 32 * warps * per_thread and fewest <= warps <= noising_kernels.NUM_WARPS
+    if warps > fewest:
+        assert block // warps == tuned // noising_kernels.NUM_WARPS
     if -(-n // (4 * tuned)) >= 2 * units:
         assert (block, warps) == (tuned, noising_kernels.NUM_WARPS)
 
 
-def test_a_tiny_launch_stops_at_one_amd_wavefront():
-    """Two warps of 32 lanes, one 64-lane wavefront: fewer would leave an AMD wavefront's lanes idle."""
+def test_a_tiny_launch_stops_at_one_warp_or_one_amd_wavefront():
+    """One warp on NVIDIA; two warps of 32 lanes, one 64-lane wavefront, on AMD: fewer would leave an AMD
+    wavefront's lanes idle. Each thread keeps one 16-byte vector."""
     from diffusion_kernels.launch.tiling import filling_tile
 
-    assert filling_tile(512, 4, 768, 132, False) == (64, 2)
-    assert filling_tile(1024, 4, 768, 132, True) == (128, 2)
+    assert filling_tile(512, 4, 768, 132, False, 2) == (64, 2)
+    assert filling_tile(1024, 4, 768, 132, True, 2) == (128, 2)
+    assert filling_tile(512, 4, 768, 132, False, 1) == (32, 1)
+    assert filling_tile(1024, 4, 768, 132, True, 1) == (64, 1)
+
+
+def test_warps_are_cut_before_each_threads_elements():
+    """262,144 float32 elements on an H100: one warp of the tuned tile's 16 elements per thread (512
+    programs), not four warps of 4 each; bfloat16, whose one warp of 32 per thread would start 256, takes 16."""
+    from diffusion_kernels.launch.tiling import filling_tile
+
+    assert filling_tile(512, 4, 262144, 132, False, 1) == (128, 1)
+    assert filling_tile(1024, 4, 262144, 132, True, 1) == (128, 1)
+    assert filling_tile(1024, 4, 1048576, 132, True, 1) == (512, 2)
 
 
 def test_no_gpu_means_no_sizing():

@@ -88,7 +88,7 @@ def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0, paired: bool 
     block = block_quads(kernel_module, row_len, paired, strided)
     if not units:
         return row_tiling(rows, row_len, block, elem_offset)
-    block, warps = filling_tile(block, kernel_module.NUM_WARPS, n, units, paired)
+    block, warps = filling_tile(block, kernel_module.NUM_WARPS, n, units, paired, fewest_warps(units))
     return row_tiling(rows, row_len, block, elem_offset, warps)
 
 
@@ -96,22 +96,25 @@ def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0, paired: bool 
 # loads (t, then ᾱ[t], then x0) exposed: at the sizes people train at (256K–4M elements) the tuned tile
 # starts only 64–512 programs on a GPU of 132 SMs.
 PROGRAMS_PER_UNIT = 2
-# The fewest 32-lane warps a sized tile takes: one 64-lane AMD wavefront, whose lanes a smaller tile would
-# leave idle (launch_warps).
+# The fewest 32-lane warps a sized tile takes on AMD: one 64-lane wavefront, whose lanes a smaller tile would
+# leave idle (launch_warps). NVIDIA's floor is one warp (fewest_warps).
 MIN_WARPS = 2
 
 
-def filling_tile(block: int, warps: int, n: int, units: int, paired: bool) -> tuple[int, int]:
+def filling_tile(block: int, warps: int, n: int, units: int, paired: bool, fewest: int) -> tuple[int, int]:
     """(quads per program, warps) for n elements on a GPU of ``units`` SMs (CUs): the tuned tile (``block``
-    quads, ``warps`` warps), halved until the launch starts PROGRAMS_PER_UNIT programs per SM; below one
-    16-byte vector per thread (a quad, or a pair of quads for 2-byte I/O) the warps are halved with it, down
-    to MIN_WARPS. The noise does not depend on the tile (kernels/philox_normal.py: a function of position)."""
+    quads, ``warps`` warps), halved until the launch starts PROGRAMS_PER_UNIT programs per SM. Warps go
+    first, down to ``fewest`` (fewest_warps): each thread keeps the tuned tile's elements, and with them its
+    instructions per element (a program's setup — coefficients, key schedule, addressing — is paid per
+    thread, over its elements). Then each thread's elements, down to one 16-byte vector (a quad, or a pair
+    of quads for 2-byte I/O). The noise does not depend on the tile (kernels/philox_normal.py: a function
+    of position)."""
     per_thread = 2 if paired else 1
     while -(-n // (4 * block)) < PROGRAMS_PER_UNIT * units:
-        if block > 32 * warps * per_thread:
-            block //= 2
-        elif warps > MIN_WARPS:
+        if warps > fewest:
             block, warps = block // 2, warps // 2
+        elif block > 32 * warps * per_thread:
+            block //= 2
         else:
             break
     return block, warps
@@ -199,9 +202,9 @@ MAX_TILES_PER_PROGRAM = 4
 
 
 def fewest_warps(sms: Optional[int]) -> Optional[int]:
-    """The fewest 32-lane warps :func:`whole_row_tile` takes a program down to on a GPU of ``sms`` SMs (CUs,
-    :func:`gpu_units`): one on NVIDIA, MIN_WARPS (one 64-lane wavefront) on AMD; None where no GPU runs the
-    launch."""
+    """The fewest 32-lane warps :func:`filling_tile` and :func:`whole_row_tile` take a program down to on a GPU
+    of ``sms`` SMs (CUs, :func:`gpu_units`): one on NVIDIA, MIN_WARPS (one 64-lane wavefront) on AMD; None
+    where no GPU runs the launch."""
     import torch
 
     if sms is None:
