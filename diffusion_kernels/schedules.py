@@ -258,10 +258,16 @@ class NoiseSchedule:
         return f"NoiseSchedule({self.name}, T={self.T}, alpha_bar[0]={ab[0]:.6g}, alpha_bar[-1]={ab[-1]:.6g})"
 
 
+MAX_STEPS = 2**31 - 1
+
+
 def coefficient_tables(alpha_bars: torch.Tensor, device: Device) -> tuple[torch.Tensor, torch.Tensor]:
-    """float32 sqrt(ᾱ) and sqrt(1 − ᾱ) on ``device``; differentiable in ``alpha_bars``."""
+    """float32 sqrt(ᾱ) and sqrt(1 − ᾱ) on ``device``; differentiable in ``alpha_bars``. At most
+    MAX_STEPS entries: the kernels clamp t and index the tables in 32 bits (kernels/tiles.clamped_step)."""
     from .transfer import to_device
 
+    if alpha_bars.numel() > MAX_STEPS:
+        raise ValueError(f"a schedule holds at most {MAX_STEPS} steps (2**31 − 1), got {alpha_bars.numel()}")
     ab64 = alpha_bars.to(_F64)
     return to_device(ab64.sqrt(), device, torch.float32), to_device((1.0 - ab64).sqrt(), device, torch.float32)
 

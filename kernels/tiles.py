@@ -247,10 +247,23 @@ def row_coefficients(t_ptr, a_ptr, b_ptr, row, T):
     """
     tidx = tl.load(t_ptr + row)
     tl.device_assert((tidx >= 0) & (tidx < T), "diffusion_kernels: t outside [0, T) of the schedule")
-    tidx = tl.minimum(tl.maximum(tidx, 0), T - 1)
+    tidx = clamped_step(tidx, T)
     a = tl.load(a_ptr + tidx).to(tl.float32)
     b = tl.load(b_ptr + tidx).to(tl.float32)
     return a, b
+
+
+@triton.jit
+def clamped_step(tidx, T):
+    """An int64 t clamped to [0, T − 1], as int32 (a schedule's T is below 2**31), from its two words: where
+    the high word is 0 the low word, unsigned, is at most T − 1; any other high word puts t below 0
+    (negative) or above 2**32 − 1 (positive). One unsigned minimum and two selects, where the
+    64-bit minimum and maximum took two compares and two selects each, and the tables are indexed in
+    32 bits."""
+    tl.static_assert(tidx.dtype == tl.int64, "t is read as int64 (forms.py: the index)")
+    high = (tidx >> 32).to(tl.int32)
+    low = tl.minimum(tidx.to(tl.uint32), (T - 1).to(tl.uint32)).to(tl.int32)
+    return tl.where(high == 0, low, tl.where(high < 0, 0, T - 1))
 
 
 # Every kernel's NUM_WARPS counts NVIDIA warps of 32 lanes. An AMD wavefront has

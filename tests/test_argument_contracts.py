@@ -31,7 +31,10 @@ def test_return_flags_that_are_not_booleans_are_refused(device, schedule, flag):
         dk.q_sample(torch.randn(2, 4, device=device), 5, schedule, return_noise=flag)
 
 
-@pytest.mark.parametrize("t_value", [-1, -5, 1000, 5000])
+# Beyond both ends, and int64 values whose low word alone would be a valid step (2**32 + 5) or whose
+# high word is 0 or all ones (the kernels clamp an int64 t from its two 32-bit words).
+@pytest.mark.parametrize("t_value", [-1, -5, 1000, 5000, -2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**32 + 5,
+                                     -2**32 + 5, 2**40 + 3, 2**63 - 1, -2**63])
 @pytest.mark.parametrize("form", ["int", "cpu_tensor", "device_tensor"])
 def test_unchecked_t_is_clamped_on_both_paths(device, schedule, t_value, form):
     x0 = torch.randn(2, 6, device=device)
@@ -45,6 +48,15 @@ def test_unchecked_t_is_clamped_on_both_paths(device, schedule, t_value, form):
         torch.testing.assert_close(dk.q_sample(x0, t, schedule, noise, backend=backend, check_t=False), expected)
         torch.testing.assert_close(dk.forward_step(x0, t, schedule, noise, backend=backend, check_t=False),
                                    dk.forward_step(x0, t_clamped, schedule, noise, backend="reference"))
+
+
+@pytest.mark.parametrize("t_value", [-2**31, -7, 0, 999, 1000, 2**31 - 1])
+def test_an_int32_t_is_clamped_as_an_int64_one(device, schedule, t_value):
+    x0 = torch.randn(2, 6, device=device)
+    t32 = torch.tensor([t_value, 3], dtype=torch.int32, device=device)
+    for backend in ("triton", "reference"):
+        torch.testing.assert_close(dk.q_sample(x0, t32, schedule, seed=4, backend=backend, check_t=False),
+                                   dk.q_sample(x0, t32.long(), schedule, seed=4, backend=backend, check_t=False))
 
 
 @pytest.mark.parametrize("strength", [float("nan"), float("inf"), "0.5", None, [0.1]], ids=str)

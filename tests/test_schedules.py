@@ -74,3 +74,14 @@ def test_coefficient_tables_are_float32_from_float64():
 def test_bad_schedules(bad, error):
     with pytest.raises(ValueError, match=error):
         bad()
+
+
+def test_a_schedule_of_more_steps_than_32_bit_indexing_is_refused():
+    """The kernels clamp t and index the tables in 32 bits (kernels/tiles.clamped_step): a table of 2**31
+    entries is refused before anything is made of it (a meta tensor stands in for its 16 GB)."""
+    from diffusion_kernels.schedules import MAX_STEPS, coefficient_tables
+
+    with pytest.raises(ValueError, match="at most 2147483647 steps"):
+        coefficient_tables(torch.empty(MAX_STEPS + 1, dtype=torch.float64, device="meta"), "cpu")
+    a, b = coefficient_tables(torch.tensor([0.9, 0.5], dtype=torch.float64), "cpu")
+    assert a.dtype == b.dtype == torch.float32 and a.numel() == 2
