@@ -95,14 +95,15 @@ tiles() {
             --block-quads "$1" --block-quads-paired "$2" --num-warps "$3" 2>&1 | tee -a "$RESULTS/tiles.log"
     done
     # The launch's sizing to the GPU (launch/tiling.py) at the sizes people train at: the defaults (a tile
-    # sized to two programs per SM, up to 4 tiles per program) against the tuned tile at every size and
-    # against one tile per program, each in its own folder.
-    for cfg in "2 4" "0 4" "2 1"; do
+    # sized to two programs per SM by cutting warps first, down to one, up to 4 tiles per program) against
+    # the tuned tile at every size, against one tile per program, and against a sized tile that keeps four
+    # warps and cuts each thread's elements instead, each in its own folder.
+    for cfg in "2 4 1" "0 4 1" "2 1 1" "2 4 4"; do
         set -- $cfg
-        "$PYTHON" -m diffusion_kernels bench --out "$RESULTS/tiles/sms$1-tiles$2" --quiet \
+        "$PYTHON" -m diffusion_kernels bench --out "$RESULTS/tiles/sms$1-tiles$2-warps$3" --quiet \
             --providers fused copy --modes xt_eps xt --dtype fp32 --dtype bf16 \
-            --sizes 262144,1048576,4194304,16777216 --programs-per-sm "$1" --tiles-per-program "$2" 2>&1 \
-            | tee -a "$RESULTS/tiles.log"
+            --sizes 262144,1048576,4194304,16777216 --programs-per-sm "$1" --tiles-per-program "$2" \
+            --fewest-warps "$3" 2>&1 | tee -a "$RESULTS/tiles.log"
     done
 }
 

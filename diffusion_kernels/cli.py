@@ -90,7 +90,8 @@ def _tile_overrides(args) -> dict:
                                             ("BLOCK_QUADS_STRIDED", args.block_quads_strided),
                                             ("NUM_WARPS", args.num_warps),
                                             ("PROGRAMS_PER_UNIT", args.programs_per_sm),
-                                            ("MAX_TILES_PER_PROGRAM", args.tiles_per_program)) if value is not None}
+                                            ("MAX_TILES_PER_PROGRAM", args.tiles_per_program),
+                                            ("FEWEST_WARPS", args.fewest_warps)) if value is not None}
 
 
 def _check_bench(args) -> None:

@@ -96,8 +96,10 @@ def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0, paired: bool 
 # loads (t, then ᾱ[t], then x0) exposed: at the sizes people train at (256K–4M elements) the tuned tile
 # starts only 64–512 programs on a GPU of 132 SMs.
 PROGRAMS_PER_UNIT = 2
-# The fewest 32-lane warps a sized tile takes on AMD: one 64-lane wavefront, whose lanes a smaller tile would
-# leave idle (launch_warps). NVIDIA's floor is one warp (fewest_warps).
+# The fewest 32-lane warps a sized or fitted tile takes (fewest_warps): on NVIDIA FEWEST_WARPS, one warp,
+# whose thread keeps the tuned tile's elements (a bench may raise it to compare the programs in flight); on
+# AMD at least MIN_WARPS, one 64-lane wavefront, whose lanes a smaller tile would leave idle (launch_warps).
+FEWEST_WARPS = 1
 MIN_WARPS = 2
 
 
@@ -203,13 +205,13 @@ MAX_TILES_PER_PROGRAM = 4
 
 def fewest_warps(sms: Optional[int]) -> Optional[int]:
     """The fewest 32-lane warps :func:`filling_tile` and :func:`whole_row_tile` take a program down to on a GPU
-    of ``sms`` SMs (CUs, :func:`gpu_units`): one on NVIDIA, MIN_WARPS (one 64-lane wavefront) on AMD; None
-    where no GPU runs the launch."""
+    of ``sms`` SMs (CUs, :func:`gpu_units`): FEWEST_WARPS on NVIDIA, at least MIN_WARPS (one 64-lane
+    wavefront) on AMD; None where no GPU runs the launch."""
     import torch
 
     if sms is None:
         return None
-    return MIN_WARPS if torch.version.hip else 1
+    return max(MIN_WARPS, FEWEST_WARPS) if torch.version.hip else FEWEST_WARPS
 
 
 def whole_row_tile(tile: Tiling, elem_offset: int, mode: int, fewest: Optional[int]) -> Tiling:
