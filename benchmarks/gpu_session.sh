@@ -103,7 +103,7 @@ tiles() {
         "$PYTHON" -m diffusion_kernels bench --out "$RESULTS/tiles/sms$1-tiles$2-warps$3" --quiet \
             --providers fused copy --modes xt_eps xt --dtype fp32 --dtype bf16 \
             --sizes 262144,1048576,4194304,16777216 --programs-per-sm "$1" --tiles-per-program "$2" \
-            --fewest-warps "$3" 2>&1 | tee -a "$RESULTS/tiles.log"
+            --sized-warps "$3" 2>&1 | tee -a "$RESULTS/tiles.log"
     done
 }
 

@@ -190,10 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     tiles.add_argument("--tiles-per-program", type=_bounded("--tiles-per-program", 1, 64),
                        help="power of two: the most consecutive tiles of its row one program runs, 1 for one "
                             "each (default: launch/tiling.py's MAX_TILES_PER_PROGRAM)")
-    tiles.add_argument("--fewest-warps", type=_bounded("--fewest-warps", 1, 32),
-                       help="power of two: the fewest warps a tile shrunk to the GPU keeps before each thread's "
+    tiles.add_argument("--sized-warps", type=_bounded("--sized-warps", 1, 32),
+                       help="power of two: the warps a tile shrunk to the GPU keeps before each thread's "
                             "elements are cut, 4 to cut the elements first (default: launch/tiling.py's "
-                            "FEWEST_WARPS)")
+                            "SIZED_WARPS)")
     b.set_defaults(func="bench")
     return parser
 

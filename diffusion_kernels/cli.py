@@ -91,7 +91,7 @@ def _tile_overrides(args) -> dict:
                                             ("NUM_WARPS", args.num_warps),
                                             ("PROGRAMS_PER_UNIT", args.programs_per_sm),
                                             ("MAX_TILES_PER_PROGRAM", args.tiles_per_program),
-                                            ("FEWEST_WARPS", args.fewest_warps)) if value is not None}
+                                            ("SIZED_WARPS", args.sized_warps)) if value is not None}
 
 
 def _check_bench(args) -> None:

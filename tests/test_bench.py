@@ -103,9 +103,9 @@ def test_merge_replaces_remeasured_rows_and_keeps_the_rest():
     (["--programs-per-sm", "0", "--tiles-per-program", "1"], {"PROGRAMS_PER_UNIT": 0, "MAX_TILES_PER_PROGRAM": 1},
      [(["--tiles-per-program", "3"], "power of two"), (["--programs-per-sm", "-1"], "--programs-per-sm")]),
     # A shrunk tile that keeps the tuned tile's warps and cuts each thread's elements.
-    (["--fewest-warps", "4"], {"FEWEST_WARPS": 4},
-     [(["--fewest-warps", "3"], "power of two"), (["--fewest-warps", "0"], "--fewest-warps")]),
-], ids=["kernel_tiles", "sizing", "fewest_warps"])
+    (["--sized-warps", "4"], {"SIZED_WARPS": 4},
+     [(["--sized-warps", "3"], "power of two"), (["--sized-warps", "0"], "--sized-warps")]),
+], ids=["kernel_tiles", "sizing", "sized_warps"])
 def test_tile_overrides_are_recorded_and_kept_apart(tmp_path, capsys, device, flags, expected, refused):
     """Tile and sizing overrides are set where the kernels and launchers read them (bench.tiles reads them
     back) and recorded; another setting into the same folder, and invalid values, are refused."""

@@ -1,5 +1,7 @@
 """The launch tiling: the multiply-shift division the kernels use to find a program's row and an
 element's coordinates in a strided layout."""
+import sys
+
 import pytest
 import torch
 import triton
@@ -144,6 +146,19 @@ def test_warps_are_cut_before_each_threads_elements():
     assert filling_tile(512, 4, 262144, 132, False, 1) == (128, 1)
     assert filling_tile(1024, 4, 262144, 132, True, 1) == (128, 1)
     assert filling_tile(1024, 4, 1048576, 132, True, 1) == (512, 2)
+
+
+def test_a_sized_tile_that_keeps_its_warps_cuts_each_threads_elements(monkeypatch):
+    """SIZED_WARPS (bench --sized-warps) at the tuned 4: each thread's elements are cut first, down to one
+    16-byte vector, then the warps: 4 float32 elements per thread at 4 warps, a pair of quads per thread at 2
+    warps in bfloat16, both 512 programs at 262,144 elements."""
+    from diffusion_kernels.launch.tiling import filling_tile
+
+    # launch.tiling is the function of that name; its module is read from sys.modules.
+    monkeypatch.setattr(sys.modules["diffusion_kernels.launch.tiling"], "SIZED_WARPS", 4)
+    assert filling_tile(512, 4, 262144, 132, False, 1) == (128, 4)
+    assert filling_tile(1024, 4, 262144, 132, True, 1) == (128, 2)
+    assert filling_tile(512, 4, 16777216, 132, False, 1) == (512, 4)
 
 
 def test_no_gpu_means_no_sizing():

@@ -44,9 +44,8 @@ GPU_DEFAULTS = dict(dtypes=DTYPE_NAMES, modes=MODES, providers=PROVIDERS)
 TILE_CONSTANTS = ("BLOCK_QUADS", "BLOCK_QUADS_PAIRED", "BLOCK_QUADS_STRIDED", "NUM_WARPS")
 # launch/tiling.py's sizing of a launch to its GPU: the programs per SM below which the tuned tile shrinks
 # (0: the tuned tile at every size), the most consecutive tiles one program runs (1: one each), and the
-# fewest warps a shrunk tile keeps before each thread's elements are cut (the tuned NUM_WARPS: elements
-# first).
-SIZING_CONSTANTS = ("PROGRAMS_PER_UNIT", "MAX_TILES_PER_PROGRAM", "FEWEST_WARPS")
+# warps a shrunk tile keeps before each thread's elements are cut (the tuned NUM_WARPS: elements first).
+SIZING_CONSTANTS = ("PROGRAMS_PER_UNIT", "MAX_TILES_PER_PROGRAM", "SIZED_WARPS")
 
 
 def row_layout(row: dict) -> str:

@@ -96,27 +96,31 @@ def tiling(kernel_module, n: int, rows: int, elem_offset: int = 0, paired: bool 
 # loads (t, then ᾱ[t], then x0) exposed: at the sizes people train at (256K–4M elements) the tuned tile
 # starts only 64–512 programs on a GPU of 132 SMs.
 PROGRAMS_PER_UNIT = 2
-# The fewest 32-lane warps a sized or fitted tile takes (fewest_warps): on NVIDIA FEWEST_WARPS, one warp,
-# whose thread keeps the tuned tile's elements (a bench may raise it to compare the programs in flight); on
-# AMD at least MIN_WARPS, one 64-lane wavefront, whose lanes a smaller tile would leave idle (launch_warps).
-FEWEST_WARPS = 1
+# The warps a sized tile keeps before each thread's elements are cut (filling_tile): one, so that each thread
+# keeps the tuned tile's elements (a bench may raise it to compare the warps in flight).
+SIZED_WARPS = 1
+# The fewest 32-lane warps a tile takes on AMD: one 64-lane wavefront, whose lanes a smaller tile would leave
+# idle (launch_warps). NVIDIA's floor is one warp (fewest_warps).
 MIN_WARPS = 2
 
 
 def filling_tile(block: int, warps: int, n: int, units: int, paired: bool, fewest: int) -> tuple[int, int]:
     """(quads per program, warps) for n elements on a GPU of ``units`` SMs (CUs): the tuned tile (``block``
     quads, ``warps`` warps), halved until the launch starts PROGRAMS_PER_UNIT programs per SM. Warps go
-    first, down to ``fewest`` (fewest_warps): each thread keeps the tuned tile's elements, and with them its
-    instructions per element (a program's setup — coefficients, key schedule, addressing — is paid per
-    thread, over its elements). Then each thread's elements, down to one 16-byte vector (a quad, or a pair
-    of quads for 2-byte I/O). The noise does not depend on the tile (kernels/philox_normal.py: a function
-    of position)."""
+    first, down to SIZED_WARPS (and no fewer than ``fewest``, fewest_warps): each thread keeps the tuned
+    tile's elements, and with them its instructions per element (a program's setup — coefficients, key
+    schedule, addressing — is paid per thread, over its elements). Then each thread's elements, down to one
+    16-byte vector (a quad, or a pair of quads for 2-byte I/O); then the warps again, down to ``fewest``.
+    The noise does not depend on the tile (kernels/philox_normal.py: a function of position)."""
     per_thread = 2 if paired else 1
+    kept = max(SIZED_WARPS, fewest)
     while -(-n // (4 * block)) < PROGRAMS_PER_UNIT * units:
-        if warps > fewest:
+        if warps > kept:
             block, warps = block // 2, warps // 2
         elif block > 32 * warps * per_thread:
             block //= 2
+        elif warps > fewest:
+            block, warps = block // 2, warps // 2
         else:
             break
     return block, warps
@@ -205,13 +209,13 @@ MAX_TILES_PER_PROGRAM = 4
 
 def fewest_warps(sms: Optional[int]) -> Optional[int]:
     """The fewest 32-lane warps :func:`filling_tile` and :func:`whole_row_tile` take a program down to on a GPU
-    of ``sms`` SMs (CUs, :func:`gpu_units`): FEWEST_WARPS on NVIDIA, at least MIN_WARPS (one 64-lane
-    wavefront) on AMD; None where no GPU runs the launch."""
+    of ``sms`` SMs (CUs, :func:`gpu_units`): one on NVIDIA, MIN_WARPS (one 64-lane wavefront) on AMD;
+    None where no GPU runs the launch."""
     import torch
 
     if sms is None:
         return None
-    return max(MIN_WARPS, FEWEST_WARPS) if torch.version.hip else FEWEST_WARPS
+    return MIN_WARPS if torch.version.hip else 1
 
 
 def whole_row_tile(tile: Tiling, elem_offset: int, mode: int, fewest: Optional[int]) -> Tiling:
