@@ -86,30 +86,31 @@ def row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK
         mask = tl.full([4 * BLOCK], 1, tl.int1)  # a constant: the loads and stores compile unmasked
     elif UNITS == UNITS_ALIGNED or UNITS == NARROW_ALIGNED:
         first_quad = (tl.load(units_ptr + 2 * row) >> 2) + chunk * (TILES * BLOCK)
-        j = chunk * (TILES * 4 * BLOCK) + lanes
+        start = chunk * (TILES * 4 * BLOCK)  # the tile's first element, from its row's
         if UNITS == NARROW_ALIGNED:
-            s = (chunk * (TILES * 4 * BLOCK)).to(tl.int32)
+            s = start.to(tl.int32)
             mask = tile_in_row(s, row_len, 0, BLOCK)
         else:
-            mask = j < row_len
-        idx = row * row_len + j
+            mask = start + lanes < row_len
+        # A scalar plus the lanes: AMD's compiler then addresses the tile from one base (buffer accesses).
+        idx = (row * row_len + start) + lanes
     else:
         if UNITS == UNITS_ANY or UNITS == NARROW_ANY:
             row_start = tl.load(units_ptr + 2 * row)
         else:
             row_start = elem_offset + row * row_len
         first_quad = (row_start >> 2) + chunk * (TILES * BLOCK)
-        e = first_quad * 4 + lanes
-        j = e - row_start
+        start = first_quad * 4 - row_start
         if UNITS >= NARROW:
-            s = (first_quad * 4 - row_start).to(tl.int32)
+            s = start.to(tl.int32)
             mask = tile_in_row(s, row_len, 0, BLOCK)
         else:
+            j = start + lanes
             mask = (j >= 0) & (j < row_len)
         if UNITS == UNITS_ANY or UNITS == NARROW_ANY:
-            idx = row * row_len + j
+            idx = (row * row_len + start) + lanes
         else:
-            idx = e - elem_offset
+            idx = (first_quad * 4 - elem_offset) + lanes
     return pid, row, first_quad, idx, mask, s
 
 

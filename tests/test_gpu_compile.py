@@ -411,6 +411,23 @@ def test_the_contiguous_variants_meet_their_instruction_targets_on_gfx942(amd_va
         assert v["stack_bytes"] == 0
 
 
+def test_masked_rows_and_a_shards_runs_meet_the_noising_targets_on_gfx942(amd_variants):
+    """On gfx942 the drawn-noise forward of masked rows (the batches 16 elements in) and of a shard's runs stays
+    within the noising target too, in both dtypes, with and without ε: each tile is addressed as one scalar
+    base plus its lanes (kernels/tiles.row_tile)."""
+    if amd_variants[0]["target"] != "gfx942":
+        pytest.skip("the targets are gfx942's (MI300X)")
+    masked = [v for v in amd_variants if v["op"] == "noising" and v["layout"] == "contiguous" and not v["debug"]
+              and v["draws_noise"] and v["constexprs"].get("UNITS") in ("4", "5")
+              and v["options"] in ([], ["eps"], ["shard"], ["eps", "shard"]) and v["shape"] != [4, 3, 8, 8]]
+    assert len(masked) >= 12
+    for v in masked:
+        key = ("noising", v["dtype"], "eps" in v["options"])
+        assert v["instructions_per_element"] <= GFX942_TARGETS[key], (v["shape"], v["options"],
+                                                                       v["instructions_per_element"])
+        assert v["stack_bytes"] == 0
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("write_noise", [False, True])
 def test_a_large_batch_runs_several_tiles_per_program_in_one_loop(variants, dtype, write_noise):
