@@ -15,8 +15,8 @@ import triton.language as tl
 from .box_muller import MATH_POLY
 from .convert import load_bf16_words, to_output
 from .philox_normal import PERTURB_STEP, channels_last_noise, channels_last_normals, draw_noise, load_seed, tile_normals
-from .tiles import (WHOLE_TILES, channels_last_tile, noise_row, offset_like, row_coefficients, row_tile, strided_offset,
-                    tile_in_row, tiles_in_row, unravel)
+from .tiles import (WHOLE_RUNS, WHOLE_TILES, channels_last_tile, noise_row, offset_like, row_coefficients, row_tile,
+                    strided_offset, tile_in_row, tiles_in_row, unravel)
 
 # Quads (4 elements) per program and warps per program. A drawn-noise kernel
 # in bf16 is bound by instruction issue, not memory (Philox alone is ~10
@@ -75,7 +75,7 @@ def noising_fwd_kernel(
     # A masked row's last program may run fewer tiles than TILES (tiles_in_row); the test is a constant
     # true, folded away, where every program runs all of them.
     runs = tiles_in_row(s, row_len, BLOCK, UNITS, TILES)
-    every_tile: tl.constexpr = UNITS == WHOLE_TILES or TILES == 1
+    every_tile: tl.constexpr = UNITS == WHOLE_TILES or UNITS == WHOLE_RUNS or TILES == 1
     # Drawn ε that is only ever scaled by b[t] (not written, not in v, no offset or perturbation).
     X_T_ONLY: tl.constexpr = not (HAS_NOISE or WRITE_NOISE or WRITE_V or HAS_OFFSET or PERTURB)
     for k in tl.range(0, TILES):
@@ -83,7 +83,7 @@ def noising_fwd_kernel(
             tile_quad = first_quad + k * BLOCK
             tile_idx = idx + k * (4 * BLOCK)
             mask = first_mask
-            if UNITS != WHOLE_TILES and TILES > 1:
+            if UNITS != WHOLE_TILES and UNITS != WHOLE_RUNS and TILES > 1:
                 mask = tile_in_row(s, row_len, k, BLOCK)
             pos = unravel(tile_idx, NDIM, z1, z2, z3, z4, d1, d2, d3, d4)
             x0_off = strided_offset(pos, NDIM, xs0, xs1, xs2, xs3, xs4)

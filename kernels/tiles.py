@@ -28,6 +28,9 @@ WHOLE_TILES = tl.constexpr(3)
 NARROW = tl.constexpr(4)
 NARROW_ALIGNED = tl.constexpr(5)  # UNITS_ALIGNED + NARROW
 NARROW_ANY = tl.constexpr(6)  # UNITS_ANY + NARROW
+# NARROW_ALIGNED runs that are each a whole number of tiles: a run's tiles follow one another from its start,
+# every lane in bounds (no mask to compute or apply), as WHOLE_TILES rows do.
+WHOLE_RUNS = tl.constexpr(7)
 # From WHOLE_TILES up a tile's in-bounds quads share one counter high word, so it draws with 32-bit
 # counters (philox_normal.tile_quads, ALIGNED): the kernels pass UNITS >= WHOLE_TILES.
 
@@ -84,10 +87,12 @@ def row_tile(row_len, chunks_per_row, row_divisor, elem_offset, units_ptr, BLOCK
         first_quad = pid * (TILES * BLOCK)
         idx = first_quad * 4 + lanes
         mask = tl.full([4 * BLOCK], 1, tl.int1)  # a constant: the loads and stores compile unmasked
-    elif UNITS == UNITS_ALIGNED or UNITS == NARROW_ALIGNED:
+    elif UNITS == UNITS_ALIGNED or UNITS == NARROW_ALIGNED or UNITS == WHOLE_RUNS:
         first_quad = (tl.load(units_ptr + 2 * row) >> 2) + chunk * (TILES * BLOCK)
         start = chunk * (TILES * 4 * BLOCK)  # the tile's first element, from its row's
-        if UNITS == NARROW_ALIGNED:
+        if UNITS == WHOLE_RUNS:
+            mask = tl.full([4 * BLOCK], 1, tl.int1)
+        elif UNITS == NARROW_ALIGNED:
             s = start.to(tl.int32)
             mask = tile_in_row(s, row_len, 0, BLOCK)
         else:
@@ -128,7 +133,7 @@ def tile_in_row(s, row_len, k, BLOCK: tl.constexpr):
 def tiles_in_row(s, row_len, BLOCK: tl.constexpr, UNITS: tl.constexpr, TILES: tl.constexpr):
     """How many of its TILES tiles a program runs: all of them in WHOLE_TILES rows; in a NARROW mode's row
     those up to its last tile."""
-    if UNITS == WHOLE_TILES or TILES == 1:
+    if UNITS == WHOLE_TILES or UNITS == WHOLE_RUNS or TILES == 1:
         return TILES
     return tl.minimum((row_len - s + (4 * BLOCK - 1)) // (4 * BLOCK), TILES)
 
@@ -136,7 +141,8 @@ def tiles_in_row(s, row_len, BLOCK: tl.constexpr, UNITS: tl.constexpr, TILES: tl
 @triton.jit
 def noise_row(row, units_ptr, UNITS: tl.constexpr):
     """The row of t whose offset normal a row draws: its global index for a run of a shard, else itself."""
-    if UNITS == UNITS_ALIGNED or UNITS == UNITS_ANY or UNITS == NARROW_ALIGNED or UNITS == NARROW_ANY:
+    if (UNITS == UNITS_ALIGNED or UNITS == UNITS_ANY or UNITS == NARROW_ALIGNED or UNITS == NARROW_ANY
+            or UNITS == WHOLE_RUNS):
         return tl.load(units_ptr + 2 * row + 1)
     return row
 

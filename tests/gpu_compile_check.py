@@ -268,7 +268,7 @@ def describe(kernel: str, constexprs: dict, dtype: str, debug: bool) -> dict:
     else:
         layout = "strided"
     options = sorted(OPTIONS[k] for k in on if k in OPTIONS)
-    options += ["shard"] if c.get("UNITS", "0") in ("1", "2", "5", "6") else []  # 3, 4: rows of one tensor
+    options += ["shard"] if c.get("UNITS", "0") in ("1", "2", "5", "6", "7") else []  # 3, 4: rows of one tensor
     options += ["debug"] if debug else []
     if op == "loss_forward" or op == "loss_backward":
         options += [] if "HAS_EPS" in on else ["no_eps"]

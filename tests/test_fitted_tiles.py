@@ -83,14 +83,18 @@ def test_a_strided_view_whose_programs_run_several_tiles_draws_the_same(monkeypa
     assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
 
 
-@pytest.mark.parametrize("global_shape, cut, mode", [
-    ((2, 4, 64, 64), (slice(None), slice(None), slice(8, 56)), "UNITS_ALIGNED"),
-    ((2, 3, 40, 37), (slice(None), slice(None), slice(5, 35)), "UNITS_ANY")], ids=["quad_aligned", "anywhere"])
+@pytest.mark.parametrize("global_shape, cut, mode, tiles", [
+    ((2, 4, 64, 64), (slice(None), slice(None), slice(8, 56)), "WHOLE_RUNS", 2),
+    ((2, 4, 64, 64), (slice(None), slice(None), slice(8, 55)), "NARROW_ALIGNED", 4),
+    ((2, 3, 40, 37), (slice(None), slice(None), slice(5, 35)), "NARROW_ANY", 4)],
+    ids=["quad_aligned_whole_tiles", "quad_aligned", "anywhere"])
 def test_a_shards_runs_that_run_several_tiles_per_program_draw_the_same(monkeypatch, device, global_shape, cut,
-                                                                        mode):
-    """A shard's runs (frames cut from a global batch: runs that start on a quad, and runs that start
-    anywhere) with up to 4 tiles per program on a forced 16-SM GPU, a run's last program running the tiles
-    left: x_t and ε bit for bit as with one tile each."""
+                                                                        mode, tiles):
+    """A shard's runs (frames cut from a global batch: runs that start on a quad, of whole tiles of the
+    launch's 512-element tile (3,072 elements) or not (3,008), and runs that start anywhere) with up to 4
+    tiles per program on a forced 16-SM GPU: whole-tile runs unmasked, each program running a divisor of a
+    run's 6 tiles; the others masked, a run's last program running the tiles left. x_t and ε bit for bit as
+    with one tile each."""
     import importlib
 
     import diffusion_kernels as dk
@@ -116,7 +120,10 @@ def test_a_shards_runs_that_run_several_tiles_per_program_draw_the_same(monkeypa
     finally:
         noising_launcher._launch_settings.cache_clear()
     (tile, row_mode), = launches
-    assert row_mode == getattr(tiling_module, mode) + tiling_module.NARROW and tile.tiles == 4
+    modes = {"WHOLE_RUNS": tiling_module.WHOLE_RUNS, "NARROW_ALIGNED": tiling_module.NARROW_ALIGNED,
+             "NARROW_ANY": tiling_module.UNITS_ANY + tiling_module.NARROW}
+    assert row_mode == modes[mode] and tile.tiles == tiles
+    assert 4 * tile.block == 512 or mode == "NARROW_ANY"
     assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
 
 
@@ -151,14 +158,18 @@ def test_rows_that_fewer_warps_make_whole_tiles_run_unmasked_and_draw_the_same(m
 
 
 def test_a_row_tile_is_fitted_only_where_it_makes_rows_whole():
-    from diffusion_kernels.launch.tiling import NO_UNITS, UNITS_ALIGNED, row_tiling, whole_row_tile
+    from diffusion_kernels.launch.tiling import (NARROW_ALIGNED, NO_UNITS, UNITS_ALIGNED, WHOLE_RUNS, row_mode,
+                                                 row_tiling, whole_row_tile)
 
     tile = row_tiling(4, 25600, 1024, 0, 4)  # a 4×80×80 bf16 latent per row, the tuned bf16 tile
     fitted = whole_row_tile(tile, 0, NO_UNITS, 1)
     assert (fitted.block, fitted.warps, fitted.chunks) == (256, 1, 25)  # 25 tiles of 1,024 elements
     assert whole_row_tile(tile, 0, NO_UNITS, 2) is tile  # one AMD wavefront: 2,048 does not divide the row
     assert whole_row_tile(tile, 0, NO_UNITS, None) is tile  # no GPU
-    assert whole_row_tile(tile, 0, UNITS_ALIGNED, 1) is tile  # a shard's runs stay masked
+    assert whole_row_tile(tile, 0, UNITS_ALIGNED, 1) is tile  # a shard's runs with 64-bit counters stay masked
+    runs = whole_row_tile(tile, 0, NARROW_ALIGNED, 1)  # a shard's aligned runs, quads below 2**32, fitted
+    assert (runs.block, runs.warps) == (256, 1) and row_mode(runs, 0, NARROW_ALIGNED) == WHOLE_RUNS
+    assert row_mode(tile, 0, NARROW_ALIGNED) == NARROW_ALIGNED
     assert whole_row_tile(tile, 16, NO_UNITS, 1) is tile  # rows that do not start at element 0
     whole = row_tiling(4, 16384, 1024, 0, 4)
     assert whole_row_tile(whole, 0, NO_UNITS, 1) is whole
@@ -237,3 +248,63 @@ def test_the_launchers_row_modes_are_the_kernels():
     assert tiles.NARROW_ALIGNED.value == modes.units_mode(object(), aligned=True, narrow=True)
     assert tiles.NARROW_ANY.value == modes.units_mode(object(), aligned=False, narrow=True)
     assert modes.NARROW_ROWS == modes.NO_UNITS + modes.NARROW
+
+
+def test_a_shards_runs_of_whole_tiles_noise_differentiate_and_take_the_loss_as_masked_runs_do(monkeypatch,
+                                                                                             device):
+    """Runs of 3,072 elements (frames 8-55 of a 2×4×64×64 batch) on a 512-element tile are whole tiles: the
+    forward, its backward, the ε loss forward and backward and the step-by-step trajectory take them unmasked
+    (WHOLE_RUNS) and give what
+    the interpreter's default tile gives them (masked runs): x_t, ε (offset noise at the runs' global rows
+    included) and both gradients bit for bit, the loss to float32 rounding (its partial sums are added in
+    another grouping)."""
+    import sys
+
+    import diffusion_kernels as dk
+    from diffusion_kernels.loss import launcher as loss_launcher
+    from diffusion_kernels.noising import launcher as noising_launcher
+    from diffusion_kernels.noising import plans
+    from diffusion_kernels.trajectory import launcher as trajectory_launcher
+
+    tiling_module = sys.modules["diffusion_kernels.launch.tiling"]
+    schedule = dk.NoiseSchedule.linear()
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 4, 64, 64, generator=g)[:, :, 8:56].contiguous().to(device)
+    prediction = torch.randn(x.shape, generator=g).to(device)
+    upstream = torch.randn(x.shape, generator=g).to(device)
+    t = torch.tensor([7, 999], device=device)
+    where = dict(global_shape=(2, 4, 64, 64), global_offset=(0, 0, 8, 0))
+
+    def step():
+        x0, pred = x.clone().requires_grad_(), prediction.clone().requires_grad_()
+        x_t, eps = dk.q_sample(x0, t, schedule, seed=5, return_noise=True, offset_noise=0.1, backend="triton",
+                               **where)
+        _, handle = dk.q_sample(x, t, schedule, seed=5, return_noise="seed", offset_noise=0.1, backend="triton",
+                                **where)
+        loss = dk.diffusion_loss(pred, handle, reduction="sum", backend="triton")
+        (loss + (x_t * upstream).sum()).backward()
+        walked, _ = dk.forward_trajectory(x, schedule, 3, seed=4, backend="triton", **where)
+        return x_t.detach(), eps, loss.detach(), x0.grad, pred.grad, walked
+
+    expected = step()
+    modes = []
+
+    def recorded(real):
+        return lambda *args, **kwargs: modes.append(real(*args, **kwargs)) or modes[-1]
+
+    monkeypatch.setattr(tiling_module, "block_quads", lambda *args, **kwargs: 128)  # 512 elements a tile
+    for module in (noising_launcher, loss_launcher, trajectory_launcher):
+        monkeypatch.setattr(module, "row_mode", recorded(module.row_mode))
+    monkeypatch.setattr(plans, "_PLANS", {})
+    noising_launcher._launch_settings.cache_clear()
+    try:
+        got = step()
+    finally:
+        noising_launcher._launch_settings.cache_clear()
+    # The forward, its backward, the loss forward and backward, the trajectory's steps.
+    assert set(modes) == {tiling_module.WHOLE_RUNS} and len(modes) >= 5
+    for name, a, b in zip(("x_t", "eps", "loss", "grad x0", "grad prediction", "trajectory"), got, expected):
+        if name == "loss":
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
+        else:
+            assert torch.equal(a, b), name

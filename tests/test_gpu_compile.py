@@ -159,15 +159,20 @@ def test_channels_last_tile_draws_each_quad_once_within_the_issue_budget(variant
 @pytest.mark.parametrize("write_noise", [False, True])
 def test_a_shard_of_the_batch_runs_at_the_contiguous_kernels_cost(variants, dtype, write_noise):
     """A context-parallel shard (frames 32-63 of the training batch, its runs read from the units table) takes
-    the contiguous tile: vector accesses, each quad drawn once, within 10 % of the whole batch's instructions
-    per element on the masked tile (the batch as a block that does not start at element 0; both tensors'
-    quads below 2**32, so both draw with 32-bit counters; the whole batch from element 0 runs unmasked, and
-    a shard's runs do not yet), no spills."""
+    the contiguous tile: vector accesses, each quad drawn once, 32-bit counters, no spills. Its float32 runs
+    of 2,048 elements are whole tuned tiles and run unmasked (WHOLE_RUNS) within 1.5 instructions per element
+    of the whole batch (the run table's loads) and within the float32 target; its bfloat16 runs, half a tuned
+    tile (a launch with no GPU fits no warps to them), take the masked tile, within 10 % of the masked batch's
+    instructions per element (the batch as a block that does not start at element 0)."""
     shard = _fwd(variants, dtype, shape=(16, 4, 32, 64), HAS_NOISE=False, WRITE_NOISE=write_noise, WRITE_V=False,
-                 UNITS=5)
+                 UNITS=7 if dtype == "float32" else 5)
     whole = _fwd(variants, dtype, shape=(16, 4, 64, 64), HAS_NOISE=False, WRITE_NOISE=write_noise, WRITE_V=False,
-                 UNITS=4)
-    assert shard["instructions_per_element"] <= 1.10 * whole["instructions_per_element"]
+                 UNITS=3 if dtype == "float32" else 4)
+    if dtype == "float32":
+        assert shard["instructions_per_element"] <= whole["instructions_per_element"] + 1.5
+        assert shard["instructions_per_element"] <= SM90_TARGETS[("noising", dtype, write_noise)]
+    else:
+        assert shard["instructions_per_element"] <= 1.10 * whole["instructions_per_element"]
     assert shard["philox_multiplies"] == whole["philox_multiplies"]  # both draw with 32-bit counters
     assert shard["vector_loads"] == whole["vector_loads"] and shard["vector_stores"] == whole["vector_stores"]
     assert shard["stack_bytes"] == 0 and shard["registers"] <= 80
@@ -418,7 +423,7 @@ def test_masked_rows_and_a_shards_runs_meet_the_noising_targets_on_gfx942(amd_va
     if amd_variants[0]["target"] != "gfx942":
         pytest.skip("the targets are gfx942's (MI300X)")
     masked = [v for v in amd_variants if v["op"] == "noising" and v["layout"] == "contiguous" and not v["debug"]
-              and v["draws_noise"] and v["constexprs"].get("UNITS") in ("4", "5")
+              and v["draws_noise"] and v["constexprs"].get("UNITS") in ("4", "5", "7")
               and v["options"] in ([], ["eps"], ["shard"], ["eps", "shard"]) and v["shape"] != [4, 3, 8, 8]]
     assert len(masked) >= 12
     for v in masked:

@@ -160,6 +160,9 @@ NO_UNITS, UNITS_ALIGNED, UNITS_ANY, WHOLE_TILES = 0, 1, 2, 3
 # row's bounds, seen from the tile, are int32 (a tile holds at most 2**16 elements).
 NARROW = 4
 NARROW_ROWS = NO_UNITS + NARROW
+NARROW_ALIGNED = UNITS_ALIGNED + NARROW
+# A shard's NARROW_ALIGNED runs that are each a whole number of tiles: unmasked, as WHOLE_TILES rows.
+WHOLE_RUNS = 7
 NARROW_ELEMENTS = 2**34
 NARROW_ROW_LEN = 2**31 - 2**20
 
@@ -190,7 +193,9 @@ def row_mode(tile: Tiling, elem_offset: int, mode: int, words_aligned: bool = Tr
     WHOLE_TILES where they are whole tiles (:func:`whole_tiles`) whose 2-byte input starts on a 4-byte
     boundary (``words_aligned``: the kernel reads it as 32-bit words, kernels/convert.load_bf16_words),
     else NARROW_ROWS where every quad lies below 2**32 and every row fits 32-bit bounds (:func:`takes_narrow`);
-    else ``mode``."""
+    for a shard's NARROW_ALIGNED runs, WHOLE_RUNS where each is a whole number of tiles; else ``mode``."""
+    if mode == NARROW_ALIGNED and tile.row_len % (4 * tile.block) == 0:
+        return WHOLE_RUNS
     if mode != NO_UNITS:
         return mode
     if words_aligned and whole_tiles(tile, elem_offset):
@@ -219,12 +224,12 @@ def fewest_warps(sms: Optional[int]) -> Optional[int]:
 
 
 def whole_row_tile(tile: Tiling, elem_offset: int, mode: int, fewest: Optional[int]) -> Tiling:
-    """``tile``, or, for rows of one tensor (``mode`` NO_UNITS) that are not whole tiles but would be with
-    fewer warps, that tile: quads and warps halved together, down to ``fewest`` warps (None: no GPU, no
-    change). Each thread keeps its elements, so the instructions per element stay the tuned tile's, and the
-    rows run unmasked (WHOLE_TILES): a 4×80×80 latent per sample, 25,600 elements, is 25 tiles of a quarter
-    of the bfloat16 tile."""
-    if fewest is None or mode != NO_UNITS or whole_tiles(tile, elem_offset):
+    """``tile``, or, for rows of one tensor (``mode`` NO_UNITS) or a shard's aligned runs (NARROW_ALIGNED)
+    that are not whole tiles but would be with fewer warps, that tile: quads and warps halved together, down
+    to ``fewest`` warps (None: no GPU, no change). Each thread keeps its elements, so the instructions per
+    element stay the tuned tile's, and the rows run unmasked (WHOLE_TILES, WHOLE_RUNS): a 4×80×80 latent per
+    sample, 25,600 elements, is 25 tiles of a quarter of the bfloat16 tile."""
+    if fewest is None or mode not in (NO_UNITS, NARROW_ALIGNED) or whole_tiles(tile, elem_offset):
         return tile
     block, warps = tile.block, tile.warps
     while warps is not None and warps > fewest:
@@ -247,14 +252,16 @@ def grouping_units(sms: Optional[int]) -> Optional[int]:
 def grouped_tiles(tile: Tiling, units: Optional[int], mode: int) -> Tiling:
     """``tile`` with each program running ``tiles`` consecutive tiles of its row: the most, up to
     MAX_TILES_PER_PROGRAM, that still start RESIDENT_PROGRAMS_PER_UNIT programs per SM of a GPU of ``units``
-    SMs (none without a GPU), and no more than a row holds. Rows of whole tiles (``mode`` WHOLE_TILES) take
-    a number that divides a row's tiles (each program runs them all); the NARROW modes' rows any (a row's
-    last program runs the tiles left, kernels/tiles.tiles_in_row); the other modes one."""
+    SMs (none without a GPU), and no more than a row holds. Rows and runs of whole tiles (``mode``
+    WHOLE_TILES, WHOLE_RUNS) take a number that divides a row's tiles (each program runs them all); the other
+    NARROW modes' rows any (a row's last program runs the tiles left, kernels/tiles.tiles_in_row); the other
+    modes one."""
     if mode != WHOLE_TILES and mode < NARROW:
         return tile
+    whole = mode in (WHOLE_TILES, WHOLE_RUNS)
     tiles = 1
     while (units and 2 * tiles <= MAX_TILES_PER_PROGRAM and tile.chunks >= 2 * tiles
-           and (mode != WHOLE_TILES or tile.chunks % (2 * tiles) == 0)
+           and (not whole or tile.chunks % (2 * tiles) == 0)
            and tile.rows * -(-tile.chunks // (2 * tiles)) >= RESIDENT_PROGRAMS_PER_UNIT * units):
         tiles *= 2
     if tiles == 1:
