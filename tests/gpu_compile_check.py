@@ -193,6 +193,13 @@ def _launch_every_variant():
 AMD_LAUNCHES = [False]
 
 
+def target_fewest_warps(sms):
+    """launch.tiling.fewest_warps on the target's vendor: the floor of a sized or fitted tile."""
+    if sms is None:
+        return None
+    return tiling_module.MIN_WARPS if AMD_LAUNCHES[0] else 1
+
+
 def sized_launches(units: int):
     """A 262,144-element training batch (64×4×32×32, per-sample t) launched as the launcher sizes it on a GPU
     of ``units`` SMs (CUs) (launch.tiling.filling_tile): the tile the first training steps would run."""
@@ -215,7 +222,7 @@ def batch_launches(units: int, shape: tuple, with_loss: bool, elem_offset: int =
     a, b = NoiseSchedule.linear().coefficient_tables("cpu")
     noising_launcher.gpu_units = loss_launcher.gpu_units = lambda device: units
     noising_launcher.grouping_units = lambda sms: None if AMD_LAUNCHES[0] else sms  # tiling.grouping_units
-    noising_launcher.fewest_warps = loss_launcher.fewest_warps = lambda sms: 2 if AMD_LAUNCHES[0] else 1
+    noising_launcher.fewest_warps = loss_launcher.fewest_warps = target_fewest_warps
     try:
         for dtype in (torch.float32, torch.bfloat16):
             x = torch.empty(shape, dtype=dtype)
@@ -330,7 +337,7 @@ def compile_variants(name: str):
     for family in (noising_launcher, trajectory_launcher, loss_launcher, sampling_launcher):
         family.math_mode = lambda device: math
     AMD_LAUNCHES[0] = amd
-    tiling_module.fewest_warps = lambda sms: None if sms is None else (2 if amd else 1)  # the sized tiles' floor
+    tiling_module.fewest_warps = target_fewest_warps  # the sized tiles' floor (launch.tiling.filling_tile)
     issue_launches(REFERENCE_UNITS[name])
     target = GPUTarget(backend, arch, lanes)
     wavefront = tiles_kernels.AMD_WAVEFRONT
