@@ -258,7 +258,15 @@ class NoiseSchedule:
         return f"NoiseSchedule({self.name}, T={self.T}, alpha_bar[0]={ab[0]:.6g}, alpha_bar[-1]={ab[-1]:.6g})"
 
 
+# The kernels clamp t and index a schedule's tables in 32 bits (kernels/tiles.clamped_step).
 MAX_STEPS = 2**31 - 1
+
+
+def checked_steps(steps: int) -> int:
+    """``steps``, a table's length, where the kernels can index it (at most MAX_STEPS); else a ValueError."""
+    if steps > MAX_STEPS:
+        raise ValueError(f"a schedule holds at most {MAX_STEPS} steps (2**31 − 1), got {steps}")
+    return steps
 
 
 def coefficient_tables(alpha_bars: torch.Tensor, device: Device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,8 +274,7 @@ def coefficient_tables(alpha_bars: torch.Tensor, device: Device) -> tuple[torch.
     MAX_STEPS entries: the kernels clamp t and index the tables in 32 bits (kernels/tiles.clamped_step)."""
     from .transfer import to_device
 
-    if alpha_bars.numel() > MAX_STEPS:
-        raise ValueError(f"a schedule holds at most {MAX_STEPS} steps (2**31 − 1), got {alpha_bars.numel()}")
+    checked_steps(alpha_bars.numel())
     ab64 = alpha_bars.to(_F64)
     return to_device(ab64.sqrt(), device, torch.float32), to_device((1.0 - ab64).sqrt(), device, torch.float32)
 

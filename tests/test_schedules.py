@@ -85,3 +85,14 @@ def test_a_schedule_of_more_steps_than_32_bit_indexing_is_refused():
         coefficient_tables(torch.empty(MAX_STEPS + 1, dtype=torch.float64, device="meta"), "cpu")
     a, b = coefficient_tables(torch.tensor([0.9, 0.5], dtype=torch.float64), "cpu")
     assert a.dtype == b.dtype == torch.float32 and a.numel() == 2
+
+
+def test_a_table_the_kernels_cannot_index_is_refused_where_they_are_launched():
+    """Tables not made by coefficient_tables (a codebase's own sqrt(ᾱ) buffers) meet the same limit where the
+    noising kernels take their length (a meta tensor stands in for 8 GB of float32)."""
+    from diffusion_kernels.noising import launcher
+    from diffusion_kernels.schedules import MAX_STEPS
+
+    table = torch.empty(MAX_STEPS + 1, dtype=torch.float32, device="meta")
+    with pytest.raises(ValueError, match="at most 2147483647 steps"):
+        launcher.plain_settings(torch.zeros(2, 8), torch.tensor([0, 1]), table, table, False, False)

@@ -14,6 +14,7 @@ from ..launch.layout import entry_point, prepare, Planes, channels_last_planes, 
 from ..launch.tiling import (WHOLE_TILES, Tiling, tiling, channels_last_tiling, fewest_warps, gpu_units, grouped_tiles,
                              grouping_units, launch_warps, math_mode, row_mode, run_alignment, units_mode,
                              whole_row_tile)
+from ..schedules import checked_steps
 from ..seeding import seed_args, seed_parts
 from ..launch.registry import device_guard, launcher, register_triton_op, debug_options
 
@@ -100,7 +101,8 @@ def _launch(kernel, grid, x0, noise, out, eps, v, t_rows, a, b, c, d, row_args, 
             seed_hi, seed_ptr, stream, step, offset_strength, perturbation, layout_args, settings) -> None:
     """One launch of a forward kernel; absent tensors stand in by ones the kernel does not read."""
     with device_guard(x0):
-        launcher(kernel)[grid](x0, noise, out, eps, v, t_rows, a, b, c, d, a.numel(), *row_args, elem_offset, units,
+        launcher(kernel)[grid](x0, noise, out, eps, v, t_rows, a, b, c, d, checked_steps(a.numel()), *row_args,
+                               elem_offset, units,
                                seed_lo, seed_hi, seed_ptr, seeding.as_int32(stream), step, offset_strength,
                                perturbation, *layout_args, **settings)
 
@@ -136,7 +138,8 @@ def plain_settings(x0: torch.Tensor, index: torch.Tensor, a: torch.Tensor, b: to
     names = noising.noising_fwd_contiguous_kernel.arg_names
     constexprs = tuple(settings[name] for name in names[names.index("perturbation") + 1:])
     options = {name: value for name, value in settings.items() if name not in names}
-    return PlainLaunch(as_is, noising, grid, (a, b, a, b, a.numel(), *row_args, 0), (0, 0.0, 0.0, *constexprs),
+    return PlainLaunch(as_is, noising, grid, (a, b, a, b, checked_steps(a.numel()), *row_args, 0),
+                       (0, 0.0, 0.0, *constexprs),
                        options, constants, x0.element_size() == 2 and settings["UNITS"] == WHOLE_TILES)
 
 
@@ -268,7 +271,7 @@ def backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: torch.Tensor, 
                 g_, gv_ if gv_ is not None else g_, x0_ if x0_ is not None else g_,
                 noise_ if noise_ is not None else g_, gx_ if gx_ is not None else g_, gn_ if gn_ is not None else g_,
                 partials if partials is not None else a,
-                t_rows, a, b, c if c is not None else a, d if d is not None else b, int(a.numel()),
+                t_rows, a, b, c if c is not None else a, d if d is not None else b, checked_steps(a.numel()),
                 *tile.row_args, elem_offset, t_rows if units is None else units,
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength, *layout_args, **layout_kw,
                 HAS_NOISE=noise is not None, HAS_GV=gv is not None,
@@ -298,7 +301,8 @@ def channels_last_draw(x0, out, eps, v, planes: Planes, t_rows, a, b, c, d, seed
     with device_guard(x0):
         launcher(noising.noising_fwd_channels_last_kernel)[tile.grid](
             x0, out, eps if eps is not None else out, v if v is not None else out,
-            t_rows, int(t_rows.numel() > 1), a, b, c if c is not None else a, d if d is not None else b, int(a.numel()),
+            t_rows, int(t_rows.numel() > 1), a, b, c if c is not None else a, d if d is not None else b,
+            checked_steps(a.numel()),
             planes.plane // 4, tile.chunks, tile.divisor,
             s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength, perturbation,
             C=C, WRITE_NOISE=eps is not None, WRITE_V=v is not None, HAS_OFFSET=offset_strength != 0.0,
