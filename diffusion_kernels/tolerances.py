@@ -18,7 +18,8 @@ TOLERANCE = {
 
 # A drawn normal against reference.philox_normal (same Philox integers, float64 or
 # math-library float32 Box–Muller): on a GPU the kernel uses sin.approx/cos.approx
-# (within 2**-20.9 absolute in [-pi, pi), times a radius of at most 5.77: ~3e-6)
+# (within 2**-20.9 absolute in [-pi, pi], times a radius of at most 5.77: ~3e-6)
+# of an angle from the whole Philox word (within ~2.7e-6 of the contract's 24 bits)
 # and lg2.approx, with a series where u1 -> 1 so the radius stays within ~2e-6
 # (kernels/box_muller.py); the rest is float32 rounding.
 NOISE_ATOL = 1e-5

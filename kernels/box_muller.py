@@ -21,18 +21,21 @@ from triton.language.extra import libdevice
 # library's polynomial and range-reduction code, which would make a bf16
 # kernel bound by instruction issue rather than memory. Their constants are
 # folded to one instruction each: -2 ln(u1) = lg2(u1) * (-2 ln 2), and
-# theta = k * (2 pi 2**-24) - pi in one FMA, which rounds once where the
-# library path rounds twice (a difference of an ulp of theta).
+# theta = r1 * (2 pi 2**-32) - pi in one FMA from the whole word converted
+# (rounded to its 24 leading bits), which spares the shift to k: r1 / 2**32
+# lies within 2**-24 (+ 2**-26 of rounding) above k 2**-24, an angle at most
+# ~4.7e-7 larger, ~2.7e-6 on a normal at the largest radius (5.77).
 # Accuracy against the math library: sin/cos.approx are within 2**-20.9
-# absolute in [-pi, pi), ~3e-6 on a normal after the radius (at most 5.77).
+# absolute in [-pi, pi], ~3e-6 on a normal after the radius (at most 5.77).
 # lg2.approx is within 2**-22 absolute on [0.5, 2], which is no relative
 # accuracy at all as u1 -> 1 where log(u1) -> 0: a radius near 0 could be off
 # by up to ~6e-4. So for u1 > 1 - 2**-8 the kernel takes -2 ln(1 + w),
 # w = u1 - 1 (exact there), from its series to w**2, (w - 2) w: two
 # instructions; the truncation, under (2/3)|w|**3 <= 2**-24.6 on r**2 >= 2|w|,
 # moves the radius by at most ~2.3e-7. Elsewhere r**2 >= 2**-7 and lg2's error
-# moves the radius by at most ~2e-6. A normal is thus within ~5e-6 of the math-library value
-# (diffusion_kernels.tolerances.NOISE_ATOL = 1e-5).
+# moves the radius by at most ~2e-6. A normal is thus within ~8e-6 of the math-library value
+# (diffusion_kernels.tolerances.NOISE_ATOL = 1e-5; tests/test_box_muller.py, the instructions at their
+# worst-case errors: 7.1e-6 over every angle at the largest radius).
 #
 # MATH_POLY (AMD GPUs) builds log, sin and cos from float32 multiply-adds and
 # one hardware reciprocal, so its accuracy depends on no vendor's
@@ -56,7 +59,7 @@ ONE_BITS = tl.constexpr(0x3F800000)
 ONE_MINUS_TWO_POW_M24 = tl.constexpr(0.99999994039535522)
 TWO_POW_M24 = tl.constexpr(5.9604644775390625e-08)
 TWO_PI = tl.constexpr(6.283185307179586)
-TWO_PI_POW_M24 = tl.constexpr(6.283185307179586 * 5.9604644775390625e-08)
+TWO_PI_POW_M32 = tl.constexpr(6.283185307179586 * 2.0**-32)
 PI = tl.constexpr(3.141592653589793)
 MINUS_TWO_LN2 = tl.constexpr(-1.3862943611198906)
 LN2 = tl.constexpr(0.6931471805599453)
@@ -120,7 +123,7 @@ def box_muller(ra, rb, MATH: tl.constexpr, scale=None):
     """
     u1 = ((ra >> 9) + ONE_BITS).to(tl.float32, bitcast=True) - ONE_MINUS_TWO_POW_M24
     if MATH == MATH_NVIDIA:
-        theta = tl.fma((rb >> 8).to(tl.float32), TWO_PI_POW_M24, -PI)
+        theta = tl.fma(rb.to(tl.float32), TWO_PI_POW_M32, -PI)
         w = u1 - 1.0
         if scale is None:
             radius = tl.sqrt(tl.where(w > SERIES_BELOW, (w - 2.0) * w, libdevice.fast_log2f(u1) * MINUS_TWO_LN2))

@@ -171,6 +171,20 @@ def test_gpu_box_muller_is_accurate_at_the_instructions_worst_case_errors(emulat
     assert_noise_close(z, _float64_box_muller(ra, rb))
 
 
+def test_gpu_box_muller_is_accurate_at_every_angle_at_the_largest_radius(emulated_gpu_math):
+    """Exhaustive over the angle: all 2**24 of them at the largest radius (u1 = 2**-24), each from the word
+    whose low 8 bits, which the contract drops and the NVIDIA path's conversion of the whole word keeps, are
+    all ones (the farthest from the angle's own), with the instructions' errors all one way."""
+    worst = 0.0
+    chunk = 1 << 20
+    for start in range(0, 1 << 24, chunk):
+        k = torch.arange(start, start + chunk, dtype=torch.int64)
+        ra, rb = torch.zeros_like(k), (k << 8) | 0xFF
+        z = _run_box_muller(ra, rb, "cpu", math=launch.MATH_NVIDIA)
+        worst = max(worst, float((z.double() - _float64_box_muller(ra, rb)).abs().max()))
+    assert worst < NOISE_ATOL, f"worst error {worst:.3g}"
+
+
 @pytest.mark.parametrize("scale", [1.0, 0.37, 3.5])
 def test_a_scaled_box_muller_is_the_scale_times_the_normals_at_the_worst_case_errors(emulated_gpu_math, scale):
     """x_t's b[t]·ε drawn whole (box_muller's scale: the radius from −lg2(u1), or the series over 2 ln 2,

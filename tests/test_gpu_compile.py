@@ -387,16 +387,14 @@ def _training_batch(variants, op, dtype, write_noise, shape=TRAINING_BATCH):
 
 
 def _targeted(variants, key):
-    """The variants a target binds: the noising forward at the 16M batch (and, but for bf16 x_t + ε on sm_90,
-    whose tuned tile alone pays its setup per tile, at the training batch), the loss at the training batch."""
+    """The variants a target binds: the noising forward at the 16M batch and at the training batch, the loss
+    at the training batch."""
     op, dtype, write_noise = key
     if op != "noising":
         return [_training_batch(variants, *key)]
     large = _training_batch(variants, *key, shape=LARGE_BATCH)
     nvidia = variants[0]["target"] == "90"
     assert (large["tiles_per_program"] > 1) == nvidia  # several tiles per program there; AMD keeps one
-    if dtype == "bfloat16" and nvidia and write_noise:
-        return [large]
     return [large, _training_batch(variants, *key)]
 
 
@@ -456,8 +454,8 @@ def test_masked_rows_of_a_large_batch_run_several_tiles_per_program_with_32_bit_
     """The 16M batch as a block 16 elements into a larger tensor: its rows are masked (kernels/tiles.py,
     NARROW_ROWS: bounds compared in 32 bits, as seen from the tile), and on an H100 each program still runs
     several consecutive tiles of its row, the last program of a row those left (tiles.tiles_in_row). Float32
-    meets the contiguous targets there (x_t alone on one tile per program too); bfloat16, which reads its
-    masked input in pairs rather than as words, is reported."""
+    meets the contiguous targets there (x_t alone on one tile per program too), and so does bfloat16 x_t;
+    bfloat16 x_t + ε, which reads its masked input in pairs rather than as words, is reported."""
     def masked(shape):
         found = [v for v in variants if v["op"] == "noising" and v["dtype"] == dtype and v["shape"] == shape
                  and v["layout"] == "contiguous" and not v["debug"] and v["draws_noise"]
@@ -470,8 +468,9 @@ def test_masked_rows_of_a_large_batch_run_several_tiles_per_program_with_32_bit_
     assert 0 < large["loop_instructions"] < large["machine_instructions"]
     assert 0 < large["philox_multiplies"] <= one["philox_multiplies"]
     assert large["instructions_per_element"] < one["instructions_per_element"] - 0.9
-    if dtype == "float32":
+    if dtype == "float32" or not write_noise:
         assert large["instructions_per_element"] <= SM90_TARGETS[("noising", dtype, write_noise)]
+    if dtype == "float32":
         if not write_noise:  # x_t alone (b[t]·ε drawn whole) meets it on the tuned tile as well
             assert one["instructions_per_element"] <= SM90_TARGETS[("noising", dtype, write_noise)]
     assert large["stack_bytes"] == 0 and large["registers"] <= 80
