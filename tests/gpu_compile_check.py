@@ -19,6 +19,7 @@ divisible ints and device pointers get the divisibility hint, arguments in
 with the launch settings the launchers choose for that vendor (the Box–Muller
 MATH mode, the wavefront count).
 """
+import contextlib
 import json
 import os
 import sys
@@ -107,6 +108,7 @@ def issue_launches(units: int):
         sized_launches(units)
         large_batch_launches(units)
         batch_launches(units, (64, 4, 80, 80), with_loss=True)  # rows whole tiles of a quarter of the tile
+        shard_launches(units)
     finally:
         # Restored before compiling: the contiguous entry points call the strided kernels by name.
         for module in (km.noising, km.trajectory, km.loss, km.sampling):
@@ -220,10 +222,7 @@ def batch_launches(units: int, shape: tuple, with_loss: bool, elem_offset: int =
     elements into the stream), and with_loss its ε loss forward and backward, launched on a GPU of ``units``
     SMs (CUs)."""
     a, b = NoiseSchedule.linear().coefficient_tables("cpu")
-    noising_launcher.gpu_units = loss_launcher.gpu_units = lambda device: units
-    noising_launcher.grouping_units = lambda sms: None if AMD_LAUNCHES[0] else sms  # tiling.grouping_units
-    noising_launcher.fewest_warps = loss_launcher.fewest_warps = target_fewest_warps
-    try:
+    with on_gpu(units):
         for dtype in (torch.float32, torch.bfloat16):
             x = torch.empty(shape, dtype=dtype)
             t = torch.arange(shape[0]) * 15
@@ -233,10 +232,39 @@ def batch_launches(units: int, shape: tuple, with_loss: bool, elem_offset: int =
             if with_loss:
                 loss_launcher.forward(x, shape[0], 5, 0, 0.0)
                 loss_launcher.backward(x, torch.ones(shape[0]), shape[0], 5, 0, 0.0)
+
+
+def shard_launches(units: int):
+    """The context-parallel shard of the training batch (frames 32-63 of 64, its runs read from the units
+    table) launched as the noising launcher runs it on a GPU of ``units`` SMs (CUs): the warps fitted to its
+    runs where fewer of them make the runs whole tiles (launch.tiling.whole_row_tile), as to rows."""
+    a, b = NoiseSchedule.linear().coefficient_tables("cpu")
+    runs = sharding.units_of(sharding.block_of((16, 4, 32, 64), (16, 4, 64, 64), (0, 0, 32, 0)), 1)
+    t = (torch.arange(16) * 60).repeat_interleave(runs.per_row)
+    with on_gpu(units):
+        for dtype in (torch.float32, torch.bfloat16):
+            shard = torch.empty(16, 4, 32, 64, dtype=dtype)
+            for write_noise in (False, True):
+                noising_launcher.forward(shard, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise, False,
+                                         1, False, 0.0, runs.table("cpu"), runs.aligned, runs.narrow)
+
+
+@contextlib.contextmanager
+def on_gpu(units: int):
+    """The noising and loss launchers size, fit and group their tiles as on a GPU of ``units`` SMs (CUs) of
+    the target's vendor while the block runs (the contiguous forward's settings, kept per kind of call,
+    worked out afresh inside and after it)."""
+    noising_launcher._launch_settings.cache_clear()
+    noising_launcher.gpu_units = loss_launcher.gpu_units = lambda device: units
+    noising_launcher.grouping_units = lambda sms: None if AMD_LAUNCHES[0] else sms  # tiling.grouping_units
+    noising_launcher.fewest_warps = loss_launcher.fewest_warps = target_fewest_warps
+    try:
+        yield
     finally:
         noising_launcher.gpu_units = loss_launcher.gpu_units = gpu_units
         noising_launcher.grouping_units = grouping_units
         noising_launcher.fewest_warps = loss_launcher.fewest_warps = fewest_warps  # tiling.fewest_warps
+        noising_launcher._launch_settings.cache_clear()
 
 
 def quads_per_program(constexprs: dict) -> int:

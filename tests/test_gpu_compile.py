@@ -44,7 +44,7 @@ def variants():
 def test_every_kernel_compiles_for_sm90(variants):
     kernels = {v["kernel"] for v in variants}
     assert kernels == KERNELS
-    assert len(variants) == 111
+    assert len(variants) == 115
     for v in variants:
         assert v["cubin_bytes"] > 0 and v["registers"] is not None and v["registers"] <= 255
 
@@ -233,6 +233,22 @@ def _same_draws(v, whole) -> bool:
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("write_noise", [False, True])
+def test_a_shard_of_the_batch_fills_an_h100_with_whole_runs(variants, dtype, write_noise):
+    """The same shard as an H100 runs it (gpu_compile_check.shard_launches): its 131,072 elements sized to
+    two programs per SM, the warps fitted to its runs, so every run is whole tiles and runs unmasked
+    (WHOLE_RUNS) with 16-byte accesses and no spills."""
+    found = [v for v in variants if v["op"] == "noising" and v["dtype"] == dtype and v["shape"] == [16, 4, 32, 64]
+             and not v["debug"] and v["options"] == (["eps", "shard"] if write_noise else ["shard"])
+             and v["num_warps"] == 1]
+    assert len(found) == 1
+    shard = found[0]
+    assert shard["constexprs"]["UNITS"] == "7" and shard["vector_loads"] > 0 and shard["vector_stores"] > 0
+    assert (16 * 4 * 32 * 64) // (4 * int(shard["constexprs"]["BLOCK"])) >= 2 * 132
+    assert shard["stack_bytes"] == 0 and shard["registers"] <= 80
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("write_noise", [False, True])
 def test_the_training_batch_fills_an_h100(variants, dtype, write_noise):
     """At 262,144 elements (a 16×4×64×64 latent batch) the drawn-noise launch starts at least two programs per
     SM of an H100 (the tuned tile would start 64–128): the tile it then compiles to keeps 16-byte accesses,
@@ -316,7 +332,7 @@ def _drawn(v) -> bool:
 
 
 def test_every_kernel_compiles_for_amd_without_scratch(amd_variants):
-    assert {v["kernel"] for v in amd_variants} == KERNELS and len(amd_variants) == 111
+    assert {v["kernel"] for v in amd_variants} == KERNELS and len(amd_variants) == 115
     for v in amd_variants:
         assert v["code_bytes"] > 0 and v["stack_bytes"] == 0, v  # no scratch, no spills
         assert v["registers"] is not None and v["registers"] <= 256, v  # the architectural VGPRs of a wave64
@@ -372,6 +388,7 @@ GFX942_TARGETS = {("noising", "float32", False): 50, ("noising", "float32", True
                   ("noising", "bfloat16", False): 50, ("noising", "bfloat16", True): 50,
                   ("loss_forward", "float32", False): 55, ("loss_forward", "bfloat16", False): 55}
 LARGE_BATCH = [64, 4, 256, 256]  # gpu_compile_check.large_batch_launches
+TUNED_BLOCK_QUADS, TUNED_BLOCK_QUADS_PAIRED = 512, 1024  # kernels/noising.py: BLOCK_QUADS, BLOCK_QUADS_PAIRED
 TRAINING_BATCH = [16, 4, 64, 64]
 
 
@@ -416,12 +433,16 @@ def test_the_contiguous_variants_meet_their_instruction_targets_on_gfx942(amd_va
 
 def test_masked_rows_and_a_shards_runs_meet_the_noising_targets_on_gfx942(amd_variants):
     """On gfx942 the drawn-noise forward of masked rows (the batches 16 elements in) and of a shard's runs stays
-    within the noising target too, in both dtypes, with and without ε: each tile is addressed as one scalar
-    base plus its lanes (kernels/tiles.row_tile)."""
+    within the noising target too on the tuned tile, in both dtypes, with and without ε: each tile is
+    addressed as one scalar base plus its lanes (kernels/tiles.row_tile). (The shard as an MI300X runs it,
+    sized to two programs per CU at 4 or 8 elements per thread, is reported, as the sized batch is.)"""
     if amd_variants[0]["target"] != "gfx942":
         pytest.skip("the targets are gfx942's (MI300X)")
+    tuned = {"float32": str(TUNED_BLOCK_QUADS), "bfloat16": str(TUNED_BLOCK_QUADS_PAIRED),
+             "float16": str(TUNED_BLOCK_QUADS_PAIRED)}
     masked = [v for v in amd_variants if v["op"] == "noising" and v["layout"] == "contiguous" and not v["debug"]
               and v["draws_noise"] and v["constexprs"].get("UNITS") in ("4", "5", "7")
+              and v["constexprs"]["BLOCK"] == tuned[v["dtype"]]
               and v["options"] in ([], ["eps"], ["shard"], ["eps", "shard"]) and v["shape"] != [4, 3, 8, 8]]
     assert len(masked) >= 12
     for v in masked:
