@@ -356,6 +356,10 @@ def predictions(name: str, programs: dict, instructions_per_byte: float) -> dict
     }
 
 
+# The launch keywords that are compile options, not kernel arguments (launch.tiling.launch_options).
+LAUNCH_OPTIONS = ("num_warps", "debug", "sanitize_overflow", "enable_fp_fusion")
+
+
 def compile_variants(name: str):
     """Every recorded launch compiled for ``name``; yields one dict of figures per variant."""
     backend, arch, lanes = TARGETS[name]
@@ -371,7 +375,7 @@ def compile_variants(name: str):
     wavefront = tiles_kernels.AMD_WAVEFRONT
     for kernel, args, kwargs in recorded:
         kwargs = dict(kwargs)
-        options = {k: kwargs.pop(k) for k in ("num_warps", "debug", "sanitize_overflow") if k in kwargs}
+        options = {k: kwargs.pop(k) for k in LAUNCH_OPTIONS if k in kwargs}
         if amd:
             options["num_warps"] = max(1, options["num_warps"] * 32 // wavefront)
         num_warps = options["num_warps"]

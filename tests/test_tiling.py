@@ -261,3 +261,18 @@ def test_a_loss_whose_rows_fewer_warps_make_whole_runs_unmasked_with_the_same_gr
         assert tile.warps == 1 and 768 % (4 * tile.block) == 0 and row_mode(tile, 0, 0) == WHOLE_TILES
     torch.testing.assert_close(got[0], expected[0], rtol=1e-6, atol=0)
     assert torch.equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("check_t", [False, True])
+def test_a_compiled_launch_fuses_multiply_adds_and_an_interpreted_one_takes_no_compile_options(monkeypatch,
+                                                                                               check_t):
+    """Every compiled launch asks for fused multiply-adds (the kernels' instruction counts and one-rounding
+    forms assume them; Triton's default, left unset, is to turn to unfused), a checked one the device-side
+    assertion as well; under Triton's interpreter a launch takes its warps alone."""
+    module = sys.modules["diffusion_kernels.launch.tiling"]  # launch.tiling is the function of that name
+    monkeypatch.setattr(module, "interpreter_active", lambda: False)
+    compiled = module.launch_options(noising_kernels, "cpu", 2, check_t)
+    assert compiled["num_warps"] == 2 and compiled["enable_fp_fusion"] is True
+    assert compiled.get("debug", False) == check_t
+    monkeypatch.setattr(module, "interpreter_active", lambda: True)
+    assert module.launch_options(noising_kernels, "cpu", 2, check_t) == {"num_warps": 2}

@@ -104,13 +104,3 @@ def register_triton_op(name: str, placeholder_dtype):
 
     return register
 
-
-# Compile options of a launch that checks t on the device: debug turns the
-# kernel's device_assert on; the overflow sanitiser debug would also add stays off.
-_CHECKED = {"debug": True, "sanitize_overflow": False}
-
-
-def debug_options(check_t: bool) -> dict:
-    """The launch options for ``check_t``. Only compiled kernels take them: Triton's interpreter
-    (some versions refuse the keywords) runs assertions by its own debug setting."""
-    return _CHECKED if check_t and not interpreter_active() else {}

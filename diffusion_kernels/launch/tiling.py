@@ -330,3 +330,22 @@ def launch_warps(kernel_module, device, warps: Optional[int] = None) -> int:
 
         return max(1, warps * 32 // tiles.AMD_WAVEFRONT)
     return warps
+
+
+# Compile options of every compiled launch: multiply-adds fused, as the kernels are written for (their
+# instruction counts, and a·x + b taken as one rounding); Triton 3.9 warns that its default, left unset,
+# turns to unfused in 3.10. A launch that checks t on the device also compiles its device_assert (debug)
+# and keeps off the overflow sanitiser that debug would add.
+_COMPILED = {"enable_fp_fusion": True}
+_CHECKED = {**_COMPILED, "debug": True, "sanitize_overflow": False}
+
+
+def launch_options(kernel_module, device, warps: Optional[int] = None, check_t: bool = False) -> dict:
+    """The options of a launch of ``kernel_module``'s kernels: its warps (:func:`launch_warps`) and, for a
+    compiled kernel, the compile options (``check_t``: the device-side check of t compiled in). Triton's
+    interpreter takes none of them (some versions refuse the keywords) and runs assertions by its own debug
+    setting."""
+    options = {"num_warps": launch_warps(kernel_module, device, warps)}
+    if not interpreter_active():
+        options.update(_CHECKED if check_t else _COMPILED)
+    return options

@@ -8,7 +8,7 @@ import torch
 from .. import seeding
 from ..dispatch import interpreter_active
 from ..launch.layout import Layout, prepare, channels_last_planes, copy_back, packed, paired
-from ..launch.tiling import (NO_UNITS, tiling, channels_last_tiling, fewest_warps, gpu_units, launch_warps, math_mode,
+from ..launch.tiling import (NO_UNITS, tiling, channels_last_tiling, fewest_warps, gpu_units, launch_options, math_mode,
                              row_mode, run_alignment, units_mode, whole_row_tile)
 from ..seeding import seed_args, seed_parts
 from ..launch.registry import device_guard, launcher, register_triton_op
@@ -78,7 +78,7 @@ def loss_forward(pred: torch.Tensor, x0: Optional[torch.Tensor], eps_scale: Opti
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
                 C=planes.channels, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, **target.switches(),
                 BLOCK_J=tile.block // planes.channels, MATH=math_mode(pred.device),
-                num_warps=launch_warps(kernels, pred.device, tile.warps),
+                **launch_options(kernels, pred.device, tile.warps),
             )
         else:
             launcher(kernels.loss_fwd_kernel)[tile.grid](
@@ -87,7 +87,7 @@ def loss_forward(pred: torch.Tensor, x0: Optional[torch.Tensor], eps_scale: Opti
                 NDIM=layout.ndim, SHARED_LAYOUT=layout.shared, HAS_OFFSET=offset_strength != 0.0,
                 SEED_FROM_PTR=from_ptr, **target.switches(), BLOCK=tile.block, MATH=math_mode(pred.device),
                 PAIRED=paired(pred, layout), UNITS=row_mode(tile, 0, units_mode(units, units_aligned, units_narrow)),
-                num_warps=launch_warps(kernels, pred.device, tile.warps),
+                **launch_options(kernels, pred.device, tile.warps),
             )
     # A program covers one row of its tiling, so the row sums are sums of whole programs, added in
     # a fixed order. One t for a channels-last batch tiles by sample: its samples add to the one row.
@@ -120,7 +120,7 @@ def loss_backward(pred: torch.Tensor, row_scale: torch.Tensor, x0: Optional[torc
                 s_lo, s_hi, s_ptr, seeding.as_int32(stream), offset_strength,
                 C=planes.channels, HAS_OFFSET=offset_strength != 0.0, SEED_FROM_PTR=from_ptr, **target.switches(),
                 BLOCK_J=tile.block // planes.channels, SOFT_BF16=interpreter_active(), MATH=math_mode(pred.device),
-                num_warps=launch_warps(kernels, pred.device, tile.warps),
+                **launch_options(kernels, pred.device, tile.warps),
             )
         else:
             launcher(kernels.loss_bwd_kernel)[tile.grid](
@@ -130,7 +130,7 @@ def loss_backward(pred: torch.Tensor, row_scale: torch.Tensor, x0: Optional[torc
                 SEED_FROM_PTR=from_ptr, **target.switches(), BLOCK=tile.block, SOFT_BF16=interpreter_active(),
                 MATH=math_mode(pred.device), PAIRED=paired(pred, layout),
                 UNITS=row_mode(tile, 0, units_mode(units, units_aligned, units_narrow)),
-                num_warps=launch_warps(kernels, pred.device, tile.warps),
+                **launch_options(kernels, pred.device, tile.warps),
             )
     copy_back([(grad, grad_)])
     return (grad,)

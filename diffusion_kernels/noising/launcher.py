@@ -12,11 +12,11 @@ from .. import seeding, transfer
 from ..dispatch import interpreter_active
 from ..launch.layout import entry_point, prepare, Planes, channels_last_planes, packed, copy_back, MEMORY_ORDER, paired
 from ..launch.tiling import (WHOLE_TILES, Tiling, tiling, channels_last_tiling, fewest_warps, gpu_units, grouped_tiles,
-                             grouping_units, launch_warps, math_mode, row_mode, run_alignment, units_mode,
+                             grouping_units, launch_options, math_mode, row_mode, run_alignment, units_mode,
                              whole_row_tile)
 from ..schedules import checked_steps
 from ..seeding import seed_args, seed_parts
-from ..launch.registry import device_guard, launcher, register_triton_op, debug_options
+from ..launch.registry import device_guard, launcher, register_triton_op
 
 
 @register_triton_op("diffusion_kernels::noising", lambda x0: x0.dtype)
@@ -87,7 +87,7 @@ def forward(x0: torch.Tensor, t_rows: torch.Tensor, a: torch.Tensor, b: torch.Te
             HAS_OFFSET=offset_strength != 0.0 and drawn, SEED_FROM_PTR=seed_tensor is not None, BLOCK=tile.block,
             SOFT_BF16=interpreter_active(), MATH=math_mode(x0.device), PAIRED=paired(x0, layout),
             PERTURB=perturbation != 0.0 and drawn, UNITS=mode, TILES=tile.tiles,
-            num_warps=launch_warps(noising, x0.device, tile.warps), **debug_options(check_t))
+            **launch_options(noising, x0.device, tile.warps, check_t))
     s_lo, s_hi, s_ptr, _ = seed_args(seed_tensor, seed_lo, seed_hi, t_rows)
     _launch(kernel, grid, x0_, x0_ if drawn else noise_, out_, eps_ if eps_ is not None else out_,
             v_ if v_ is not None else out_, t_rows, a, b, c if c is not None else a, d if d is not None else b,
@@ -200,8 +200,7 @@ def _launch_settings(kernels, n: int, rows: int, element_size: int, device: torc
         SEED_FROM_PTR=seed_from_ptr, BLOCK=tile.block, SOFT_BF16=interpreter_active(), MATH=math,
         PAIRED=element_size == 2, PERTURB=perturb,
         UNITS=mode, TILES=tile.tiles,
-        num_warps=launch_warps(kernels, device, tile.warps),
-        **debug_options(check_t))
+        **launch_options(kernels, device, tile.warps, check_t))
     return tile.grid, tile.row_args, settings
 
 
@@ -279,7 +278,7 @@ def backward(g: torch.Tensor, gv: Optional[torch.Tensor], t_rows: torch.Tensor, 
                 HAS_OFFSET=offset_strength != 0.0 and noise is None, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
                 SOFT_BF16=interpreter_active(), MATH=math_mode(g.device), PAIRED=paired(g, layout),
                 UNITS=row_mode(tile, elem_offset, units_mode(units, units_aligned, units_narrow)),
-                num_warps=launch_warps(noising, g.device),
+                **launch_options(noising, g.device),
             )
         copy_back([(gx, gx_), (gn, gn_)])
         if need_tables:
@@ -307,7 +306,7 @@ def channels_last_draw(x0, out, eps, v, planes: Planes, t_rows, a, b, c, d, seed
             s_lo, s_hi, s_ptr, seeding.as_int32(stream), step, offset_strength, perturbation,
             C=C, WRITE_NOISE=eps is not None, WRITE_V=v is not None, HAS_OFFSET=offset_strength != 0.0,
             SEED_FROM_PTR=from_ptr, BLOCK_J=tile.block // C, SOFT_BF16=interpreter_active(), MATH=math_mode(x0.device),
-            PERTURB=perturbation != 0.0, num_warps=launch_warps(noising, x0.device), **debug_options(check_t),
+            PERTURB=perturbation != 0.0, **launch_options(noising, x0.device, check_t=check_t),
         )
     return True
 

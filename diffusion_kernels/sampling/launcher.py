@@ -6,7 +6,7 @@ import torch
 from .. import seeding
 from ..seeding import seed_args, seed_parts
 from ..launch.registry import device_guard
-from ..launch.tiling import launch_warps, math_mode
+from ..launch.tiling import launch_options, math_mode
 
 
 def draws(n: int, seed, stream: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -22,5 +22,5 @@ def draws(n: int, seed, stream: int, device) -> tuple[torch.Tensor, torch.Tensor
     with device_guard(words):
         module.sampling_draws_kernel[grid](words, normals, n, s_lo, s_hi, s_ptr, seeding.as_int32(stream),
                                            SEED_FROM_PTR=from_ptr, BLOCK=block, MATH=math_mode(device),
-                                           num_warps=launch_warps(module, device))
+                                           **launch_options(module, device))
     return words[:n], normals[:n]

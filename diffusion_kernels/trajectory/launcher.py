@@ -6,7 +6,7 @@ import torch
 from .. import seeding, transfer
 from ..dispatch import interpreter_active
 from ..launch.layout import packed
-from ..launch.tiling import launch_warps, math_mode, row_mode, run_alignment, tiling, units_mode
+from ..launch.tiling import launch_options, math_mode, row_mode, run_alignment, tiling, units_mode
 from ..seeding import seed_args, seed_parts
 from ..launch.registry import device_guard
 
@@ -44,6 +44,6 @@ def forward_trajectory(x0, sqrt_alpha, sqrt_beta, t_end: int, *, seed=0, stream:
             HAS_SNAPSHOTS=len(snapshot_steps) > 0, SEED_FROM_PTR=from_ptr, BLOCK=tile.block,
             SOFT_BF16=interpreter_active(), MATH=math_mode(x0.device), PAIRED=trajectory.PAIRED,
             UNITS=row_mode(tile, 0, units_mode(runs, aligned, runs is not None and runs.narrow)),
-            num_warps=launch_warps(trajectory, x0.device),
+            **launch_options(trajectory, x0.device),
         )
     return (out if x0.is_contiguous() else torch.empty_like(x0).copy_(out)), snaps
