@@ -1,7 +1,7 @@
 """What every op's host launcher shares: layout, tiling, and registration.
 
 - ``layout``: how a call's tensors are addressed (collapsed dims, strides, channels-last planes);
-- ``tiling``: quads per program, programs per row, packed divisors;
+- ``tiling``: quads per program, programs per row, packed divisors, a launch's warps and compile options;
 - ``registry``: a launch's scope and seed arguments, and the ``torch.library`` op registration.
 
 Each op's own launcher sits in its folder: ``noising/launcher.py``, ``loss/launcher.py``,
