@@ -178,11 +178,7 @@ def _launch_every_variant():
         noising_launcher.forward(x, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, False, False, 0, True)
         # A context-parallel shard of that batch (frames 32-63 of 64): its runs read from the units table,
         # on the contiguous tile.
-        runs = sharding.units_of(sharding.block_of((16, 4, 32, 64), (16, 4, 64, 64), (0, 0, 32, 0)), 1)
-        shard = torch.zeros(16, 4, 32, 64, dtype=dtype)
-        for write_noise in (False, True):
-            noising_launcher.forward(shard, t.repeat_interleave(runs.per_row), a, b, None, None, None, None, 5, 0, 0, 0,
-                                0.0, write_noise, False, 1, False, 0.0, runs.table("cpu"), runs.aligned, runs.narrow)
+        shard_forwards(dtype)
         # The same batch channels-last (the channels-last tile).
         for write_noise in (False, True):
             channels_last = x.to(memory_format=torch.channels_last)
@@ -235,18 +231,24 @@ def batch_launches(units: int, shape: tuple, with_loss: bool, elem_offset: int =
 
 
 def shard_launches(units: int):
-    """The context-parallel shard of the training batch (frames 32-63 of 64, its runs read from the units
-    table) launched as the noising launcher runs it on a GPU of ``units`` SMs (CUs): the warps fitted to its
-    runs where fewer of them make the runs whole tiles (launch.tiling.whole_row_tile), as to rows."""
+    """The context-parallel shard of :func:`shard_forwards` launched as the noising launcher runs it on a GPU of
+    ``units`` SMs (CUs): the warps fitted to its runs where fewer of them make the runs whole tiles
+    (launch.tiling.whole_row_tile), as to rows."""
+    with on_gpu(units):
+        for dtype in (torch.float32, torch.bfloat16):
+            shard_forwards(dtype)
+
+
+def shard_forwards(dtype):
+    """The drawn-noise forward (x_t, x_t + ε) of a context-parallel shard of the training batch (frames 32-63
+    of 64, per-sample t), its runs read from the units table."""
     a, b = NoiseSchedule.linear().coefficient_tables("cpu")
     runs = sharding.units_of(sharding.block_of((16, 4, 32, 64), (16, 4, 64, 64), (0, 0, 32, 0)), 1)
     t = (torch.arange(16) * 60).repeat_interleave(runs.per_row)
-    with on_gpu(units):
-        for dtype in (torch.float32, torch.bfloat16):
-            shard = torch.empty(16, 4, 32, 64, dtype=dtype)
-            for write_noise in (False, True):
-                noising_launcher.forward(shard, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise, False,
-                                         1, False, 0.0, runs.table("cpu"), runs.aligned, runs.narrow)
+    shard = torch.zeros(16, 4, 32, 64, dtype=dtype)
+    for write_noise in (False, True):
+        noising_launcher.forward(shard, t, a, b, None, None, None, None, 5, 0, 0, 0, 0.0, write_noise, False, 1,
+                                 False, 0.0, runs.table("cpu"), runs.aligned, runs.narrow)
 
 
 @contextlib.contextmanager
