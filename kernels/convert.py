@@ -2,6 +2,8 @@
 import triton
 import triton.language as tl
 
+from .box_muller import MATH_POLY
+
 
 @triton.jit
 def float32_to_bf16_rtne(x):
@@ -29,14 +31,30 @@ def never_nan_to_bf16_rtne(x):
 
 
 @triton.jit
-def to_output(x, dtype: tl.constexpr, SOFT_BF16: tl.constexpr, NEVER_NAN: tl.constexpr = False):
-    """Round a float32 block once to the output element type. NEVER_NAN: the block holds no NaN (drawn
-    noise: finite normals times a finite offset strength), so bfloat16 may round in integer ops without
-    a NaN test (the launcher asks for it where the GPU has no conversion instruction)."""
-    if dtype == tl.bfloat16 and NEVER_NAN:
+def quiet_nan_to_bf16_rtne(x):
+    """float32 -> bfloat16, round to nearest even, in integer ops, every NaN made the one quiet NaN
+    0x7FC0 (a NaN's payload could otherwise carry the rounding add into the sign, or leave it Inf).
+
+    The NaNs are replaced in the float32 bits, before the rounding add: one compare and one select per
+    value. LLVM's own lowering selects after the shift down, so each value is also shifted on its own,
+    where the rounding add's high halves are otherwise packed two to a word by one permute."""
+    bits = tl.where(x != x, 0x7FC00000, x.to(tl.uint32, bitcast=True))
+    return never_nan_to_bf16_rtne(bits.to(tl.float32, bitcast=True))
+
+
+@triton.jit
+def to_output(x, dtype: tl.constexpr, SOFT_BF16: tl.constexpr, MATH: tl.constexpr, NEVER_NAN: tl.constexpr = False):
+    """Round a float32 block once to the output element type. A bfloat16 output rounds in integer ops
+    under Triton's interpreter (SOFT_BF16) and on a target without a bfloat16 conversion instruction
+    (MATH == MATH_POLY: AMD, gfx942), else by the hardware's conversion. NEVER_NAN: the block holds no
+    NaN (drawn noise: finite normals times a finite offset strength), so the integer rounding needs no
+    NaN test."""
+    if dtype == tl.bfloat16 and NEVER_NAN and (SOFT_BF16 or MATH == MATH_POLY):
         return never_nan_to_bf16_rtne(x)
     elif SOFT_BF16 and dtype == tl.bfloat16:
         return float32_to_bf16_rtne(x)
+    elif MATH == MATH_POLY and dtype == tl.bfloat16:
+        return quiet_nan_to_bf16_rtne(x)
     else:
         return x.to(dtype)
 

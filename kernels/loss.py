@@ -111,7 +111,7 @@ def loss_bwd_kernel(
                                        UNITS >= WHOLE_TILES)
     factor = tl.load(scale_ptr + row)
     tl.store(grad_ptr + offset_like(pred_off, pos, NDIM, SHARED_LAYOUT, gs0, gs1, gs2, gs3, gs4),
-             to_output(factor * diff, grad_ptr.dtype.element_ty, SOFT_BF16), mask=mask)
+             to_output(factor * diff, grad_ptr.dtype.element_ty, SOFT_BF16, MATH), mask=mask)
 
 
 # A channels-last prediction (channels_last, channels_last_3d; x0 in the same layout): ε
@@ -165,4 +165,4 @@ def loss_bwd_channels_last_kernel(
         pred_ptr, x0_ptr, ce_ptr, cx_ptr, t_stride, plane_quads, chunks_per_row, row_divisor, seed_lo, seed_hi,
         seed_ptr, stream, offset_strength, C, HAS_OFFSET, SEED_FROM_PTR, HAS_EPS, EPS_SCALED, HAS_X0, BLOCK_J, MATH)
     factor = tl.load(scale_ptr + row)
-    tl.store(grad_ptr + offset, to_output(factor * diff, grad_ptr.dtype.element_ty, SOFT_BF16), mask=mask)
+    tl.store(grad_ptr + offset, to_output(factor * diff, grad_ptr.dtype.element_ty, SOFT_BF16, MATH), mask=mask)

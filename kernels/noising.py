@@ -12,7 +12,6 @@ stores rounded once, at the end.
 import triton
 import triton.language as tl
 
-from .box_muller import MATH_POLY
 from .convert import load_bf16_words, to_output
 from .philox_normal import PERTURB_STEP, channels_last_noise, channels_last_normals, draw_noise, load_seed, tile_normals
 from .tiles import (WHOLE_RUNS, WHOLE_TILES, channels_last_tile, noise_row, offset_like, row_coefficients, row_tile,
@@ -119,18 +118,18 @@ def noising_fwd_kernel(
 
             tl.store(
                 out_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, os0, os1, os2, os3, os4),
-                to_output(x_t, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
+                to_output(x_t, out_ptr.dtype.element_ty, SOFT_BF16, MATH), mask=mask,
             )
             if WRITE_NOISE:
                 tl.store(
                     eps_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, es0, es1, es2, es3, es4),
-                    to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16, MATH == MATH_POLY), mask=mask,
+                    to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16, MATH, True), mask=mask,
                 )
             if WRITE_V:
                 c, d = row_coefficients(t_ptr, c_ptr, d_ptr, row, T)
                 tl.store(
                     v_ptr + offset_like(x0_off, pos, NDIM, SHARED_LAYOUT, vs0, vs1, vs2, vs3, vs4),
-                    to_output(c * x0 + d * eps, v_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
+                    to_output(c * x0 + d * eps, v_ptr.dtype.element_ty, SOFT_BF16, MATH), mask=mask,
                 )
 
 
@@ -183,12 +182,12 @@ def noising_bwd_kernel(
     if NEED_GX:
         tl.store(
             gx_ptr + offset_like(g_off, pos, NDIM, SHARED_LAYOUT, gxs0, gxs1, gxs2, gxs3, gxs4),
-            to_output(gx, gx_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
+            to_output(gx, gx_ptr.dtype.element_ty, SOFT_BF16, MATH), mask=mask,
         )
     if NEED_GN:
         tl.store(
             gn_ptr + offset_like(g_off, pos, NDIM, SHARED_LAYOUT, gns0, gns1, gns2, gns3, gns4),
-            to_output(gn, gn_ptr.dtype.element_ty, SOFT_BF16), mask=mask,
+            to_output(gn, gn_ptr.dtype.element_ty, SOFT_BF16, MATH), mask=mask,
         )
     if NEED_PARTIALS:
         x0 = tl.load(
@@ -295,9 +294,9 @@ def noising_fwd_channels_last_kernel(
     if PERTURB:
         noised = eps + perturbation * channels_last_normals(seed, sample, j0, plane_quads, stream, PERTURB_STEP, C,
                                                             BLOCK_J, MATH)
-    tl.store(out_ptr + offset, to_output(a * x0 + b * noised, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask)
+    tl.store(out_ptr + offset, to_output(a * x0 + b * noised, out_ptr.dtype.element_ty, SOFT_BF16, MATH), mask=mask)
     if WRITE_NOISE:
-        tl.store(eps_ptr + offset, to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16, MATH == MATH_POLY), mask=mask)
+        tl.store(eps_ptr + offset, to_output(eps, eps_ptr.dtype.element_ty, SOFT_BF16, MATH, True), mask=mask)
     if WRITE_V:
         c, d = row_coefficients(t_ptr, c_ptr, d_ptr, row, T)
-        tl.store(v_ptr + offset, to_output(c * x0 + d * eps, v_ptr.dtype.element_ty, SOFT_BF16), mask=mask)
+        tl.store(v_ptr + offset, to_output(c * x0 + d * eps, v_ptr.dtype.element_ty, SOFT_BF16, MATH), mask=mask)

@@ -51,7 +51,7 @@ def forward_trajectory_kernel(
             # The test is made per element (idx * 0 + k): Triton 3.9's interpreter types a block mask
             # combined with a scalar condition as int32 and refuses it as a mask.
             k = tl.load(snap_index_ptr + s).to(tl.int64)
-            tl.store(snap_ptr + k * numel + idx, to_output(x, snap_ptr.dtype.element_ty, SOFT_BF16),
+            tl.store(snap_ptr + k * numel + idx, to_output(x, snap_ptr.dtype.element_ty, SOFT_BF16, MATH),
                      mask=mask & (idx * 0 + k >= 0))
         s += 1
-    tl.store(out_ptr + idx, to_output(x, out_ptr.dtype.element_ty, SOFT_BF16), mask=mask)
+    tl.store(out_ptr + idx, to_output(x, out_ptr.dtype.element_ty, SOFT_BF16, MATH), mask=mask)

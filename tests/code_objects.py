@@ -178,8 +178,11 @@ def _amd_loop_vector_instructions(asm: str) -> int:
 
 
 def _amd_streaming_load_position(body: list, asm: str) -> float | None:
-    """The first non-temporal (evict-first) vector global load's place among the instructions, as on NVIDIA."""
+    """The first vector load from memory (global or buffer) and its place among the instructions, as on
+    NVIDIA: on AMD a program's uniform loads (t, the tables' entries, the seed, a run's start) are scalar
+    loads, so the first vector load is of the data the kernel streams (x0, the prediction, the upstream
+    gradient); the evict-first hint leaves no mark in the AMDGCN listing."""
     lines = [line.strip() for line in asm.splitlines() if line.startswith("\t") and line.strip()
              and not line.strip().startswith((".", ";")) and re.match(r"[a-z]", line.strip())]
-    first = next((k for k, line in enumerate(lines) if line.startswith("global_load") and " nt" in line), None)
+    first = next((k for k, line in enumerate(lines) if line.startswith(("global_load", "buffer_load"))), None)
     return None if first is None else first / max(len(lines) - 1, 1)

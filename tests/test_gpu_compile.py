@@ -431,25 +431,39 @@ def test_the_contiguous_variants_meet_their_instruction_targets_on_gfx942(amd_va
         assert v["stack_bytes"] == 0
 
 
-def test_masked_rows_and_a_shards_runs_meet_the_noising_targets_on_gfx942(amd_variants):
-    """On gfx942 the drawn-noise forward of masked rows (the batches 16 elements in) and of a shard's runs stays
-    within the noising target too on the tuned tile, in both dtypes, with and without ε: each tile is
-    addressed as one scalar base plus its lanes (kernels/tiles.row_tile). (The shard as an MI300X runs it,
-    sized to two programs per CU at 4 or 8 elements per thread, is reported, as the sized batch is.)"""
+def test_every_contiguous_drawn_noise_variant_meets_the_targets_on_gfx942(amd_variants):
+    """On gfx942 every contiguous drawn-noise forward (x_t, x_t + ε) stays within the noising target and every
+    contiguous ε-loss forward within the loss's, whatever the tile: the tuned tile, the one-wavefront tiles an
+    MI300X is sized to at 262,144 elements and for a shard (8 bfloat16 elements per thread), masked rows (the
+    batches 16 elements in, a 4×3×8×8 tensor) and a shard's runs; each tile is addressed as one scalar base
+    plus its lanes (kernels/tiles.row_tile), and x_t rounds to bfloat16 with one compare and one select for
+    NaN (convert.quiet_nan_to_bf16_rtne)."""
     if amd_variants[0]["target"] != "gfx942":
         pytest.skip("the targets are gfx942's (MI300X)")
-    tuned = {"float32": str(TUNED_BLOCK_QUADS), "bfloat16": str(TUNED_BLOCK_QUADS_PAIRED),
-             "float16": str(TUNED_BLOCK_QUADS_PAIRED)}
-    masked = [v for v in amd_variants if v["op"] == "noising" and v["layout"] == "contiguous" and not v["debug"]
-              and v["draws_noise"] and v["constexprs"].get("UNITS") in ("4", "5", "7")
-              and v["constexprs"]["BLOCK"] == tuned[v["dtype"]]
-              and v["options"] in ([], ["eps"], ["shard"], ["eps", "shard"]) and v["shape"] != [4, 3, 8, 8]]
-    assert len(masked) >= 12
-    for v in masked:
-        key = ("noising", v["dtype"], "eps" in v["options"])
-        assert v["instructions_per_element"] <= GFX942_TARGETS[key], (v["shape"], v["options"],
+    noising = [v for v in amd_variants if v["op"] == "noising" and v["layout"] == "contiguous" and not v["debug"]
+               and v["draws_noise"] and set(v["options"]) <= {"eps", "shard"}]
+    assert len(noising) >= 30 and {v["num_warps"] for v in noising} == {1, 2}  # sized tiles among them
+    assert any(v["elements_per_thread"] == 8 and v["dtype"] == "bfloat16" and "eps" in v["options"] for v in noising)
+    for v in noising:
+        key = ("noising", v["dtype"] if v["dtype"] == "float32" else "bfloat16", "eps" in v["options"])
+        assert v["instructions_per_element"] <= GFX942_TARGETS[key], (v["shape"], v["options"], v["num_warps"],
                                                                        v["instructions_per_element"])
         assert v["stack_bytes"] == 0
+    losses = [v for v in amd_variants if v["op"] == "loss_forward" and v["layout"] == "contiguous"
+              and v["draws_noise"] and "offset" not in v["options"]]
+    assert len(losses) >= 6
+    for v in losses:
+        key = ("loss_forward", v["dtype"] if v["dtype"] == "float32" else "bfloat16", False)
+        assert v["instructions_per_element"] <= GFX942_TARGETS[key], (v["shape"], v["instructions_per_element"])
+
+
+def test_amd_kernels_report_where_they_load_the_streamed_data(amd_variants):
+    """x0_load_position on AMD: the first vector load's place (its uniform loads are scalar loads), for every
+    noising and loss variant."""
+    streaming = [v for v in amd_variants if v["op"] in ("noising", "loss_forward", "loss_backward")]
+    assert streaming
+    for v in streaming:
+        assert v["x0_load_position"] is not None and 0 <= v["x0_load_position"] <= 1, v
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

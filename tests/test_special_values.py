@@ -8,6 +8,7 @@ import triton.language as tl
 
 import diffusion_kernels as dk
 from diffusion_kernels.dispatch import interpreter_active
+from diffusion_kernels.kernels.box_muller import MATH_LIBRARY, MATH_POLY
 from diffusion_kernels.kernels.convert import to_output
 from diffusion_kernels.noising import launcher as noising_launcher
 
@@ -66,19 +67,29 @@ def test_guard_tables_sit_outside_the_read_range(device):
 
 
 @triton.jit
-def _rounding_kernel(x_ptr, soft_ptr, never_nan_ptr, N: tl.constexpr):
+def _rounding_kernel(x_ptr, soft_ptr, never_nan_ptr, quiet_nan_ptr, N: tl.constexpr):
     offs = tl.arange(0, N)
     x = tl.load(x_ptr + offs)
-    tl.store(soft_ptr + offs, to_output(x, tl.bfloat16, True))
-    tl.store(never_nan_ptr + offs, to_output(x, tl.bfloat16, False, True))
+    tl.store(soft_ptr + offs, to_output(x, tl.bfloat16, True, MATH_LIBRARY))
+    tl.store(never_nan_ptr + offs, to_output(x, tl.bfloat16, False, MATH_POLY, True))
+    tl.store(quiet_nan_ptr + offs, to_output(x, tl.bfloat16, False, MATH_POLY))
+
+
+def _rounded(x: torch.Tensor) -> list[torch.Tensor]:
+    """The interpreter's, the never-NaN and the quiet-NaN integer roundings of x, as int16 bits."""
+    outs = [torch.empty(x.numel(), dtype=torch.bfloat16) for _ in range(3)]
+    _rounding_kernel[(1,)](x, *outs, N=x.numel())
+    return [out.view(torch.int16) for out in outs]
 
 
 @pytest.mark.skipif(not interpreter_active(), reason="the integer roundings are compared under Triton's interpreter")
 def test_bfloat16_rounding_in_integer_ops_is_round_to_nearest_even():
-    """Both integer roundings of float32 to bfloat16 (the interpreter's, and the one without a NaN test that
-    drawn noise takes on GPUs without a conversion instruction) against torch's round-to-nearest-even, over
-    ties, halfway-plus-one, the largest finite values (which overflow to inf), infinities, zeros,
-    subnormals and random bit patterns; the interpreter's also keeps NaN."""
+    """The integer roundings of float32 to bfloat16 (the interpreter's; the one without a NaN test that drawn
+    noise takes on GPUs without a conversion instruction; the one that makes NaNs one quiet NaN first,
+    every other output there) against torch's round-to-nearest-even, over ties, halfway-plus-one, the
+    largest finite values (which overflow to inf), infinities, zeros, subnormals and random bit patterns;
+    the interpreter's and the quiet-NaN one keep every NaN a NaN, whatever its sign and payload (a payload
+    whose rounding add carries into the sign, or leaves the exponent's all-ones with no mantissa, included)."""
     gen = torch.Generator().manual_seed(0)
     bits = torch.cat([
         torch.tensor([0x7F7FFFFF, 0x7F7F8000, 0x7F7F7FFF, 0x7F800000, 0xFF800000, 0, 0x80000000, 1, 0x807FFFFF]),
@@ -91,11 +102,14 @@ def test_bfloat16_rounding_in_integer_ops_is_round_to_nearest_even():
     finite = x[~torch.isnan(x)]
     n = 1 << (finite.numel().bit_length() - 1)
     finite = finite[:n].contiguous()
-    soft, never_nan = torch.empty(n, dtype=torch.bfloat16), torch.empty(n, dtype=torch.bfloat16)
-    _rounding_kernel[(1,)](finite, soft, never_nan, N=n)
     expected = finite.to(torch.bfloat16).view(torch.int16)
-    assert torch.equal(soft.view(torch.int16), expected) and torch.equal(never_nan.view(torch.int16), expected)
-    nan = torch.full((16,), float("nan"))
-    soft, never_nan = torch.empty(16, dtype=torch.bfloat16), torch.empty(16, dtype=torch.bfloat16)
-    _rounding_kernel[(1,)](nan, soft, never_nan, N=16)
-    assert bool(torch.isnan(soft.float()).all())
+    for rounded in _rounded(finite):
+        assert torch.equal(rounded, expected)
+    nan_bits = torch.tensor([0x7FC00000, 0x7FFFFFFF, 0x7F800001, 0x7F807FFF, 0x7FBFFFFF, 0xFFC00000, 0xFFFFFFFF,
+                             0xFF800001, 0x7FFF8000, 0x7F808000, 0x7FC08000, 0xFFFF7FFF, 0x7F8F0000, 0xFFA00000,
+                             0x7FE00001, 0xFF80FFFF])
+    nan = (((nan_bits + 2**31) % 2**32) - 2**31).to(torch.int32).view(torch.float32)
+    assert bool(torch.isnan(nan).all())
+    soft, _, quiet = _rounded(nan)
+    assert bool(torch.isnan(soft.view(torch.bfloat16).float()).all())
+    assert bool(torch.isnan(quiet.view(torch.bfloat16).float()).all())
