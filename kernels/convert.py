@@ -14,11 +14,8 @@ def float32_to_bf16_rtne(x):
     keep interpreter results bit-identical to the GPU's. NaNs stay NaN (the
     rounding carry could otherwise turn a NaN with low payload bits into Inf).
     """
-    bits = x.to(tl.uint32, bitcast=True)
-    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
-    nan = (bits >> 16) | 0x0040
-    out = tl.where(x != x, nan, rounded)
-    return out.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+    nan = ((x.to(tl.uint32, bitcast=True) >> 16) | 0x0040).to(tl.uint16).to(tl.bfloat16, bitcast=True)
+    return tl.where(x != x, nan, never_nan_to_bf16_rtne(x))
 
 
 @triton.jit

@@ -388,7 +388,6 @@ GFX942_TARGETS = {("noising", "float32", False): 50, ("noising", "float32", True
                   ("noising", "bfloat16", False): 50, ("noising", "bfloat16", True): 50,
                   ("loss_forward", "float32", False): 55, ("loss_forward", "bfloat16", False): 55}
 LARGE_BATCH = [64, 4, 256, 256]  # gpu_compile_check.large_batch_launches
-TUNED_BLOCK_QUADS, TUNED_BLOCK_QUADS_PAIRED = 512, 1024  # kernels/noising.py: BLOCK_QUADS, BLOCK_QUADS_PAIRED
 TRAINING_BATCH = [16, 4, 64, 64]
 
 
